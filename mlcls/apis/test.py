@@ -1,0 +1,156 @@
+"""Evaluate a checkpoint: what ``tools/test.py`` runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from mlcls.apis.builder import build_evaluator, build_loader, build_model_for, check_same_classes, resolve_device
+from mlcls.engine.hooks import SUMMARY_KEYS
+from mlcls.engine.trainer import predict_loader
+from mlcls.errors import CheckpointError, ConfigError
+from mlcls.utils.checkpoint import load_checkpoint
+
+logger = logging.getLogger("mlcls")
+
+
+def load_weights(model: nn.Module, checkpoint: str | os.PathLike) -> dict:
+    """Load an mlcls checkpoint's weights into ``model``; returns the checkpoint dict."""
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config ({first})") from None
+    return ckpt
+
+
+def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None, device: str | None = None):
+    """``(model, checkpoint dict, config)``: the config stored in the checkpoint unless ``cfg`` is given."""
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.get("meta", {})
+    cfg = cfg if cfg is not None else meta.get("config")
+    if cfg is None:
+        raise CheckpointError(f"{checkpoint}: holds no config; pass the config file as well")
+    classes = meta.get("classes")
+    if not classes:
+        raise CheckpointError(f"{checkpoint}: holds no class names")
+    model = build_model_for(cfg, classes)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(resolve_device(device or cfg.get("device"))).eval(), ckpt, cfg
+
+
+def _fmt(v: float) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}"
+
+
+def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
+    """One dict per class (name, positives, AP, P, R, F1, threshold), most frequent first."""
+    rows = []
+    for i, name in enumerate(classes):
+        ap = metrics["AP"][i]
+        rows.append({
+            "class": name, "positives": metrics["num_pos"][i],
+            "AP": None if math.isnan(ap) else ap,
+            "P": metrics["precision"][i], "R": metrics["recall"][i], "F1": metrics["F1"][i],
+            "thr": metrics["thr"][i],
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: -r["positives"])
+
+
+def format_report(metrics: dict, classes: list[str]) -> str:
+    """The summary line and the per-class table as text."""
+    lines = ["  ".join(f"{k} {metrics[k]:.2f}" for k in SUMMARY_KEYS if k in metrics)]
+    if metrics.get("num_classes_skipped"):
+        lines.append(f"({metrics['num_classes_skipped']} classes without positives are not counted in mAP)")
+    width = max(5, *(len(c) for c in classes))
+    lines.append(f"{'class':<{width}}  {'pos':>6}  {'AP':>6}  {'P':>6}  {'R':>6}  {'F1':>6}  {'thr':>6}")
+    for r in per_class_rows(metrics, classes):
+        lines.append(
+            f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _json_safe(x):
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(obj), indent=1))
+    os.replace(tmp, path)
+
+
+def write_scores(path: str | os.PathLike, paths: list[str], classes: list[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
+    """Per-image scores and targets as CSV (one score and one target column per class) or JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix.lower() == ".json":
+        rows = [
+            {"image": p, "scores": dict(zip(classes, s)), "targets": dict(zip(classes, t))}
+            for p, s, t in zip(paths, scores.tolist(), targets.int().tolist())
+        ]
+        tmp.write_text(json.dumps(rows))
+    elif path.suffix.lower() == ".csv":
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["image", *[f"score_{c}" for c in classes], *[f"target_{c}" for c in classes]])
+            for p, s, t in zip(paths, scores.tolist(), targets.int().tolist()):
+                w.writerow([p, *[f"{v:.6f}" for v in s], *t])
+    else:
+        raise ConfigError(f"--out: unsupported extension '{path.suffix}' (use .csv or .json)")
+    os.replace(tmp, path)
+
+
+def test_model(
+    cfg: dict | None, checkpoint: str, thr: float | None = None, out: str | None = None, work_dir: str | None = None, split: str = "test"
+) -> dict:
+    """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
+
+    Writes ``<work_dir>/test_metrics.json`` (summary keys, per-class entries, thresholds used) and,
+    with ``out``, per-image scores. Returns the metrics dict.
+    """
+    model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg)
+    classes = list(ckpt["meta"]["classes"])
+    loader = build_loader(cfg, split, shuffle=False, seed=int(cfg.get("seed", 0)))
+    if loader is None:
+        raise ConfigError(f"config: no '{split}_dataloader' section to test on")
+    check_same_classes(classes, loader.dataset.classes, f"checkpoint {checkpoint}", f"{split}_dataloader")
+    ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
+    if thr is not None:
+        ev_cfg["thr"] = thr
+    evaluator = build_evaluator(ev_cfg)
+    scores, targets = predict_loader(model, loader, evaluator, next(model.parameters()).device)
+    metrics = evaluator.evaluate(scores, targets)
+    work_dir = Path(work_dir or cfg.get("work_dir", "work_dirs/test"))
+    summary = {k: metrics[k] for k in (*SUMMARY_KEYS, "F1_micro", "num_classes_skipped", "num_samples") if k in metrics}
+    report = {
+        **summary,
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "per_class": per_class_rows(metrics, classes),
+        "thresholds": {"values": metrics["thr"], "source": "--thr" if thr is not None else "config"},
+    }
+    write_json(report, work_dir / "test_metrics.json")
+    if out:
+        ds = loader.dataset
+        write_scores(out, [ds.image_path(i) for i in range(len(ds))], classes, scores, targets)
+    metrics["report"] = format_report(metrics, classes)
+    return metrics

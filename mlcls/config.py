@@ -1,0 +1,217 @@
+"""YAML configs with mmcls-style ``_base_`` inheritance and ``--cfg-options`` overrides.
+
+A config is a plain ``dict`` (no global singleton, no magic attribute access):
+
+* ``_base_: path`` or ``_base_: [a, b]`` (relative to the file) are merged left to right, the file
+  itself on top. Dicts deep-merge; lists and scalars replace; ``_delete_: true`` inside a dict
+  replaces the inherited dict instead of merging into it.
+* :func:`apply_overrides` takes ``a.b.c=VALUE`` strings (VALUE parsed as YAML; list items by index).
+  A key path that does not exist is an error with suggestions; ``+a.b=VALUE`` adds a key on purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from mlcls.errors import ConfigError
+
+__all__ = ["load_config", "merge_config", "apply_overrides", "dump_config", "import_custom_modules"]
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where ``lr: 1e-3`` would silently be the string "1e-3".
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text_or_stream):
+    """``yaml.safe_load`` with the float fix above (never constructs arbitrary objects)."""
+    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"YAML syntax error in {where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"YAML error in {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level of a config must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """Deep-merge ``override`` into a copy of ``base`` (dicts merge; anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict):
+            value = dict(value)
+            replace = value.pop(DELETE_KEY, False)
+            if not replace and isinstance(out.get(key), dict):
+                out[key] = merge_config(out[key], value)
+                continue
+            out[key] = _strip_delete(value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _strip_delete(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
+    if isinstance(value, list):
+        return [_strip_delete(v) for v in value]
+    return value
+
+
+def load_config(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
+    """Load a YAML config and resolve its ``_base_`` files.
+
+    Raises:
+        ConfigError: missing file, YAML syntax error (with file and line), ``_base_`` cycle.
+    """
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, path))
+        raise ConfigError(f"_base_ cycle: {cycle}")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: '_base_' must be a path or a list of paths, got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: _base_ file not found: {base} (looked at {base_path})")
+        merged = merge_config(merged, load_config(base_path, (*_chain, path)))
+    return _strip_delete(merge_config(merged, data))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _suggest(key: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, [str(o) for o in options], n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
+    """Apply ``key.path=VALUE`` overrides to a copy of ``cfg``.
+
+    ``VALUE`` is parsed as YAML (``1e-3``, ``true``, ``[1, 2]``). Integer path parts index lists.
+    A path that does not exist raises :class:`ConfigError` with close names, unless it starts with
+    ``+``, which creates the key (and missing parent dicts).
+    """
+    cfg = copy.deepcopy(cfg)
+    for opt in options or []:
+        if "=" not in opt:
+            raise ConfigError(f"--cfg-options: expected KEY=VALUE, got '{opt}'")
+        path, text = opt.split("=", 1)
+        add = path.startswith("+")
+        parts = path.lstrip("+").split(".")
+        if not all(parts):
+            raise ConfigError(f"--cfg-options: malformed key '{path}'")
+        value = _parse_value(text)
+        node: Any = cfg
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                try:
+                    idx = int(part)
+                    node[idx]  # noqa: B018 - bounds check
+                except (ValueError, IndexError):
+                    raise ConfigError(
+                        f"--cfg-options: '{where}': '{parts[depth - 1]}' is a list of {len(node)} items, '{part}' is not a valid index"
+                    ) from None
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"--cfg-options: '{where}': its parent is a {type(node).__name__}, not a mapping")
+            if part not in node:
+                if not add:
+                    raise ConfigError(
+                        f"--cfg-options: key '{where}' does not exist in the config{_suggest(part, node)} "
+                        f"(prefix it with '+' to add a new key)"
+                    )
+                node[part] = value if last else {}
+            elif last:
+                node[part] = value
+            node = node[part]
+    return cfg
+
+
+def import_custom_modules(cfg: dict) -> None:
+    """Import the modules listed in ``custom_imports`` so their registrations take effect.
+
+    Accepts a list of module names, or mmcls's ``{imports: [...], allow_failed_imports: false}``.
+    """
+    spec = cfg.get("custom_imports")
+    if not spec:
+        return
+    allow_failed = False
+    if isinstance(spec, dict):
+        allow_failed = bool(spec.get("allow_failed_imports", False))
+        spec = spec.get("imports", [])
+    if isinstance(spec, str):
+        spec = [spec]
+    for name in spec:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            if not allow_failed:
+                raise ConfigError(f"custom_imports: cannot import '{name}': {e}") from e
+
+
+def dump_config(cfg: dict, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML (atomically: a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)

@@ -1,0 +1,200 @@
+"""Base multi-label dataset: image paths + compact (CSR) labels + a transform pipeline.
+
+Targets are float tensors of shape [C]: 1 = positive, 0 = negative, -1 = unknown/ignored.
+Labels are stored as flat arrays, not as a Python object per image, so a 1M-image index stays small:
+``offsets`` (int64 [N+1]), ``label_ids`` (int32 [nnz]) and ``label_vals`` (int8 [nnz], 1 or -1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from array import array
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mlcls.errors import DataError
+
+logger = logging.getLogger("mlcls")
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_TV_DECODABLE = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def read_class_list(classes: Sequence[str] | str | os.PathLike, where: str = "classes") -> list[str]:
+    """Class names from a list, or from a text file with one name per line (blank lines skipped)."""
+    if isinstance(classes, (str, os.PathLike)):
+        path = Path(classes)
+        if not path.is_file():
+            raise DataError(f"{where}: class list file not found: {path}")
+        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        where = str(path)
+    elif classes is None:
+        names = []
+    else:
+        names = [str(c) for c in classes]
+    if not names:
+        raise DataError(f"{where}: the class list is empty; give at least one class name")
+    dup = {n for n in names if names.count(n) > 1} if len(set(names)) != len(names) else set()
+    if dup:
+        raise DataError(f"{where}: duplicate class names: {sorted(dup)}")
+    return names
+
+
+def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataError:
+    close = difflib.get_close_matches(name, classes, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+    return DataError(f"{where}: unknown class '{name}'{hint} (classes: {shown})")
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Decode an image file to a uint8 RGB tensor [3, H, W] (EXIF orientation applied).
+
+    JPEG/PNG/GIF/WEBP go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng); other
+    formats, and files it cannot read, fall back to Pillow.
+    """
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    if path.lower().endswith(_TV_DECODABLE):
+        try:
+            return decode_image(read_file(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        except RuntimeError:
+            pass  # e.g. a CMYK JPEG or an odd PNG: let Pillow try
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "P"):
+            img = img.convert("RGBA")
+            bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(bg, img)
+        arr = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class LabelIndexBuilder:
+    """Collects per-image labels into CSR arrays while an annotation file is parsed."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.lines = array("i")
+        self.offsets = array("q", [0])
+        self.ids = array("i")
+        self.vals = array("b")
+
+    def add(self, path: str, positives: Sequence[int], line: int = 0, ignored: Sequence[int] = ()) -> None:
+        self.paths.append(path)
+        self.lines.append(line)
+        self.ids.extend(positives)
+        self.vals.extend([1] * len(positives))
+        self.ids.extend(ignored)
+        self.vals.extend([-1] * len(ignored))
+        self.offsets.append(len(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class MultiLabelDataset(Dataset):
+    """Base class: subclasses parse their annotation format in :meth:`load_annotations`.
+
+    Args:
+        classes: class names, or a path to a text file with one name per line. Formats that carry
+            their class list (COCO, mmcls JSON) may leave it ``None``.
+        pipeline: list of transform configs (TRANSFORMS registry) or a ready callable, applied to
+            the decoded uint8 image tensor [3, H, W].
+        data_root: folder the image paths (and relative annotation / class-list paths) are
+            relative to.
+        check_files: verify at start-up that every listed image exists (one error listing the
+            first missing ones) instead of failing mid-epoch.
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[str] | str | None = None,
+        pipeline: Sequence[dict] | Callable | None = None,
+        data_root: str = "",
+        check_files: bool = True,
+    ) -> None:
+        from mlcls.datasets.transforms import build_pipeline
+
+        self.data_root = str(data_root)
+        if isinstance(classes, (str, os.PathLike)):
+            classes = self.resolve(classes)
+        self.classes = read_class_list(classes, where=f"{type(self).__name__}.classes") if classes is not None else None
+        index = self.load_annotations()
+        if self.classes is None:
+            raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
+        self._paths = np.array(index.paths, dtype=np.str_)
+        self._lines = np.frombuffer(index.lines, dtype=np.int32).copy()
+        self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
+        self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
+        self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
+        self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
+        if check_files:
+            self._check_files()
+
+    def resolve(self, path: str | os.PathLike) -> str:
+        """A relative annotation/class-list path is relative to ``data_root`` (mmcls convention)."""
+        return str(path) if os.path.isabs(path) else os.path.join(self.data_root, str(path))
+
+    # -- to be provided by subclasses -------------------------------------------------------------
+    def load_annotations(self) -> LabelIndexBuilder:
+        raise NotImplementedError
+
+    def source(self, idx: int) -> str:
+        """Where sample ``idx`` was declared (``file:line``), for error messages."""
+        return f"{getattr(self, 'ann_file', type(self).__name__)}:{int(self._lines[idx])}"
+
+    # -- accessors --------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def image_path(self, idx: int) -> str:
+        return os.path.join(self.data_root, str(self._paths[idx]))
+
+    def get_target(self, idx: int) -> torch.Tensor:
+        """Target [C] (float32): 1 positive, 0 negative, -1 ignored."""
+        s, e = self.offsets[idx], self.offsets[idx + 1]
+        t = torch.zeros(self.num_classes, dtype=torch.float32)
+        t[torch.from_numpy(self.label_ids[s:e].astype(np.int64))] = torch.from_numpy(self.label_vals[s:e].astype(np.float32))
+        return t
+
+    def label_matrix(self) -> np.ndarray:
+        """Dense int8 [N, C] target matrix (for small sets and statistics)."""
+        out = np.zeros((len(self), self.num_classes), dtype=np.int8)
+        rows = np.repeat(np.arange(len(self)), np.diff(self.offsets))
+        out[rows, self.label_ids] = self.label_vals
+        return out
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images where each class is positive, int64 [C] (computed from the CSR arrays)."""
+        pos = self.label_vals == 1
+        return np.bincount(self.label_ids[pos], minlength=self.num_classes).astype(np.int64)
+
+    def _check_files(self) -> None:
+        missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
+        if missing:
+            shown = "; ".join(f"{self.image_path(i)} ({self.source(i)})" for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DataError(f"{len(missing)} image file(s) not found: {shown}{more}")
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.image_path(idx)
+        try:
+            img = load_image(path)
+        except FileNotFoundError:
+            raise DataError(f"image file not found: {path} (listed at {self.source(idx)})") from None
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad image
+            raise DataError(f"cannot decode image {path} (listed at {self.source(idx)}): {e}") from None
+        return self.pipeline(img), self.get_target(idx)

@@ -1,0 +1,61 @@
+"""Build datasets and data loaders from config dicts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mlcls.errors import ConfigError
+from mlcls.registry import DATASETS, SAMPLERS
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; derive python/numpy from it so random
+    # augmentations written with either library are reproducible too.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataset(cfg: dict, **defaults):
+    return DATASETS.build(cfg, **defaults)
+
+
+def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None) -> DataLoader:
+    """A DataLoader from a ``*_dataloader`` config section.
+
+    Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``,
+    ``sampler`` (default ``{type: DefaultSampler, shuffle: <shuffle>}``), ``pin_memory``,
+    ``persistent_workers``, ``drop_last``.
+    """
+    cfg = dict(cfg)
+    allowed = {"dataset", "batch_size", "num_workers", "sampler", "pin_memory", "persistent_workers", "drop_last", "prefetch_factor"}
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise ConfigError(f"dataloader: unknown key(s) {sorted(unknown)} (accepted: {', '.join(sorted(allowed))})")
+    if dataset is None:
+        if "dataset" not in cfg:
+            raise ConfigError("dataloader: missing 'dataset'")
+        dataset = build_dataset(cfg["dataset"])
+    sampler_cfg = dict(cfg.get("sampler") or {"type": "DefaultSampler"})
+    if shuffle is not None and sampler_cfg.get("type") == "DefaultSampler":
+        sampler_cfg.setdefault("shuffle", shuffle)
+    sampler = SAMPLERS.build(sampler_cfg, dataset=dataset, seed=seed)
+    num_workers = int(cfg.get("num_workers", 0))
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=int(cfg.get("batch_size", 32)),
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=bool(cfg.get("pin_memory", False)) and torch.cuda.is_available(),
+        persistent_workers=bool(cfg.get("persistent_workers", False)) and num_workers > 0,
+        drop_last=bool(cfg.get("drop_last", False)),
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
+    )

@@ -1,0 +1,56 @@
+"""CSV annotation lists: ``filename,labels`` with space-separated class names."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, unknown_class_error
+from mlcls.errors import DataError
+from mlcls.registry import DATASETS
+
+
+@DATASETS.register_module()
+class CSVDataset(MultiLabelDataset):
+    """Images listed in a CSV file with the header ``filename,labels``.
+
+    ``labels`` holds space-separated class names (an empty field means no positive label). Paths
+    are relative to ``data_root``, and so are ``ann_file`` and a ``classes`` file when relative. Extra columns are allowed and ignored.
+
+    Example::
+
+        filename,labels
+        img/0001.png,circle star
+        img/0002.png,
+    """
+
+    def __init__(self, ann_file: str, classes, pipeline=None, data_root: str = "", check_files: bool = True) -> None:
+        self.ann_file = os.path.join(str(data_root), str(ann_file)) if not os.path.isabs(ann_file) else str(ann_file)
+        super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, check_files=check_files)
+
+    def load_annotations(self) -> LabelIndexBuilder:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        index = LabelIndexBuilder()
+        try:
+            f = open(self.ann_file, newline="", encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"annotation file not found: {self.ann_file}") from None
+        with f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["filename", "labels"]:
+                raise DataError(f"{self.ann_file}:1: expected the header 'filename,labels', got {','.join(header or [])!r}")
+            for row in reader:
+                line = reader.line_num
+                if not row or not any(row):
+                    continue
+                if len(row) < 2:
+                    raise DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}")
+                ids = []
+                for name in row[1].split():
+                    cid = lookup.get(name)
+                    if cid is None:
+                        raise unknown_class_error(name, self.classes, f"{self.ann_file}:{line}")
+                    ids.append(cid)
+                index.add(row[0].strip(), sorted(set(ids)), line)
+        return index

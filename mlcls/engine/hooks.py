@@ -1,0 +1,231 @@
+"""Hooks: small objects the trainer calls at fixed points.
+
+Hook points: ``before_train, before_epoch, after_step, after_eval, after_epoch, after_train``.
+Each receives the trainer; ``after_step`` also the step's outputs, ``after_eval`` the metrics.
+Hooks with state (e.g. the best score so far) implement ``state_dict``/``load_state_dict`` and are
+saved in checkpoints, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcls.registry import HOOKS
+from mlcls.utils.dist import is_main_process
+
+if TYPE_CHECKING:
+    from mlcls.engine.trainer import Trainer
+
+logger = logging.getLogger("mlcls")
+
+
+class Hook:
+    """Base class; override the points you need. ``priority``: lower runs first."""
+
+    priority = 50
+
+    def before_train(self, trainer: "Trainer") -> None: ...
+    def before_epoch(self, trainer: "Trainer") -> None: ...
+    def after_step(self, trainer: "Trainer", outputs: dict) -> None: ...
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None: ...
+    def after_epoch(self, trainer: "Trainer") -> None: ...
+    def after_train(self, trainer: "Trainer") -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+SUMMARY_KEYS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "F1_macro")
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    """The scalar entries of a metrics dict (per-class lists left out)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+@HOOKS.register_module()
+class CheckpointHook(Hook):
+    """Writes ``latest.pth`` every epoch, ``epoch_N.pth`` every ``interval`` epochs and ``best.pth``.
+
+    Args:
+        interval: epochs between ``epoch_N.pth`` files (0: none).
+        save_best: metric that picks ``best.pth`` (``null`` to disable).
+        rule: ``greater`` or ``less``.
+        max_keep_ckpts: keep only the newest N ``epoch_N.pth`` files (-1: all).
+    """
+
+    priority = 80  # after logging and evaluation-driven hooks
+
+    def __init__(self, interval: int = 1, save_best: str | None = "mAP", rule: str = "greater", max_keep_ckpts: int = -1) -> None:
+        if rule not in ("greater", "less"):
+            raise ValueError(f"CheckpointHook: rule must be 'greater' or 'less', got '{rule}'")
+        self.interval = interval
+        self.save_best = save_best
+        self.rule = rule
+        self.max_keep_ckpts = max_keep_ckpts
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self._pending_best = False
+
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+        if not self.save_best:
+            return
+        if self.save_best not in metrics:
+            raise KeyError(f"CheckpointHook.save_best: metric '{self.save_best}' not among {sorted(scalar_metrics(metrics))}")
+        score = float(metrics[self.save_best])
+        if math.isnan(score):
+            return
+        better = self.best_score is None or (score > self.best_score if self.rule == "greater" else score < self.best_score)
+        if better:
+            self.best_score, self.best_epoch = score, trainer.epoch + 1
+            self._pending_best = True
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        if not is_main_process():
+            return
+        work_dir = Path(trainer.work_dir)
+        epoch = trainer.epoch  # epochs completed
+        state = trainer.state_dict()
+        if self.interval and epoch % self.interval == 0:
+            trainer.save_checkpoint(work_dir / f"epoch_{epoch}.pth", state)
+            if self.max_keep_ckpts > 0:
+                old = epoch - self.max_keep_ckpts * self.interval
+                (work_dir / f"epoch_{old}.pth").unlink(missing_ok=True)
+        if self._pending_best:
+            trainer.save_checkpoint(work_dir / "best.pth", state)
+            logger.info("new best %s = %.2f at epoch %d -> best.pth", self.save_best, self.best_score, epoch)
+            self._pending_best = False
+        trainer.save_checkpoint(work_dir / "latest.pth", state)
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score = state.get("best_score")
+        self.best_epoch = state.get("best_epoch")
+
+
+@HOOKS.register_module()
+class LoggerHook(Hook):
+    """Progress bar, text log lines, ``scalars.jsonl`` and TensorBoard event files (rank 0 only).
+
+    Args:
+        interval: iterations between text log lines and TensorBoard points.
+        tensorboard: write TensorBoard events under ``<work_dir>/tb``.
+        progress_bar: show a tqdm bar (``None``: only when stderr is a terminal).
+    """
+
+    priority = 10
+
+    def __init__(self, interval: int = 10, tensorboard: bool = True, progress_bar: bool | None = None) -> None:
+        self.interval = max(1, interval)
+        self.tensorboard = tensorboard
+        self.progress_bar = progress_bar
+        self.writer = None
+        self.bar = None
+        self._jsonl = None
+
+    def before_train(self, trainer: "Trainer") -> None:
+        if not is_main_process():
+            return
+        work_dir = Path(trainer.work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(work_dir / "scalars.jsonl", "a", encoding="utf-8")
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(work_dir / "tb"), purge_step=trainer.iter or None)
+
+    def _log(self, record: dict) -> None:
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+
+    def before_epoch(self, trainer: "Trainer") -> None:
+        self._t0 = self._t_last = time.perf_counter()
+        if is_main_process():
+            from tqdm import tqdm
+
+            disable = None if self.progress_bar is None else not self.progress_bar
+            self.bar = tqdm(
+                total=trainer.iters_per_epoch,
+                desc=f"epoch {trainer.epoch + 1}/{trainer.max_epochs}",
+                disable=disable,
+                dynamic_ncols=True,
+                leave=False,
+            )
+
+    def after_step(self, trainer: "Trainer", outputs: dict) -> None:
+        if not is_main_process():
+            return
+        loss = float(outputs["loss"])
+        lr = trainer.current_lr()
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", data=f"{outputs.get('data_time', 0):.3f}s", refresh=False)
+        if trainer.iter % self.interval == 0:
+            now = time.perf_counter()
+            ips = self.interval * trainer.batch_size / max(now - self._t_last, 1e-9)
+            self._t_last = now
+            inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
+            logger.info(
+                "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f img/s",
+                trainer.epoch + 1,
+                inner,
+                trainer.iters_per_epoch,
+                loss,
+                lr,
+                outputs.get("data_time", 0.0),
+                ips,
+            )
+            self._log({"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr})
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss", loss, trainer.iter)
+                self.writer.add_scalar("train/lr", lr, trainer.iter)
+                if "grad_norm" in outputs:
+                    self.writer.add_scalar("train/grad_norm", float(outputs["grad_norm"]), trainer.iter)
+
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+        if not is_main_process():
+            return
+        scalars = scalar_metrics(metrics)
+        summary = " ".join(f"{k} {scalars[k]:.2f}" for k in SUMMARY_KEYS if k in scalars)
+        skipped = metrics.get("num_classes_skipped", 0)
+        logger.info(
+            "epoch %d val: %s%s", trainer.epoch + 1, summary, f" ({skipped} classes without positives skipped in mAP)" if skipped else ""
+        )
+        self._log({"mode": "val", "epoch": trainer.epoch + 1, "iter": trainer.iter, **scalars})
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(f"val/{k}", v, trainer.epoch + 1)
+            self.writer.flush()
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if is_main_process():
+            logger.info("epoch %d done in %.1fs", trainer.epoch, time.perf_counter() - self._t0)
+            self._log({"mode": "epoch", "epoch": trainer.epoch, "iter": trainer.iter, "time": time.perf_counter() - self._t0})
+
+    def after_train(self, trainer: "Trainer") -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+
+def build_hooks(cfgs: list[dict] | None) -> list[Hook]:
+    return [HOOKS.build(c) for c in cfgs or []]
+
+
+__all__: list[Any] = ["Hook", "CheckpointHook", "LoggerHook", "build_hooks", "scalar_metrics"]

@@ -1,0 +1,234 @@
+"""The training loop, built from ready objects (no config needed; see ``mlcls.apis`` for that)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from mlcls import __version__
+from mlcls.engine.hooks import Hook
+from mlcls.errors import CheckpointError
+from mlcls.evaluation.metrics import MultiLabelMetric
+from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
+from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
+
+logger = logging.getLogger("mlcls")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class Trainer:
+    """Epoch-based trainer for models with ``forward(images, targets, mode='loss'|'predict')``.
+
+    Args:
+        model: the model (already on ``device``; wrapped in DDP by the caller under torchrun).
+        optimizer: its optimizer.
+        train_loader: yields ``(images [B, 3, H, W], targets [B, C])``.
+        max_epochs: epochs to train.
+        scheduler: lr scheduler stepped once per optimizer step.
+        val_loader: evaluated every ``val_interval`` epochs and after the last one.
+        evaluator: accumulator with ``reset/process/compute`` (default :class:`MultiLabelMetric`).
+        hooks: :class:`Hook` objects (logging, checkpoints, ...).
+        work_dir: where hooks write files.
+        device: torch device.
+        amp: autocast (fp16 with a GradScaler on CUDA, bf16 on CPU).
+        accumulate: optimizer step every N batches (gradient accumulation).
+        grad_clip: max global gradient norm (None: no clipping).
+        seed: base seed; each epoch reseeds python/numpy/torch with ``seed + epoch`` so a run
+            resumed at an epoch boundary replays exactly.
+        meta: plain data stored in every checkpoint (config, class names, ...).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: DataLoader,
+        max_epochs: int,
+        *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        val_loader: DataLoader | None = None,
+        evaluator: MultiLabelMetric | None = None,
+        val_interval: int = 1,
+        hooks: Sequence[Hook] = (),
+        work_dir: str | Path = "work_dirs/run",
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+        accumulate: int = 1,
+        grad_clip: float | None = None,
+        seed: int = 0,
+        meta: dict | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.train_loader = train_loader
+        self.max_epochs = int(max_epochs)
+        self.scheduler = scheduler
+        self.val_loader = val_loader
+        self.evaluator = evaluator or MultiLabelMetric()
+        self.val_interval = max(1, int(val_interval))
+        self.hooks = sorted(hooks, key=lambda h: h.priority)
+        self.work_dir = Path(work_dir)
+        self.device = torch.device(device)
+        self.amp = amp
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp and self.device.type == "cuda")
+        self.accumulate = max(1, int(accumulate))
+        self.grad_clip = grad_clip
+        self.seed = seed
+        self.meta = dict(meta or {})
+        self.epoch = 0  # epochs completed
+        self.iter = 0  # batches processed
+        self.val_metrics: dict = {}
+
+    # -- the loop ----------------------------------------------------------------------------------
+    @property
+    def iters_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def batch_size(self) -> int:
+        return self.train_loader.batch_size or 1
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def call_hooks(self, name: str, *args) -> None:
+        for h in self.hooks:
+            getattr(h, name)(self, *args)
+
+    def train(self) -> dict:
+        """Train from ``self.epoch`` to ``max_epochs``; returns the last validation metrics."""
+        self.call_hooks("before_train")
+        while self.epoch < self.max_epochs:
+            self.call_hooks("before_epoch")
+            self.train_one_epoch()
+            last = self.epoch + 1 == self.max_epochs
+            if self.val_loader is not None and ((self.epoch + 1) % self.val_interval == 0 or last):
+                self.val_metrics = self.evaluate(self.val_loader)
+                self.call_hooks("after_eval", self.val_metrics)
+            self.epoch += 1
+            self.call_hooks("after_epoch")
+        self.call_hooks("after_train")
+        return self.val_metrics
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
+
+    def train_one_epoch(self) -> None:
+        # Everything random in an epoch derives from (seed, epoch): the sampler's shuffle, the
+        # workers' augmentation seeds (the loader's generator) and main-process RNGs (dropout).
+        set_random_seed(self.seed + self.epoch)
+        sampler = self.train_loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        if self.train_loader.generator is not None:
+            self.train_loader.generator.manual_seed(self.seed + self.epoch)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = self.iters_per_epoch
+        t_data = time.perf_counter()
+        for i, (images, targets) in enumerate(self.train_loader):
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            data_time = time.perf_counter() - t_data
+            step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
+            # With accumulation under DDP, skip the gradient all-reduce until the last micro-batch.
+            sync = self.model.no_sync() if (not step_now and hasattr(self.model, "no_sync")) else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    losses = self.model(images, targets, mode="loss")
+                loss = losses["loss"]
+                self.scaler.scale(loss / self.accumulate).backward()
+            outputs = {"loss": loss.detach(), "data_time": data_time}
+            if step_now:
+                if self.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    outputs["grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+            self.iter += 1
+            self.call_hooks("after_step", outputs)
+            t_data = time.perf_counter()
+
+    def predict(self, loader: DataLoader, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores [N, C] and targets [N, C] for ``loader``, gathered over ranks in dataset order."""
+        return predict_loader(model or self.model, loader, self.evaluator, self.device, self._autocast)
+
+    def evaluate(self, loader: DataLoader) -> dict:
+        """Metrics of :attr:`evaluator` over ``loader`` (every rank gets the same dict)."""
+        return self.evaluator.evaluate(*self.predict(loader))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "meta": {**self.meta, "mlcls_version": __version__, "epoch": self.epoch, "iter": self.iter, "seed": self.seed},
+            "state_dict": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
+            "rng": get_rng_state(),
+        }
+
+    def save_checkpoint(self, path: str | Path, state: dict | None = None) -> None:
+        save_checkpoint(state or self.state_dict(), path)
+
+    def resume(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, scaler, hooks, RNG, epoch and iteration."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        for key in ("state_dict", "optimizer"):
+            if key not in ckpt:
+                raise CheckpointError(f"{path}: no '{key}' entry; it cannot be resumed from")
+        unwrap(self.model).load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler"):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        for h in self.hooks:
+            h.load_state_dict(ckpt.get("hooks", {}).get(type(h).__name__, {}))
+        if ckpt.get("rng"):
+            set_rng_state(ckpt["rng"])
+        self.epoch = int(ckpt["meta"]["epoch"])
+        self.iter = int(ckpt["meta"]["iter"])
+        logger.info("resumed from %s at epoch %d (iteration %d)", path, self.epoch, self.iter)
+
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: DataLoader, evaluator, device: torch.device, autocast=contextlib.nullcontext):
+    """Run ``model(images, mode='predict')`` over ``loader``; returns gathered (scores, targets).
+
+    Each batch is tagged with its samples' dataset indices (read from the sampler's order), so
+    under DDP the gathered result is in dataset order without the sampler's padding duplicates.
+    """
+    model.eval()
+    evaluator.reset()
+    order = list(iter(loader.sampler)) if loader.sampler is not None else None
+    start = 0
+    for images, targets in loader:
+        with autocast():
+            scores = model(images.to(device), mode="predict")
+        idx = torch.as_tensor(order[start : start + len(images)]) if order is not None else None
+        start += len(images)
+        evaluator.process(scores.float(), targets, idx)
+    return evaluator.gathered()
+
+
+def add_default_hooks(hooks: Iterable[Hook], defaults: Iterable[Hook]) -> list[Hook]:
+    """``hooks`` plus each default whose type is not already present."""
+    hooks = list(hooks)
+    have = {type(h) for h in hooks}
+    return hooks + [d for d in defaults if type(d) not in have]

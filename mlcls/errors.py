@@ -1,0 +1,25 @@
+"""Error types shared by the library and the command-line tools.
+
+Every error a user can cause with bad input derives from :class:`MlclsError`; the tools catch it,
+print its message on one line and exit with status 2, so no stack trace hides the cause.
+"""
+
+
+class MlclsError(Exception):
+    """Base class for user-facing errors (bad config, bad data, bad checkpoint)."""
+
+
+class ConfigError(MlclsError, ValueError):
+    """A config file or override is malformed or names something that does not exist."""
+
+
+class BuildError(MlclsError, ValueError):
+    """A component could not be built from its ``{type: Name, ...}`` description."""
+
+
+class DataError(MlclsError, ValueError):
+    """An annotation file or image is missing or malformed."""
+
+
+class CheckpointError(MlclsError, ValueError):
+    """A checkpoint file is missing, truncated or not an mlcls checkpoint."""

@@ -1,0 +1,334 @@
+"""Pure tensor functions for multi-label metrics (no state, no I/O).
+
+Conventions: ``scores`` and ``targets`` are [N, C] (tensors or arrays); a target of 1 is positive,
+0 negative, -1 ignored (that entry takes no part in any metric). A label is predicted positive
+when ``score >= thr``. Results are in percent where they are rates.
+
+Average precision uses scikit-learn's definition (step-wise, tied scores form one point)::
+
+    AP_c = (1 / P_c) * sum over positives i of  TP(score >= s_i) / N(score >= s_i)
+
+so it only needs, for every positive, how many samples and how many positives score at least as
+high. Those come from one values-only sort per class and ``searchsorted`` of the (few) positive
+scores into it, which is what makes it an order of magnitude faster than sorting (score, label)
+pairs per class. The same counts give the exact F1-optimal threshold of every class for free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+EPS = 1e-12
+_CHUNK_ELEMS = 1 << 18  # elements of a [classes, N] block handled at once (8 MB in float64)
+
+
+def as_tensors(scores, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and convert to CPU tensors (scores float32/float64 [N, C], targets [N, C])."""
+    s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
+    t = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
+    s, t = s.detach().cpu(), t.detach().cpu()
+    if s.dim() == 1:
+        s, t = s[:, None], t.reshape(-1, 1)
+    if s.shape != t.shape or s.dim() != 2:
+        raise ValueError(f"scores {tuple(s.shape)} and targets {tuple(t.shape)} must both be [N, C]")
+    if not s.is_floating_point():
+        s = s.double()
+    elif s.dtype not in (torch.float32, torch.float64):
+        s = s.float()
+    if s.numel():
+        lo, hi = torch.aminmax(s)  # one pass, no [N, C] temporary; NaN propagates
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            raise ValueError("scores must be finite (no NaN or inf)")
+    return s, t
+
+
+def _class_blocks(scores: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield ``(class slice, scores [c, N], targets [c, N])`` over small blocks of classes.
+
+    Blocks of about 256k elements stay in cache and reuse heap memory, which on a 2-core machine
+    is worth more than one big vectorised pass over [N, C]. Scores keep their dtype: every step
+    below is a comparison or a monotone map, exact in float32 too.
+    """
+    n, c = scores.shape
+    st = scores.T.contiguous()  # class-major once; the blocks below are then views
+    tt = targets.T.to(torch.float32).contiguous()
+    step = max(1, _CHUNK_ELEMS // max(n, 1))
+    for start in range(0, c, step):
+        sl = slice(start, min(c, start + step))
+        yield sl, st[sl], tt[sl]
+
+
+class PositiveStats:
+    """Each positive's score with the counts that AP and threshold tuning need, for a block of classes.
+
+    Attributes (P = positives in the block, c = classes in the block):
+        rows: [P] class index (within the block) of each positive.
+        scores: [P] its score.
+        tp_ge: [P] positives of that class scoring >= it.
+        n_ge: [P] valid samples of that class scoring >= it.
+        num_pos: [c] positives per class.
+
+    ``n_ge`` is computed in O(N) per class: scores are put in N uniform bins (a monotone map, so a
+    higher bin always means a higher score), a histogram gives the count of samples in higher
+    bins, and only samples sharing a bin with a positive are compared exactly.
+    """
+
+    def __init__(self, s: torch.Tensor, t: torch.Tensor) -> None:
+        c, n = s.shape
+        pos = t > 0.5
+        valid = t >= 0
+        all_valid = bool(valid.all())
+        nbins = max(n, 1)
+        if all_valid:
+            lo, hi = s.amin(1, keepdim=True), s.amax(1, keepdim=True)
+        else:
+            lo = s.masked_fill(~valid, math.inf).amin(1, keepdim=True)
+            hi = s.masked_fill(~valid, -math.inf).amax(1, keepdim=True)
+        span = hi - lo
+        scale = torch.where(span > 0, nbins / span, torch.zeros_like(span))
+        scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
+        x = s - lo
+        bins = x.mul_(scale).floor_().clamp_(0, nbins - 1).long()
+        del x
+        if not all_valid:
+            bins.masked_fill_(~valid, nbins)  # an extra bin for ignored entries, never counted
+        width = nbins + 1
+        keys = bins + torch.arange(0, c * width, width)[:, None]
+        hist = torch.bincount(keys.view(-1), minlength=c * width).view(c, width)[:, :nbins]
+        # samples in strictly higher bins = valid count - samples in this bin or lower
+        above = valid.sum(1, keepdim=True) - hist.cumsum(1)
+        pr, pc = pos.nonzero(as_tuple=True)
+        has_pos = torch.zeros(c * width, dtype=torch.bool)
+        has_pos[keys[pr, pc]] = True
+        cand = has_pos[keys]  # samples that share a bin with some positive (positives included)
+        if not all_valid:
+            cand &= valid
+        cr, cc = cand.nonzero(as_tuple=True)
+        # Order candidates by (class, score). Bins are monotone in the score, so this also orders
+        # them by (class, bin): equal keys are contiguous and each run of equal scores is too.
+        order = torch.sort(s[cr, cc], stable=True).indices
+        if c > 1:
+            order = order[torch.sort(cr[order], stable=True).indices]
+        cr, cc = cr[order], cc[order]
+        r, k, v, p = cr, keys[cr, cc], s[cr, cc], pos[cr, cc]
+        m = v.numel()
+        idx = torch.arange(m)
+        new_run = torch.ones(m, dtype=torch.bool)
+        new_run[1:] = (k[1:] != k[:-1]) | (v[1:] != v[:-1])
+        first_equal = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), 0).values
+        bin_end = torch.searchsorted(k, k, right=True)
+        row_end = torch.searchsorted(r, r, right=True) if c > 1 else torch.full_like(idx, m)
+        pos_before = torch.zeros(m + 1, dtype=torch.long)
+        torch.cumsum(p, 0, out=pos_before[1:])
+        self.rows = r[p]
+        self.scores = v[p]
+        # >= s: everything in higher bins, plus the part of its own bin from its run of ties on
+        self.n_ge = above.reshape(-1)[(k - r)[p]] + (bin_end - first_equal)[p]
+        self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
+        self.num_pos = pos.sum(1)
+        self.num_classes = c
+
+    def per_class_max(self, values: torch.Tensor) -> torch.Tensor:
+        """[P] -> [c] maximum over each class's positives (NaN for a class without positives)."""
+        out = torch.full((self.num_classes,), math.nan, dtype=torch.float64)
+        return out.scatter_reduce(0, self.rows, values.double(), "amax", include_self=False)
+
+    def per_class_min(self, values: torch.Tensor) -> torch.Tensor:
+        out = torch.full((self.num_classes,), math.nan, dtype=torch.float64)
+        return out.scatter_reduce(0, self.rows, values.double(), "amin", include_self=False)
+
+    def average_precision(self) -> torch.Tensor:
+        """[c] AP in [0, 1]; NaN for a class without positives."""
+        prec = self.tp_ge.double() / self.n_ge.clamp(min=1).double()
+        total = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.rows, prec)
+        ap = total / self.num_pos.clamp(min=1).double()
+        return torch.where(self.num_pos > 0, ap, torch.full_like(ap, math.nan))
+
+
+def average_precision(scores, targets) -> torch.Tensor:
+    """Per-class AP [C] in percent, as scikit-learn's ``average_precision_score`` (NaN: no positives)."""
+    s, t = as_tensors(scores, targets)
+    ap = torch.empty(s.shape[1], dtype=torch.float64)
+    for sl, sb, tb in _class_blocks(s, t):
+        ap[sl] = PositiveStats(sb, tb).average_precision()
+    return ap * 100
+
+
+def mean_average_precision(ap: torch.Tensor) -> tuple[float, int]:
+    """(mAP over classes with positives, number of classes skipped)."""
+    keep = ~torch.isnan(ap)
+    return (float(ap[keep].mean()) if keep.any() else math.nan), int((~keep).sum())
+
+
+def _threshold_vector(thr: float | Sequence[float] | torch.Tensor, c: int) -> torch.Tensor:
+    t = torch.as_tensor(thr, dtype=torch.float64).flatten()
+    if t.numel() == 1:
+        return t.expand(c)
+    if t.numel() != c:
+        raise ValueError(f"thr must be a scalar or have one value per class ({c}), got {t.numel()}")
+    return t
+
+
+def predict_labels(scores: torch.Tensor, thr=0.5, topk: int | None = None, floor: float | None = None) -> torch.Tensor:
+    """Boolean predictions [N, C]: ``score >= thr``, or membership in the image's top-k (and >= floor)."""
+    if topk is None:
+        return scores >= _threshold_vector(thr, scores.shape[1]).to(scores.dtype)
+    k = min(int(topk), scores.shape[1])
+    pred = torch.zeros_like(scores, dtype=torch.bool)
+    pred.scatter_(1, scores.topk(k, dim=1).indices, True)
+    if floor is not None:
+        pred &= scores >= floor
+    return pred
+
+
+def confusion_counts(pred: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class (tp, fp, fn) [C] as int64, ignoring targets of -1."""
+    valid = targets >= 0
+    pos = targets > 0.5
+    tp = (pred & pos).sum(0)
+    fp = (pred & valid & ~pos).sum(0)
+    fn = (~pred & pos).sum(0)
+    return tp, fp, fn
+
+
+def rates_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, suffix: str = "") -> dict:
+    """CP, CR, CF1, OP, OR, OF1, F1_macro, F1_micro (percent) and per-class P, R, F1 lists.
+
+    CP/CR average the per-class precision/recall over all C classes; CF1 is the harmonic mean of
+    CP and CR (a different number from F1_macro, the mean of per-class F1). OF1 equals F1_micro.
+    """
+    tp, fp, fn = tp.double(), fp.double(), fn.double()
+    p = tp / (tp + fp).clamp(min=EPS)
+    r = tp / (tp + fn).clamp(min=EPS)
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=EPS)
+    cp, cr = float(p.mean()) * 100, float(r.mean()) * 100
+    op = float(tp.sum() / (tp.sum() + fp.sum()).clamp(min=EPS)) * 100
+    or_ = float(tp.sum() / (tp.sum() + fn.sum()).clamp(min=EPS)) * 100
+    out = {
+        "CP": cp,
+        "CR": cr,
+        "CF1": 2 * cp * cr / max(cp + cr, EPS),
+        "OP": op,
+        "OR": or_,
+        "OF1": 2 * op * or_ / max(op + or_, EPS),
+    }
+    out = {k + suffix: v for k, v in out.items()}
+    if not suffix:
+        out["F1_macro"] = float(f1.mean()) * 100
+        out["F1_micro"] = out["OF1"]
+        out["precision"] = (p * 100).tolist()
+        out["recall"] = (r * 100).tolist()
+        out["F1"] = (f1 * 100).tolist()
+        out["tp"], out["fp"], out["fn"] = tp.long().tolist(), fp.long().tolist(), fn.long().tolist()
+    return out
+
+
+def compute_metrics(scores, targets, thr=0.5, topk: int | None = None) -> dict:
+    """Every metric the reports need, in one call.
+
+    Args:
+        scores: [N, C] probabilities (or any monotone, finite score).
+        targets: [N, C] with 1 / 0 / -1 (ignored).
+        thr: a scalar or a per-class sequence of length C; predicted positive iff ``score >= thr``.
+        topk: also report ``CP@k ... OF1@k`` where an image's k highest scores are its predictions.
+
+    Returns:
+        dict with ``mAP``, ``num_classes_skipped`` (classes without positives, left out of mAP),
+        ``AP`` (per-class list, NaN where skipped), ``CP, CR, CF1, OP, OR, OF1, F1_macro, F1_micro``,
+        per-class ``precision, recall, F1, tp, fp, fn``, ``num_pos``, ``thr`` (per class) and,
+        with topk, the ``@k`` keys.
+    """
+    s, t = as_tensors(scores, targets)
+    c = s.shape[1]
+    thr_vec = _threshold_vector(thr, c)
+    ap = torch.empty(c, dtype=torch.float64)
+    counts = torch.zeros(3, c, dtype=torch.long)
+    num_pos = torch.zeros(c, dtype=torch.long)
+    for sl, sb, tb in _class_blocks(s, t):
+        stats = PositiveStats(sb, tb)
+        ap[sl] = stats.average_precision() * 100
+        num_pos[sl] = stats.num_pos
+        counts[:, sl] = torch.stack(_counts_rows(sb >= thr_vec[sl, None], tb))
+    m_ap, skipped = mean_average_precision(ap)
+    out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
+    out.update(rates_from_counts(*counts))
+    if topk is not None:
+        out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
+    out["num_pos"] = num_pos.tolist()
+    out["num_samples"] = int(s.shape[0])
+    out["thr"] = thr_vec.tolist()
+    return out
+
+
+def _counts_rows(pred: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(tp, fp, fn) per row of [c, N] blocks."""
+    pos = t > 0.5
+    neg = t.eq(0) | ((t >= 0) & ~pos)
+    return (pred & pos).sum(1), (pred & neg).sum(1), (~pred & pos).sum(1)
+
+
+def tune_thresholds(scores, targets, objective: str = "f1", target: float | None = None, min_pos: int = 1) -> tuple[torch.Tensor, dict]:
+    """Per-class thresholds chosen on a validation split (exact search, vectorised over classes).
+
+    Candidates are each class's positive scores: F1 can only peak there (raising the threshold up
+    to the next positive removes negatives only), and the precision/recall goals change there.
+    A returned threshold is such a score, so ``score >= thr`` reproduces the chosen operating point.
+
+    Args:
+        scores, targets: [N, C] validation scores and targets (-1 ignored).
+        objective: ``f1`` (maximise F1 per class; ties go to the higher threshold),
+            ``precision`` (the lowest threshold whose precision >= ``target``: the most recall at
+            that precision) or ``recall`` (the highest threshold whose recall >= ``target``).
+        target: the precision/recall goal in (0, 1] for those objectives.
+        min_pos: classes with fewer validation positives (or no feasible threshold) fall back to
+            the single global threshold that maximises micro-F1.
+
+    Returns:
+        ``(thresholds float64 [C], info)``; ``info`` holds the objective, ``fallback`` (class
+        indices that fell back) and ``global_thr``.
+    """
+    if objective not in ("f1", "precision", "recall"):
+        raise ValueError(f"objective must be f1, precision or recall, got '{objective}'")
+    if objective != "f1" and (target is None or not 0 < target <= 1):
+        raise ValueError(f"objective '{objective}' needs target in (0, 1], got {target}")
+    s, t = as_tensors(scores, targets)
+    thr = torch.full((s.shape[1],), math.nan, dtype=torch.float64)
+    for sl, sb, tb in _class_blocks(s, t):
+        st = PositiveStats(sb, tb)
+        if st.rows.numel() == 0:
+            continue
+        if objective == "f1":
+            f1 = 2 * st.tp_ge.double() / (st.n_ge + st.num_pos[st.rows]).double()
+            best = st.per_class_max(f1)
+            choice = st.per_class_max(torch.where(f1 >= best[st.rows], st.scores, -math.inf))
+        elif objective == "precision":
+            ok = st.tp_ge.double() / st.n_ge.double() >= target - 1e-12
+            choice = st.per_class_min(torch.where(ok, st.scores, math.inf))
+        else:
+            ok = st.tp_ge.double() / st.num_pos[st.rows].double() >= target - 1e-12
+            choice = st.per_class_max(torch.where(ok, st.scores, -math.inf))
+        choice[~torch.isfinite(choice) | (st.num_pos < min_pos)] = math.nan
+        thr[sl] = choice
+    fallback = torch.isnan(thr).nonzero().flatten().tolist()
+    info = {"objective": objective, "target": target, "min_pos": min_pos, "fallback": fallback, "global_thr": None}
+    if fallback:
+        info["global_thr"] = global_f1_threshold(s, t)
+        thr[fallback] = info["global_thr"]
+    return thr, info
+
+
+def global_f1_threshold(scores, targets) -> float:
+    """The single threshold (shared by all classes) that maximises micro-F1 (OF1); 0.5 if no positive."""
+    s, t = as_tensors(scores, targets)
+    valid = t >= 0
+    flat_s, flat_t = s[valid].double()[None], t[valid].float()[None]
+    st = PositiveStats(flat_s, flat_t)
+    if st.rows.numel() == 0:
+        return 0.5
+    f1 = 2 * st.tp_ge.double() / (st.n_ge + st.num_pos[0]).double()
+    best = f1.max()
+    return float(st.scores[f1 >= best].max())

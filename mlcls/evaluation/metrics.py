@@ -1,0 +1,62 @@
+"""Stateful metric accumulators on top of :mod:`mlcls.evaluation.functional`."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from mlcls.evaluation.functional import compute_metrics
+from mlcls.registry import METRICS
+from mlcls.utils.dist import all_gather_cat
+
+
+@METRICS.register_module()
+class MultiLabelMetric:
+    """Collects scores and targets batch by batch; ``compute`` returns :func:`compute_metrics`.
+
+    Under DDP, ``compute`` gathers every rank's samples. Samples that a DistributedSampler repeats
+    to even out the shards are dropped when ``process`` is given each sample's dataset index.
+
+    Args:
+        thr: scalar or per-class thresholds (``score >= thr`` is a positive prediction).
+        topk: also report the ``@k`` metrics.
+    """
+
+    def __init__(self, thr: float | Sequence[float] = 0.5, topk: int | None = None) -> None:
+        self.thr = thr
+        self.topk = topk
+        self.reset()
+
+    def reset(self) -> None:
+        self._scores: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._indices: list[torch.Tensor] = []
+
+    def process(self, scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None) -> None:
+        """scores [B, C] probabilities, targets [B, C]; indices [B] dataset indices (optional)."""
+        self._scores.append(scores.detach().float().cpu())
+        self._targets.append(targets.detach().float().cpu())
+        if indices is not None:
+            self._indices.append(indices.detach().long().cpu())
+
+    def gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All samples processed so far, on every rank: (scores [N, C], targets [N, C])."""
+        scores = all_gather_cat(torch.cat(self._scores)) if self._scores else torch.zeros(0, 0)
+        targets = all_gather_cat(torch.cat(self._targets)) if self._targets else torch.zeros(0, 0)
+        if self._indices:
+            idx = all_gather_cat(torch.cat(self._indices))
+            order = torch.argsort(idx, stable=True)
+            idx, scores, targets = idx[order], scores[order], targets[order]
+            first = torch.ones_like(idx, dtype=torch.bool)
+            first[1:] = idx[1:] != idx[:-1]  # drop the padding duplicates
+            scores, targets = scores[first], targets[first]
+        return scores, targets
+
+    def evaluate(self, scores: torch.Tensor, targets: torch.Tensor) -> dict:
+        """Metrics for ready arrays (scores [N, C], targets [N, C])."""
+        return compute_metrics(scores, targets, thr=self.thr, topk=self.topk)
+
+    def compute(self) -> dict:
+        """Metrics over everything processed so far (gathered from all ranks)."""
+        return self.evaluate(*self.gathered())

@@ -1,0 +1,3 @@
+from mlcls.losses.bce import BCEWithLogitsLoss
+
+__all__ = ["BCEWithLogitsLoss"]

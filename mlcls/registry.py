@@ -1,0 +1,170 @@
+"""A flat name -> class registry per component kind (in the style of fvcore's Registry).
+
+Usage::
+
+    from mlcls.registry import LOSSES
+
+    @LOSSES.register_module()
+    class MyLoss(torch.nn.Module): ...
+
+    loss = LOSSES.build({"type": "MyLoss", "gamma": 2.0})
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from mlcls.errors import BuildError, MlclsError
+
+__all__ = [
+    "Registry",
+    "DATASETS",
+    "TRANSFORMS",
+    "SAMPLERS",
+    "MODELS",
+    "LOSSES",
+    "METRICS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "HOOKS",
+]
+
+
+def _origin(obj: Any) -> str:
+    try:
+        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
+    except (TypeError, OSError):
+        return getattr(obj, "__module__", "?") + "." + getattr(obj, "__qualname__", "?")
+
+
+class Registry:
+    """Maps names to classes (or factory functions) of one component kind."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._obj_map: dict[str, Callable] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._obj_map
+
+    def __len__(self) -> int:
+        return len(self._obj_map)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.name!r}, {sorted(self._obj_map)})"
+
+    def keys(self) -> list[str]:
+        return sorted(self._obj_map)
+
+    def _register(self, name: str, obj: Callable) -> None:
+        if name in self._obj_map and self._obj_map[name] is not obj:
+            raise BuildError(
+                f"{self.name}: '{name}' is already registered by {_origin(self._obj_map[name])}; "
+                f"cannot register it again from {_origin(obj)} (choose another name)"
+            )
+        self._obj_map[name] = obj
+
+    def register_module(self, name: str | None = None, module: Callable | None = None):
+        """Register ``module`` (or, used as a decorator, the decorated class) under ``name``."""
+        if module is not None:
+            self._register(name or module.__name__, module)
+            return module
+
+        def deco(obj: Callable) -> Callable:
+            self._register(name or obj.__name__, obj)
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Callable:
+        try:
+            return self._obj_map[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._obj_map, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise BuildError(
+                f"unknown {self.name} type '{name}'{hint} "
+                f"(registered: {', '.join(sorted(self._obj_map)[:30])}"
+                f"{', ...' if len(self._obj_map) > 30 else ''})"
+            ) from None
+
+    def build(self, cfg: dict | None, **defaults: Any) -> Any:
+        """Build an object from ``{type: Name, **kwargs}``.
+
+        Args:
+            cfg: the component's config dict; ``type`` names a registered class. Not modified.
+            **defaults: keyword arguments used where ``cfg`` does not set them (parents pass what
+                they know, e.g. a head's ``in_channels``).
+        """
+        if cfg is None:
+            return None
+        if not isinstance(cfg, dict) or "type" not in cfg:
+            raise BuildError(f"{self.name}: expected a dict with a 'type' key, got {cfg!r}")
+        kwargs = dict(defaults)
+        kwargs.update({k: v for k, v in cfg.items() if k != "type"})
+        obj_cls = cfg["type"] if callable(cfg["type"]) else self.get(cfg["type"])
+        _check_kwargs(self.name, obj_cls, kwargs, user_keys=set(cfg) - {"type"})
+        try:
+            return obj_cls(**kwargs)
+        except MlclsError:  # already says what is wrong, and where
+            raise
+        except (TypeError, ValueError) as e:
+            raise BuildError(f"{self.name} '{getattr(obj_cls, '__name__', obj_cls)}': {e}") from e
+
+
+def _check_kwargs(reg: str, obj_cls: Callable, kwargs: dict, user_keys: set) -> None:
+    """Reject a key the component does not accept, naming it and listing the valid ones."""
+    try:
+        sig = inspect.signature(obj_cls)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in params:
+            if key not in user_keys:  # a default the parent offers that this class doesn't take
+                continue
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise BuildError(f"{reg} '{obj_cls.__name__}' got an unexpected key '{key}'{hint} (accepted: {', '.join(valid)})")
+    for key in list(kwargs):
+        if key not in params:
+            del kwargs[key]
+
+
+DATASETS = Registry("dataset")
+TRANSFORMS = Registry("transform")
+SAMPLERS = Registry("sampler")
+MODELS = Registry("model")
+LOSSES = Registry("loss")
+METRICS = Registry("metric")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+HOOKS = Registry("hook")
+
+
+def _register_torch() -> None:
+    """torch optimizers, lr schedulers and torchvision v2 transforms, usable by their names."""
+    import torch
+    import torchvision.transforms.v2 as T
+
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+            OPTIMIZERS.register_module(name, obj)
+    sched = torch.optim.lr_scheduler
+    for name in dir(sched):
+        obj = getattr(sched, name)
+        if inspect.isclass(obj) and issubclass(obj, sched.LRScheduler) and obj is not sched.LRScheduler:
+            SCHEDULERS.register_module(name, obj)
+    for name in dir(T):
+        obj = getattr(T, name)
+        if inspect.isclass(obj) and issubclass(obj, T.Transform) and obj is not T.Transform:
+            TRANSFORMS.register_module(name, obj)
+
+
+_register_torch()

@@ -1,0 +1,89 @@
+"""Atomic checkpoint writes and safe (``weights_only``) loading."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlcls.errors import CheckpointError
+
+CKPT_FORMAT = "mlcls-checkpoint-v1"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the previous file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Save an mlcls checkpoint dict (tensors and plain types only) atomically."""
+    atomic_save({"format": CKPT_FORMAT, **state}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load an mlcls checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated/corrupt, holds non-tensor objects, or is
+            not an mlcls checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"cannot load checkpoint {path}: {msg}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not an mlcls checkpoint (no 'format: {CKPT_FORMAT}' entry); "
+            "to start from plain weights use the backbone's 'pretrained' option instead"
+        )
+    return ckpt
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a plain weights file (a state dict, possibly nested under 'state_dict' or 'model')."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any unreadable file the same way
+        raise CheckpointError(f"cannot load weights {path}: {str(e).splitlines()[0]}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(sd).__name__}")
+    return sd

@@ -1,0 +1,84 @@
+"""Logging and seeding helpers."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+LOGGER_NAME = "mlcls"
+
+
+def get_logger(log_file: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
+    """The ``mlcls`` logger: console on rank 0, plus ``log_file`` when given.
+
+    Calling it again with another ``log_file`` replaces the previous file handler.
+    """
+    from mlcls.utils.dist import is_main_process
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(level if is_main_process() else logging.ERROR)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if not any(getattr(h, "_mlcls_console", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(fmt)
+        h._mlcls_console = True
+        logger.addHandler(h)
+    if log_file is not None and is_main_process():
+        for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(h)
+            h.close()
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(fmt)
+        logger.addHandler(fh)
+    return logger
+
+
+def set_random_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; with ``deterministic`` also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def get_rng_state() -> dict:
+    """RNG states as tensors and plain types (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": _to_plain(random.getstate()),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(_to_plain, np_state[2:])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(x):
+    if isinstance(x, tuple):
+        return [_to_plain(v) for v in x]
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    return x
+
+
+def _to_tuple(x):
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("mlcls/__init__.py").read_text(), version)
+
+setup(
+    name="mlcls",
+    version=version["__version__"],
+    description="Multi-label image classification for imbalanced, non-exclusive labels (PyTorch)",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mlcls", "mlcls.*"]),
+    install_requires=[
+        # ranges, not pins: they admit torch 2.14.1 / torchvision 0.29.1 and older releases
+        "torch>=2.1,<3",
+        "torchvision>=0.16,<1",
+        "timm>=0.9",
+        "pyyaml>=5.4",
+        "tensorboard>=2.10",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "numpy>=1.22",
+    ],
+    extras_require={
+        "tests": ["pytest>=7", "scikit-learn>=1.1", "matplotlib>=3.5"],
+        "export": ["onnx>=1.14", "onnxruntime>=1.15"],
+        "dev": ["ruff>=0.4"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny real image dataset on disk and a tiny config that trains on it."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
+
+TINY_SPLITS = {"train": 96, "val": 64, "test": 64}
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory) -> Path:
+    """The procedural shapes set at 32 px: real PNG files + CSV lists, written once per session."""
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), seed=1, size=32, splits=TINY_SPLITS)
+
+
+def tiny_config(root: Path, work_dir: Path, **train_cfg) -> dict:
+    """A complete config dict: ResNet-18 on the tiny shapes set, CPU, no workers."""
+    pipeline = [{"type": "ToFloatNormalize", "mean": [0.5] * 3, "std": [0.25] * 3}]
+
+    def loader(split: str, shuffle: bool) -> dict:
+        return {
+            "batch_size": 16,
+            "num_workers": 0,
+            "sampler": {"type": "DefaultSampler", "shuffle": shuffle},
+            "dataset": {
+                "type": "CSVDataset",
+                "data_root": str(root),
+                "ann_file": str(root / f"{split}.csv"),
+                "classes": str(root / "classes.txt"),
+                "pipeline": copy.deepcopy(pipeline),
+            },
+        }
+
+    return {
+        "model": {
+            "type": "ImageClassifier",
+            "backbone": {"type": "ResNet", "depth": 18},
+            "head": {"type": "MultiLabelLinearClsHead", "loss": {"type": "BCEWithLogitsLoss"}},
+        },
+        "train_dataloader": loader("train", True),
+        "val_dataloader": loader("val", False),
+        "test_dataloader": loader("test", False),
+        "val_evaluator": {"type": "MultiLabelMetric", "thr": 0.5},
+        "optimizer": {"type": "AdamW", "lr": 1e-3},
+        "param_scheduler": [{"type": "LinearLR", "start_factor": 0.1, "end": 1}, {"type": "CosineAnnealingLR"}],
+        "train_cfg": {"max_epochs": 2, "val_interval": 1, **train_cfg},
+        "default_hooks": {
+            "logger": {"type": "LoggerHook", "interval": 2, "progress_bar": False},
+            "checkpoint": {"type": "CheckpointHook", "interval": 1, "save_best": "mAP"},
+        },
+        "work_dir": str(work_dir),
+        "seed": 0,
+        "deterministic": True,
+        "device": "cpu",
+    }
+
+
+@pytest.fixture
+def make_config(shapes_root, tmp_path):
+    def factory(work_dir: Path | None = None, **train_cfg) -> dict:
+        return tiny_config(shapes_root, work_dir or tmp_path / "work", **train_cfg)
+
+    return factory

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from mlcls.errors import BuildError, CheckpointError
+from mlcls.models import build_model
+from mlcls.registry import MODELS
+
+
+@pytest.mark.parametrize("depth,channels", [(18, 512), (50, 2048)])
+def test_resnet_out_channels_and_shape(depth, channels):
+    bb = MODELS.build({"type": "ResNet", "depth": depth})
+    assert bb.out_channels == channels
+    assert bb(torch.randn(2, 3, 64, 64)).shape == (2, channels, 2, 2)
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+def test_vgg_backbone(with_bn):
+    bb = MODELS.build({"type": "VGG", "depth": 11, "with_bn": with_bn})
+    assert bb.out_channels == 512 and bb(torch.randn(1, 3, 32, 32)).shape == (1, 512, 1, 1)
+
+
+def test_frozen_stages_have_no_grad_and_eval_bn():
+    bb = MODELS.build({"type": "ResNet", "depth": 18, "frozen_stages": 1})
+    bb.train()
+    assert not any(p.requires_grad for p in bb.stem.parameters())
+    assert not any(p.requires_grad for p in bb.layer1.parameters())
+    assert all(p.requires_grad for p in bb.layer2.parameters())
+    assert not bb.layer1[0].bn1.training and bb.layer2[0].bn1.training
+    vgg = MODELS.build({"type": "VGG", "depth": 11, "frozen_stages": 0})
+    assert not any(p.requires_grad for p in vgg.features[0].parameters())
+    assert all(p.requires_grad for p in vgg.features[1].parameters())
+
+
+def test_classifier_takes_in_channels_from_backbone_and_emits_logits():
+    model = build_model(
+        {
+            "type": "ImageClassifier",
+            "backbone": {"type": "VGG", "depth": 11},
+            "head": {"type": "MultiLabelMLPHead", "hidden_channels": [64, 32], "dropout": 0.1},
+        },
+        num_classes=5,
+    )
+    x = torch.randn(3, 3, 32, 32)
+    model.eval()
+    logits = model(x)
+    probs = model(x, mode="predict")
+    assert logits.shape == (3, 5)
+    torch.testing.assert_close(probs, torch.sigmoid(logits))  # sigmoid only at prediction
+    loss = model(x, torch.randint(0, 2, (3, 5)).float(), mode="loss")["loss"]
+    loss.backward()
+    assert loss.ndim == 0
+
+
+def test_pretrained_from_local_file(tmp_path):
+    src = MODELS.build({"type": "ResNet", "depth": 18})
+    torch.save({"state_dict": {"backbone." + k: v for k, v in src.state_dict().items()}}, tmp_path / "w.pth")
+    # keys as torchvision names them (conv1, bn1, layer1...) map into the backbone
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    bb = MODELS.build({"type": "ResNet", "depth": 18, "pretrained": str(tmp_path / "tv.pth")})
+    torch.testing.assert_close(bb.stem[0].weight, tv.conv1.weight)
+    torch.testing.assert_close(bb.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
+
+
+def test_pretrained_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        MODELS.build({"type": "ResNet", "depth": 18, "pretrained": str(tmp_path / "missing.pth")})
+    with pytest.raises(CheckpointError, match="neither an existing file nor a weights name.*IMAGENET1K_V1"):
+        MODELS.build({"type": "ResNet", "depth": 18, "pretrained": "IMAGENET_V9"})
+    with pytest.raises(BuildError, match="depth must be one of"):
+        MODELS.build({"type": "ResNet", "depth": 19})

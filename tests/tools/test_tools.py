@@ -1,0 +1,101 @@
+"""The command-line tools in subprocesses: the train -> test round trip and bad-input errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def config_file(shapes_root, tmp_path):
+    cfg = tiny_config(shapes_root, tmp_path / "work")
+    del cfg["work_dir"]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_then_test_round_trip(config_file, tmp_path):
+    wd = tmp_path / "wd"
+    r = run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1", "optimizer.lr=0.002")
+    assert r.returncode == 0, r.stderr
+    saved = yaml.safe_load((wd / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == 0.002 and saved["train_cfg"]["max_epochs"] == 1
+    out = tmp_path / "scores.csv"
+    r = run("tools/test.py", config_file, wd / "best.pth", "--work-dir", wd, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "mAP" in r.stdout and "circle" in r.stdout  # summary and per-class table
+    metrics = json.loads((wd / "test_metrics.json").read_text())
+    for key in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"):
+        assert 0 <= metrics[key] <= 100, key
+    assert len(metrics["per_class"]) == 10 and {"class", "positives", "AP", "P", "R", "F1"} <= set(metrics["per_class"][0])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 65 and lines[0].startswith("image,score_circle")
+    # the checkpoint alone is enough to rebuild and test the model; --thr changes the threshold
+    r = run("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "wd2", "--thr", "0.3")
+    assert r.returncode == 0, r.stderr
+    m2 = json.loads((tmp_path / "wd2/test_metrics.json").read_text())
+    assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3
+
+
+def test_resume_auto_continues_from_latest(config_file, tmp_path):
+    wd = tmp_path / "wd"
+    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
+    r = run("tools/train.py", config_file, "--work-dir", wd, "--resume", "--cfg-options", "train_cfg.max_epochs=2")
+    assert r.returncode == 0, r.stderr
+    log = (wd / "train.log").read_text()
+    assert "resumed from" in log and "at epoch 1" in log
+    assert (wd / "epoch_2.pth").is_file()
+
+
+def expect_error(r, pattern):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr  # one clear line
+    assert pattern in err[0], err[0]
+
+
+def test_bad_inputs_give_one_clear_error(config_file, tmp_path, shapes_root):
+    expect_error(run("tools/train.py", tmp_path / "nope.yaml"), "config file not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {type: ImageClassifier\nseed: 1\n")
+    expect_error(run("tools/train.py", bad), "bad.yaml:")
+    expect_error(run("tools/train.py", config_file, "--cfg-options", "optimizer.lrr=1"), "did you mean 'lr'")
+    expect_error(run("tools/train.py", config_file, "--cfg-options", "model.backbone.type=ResNett"), "unknown model type 'ResNett'")
+    expect_error(
+        run("tools/train.py", config_file, "--cfg-options", "model.head.type=MultiLabelLinearClsHaed"),
+        "did you mean 'MultiLabelLinearClsHead'",
+    )
+    ann = tmp_path / "bad.csv"
+    ann.write_text("filename,labels\nimages/train/00000.png,circle\nimages/train/00001.png,circel\n")
+    expect_error(
+        run("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"), "bad.csv:3: unknown class 'circel'"
+    )
+    ann.write_text("filename,labels\nimages/train/nothere.png,circle\n")
+    expect_error(run("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"), "nothere.png")
+    ann.write_text("file,label\nimages/train/00000.png,circle\n")
+    expect_error(
+        run("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"),
+        "expected the header 'filename,labels'",
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    expect_error(run("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.classes={empty}"), "class list is empty")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(textwrap.dedent(f"_base_: {config_file.name}\noptimiser: {{type: SGD, lr: 0.1}}\n"))
+    expect_error(run("tools/train.py", typo), "unknown top-level key 'optimiser'; did you mean 'optimizer'")
+    not_ckpt = tmp_path / "x.pth"
+    not_ckpt.write_bytes(b"garbage")
+    expect_error(run("tools/test.py", config_file, not_ckpt), "cannot load checkpoint")

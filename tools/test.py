@@ -1,0 +1,54 @@
+"""Evaluate a checkpoint: python tools/test.py CONFIG CHECKPOINT [--thr T] [--out FILE].
+
+CONFIG may be left out (``tools/test.py CHECKPOINT``): the checkpoint carries its config.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from _common import cli_main
+
+from mlcls.apis import prepare_config, test_model
+from mlcls.config import apply_overrides
+from mlcls.utils.checkpoint import load_checkpoint
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Evaluate a multi-label classifier checkpoint")
+    p.add_argument("paths", nargs="+", metavar="CONFIG CHECKPOINT", help="config file (optional) and checkpoint")
+    p.add_argument("--work-dir", help="where test_metrics.json goes (default: the config's work_dir)")
+    p.add_argument("--thr", type=float, help="global threshold (default: the evaluator's, 0.5)")
+    p.add_argument("--out", help="write per-image scores and targets (.csv or .json)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    if len(args.paths) > 2:
+        p.error("expected CONFIG CHECKPOINT or CHECKPOINT")
+    return args
+
+
+@cli_main
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if len(args.paths) == 2:
+        config, checkpoint = args.paths
+        cfg = prepare_config(config, args.cfg_options, work_dir=args.work_dir)
+    else:  # the checkpoint's own config, with --cfg-options applied to it
+        config, checkpoint = None, args.paths[0]
+        stored = load_checkpoint(checkpoint).get("meta", {}).get("config")
+        cfg = apply_overrides(stored, args.cfg_options) if stored is not None else None
+    metrics = test_model(
+        cfg,
+        checkpoint,
+        thr=args.thr,
+        out=args.out,
+        work_dir=args.work_dir or (cfg or {}).get("work_dir") or str(Path(checkpoint).parent),
+        split=args.split,
+    )
+    print(metrics["report"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--cfg-options k=v ...]."""
+
+from __future__ import annotations
+
+import argparse
+
+from _common import cli_main
+
+from mlcls.apis import prepare_config, train_model
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a multi-label classifier")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
+    p.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. optimizer.lr=0.01; '+key=v' adds a key",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="PATH",
+        help="resume from PATH, or from work_dir/latest.pth when given without a value",
+    )
+    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    opts = list(args.cfg_options)
+    if args.amp:
+        opts.append("+train_cfg.amp=true")
+    if args.device:
+        opts.append(f"+device={args.device}")
+    cfg = prepare_config(args.config, opts, work_dir=args.work_dir, seed=args.seed)
+    train_model(cfg, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()
