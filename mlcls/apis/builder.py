@@ -72,11 +72,15 @@ def build_loader(cfg: dict, split: str, shuffle: bool, seed: int):
     return build_dataloader(section, seed=seed, shuffle=shuffle)
 
 
-def build_model_for(cfg: dict, classes: list[str]):
-    """Build ``cfg['model']`` for ``classes`` and check the head agrees with the dataset."""
+def build_model_for(cfg: dict, classes: list[str], label_stats: dict | None = None):
+    """Build ``cfg['model']`` for ``classes`` and check the head agrees with the dataset.
+
+    ``label_stats`` (the training split's counts) feed ``auto`` loss weights; without them (test,
+    inference) those weights are restored from the checkpoint.
+    """
     from mlcls.models import build_model
 
-    model = build_model(require(cfg, "model"), num_classes=len(classes))
+    model = build_model(require(cfg, "model"), num_classes=len(classes), label_stats=label_stats)
     if getattr(model, "num_classes", len(classes)) != len(classes):
         raise ConfigError(
             f"model.head.num_classes is {model.num_classes} but the dataset has {len(classes)} classes; "

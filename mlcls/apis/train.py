@@ -36,7 +36,7 @@ def build_trainer(cfg: dict) -> Trainer:
     val_loader = build_loader(cfg, "val", shuffle=False, seed=seed)
     if val_loader is not None:
         check_same_classes(classes, val_loader.dataset.classes, "train_dataloader", "val_dataloader")
-    model = build_model_for(cfg, classes).to(device)
+    model = build_model_for(cfg, classes, label_stats=train_loader.dataset.label_stats()).to(device)
     train_cfg = dict(require(cfg, "train_cfg"))
     unknown = set(train_cfg) - TRAIN_CFG_KEYS
     if unknown:
@@ -68,7 +68,12 @@ def build_trainer(cfg: dict) -> Trainer:
         accumulate=accumulate,
         grad_clip=train_cfg.get("grad_clip"),
         seed=seed,
-        meta={"config": cfg, "classes": classes},
+        # the schedule's identity: a resumed run restores the scheduler state only if it matches
+        meta={
+            "config": cfg,
+            "classes": classes,
+            "schedule": {"param_scheduler": cfg.get("param_scheduler"), "max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
+        },
     )
 
 

@@ -182,6 +182,35 @@ class MultiLabelDataset(Dataset):
         pos = self.label_vals == 1
         return np.bincount(self.label_ids[pos], minlength=self.num_classes).astype(np.int64)
 
+    def label_rows(self) -> np.ndarray:
+        """Image index of every stored label entry (parallel to ``label_ids``), int64 [nnz]."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.offsets))
+
+    def label_stats(self) -> dict:
+        """Per-class counts the losses' ``auto`` weights need (plain lists, storable in checkpoints).
+
+        Returns:
+            ``{"num_samples": N, "pos": [C], "neg": [C], "combinations": [[ids], count] ...}``;
+            ``neg`` leaves out ignored (-1) entries; ``combinations`` lists each distinct set of
+            positive classes with its number of images, most frequent first.
+        """
+        pos = self.class_counts()
+        ignored = np.bincount(self.label_ids[self.label_vals == -1], minlength=self.num_classes)
+        neg = len(self) - pos - ignored
+        return {"num_samples": len(self), "pos": pos.tolist(), "neg": neg.tolist(), "combinations": self.label_combinations()}
+
+    def label_combinations(self) -> list[list]:
+        """Distinct sets of positive classes with their image counts: ``[[ids], count]``, most frequent first."""
+        from collections import Counter
+
+        keep = self.label_vals == 1
+        ids = self.label_ids[keep]
+        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if len(keep) else np.zeros(len(self), np.int64)
+        counts[np.diff(self.offsets) == 0] = 0  # reduceat repeats the next value for empty rows
+        bounds = np.cumsum(counts)[:-1]
+        combos = Counter(tuple(sorted(a.tolist())) for a in np.split(ids, bounds))
+        return [[list(k), v] for k, v in sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))]
+
     def _check_files(self) -> None:
         missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
         if missing:

@@ -1,8 +1,9 @@
-"""Samplers: seeded epoch shuffling that also shards across DDP ranks."""
+"""Samplers: seeded epoch shuffling that also shards across DDP ranks, and class-balanced sampling."""
 
 from __future__ import annotations
 
-from torch.utils.data import Dataset, DistributedSampler
+import numpy as np
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from mlcls.registry import SAMPLERS
 from mlcls.utils.dist import get_rank, get_world_size
@@ -18,3 +19,75 @@ class DefaultSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
         super().__init__(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+
+def repeat_factors(dataset, oversample_thr: float) -> np.ndarray:
+    """LVIS repeat factor per image, from the dataset's CSR label arrays (no dense matrix).
+
+    ``f(c)`` = fraction of images where class c is positive, ``r(c) = max(1, sqrt(t / f(c)))``,
+    ``r(image)`` = max of ``r(c)`` over its positive classes (1 for an image without any).
+
+    Returns:
+        float64 [N].
+    """
+    if not oversample_thr > 0:
+        raise ValueError(f"oversample_thr must be positive, got {oversample_thr}")
+    n = len(dataset)
+    pos = dataset.label_vals == 1
+    freq = dataset.class_counts() / max(n, 1)
+    r_class = np.maximum(1.0, np.sqrt(oversample_thr / np.maximum(freq, 1e-12)))
+    r_image = np.ones(n, dtype=np.float64)
+    np.maximum.at(r_image, dataset.label_rows()[pos], r_class[dataset.label_ids[pos]])
+    return r_image
+
+
+@SAMPLERS.register_module()
+class RepeatFactorSampler(Sampler):
+    """Class-balanced sampling by LVIS repeat factors, with stochastic rounding per epoch.
+
+    Each epoch an image with factor ``r`` appears ``floor(r)`` times plus once more with
+    probability ``frac(r)`` (drawn with ``seed`` and the epoch, so every epoch differs and every
+    rank agrees); the list is shuffled, trimmed or topped up to a fixed epoch length
+    ``round(sum(r))`` (so schedulers see a constant number of iterations), and split into disjoint
+    per-rank shares under DDP.
+
+    Args:
+        dataset: a :class:`MultiLabelDataset` (labels read from its CSR arrays).
+        oversample_thr: ``t``; classes present in fewer than a fraction t of the images are
+            oversampled. ``tools/analyze_dataset.py`` suggests a value.
+        seed: base seed (the trainer passes the run's seed).
+        shuffle: shuffle the repeated list (default true).
+    """
+
+    def __init__(self, dataset, oversample_thr: float, seed: int = 0, shuffle: bool = True) -> None:
+        self.factors = repeat_factors(dataset, oversample_thr)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.rank, self.world_size = get_rank(), get_world_size()
+        self.total = max(1, int(round(self.factors.sum())))
+        self.num_samples = -(-self.total // self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_indices(self) -> np.ndarray:
+        """The whole epoch's list (all ranks), before sharding."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        base = np.floor(self.factors)
+        reps = (base + (rng.random(len(self.factors)) < self.factors - base)).astype(np.int64)
+        idx = np.repeat(np.arange(len(self.factors)), reps)
+        if self.shuffle:
+            idx = idx[rng.permutation(len(idx))]
+        if len(idx) >= self.total:
+            idx = idx[: self.total]
+        else:
+            idx = np.concatenate([idx, idx[rng.integers(0, len(idx), self.total - len(idx))]])
+        padded = self.num_samples * self.world_size
+        return np.resize(idx, padded)  # repeats from the start to even out the shares
+
+    def __iter__(self):
+        return iter(self.epoch_indices()[self.rank :: self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,8 +1,11 @@
 """Procedural multi-label demo data: coloured shapes on noisy backgrounds, written as PNG + CSV.
 
 Needs no download and is deterministic from its seed. Classes follow a long-tailed frequency
-(the rarest at a few percent), an image holds 0-4 shapes, and colours are independent of the class,
-so a model has to learn shape, not colour. The files use the same CSV format users write
+(the rarest at a few percent) and an image holds 0-4 shapes. Colour is a partial cue: each class
+is drawn in one of 3 palette colours and each colour is shared by 3 classes, so colour narrows a
+shape down to three candidates and the shape itself has to decide (a from-scratch CNN learns
+colour in a few hundred steps and shape much more slowly; the mix keeps the demo fast on a CPU
+while still needing shape). The files use the same CSV format users write
 (``filename,labels``), so the demo exercises the real loading path.
 """
 
@@ -17,15 +20,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "bar")
+# Ordered by frequency. Shapes that are hard to tell apart at 48 px (hexagon/circle, diamond/square)
+# are frequent; the rare classes are distinct shapes, so rarity, not resolution, is their difficulty.
+SHAPES = ("circle", "square", "hexagon", "triangle", "diamond", "star", "ring", "cross", "crescent", "bar")
 # Probability that an image contains each class: long-tailed, rarest at 3 %.
 FREQUENCIES = (0.40, 0.32, 0.25, 0.19, 0.14, 0.10, 0.07, 0.05, 0.04, 0.03)
 PALETTE = (
     (230, 60, 50), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
     (145, 30, 180), (70, 240, 240), (240, 50, 230), (250, 250, 250), (20, 20, 20),
 )  # fmt: skip
+# Palette indices per class: class c uses colours c, c+3 and c+7 (mod 10).
+CLASS_COLOURS = tuple((c % 10, (c + 3) % 10, (c + 7) % 10) for c in range(len(SHAPES)))
 SPLITS = {"train": 3000, "val": 600, "test": 600}
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 4
 
 
 def _polygon(cx: float, cy: float, r: float, n: int, rot: float, inner: float | None = None) -> list[tuple]:
@@ -75,15 +82,15 @@ def _draw_shape(mask: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
         raise ValueError(name)
 
 
-def render_image(rng: np.random.Generator, labels: list[int], size: int, classes=SHAPES, scale: int = 2) -> Image.Image:
-    """An RGB image with one shape per entry of ``labels`` on a noisy background."""
+def render_image(rng: np.random.Generator, objects: list[tuple[str, tuple]], size: int, scale: int = 2) -> Image.Image:
+    """An RGB image with one shape per ``(shape name, colour)`` in ``objects`` on a noisy background."""
     big = size * scale
     base = rng.integers(40, 200, size=3)
     grad = np.linspace(-30, 30, big)[None, :, None] * rng.uniform(-1, 1, size=(1, 1, 3))
     bg = np.clip(base[None, None, :] + grad + rng.normal(0, 18, size=(big, big, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(bg, "RGB")
     placed: list[tuple[float, float, float]] = []
-    for cid in labels:
+    for name, colour in objects:
         for _ in range(30):  # rejection sampling keeps shapes mostly apart
             r = rng.uniform(0.13, 0.21) * big
             cx, cy = rng.uniform(r, big - r, size=2)
@@ -91,12 +98,16 @@ def render_image(rng: np.random.Generator, labels: list[int], size: int, classes
                 break
         placed.append((cx, cy, r))
         mask = Image.new("L", (big, big), 0)
-        _draw_shape(ImageDraw.Draw(mask), classes[cid], cx, cy, r, rng.uniform(0, 2 * math.pi))
-        colour = PALETTE[rng.integers(len(PALETTE))]
+        _draw_shape(ImageDraw.Draw(mask), name, cx, cy, r, rng.uniform(0, 2 * math.pi))
         if np.abs(np.array(colour) - base).sum() < 120:  # keep a visible contrast with the background
             colour = tuple(255 - c for c in colour)
-        img.paste(Image.new("RGB", (big, big), colour), (0, 0), mask)
+        img.paste(Image.new("RGB", (big, big), tuple(colour)), (0, 0), mask)
     return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def demo_objects(rng: np.random.Generator, labels: list[int]) -> list[tuple[str, tuple]]:
+    """Shapes for the demo set: class c drawn in one of its three palette colours."""
+    return [(SHAPES[c], PALETTE[CLASS_COLOURS[c][rng.integers(3)]]) for c in labels]
 
 
 def sample_labels(rng: np.random.Generator, freqs=FREQUENCIES, max_objects: int = 4) -> list[int]:
@@ -106,15 +117,11 @@ def sample_labels(rng: np.random.Generator, freqs=FREQUENCIES, max_objects: int 
     return labels
 
 
-def make_shapes_dataset(root: str | os.PathLike, seed: int = 0, size: int = 64, splits: dict | None = None, force: bool = False) -> Path:
-    """Write the demo set under ``root`` unless an identical one is already there.
+def _write_dataset(root: Path, manifest: dict, classes, splits: dict, make_image, force: bool) -> Path:
+    """Write ``classes.txt``, ``{split}.csv`` and the PNGs; ``manifest.json`` last marks completion.
 
-    Layout: ``root/classes.txt``, ``root/{split}.csv`` and ``root/images/{split}/NNNNN.png``.
-    A ``manifest.json`` written last marks a complete set; an interrupted run is redone.
+    ``make_image(rng) -> (PIL image, label indices)``. An identical existing set is kept.
     """
-    root = Path(root)
-    splits = dict(splits or SPLITS)
-    manifest = {"version": GENERATOR_VERSION, "seed": seed, "size": size, "splits": splits, "classes": list(SHAPES)}
     mpath = root / "manifest.json"
     if not force and mpath.is_file():
         try:
@@ -125,16 +132,16 @@ def make_shapes_dataset(root: str | os.PathLike, seed: int = 0, size: int = 64, 
     if mpath.exists():
         mpath.unlink()
     root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("\n".join(SHAPES) + "\n")
+    (root / "classes.txt").write_text("\n".join(classes) + "\n")
     for s_idx, (split, n) in enumerate(splits.items()):
-        rng = np.random.default_rng([seed, s_idx])
+        rng = np.random.default_rng([manifest["seed"], s_idx])
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         rows = []
         for i in range(n):
-            labels = sample_labels(rng)
+            img, labels = make_image(rng)
             rel = f"images/{split}/{i:05d}.png"
-            render_image(rng, labels, size).save(root / rel, optimize=False, compress_level=1)
-            rows.append((rel, " ".join(SHAPES[c] for c in labels)))
+            img.save(root / rel, optimize=False, compress_level=1)
+            rows.append((rel, " ".join(classes[c] for c in labels)))
         tmp = root / f".{split}.csv.tmp"
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -143,3 +150,46 @@ def make_shapes_dataset(root: str | os.PathLike, seed: int = 0, size: int = 64, 
         os.replace(tmp, root / f"{split}.csv")
     mpath.write_text(json.dumps(manifest, indent=1))
     return root
+
+
+def make_shapes_dataset(root: str | os.PathLike, seed: int = 0, size: int = 48, splits: dict | None = None, force: bool = False) -> Path:
+    """Write the demo set under ``root`` unless an identical one is already there.
+
+    Layout: ``root/classes.txt``, ``root/{split}.csv`` and ``root/images/{split}/NNNNN.png``.
+    """
+    splits = dict(splits or SPLITS)
+    manifest = {"version": GENERATOR_VERSION, "seed": seed, "size": size, "splits": splits, "classes": list(SHAPES)}
+
+    def make_image(rng):
+        labels = sample_labels(rng)
+        return render_image(rng, demo_objects(rng, labels), size), labels
+
+    return _write_dataset(Path(root), manifest, SHAPES, splits, make_image, force)
+
+
+# -- sparse-30: seed 000's situation on images ------------------------------------------------------
+SPARSE_COLOURS = {"red": (230, 60, 50), "green": (60, 180, 75), "blue": (0, 130, 200)}
+SPARSE_CLASSES = tuple(f"{c}_{s}" for c in SPARSE_COLOURS for s in SHAPES)
+DISTRACTOR_COLOURS = ((255, 225, 25), (145, 30, 180), (250, 250, 250), (20, 20, 20))
+SPARSE_SPLITS = {"train": 3000, "val": 1000, "test": 1000}
+
+
+def make_sparse30_dataset(
+    root: str | os.PathLike, seed: int = 0, size: int = 32, splits: dict | None = None, draw_prob: float = 0.5, force: bool = False
+) -> Path:
+    """30 classes (10 shapes x 3 colours), each present with probability 1/30 (about one positive
+    label per image), and a positive label's shape drawn only with probability ``draw_prob``: the
+    label is there but its visual cue often is not (seed 000's noisy features). 0-2 distractor
+    shapes in colours no class uses keep images from being empty."""
+    splits = dict(splits or SPARSE_SPLITS)
+    manifest = {"version": GENERATOR_VERSION, "kind": "sparse30", "seed": seed, "size": size, "splits": splits, "draw_prob": draw_prob}
+    colours = list(SPARSE_COLOURS.values())
+
+    def make_image(rng):
+        labels = [c for c in range(30) if rng.random() < 1 / 30]
+        objects = [(SHAPES[c % 10], colours[c // 10]) for c in labels if rng.random() < draw_prob]
+        objects += [(SHAPES[rng.integers(10)], DISTRACTOR_COLOURS[rng.integers(4)]) for _ in range(rng.integers(0, 3))]
+        order = rng.permutation(len(objects))
+        return render_image(rng, [objects[i] for i in order], size), labels
+
+    return _write_dataset(Path(root), manifest, SPARSE_CLASSES, splits, make_image, force)

@@ -107,11 +107,14 @@ def build_scheduler(
         unit = iters_per_epoch if by_epoch else 1
         begin = int(round(cfg.pop("begin", prev_end / unit if unit else 0) * unit))
         end = int(round(cfg.pop("end", max_epochs if by_epoch else total) * unit))
-        end = min(end, total)
         if begin != prev_end:
             raise ConfigError(f"{where}: begins at iteration {begin} but the previous phase ends at {prev_end}; phases must be contiguous")
+        if begin >= total:  # training ends before this phase would start (e.g. a 1-epoch run)
+            logger.info("%s (%s) starts after the last iteration; skipped", where, cfg.get("type"))
+            continue
         if end <= begin:
             raise ConfigError(f"{where}: empty phase (begin={begin}, end={end} iterations)")
+        end = min(end, total)
         name = cfg.get("type")
         for arg in _STEP_ARGS.get(name, []):
             if arg in cfg and by_epoch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -193,17 +194,30 @@ class Trainer:
             if key not in ckpt:
                 raise CheckpointError(f"{path}: no '{key}' entry; it cannot be resumed from")
         unwrap(self.model).load_state_dict(ckpt["state_dict"])
+        fresh_lrs = [g["lr"] for g in self.optimizer.param_groups]  # the new schedule's step-0 values
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt.get("scheduler"):
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch = int(ckpt["meta"]["epoch"])
+        self.iter = int(ckpt["meta"]["iter"])
+        if self.scheduler is not None:
+            if ckpt.get("scheduler") and ckpt["meta"].get("schedule") == self.meta.get("schedule"):
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+            else:
+                # The schedule changed (e.g. max_epochs raised to train longer): the saved state
+                # describes the old one. Replay the new schedule up to the current step instead.
+                steps = self.epoch * -(-self.iters_per_epoch // self.accumulate)
+                logger.warning("lr schedule differs from the checkpoint's; fast-forwarding the new one by %d steps", steps)
+                for g, lr in zip(self.optimizer.param_groups, fresh_lrs):
+                    g["lr"] = lr  # torch schedulers step recursively from the current lr
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+                    for _ in range(steps):
+                        self.scheduler.step()
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         for h in self.hooks:
             h.load_state_dict(ckpt.get("hooks", {}).get(type(h).__name__, {}))
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
-        self.epoch = int(ckpt["meta"]["epoch"])
-        self.iter = int(ckpt["meta"]["iter"])
         logger.info("resumed from %s at epoch %d (iteration %d)", path, self.epoch, self.iter)
 
 

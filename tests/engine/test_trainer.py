@@ -152,3 +152,18 @@ def test_trainer_gradient_accumulation_equals_large_batch(tmp_path):
     assert t2.iter == 8 and t1.iter == 4
     plain, _ = run_trainer(batch_size=4, accumulate=1, tmp_path=tmp_path)
     assert not torch.allclose(plain, big)  # the comparison can tell the difference
+
+
+def test_resume_with_longer_schedule_replays_the_new_schedule(make_config, tmp_path):
+    """Raising max_epochs and resuming gives the lr the new schedule has at that point."""
+    short = make_config(tmp_path / "run", max_epochs=1)
+    train_model(short)
+    longer = make_config(tmp_path / "run", max_epochs=3)
+    trainer = build_trainer(longer)
+    trainer.resume(tmp_path / "run/latest.pth")
+    reference = build_trainer(make_config(tmp_path / "ref", max_epochs=3))
+    for _ in range(trainer.epoch * trainer.iters_per_epoch):
+        reference.optimizer.step()
+        reference.scheduler.step()
+    assert trainer.current_lr() == pytest.approx(reference.current_lr())
+    assert trainer.epoch == 1

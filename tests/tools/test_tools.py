@@ -99,3 +99,14 @@ def test_bad_inputs_give_one_clear_error(config_file, tmp_path, shapes_root):
     not_ckpt = tmp_path / "x.pth"
     not_ckpt.write_bytes(b"garbage")
     expect_error(run("tools/test.py", config_file, not_ckpt), "cannot load checkpoint")
+
+
+def test_analyze_dataset_writes_json_and_pngs(config_file, tmp_path):
+    out = tmp_path / "stats"
+    r = run("tools/analyze_dataset.py", config_file, "--out", out, "--oversample-thr", "0.2")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["num_images"] == 96 and stats["num_classes"] == 10 and stats["oversample_thr"] == 0.2
+    assert "all-zeros baseline" in r.stdout
+    for png in ("class_frequency.png", "cooccurrence.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,13 +18,16 @@ class ImageClassifier(nn.Module):
         head: head config; ``num_classes`` may be omitted when the caller passes it.
         neck: neck config, default ``GlobalAveragePooling``.
         num_classes: default for the head's ``num_classes`` (the builder passes the dataset's).
+        label_stats: training label counts, handed to the head for its loss's ``auto`` weights.
     """
 
-    def __init__(self, backbone: dict, head: dict, neck: dict | None = None, num_classes: int | None = None) -> None:
+    def __init__(
+        self, backbone: dict, head: dict, neck: dict | None = None, num_classes: int | None = None, label_stats: dict | None = None
+    ) -> None:
         super().__init__()
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck or {"type": "GlobalAveragePooling"})
-        defaults = {"in_channels": self.backbone.out_channels}
+        defaults = {"in_channels": self.backbone.out_channels, "label_stats": label_stats}
         if num_classes is not None:
             defaults["num_classes"] = num_classes
         self.head = MODELS.build(head, **defaults)

@@ -1,3 +1,4 @@
 from mlcls.models.heads.linear import MultiLabelClsHead, MultiLabelLinearClsHead, MultiLabelMLPHead
+from mlcls.models.heads.powerset import LabelPowersetHead
 
-__all__ = ["MultiLabelClsHead", "MultiLabelLinearClsHead", "MultiLabelMLPHead"]
+__all__ = ["LabelPowersetHead", "MultiLabelClsHead", "MultiLabelLinearClsHead", "MultiLabelMLPHead"]

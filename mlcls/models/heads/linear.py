@@ -17,15 +17,16 @@ class MultiLabelClsHead(nn.Module):
         num_classes: C.
         in_channels: feature size (the parent passes the backbone's ``out_channels``).
         loss: loss config (LOSSES registry), default ``BCEWithLogitsLoss``.
+        label_stats: training label counts, offered to the loss (for ``auto`` weights).
     """
 
-    def __init__(self, num_classes: int, in_channels: int, loss: dict | None = None) -> None:
+    def __init__(self, num_classes: int, in_channels: int, loss: dict | None = None, label_stats: dict | None = None) -> None:
         super().__init__()
         if num_classes <= 0:
             raise BuildError(f"{type(self).__name__}: num_classes must be positive, got {num_classes}")
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.loss_module = LOSSES.build(loss or {"type": "BCEWithLogitsLoss"})
+        self.loss_module = LOSSES.build(loss or {"type": "BCEWithLogitsLoss"}, label_stats=label_stats)
 
     def loss(self, feats: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats [B, in_channels], targets [B, C] -> ``{"loss": scalar}``."""
@@ -41,8 +42,10 @@ class MultiLabelClsHead(nn.Module):
 class MultiLabelLinearClsHead(MultiLabelClsHead):
     """One linear layer: [B, in_channels] -> logits [B, C]."""
 
-    def __init__(self, num_classes: int, in_channels: int, loss: dict | None = None, dropout: float = 0.0) -> None:
-        super().__init__(num_classes, in_channels, loss)
+    def __init__(
+        self, num_classes: int, in_channels: int, loss: dict | None = None, dropout: float = 0.0, label_stats: dict | None = None
+    ) -> None:
+        super().__init__(num_classes, in_channels, loss, label_stats)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_channels, num_classes)
 
@@ -75,8 +78,9 @@ class MultiLabelMLPHead(MultiLabelClsHead):
         dropout: float = 0.0,
         norm: bool = False,
         loss: dict | None = None,
+        label_stats: dict | None = None,
     ) -> None:
-        super().__init__(num_classes, in_channels, loss)
+        super().__init__(num_classes, in_channels, loss, label_stats)
         if act not in self._acts:
             raise BuildError(f"MultiLabelMLPHead: act must be one of {sorted(self._acts)}, got '{act}'")
         hidden = [hidden_channels] if isinstance(hidden_channels, int) else list(hidden_channels)

@@ -1,0 +1,39 @@
+"""mmcls's ClassBalancedDataset wrapper (deterministic repeats), so mmcls configs port over."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from mlcls.datasets.samplers import repeat_factors
+from mlcls.registry import DATASETS
+
+
+@DATASETS.register_module()
+class ClassBalancedDataset(Dataset):
+    """Repeats each image ``ceil(r)`` times, ``r`` being its LVIS repeat factor (mmcls semantics).
+
+    Unlike :class:`RepeatFactorSampler` the repeats are fixed (no stochastic rounding), exactly as
+    in mmcls/mmpretrain. Args: ``dataset`` (a config or a dataset) and ``oversample_thr``.
+    """
+
+    def __init__(self, dataset, oversample_thr: float) -> None:
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        self.oversample_thr = oversample_thr
+        factors = repeat_factors(self.dataset, oversample_thr)
+        self.repeat_indices = np.repeat(np.arange(len(factors)), np.ceil(factors - 1e-12).astype(np.int64))
+        self.classes = self.dataset.classes
+
+    def __len__(self) -> int:
+        return len(self.repeat_indices)
+
+    def __getitem__(self, idx: int):
+        return self.dataset[int(self.repeat_indices[idx])]
+
+    def __getattr__(self, name):  # label statistics, image paths, ... of the wrapped dataset
+        if name in ("dataset", "repeat_indices"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+__all__ = ["ClassBalancedDataset"]
