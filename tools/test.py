@@ -22,6 +22,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thr", type=float, help="global threshold (default: the evaluator's, 0.5)")
     p.add_argument("--out", help="write per-image scores and targets (.csv or .json)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
+    p.add_argument(
+        "--tune-thr", choices=["f1", "precision", "recall"], help="tune per-class thresholds first and store them in the checkpoint"
+    )
+    p.add_argument("--tune-target", type=float, help="precision/recall goal in (0, 1] for --tune-thr precision|recall")
+    p.add_argument("--tune-split", default="val", choices=["val", "train", "test"], help="split to tune on (default val)")
+    p.add_argument("--min-pos", type=int, default=5, help="classes with fewer tuning positives use the global threshold")
+    p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
@@ -46,6 +53,11 @@ def main(argv=None) -> None:
         out=args.out,
         work_dir=args.work_dir or (cfg or {}).get("work_dir") or str(Path(checkpoint).parent),
         split=args.split,
+        tune=args.tune_thr,
+        tune_target=args.tune_target,
+        tune_split=args.tune_split,
+        min_pos=args.min_pos,
+        allow_same_split=args.allow_same_split,
     )
     print(metrics["report"])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from mlcls.apis.builder import build_evaluator, build_loader, build_model_for, check_same_classes, resolve_device
+from mlcls.apis.builder import build_loader, build_model_for, check_same_classes, resolve_device
 from mlcls.engine.hooks import SUMMARY_KEYS
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import CheckpointError, ConfigError
@@ -119,38 +119,144 @@ def write_scores(path: str | os.PathLike, paths: list[str], classes: list[str], 
     os.replace(tmp, path)
 
 
+def write_per_class_csv(rows: list[dict], path: str | os.PathLike) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+
+
+def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """(scores [N, C], targets [N, C], dataset) of ``model`` on the ``{split}_dataloader``."""
+    from mlcls.evaluation import MultiLabelMetric
+
+    loader = build_loader(cfg, split, shuffle=False, seed=int(cfg.get("seed", 0)))
+    if loader is None:
+        raise ConfigError(f"config: no '{split}_dataloader' section")
+    check_same_classes(classes, loader.dataset.classes, f"checkpoint {checkpoint}", f"{split}_dataloader")
+    scores, targets = predict_loader(model, loader, MultiLabelMetric(), next(model.parameters()).device)
+    return scores, targets, loader.dataset
+
+
+def tune_and_store(
+    cfg: dict,
+    model,
+    ckpt: dict,
+    checkpoint: str,
+    classes: list[str],
+    objective: str,
+    target: float | None,
+    split: str,
+    min_pos: int,
+    work_dir: Path,
+) -> dict:
+    """Tune per-class thresholds on ``split`` and save them in the checkpoint and thresholds.json."""
+    from mlcls.evaluation import tune_thresholds
+    from mlcls.utils.checkpoint import save_checkpoint
+
+    scores, targets, _ = loader_scores(cfg, model, split, classes, checkpoint)
+    thr, info = tune_thresholds(scores, targets, objective=objective, target=target, min_pos=min_pos)
+    record = {
+        "values": thr.tolist(),
+        "classes": classes,
+        "split": split,
+        "objective": objective,
+        "target": target,
+        "min_pos": min_pos,
+        "fallback_classes": [classes[i] for i in info["fallback"]],
+        "global_thr": info["global_thr"],
+    }
+    ckpt = {k: v for k, v in ckpt.items() if k != "format"}
+    ckpt["thresholds"] = record
+    save_checkpoint(ckpt, checkpoint)  # atomic: the previous file survives a crash
+    write_json(record, work_dir / "thresholds.json")
+    logger.info(
+        "tuned %s thresholds on '%s' (%d classes fell back to the global %s) -> %s",
+        objective,
+        split,
+        len(info["fallback"]),
+        info["global_thr"],
+        checkpoint,
+    )
+    return record
+
+
 def test_model(
-    cfg: dict | None, checkpoint: str, thr: float | None = None, out: str | None = None, work_dir: str | None = None, split: str = "test"
+    cfg: dict | None,
+    checkpoint: str,
+    thr: float | None = None,
+    out: str | None = None,
+    work_dir: str | None = None,
+    split: str = "test",
+    tune: str | None = None,
+    tune_target: float | None = None,
+    tune_split: str = "val",
+    min_pos: int = 5,
+    allow_same_split: bool = False,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
-    Writes ``<work_dir>/test_metrics.json`` (summary keys, per-class entries, thresholds used) and,
-    with ``out``, per-image scores. Returns the metrics dict.
+    Thresholds, in order of precedence: ``thr`` (global); per-class thresholds tuned now with
+    ``tune`` (``f1``, ``precision``, ``recall``) on ``tune_split`` and saved into the checkpoint; the
+    thresholds already stored in the checkpoint; the evaluator's (0.5 by default). The report
+    says which were used and also gives the metrics at 0.5.
+
+    Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir`` and,
+    with ``out``, per-image scores. Returns the metrics dict (plus ``report``, the printed text).
     """
+    from mlcls.evaluation import compute_metrics
+    from mlcls.utils.plots import bar_chart
+
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg)
     classes = list(ckpt["meta"]["classes"])
-    loader = build_loader(cfg, split, shuffle=False, seed=int(cfg.get("seed", 0)))
-    if loader is None:
-        raise ConfigError(f"config: no '{split}_dataloader' section to test on")
-    check_same_classes(classes, loader.dataset.classes, f"checkpoint {checkpoint}", f"{split}_dataloader")
-    ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
-    if thr is not None:
-        ev_cfg["thr"] = thr
-    evaluator = build_evaluator(ev_cfg)
-    scores, targets = predict_loader(model, loader, evaluator, next(model.parameters()).device)
-    metrics = evaluator.evaluate(scores, targets)
     work_dir = Path(work_dir or cfg.get("work_dir", "work_dirs/test"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if tune:
+        if tune_split == split and not allow_same_split:
+            raise ConfigError(
+                f"refusing to tune thresholds on '{tune_split}' and report on the same split (optimistic numbers); "
+                "tune on another split (--tune-split val) or pass --allow-same-split"
+            )
+        ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
+    ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
+    stored = ckpt.get("thresholds")
+    if thr is not None:
+        used, source = thr, "--thr"
+    elif stored:
+        used, source = stored["values"], f"checkpoint ({stored['objective']} on '{stored['split']}')"
+    else:
+        used, source = ev_cfg.get("thr", 0.5), "config"
+    scores, targets, dataset = loader_scores(cfg, model, split, classes, checkpoint)
+    metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"))
+    at_half = compute_metrics(scores, targets, thr=0.5)
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, "F1_micro", "num_classes_skipped", "num_samples") if k in metrics}
+    rows = per_class_rows(metrics, classes)
     report = {
         **summary,
         "checkpoint": str(checkpoint),
         "split": split,
-        "per_class": per_class_rows(metrics, classes),
-        "thresholds": {"values": metrics["thr"], "source": "--thr" if thr is not None else "config"},
+        "thresholds": {"source": source, "values": metrics["thr"]},
+        "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
+        "per_class": rows,
     }
     write_json(report, work_dir / "test_metrics.json")
+    write_per_class_csv(rows, work_dir / "per_class.csv")
+    ordered = [r for r in rows if r["AP"] is not None]
+    bar_chart(
+        [f"{r['class']} ({r['positives']})" for r in ordered],
+        [r["AP"] for r in ordered],
+        work_dir / "ap_vs_frequency.png",
+        f"{split}: AP per class, most frequent first",
+        "AP (%)",
+    )
     if out:
-        ds = loader.dataset
-        write_scores(out, [ds.image_path(i) for i in range(len(ds))], classes, scores, targets)
-    metrics["report"] = format_report(metrics, classes)
+        write_scores(out, [dataset.image_path(i) for i in range(len(dataset))], classes, scores, targets)
+    text = format_report(metrics, classes)
+    half = "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half)
+    metrics["report"] = f"thresholds: {source}\n{text}\nat thr 0.5: {half}"
+    metrics["thresholds_source"] = source
     return metrics

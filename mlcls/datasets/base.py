@@ -144,6 +144,27 @@ class MultiLabelDataset(Dataset):
         """A relative annotation/class-list path is relative to ``data_root`` (mmcls convention)."""
         return str(path) if os.path.isabs(path) else os.path.join(self.data_root, str(path))
 
+    @classmethod
+    def from_csr(
+        cls, paths, offsets, label_ids, label_vals, classes: Sequence[str], data_root: str = "", pipeline=None
+    ) -> "MultiLabelDataset":
+        """A dataset straight from arrays (paths [N], offsets [N+1], label_ids/label_vals [nnz])."""
+        from mlcls.datasets.transforms import build_pipeline
+
+        self = cls.__new__(cls)
+        Dataset.__init__(self)
+        self.data_root = str(data_root)
+        self.classes = read_class_list(classes)
+        self._paths = np.asarray(paths, dtype=np.str_)
+        self._lines = np.zeros(len(self._paths), dtype=np.int32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.label_ids = np.asarray(label_ids, dtype=np.int32)
+        self.label_vals = np.asarray(label_vals, dtype=np.int8)
+        if len(self.offsets) != len(self._paths) + 1 or self.offsets[-1] != len(self.label_ids):
+            raise DataError("from_csr: offsets must have N+1 entries ending at len(label_ids)")
+        self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
+        return self
+
     # -- to be provided by subclasses -------------------------------------------------------------
     def load_annotations(self) -> LabelIndexBuilder:
         raise NotImplementedError

@@ -120,13 +120,24 @@ class LoggerHook(Hook):
         interval: iterations between text log lines and TensorBoard points.
         tensorboard: write TensorBoard events under ``<work_dir>/tb``.
         progress_bar: show a tqdm bar (``None``: only when stderr is a terminal).
+        per_class: at each validation, per-class AP scalars and PR curves (``add_pr_curve``) in
+            TensorBoard, for up to ``max_pr_curves`` classes.
     """
 
     priority = 10
 
-    def __init__(self, interval: int = 10, tensorboard: bool = True, progress_bar: bool | None = None) -> None:
+    def __init__(
+        self,
+        interval: int = 10,
+        tensorboard: bool = True,
+        progress_bar: bool | None = None,
+        per_class: bool = True,
+        max_pr_curves: int = 100,
+    ) -> None:
         self.interval = max(1, interval)
         self.tensorboard = tensorboard
+        self.per_class = per_class
+        self.max_pr_curves = max_pr_curves
         self.progress_bar = progress_bar
         self.writer = None
         self.bar = None
@@ -203,8 +214,19 @@ class LoggerHook(Hook):
         )
         self._log({"mode": "val", "epoch": trainer.epoch + 1, "iter": trainer.iter, **scalars})
         if self.writer is not None:
+            step = trainer.epoch + 1
             for k, v in scalars.items():
-                self.writer.add_scalar(f"val/{k}", v, trainer.epoch + 1)
+                self.writer.add_scalar(f"val/{k}", v, step)
+            classes = trainer.meta.get("classes") or [str(i) for i in range(len(metrics.get("AP", [])))]
+            if self.per_class and classes:
+                for name, ap in zip(classes, metrics.get("AP", [])):
+                    if not math.isnan(ap):
+                        self.writer.add_scalar(f"val_AP/{name}", ap, step)
+                if trainer.last_eval is not None:
+                    scores, targets = trainer.last_eval
+                    for c, name in enumerate(classes[: self.max_pr_curves]):
+                        valid = targets[:, c] >= 0
+                        self.writer.add_pr_curve(f"val_pr/{name}", targets[valid, c] > 0.5, scores[valid, c], step)
             self.writer.flush()
 
     def after_epoch(self, trainer: "Trainer") -> None:

@@ -90,6 +90,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.iter = 0  # batches processed
         self.val_metrics: dict = {}
+        self.last_eval: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -169,8 +170,12 @@ class Trainer:
         return predict_loader(model or self.model, loader, self.evaluator, self.device, self._autocast)
 
     def evaluate(self, loader: DataLoader) -> dict:
-        """Metrics of :attr:`evaluator` over ``loader`` (every rank gets the same dict)."""
-        return self.evaluator.evaluate(*self.predict(loader))
+        """Metrics of :attr:`evaluator` over ``loader`` (every rank gets the same dict).
+
+        The gathered scores and targets stay in :attr:`last_eval` for hooks (PR curves, guards).
+        """
+        self.last_eval = self.predict(loader)
+        return self.evaluator.evaluate(*self.last_eval)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict:

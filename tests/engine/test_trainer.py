@@ -33,6 +33,10 @@ def test_two_epoch_training_writes_checkpoints_and_logs(make_config, tmp_path):
     assert {"train/loss", "train/lr", "val/mAP", "val/CF1", "val/OF1"} <= set(tags)
     assert [e.step for e in acc.Scalars("val/mAP")] == [1, 2]
     assert acc.Scalars("val/mAP")[-1].value == pytest.approx(metrics["mAP"], rel=1e-5)
+    assert "val_AP/circle" in tags
+    assert acc.Scalars("val_AP/circle")[-1].value == pytest.approx(metrics["AP"][0], rel=1e-5)
+    pr = acc.Tensors("val_pr/circle")  # add_pr_curve's summaries, one per validation
+    assert [e.step for e in pr] == [1, 2]
 
 
 def test_loss_decreases_on_real_images(make_config, tmp_path):

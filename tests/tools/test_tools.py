@@ -47,7 +47,7 @@ def test_train_then_test_round_trip(config_file, tmp_path):
     r = run("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "wd2", "--thr", "0.3")
     assert r.returncode == 0, r.stderr
     m2 = json.loads((tmp_path / "wd2/test_metrics.json").read_text())
-    assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3
+    assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3 and m2["thresholds"]["source"] == "--thr"
 
 
 def test_resume_auto_continues_from_latest(config_file, tmp_path):
@@ -110,3 +110,25 @@ def test_analyze_dataset_writes_json_and_pngs(config_file, tmp_path):
     assert "all-zeros baseline" in r.stdout
     for png in ("class_frequency.png", "cooccurrence.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tuned_thresholds_are_stored_and_used_by_default(config_file, tmp_path):
+    wd = tmp_path / "wd"
+    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
+    ckpt = wd / "latest.pth"
+    expect_error(run("tools/test.py", config_file, ckpt, "--tune-thr", "f1", "--tune-split", "test"), "refusing to tune")
+    r = run("tools/test.py", config_file, ckpt, "--work-dir", wd, "--tune-thr", "f1", "--min-pos", "1")
+    assert r.returncode == 0, r.stderr
+    assert "thresholds: checkpoint (f1 on 'val')" in r.stdout and "at thr 0.5" in r.stdout
+    stored = json.loads((wd / "thresholds.json").read_text())
+    assert stored["split"] == "val" and len(stored["values"]) == 10
+    from mlcls.utils.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["thresholds"]["values"] == stored["values"]  # saved into the checkpoint
+    r = run("tools/test.py", ckpt, "--work-dir", tmp_path / "again")  # later runs use them by default
+    m = json.loads((tmp_path / "again/test_metrics.json").read_text())
+    assert m["thresholds"]["values"] == pytest.approx(stored["values"]) and "checkpoint" in m["thresholds"]["source"]
+    assert (tmp_path / "again/per_class.csv").read_text().startswith("class,positives,AP,P,R,F1,thr")
+    assert (tmp_path / "again/ap_vs_frequency.png").is_file()
+    r = run("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
+    assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr"
