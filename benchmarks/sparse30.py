@@ -40,7 +40,7 @@ def main() -> None:
     rows = []
     for name in args.variants:
         opts = [f"train_cfg.max_epochs={args.epochs}", f"train_cfg.val_interval={args.epochs}"] if args.epochs else []
-        opts += ["default_hooks.logger.progress_bar=false"]
+        opts += ["+default_hooks.logger.progress_bar=false"]
         cfg = prepare_config(ROOT / f"configs/sparse30/{name}.yaml", opts, work_dir=str(out / name))
         t0 = time.time()
         train_model(cfg)

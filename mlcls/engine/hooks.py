@@ -246,8 +246,50 @@ class LoggerHook(Hook):
             self._jsonl = None
 
 
+@HOOKS.register_module()
+class ThresholdTuningHook(Hook):
+    """Tunes per-class thresholds on every validation's predictions (see ``tune_thresholds``).
+
+    Runs before the checkpoint hook, so each checkpoint written after a validation (latest, best)
+    carries the thresholds that fit its own weights; ``tools/test.py`` and inference use them by
+    default. Also writes ``<work_dir>/thresholds.json``.
+
+    Args:
+        objective: ``f1``, ``precision`` or ``recall``.
+        target: the precision/recall goal for those objectives.
+        min_pos: classes with fewer validation positives use the global micro-F1 threshold.
+    """
+
+    priority = 60  # after logging, before CheckpointHook (80)
+
+    def __init__(self, objective: str = "f1", target: float | None = None, min_pos: int = 5) -> None:
+        self.objective, self.target, self.min_pos = objective, target, min_pos
+
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+        from mlcls.evaluation import tune_thresholds
+
+        if trainer.last_eval is None:
+            return
+        thr, info = tune_thresholds(*trainer.last_eval, objective=self.objective, target=self.target, min_pos=self.min_pos)
+        classes = trainer.meta.get("classes") or []
+        trainer.thresholds = {
+            "values": thr.tolist(),
+            "classes": list(classes),
+            "split": "val",
+            "epoch": trainer.epoch + 1,
+            "objective": self.objective,
+            "target": self.target,
+            "min_pos": self.min_pos,
+            "fallback_classes": [classes[i] if i < len(classes) else i for i in info["fallback"]],
+            "global_thr": info["global_thr"],
+        }
+        if is_main_process():
+            Path(trainer.work_dir).mkdir(parents=True, exist_ok=True)
+            (Path(trainer.work_dir) / "thresholds.json").write_text(json.dumps(trainer.thresholds, indent=1))
+
+
 def build_hooks(cfgs: list[dict] | None) -> list[Hook]:
     return [HOOKS.build(c) for c in cfgs or []]
 
 
-__all__: list[Any] = ["Hook", "CheckpointHook", "LoggerHook", "build_hooks", "scalar_metrics"]
+__all__: list[Any] = ["Hook", "CheckpointHook", "LoggerHook", "ThresholdTuningHook", "build_hooks", "scalar_metrics"]

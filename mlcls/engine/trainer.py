@@ -91,6 +91,7 @@ class Trainer:
         self.iter = 0  # batches processed
         self.val_metrics: dict = {}
         self.last_eval: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.thresholds: dict | None = None  # per-class thresholds, set by ThresholdTuningHook
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -187,6 +188,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
             "rng": get_rng_state(),
+            **({"thresholds": self.thresholds} if self.thresholds else {}),
         }
 
     def save_checkpoint(self, path: str | Path, state: dict | None = None) -> None:
@@ -223,6 +225,7 @@ class Trainer:
             h.load_state_dict(ckpt.get("hooks", {}).get(type(h).__name__, {}))
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
+        self.thresholds = ckpt.get("thresholds")
         logger.info("resumed from %s at epoch %d (iteration %d)", path, self.epoch, self.iter)
 
 

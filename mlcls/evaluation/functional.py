@@ -54,12 +54,20 @@ def _class_blocks(scores: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple
     below is a comparison or a monotone map, exact in float32 too.
     """
     n, c = scores.shape
-    st = scores.T.contiguous()  # class-major once; the blocks below are then views
-    tt = targets.T.to(torch.float32).contiguous()
-    step = max(1, _CHUNK_ELEMS // max(n, 1))
-    for start in range(0, c, step):
-        sl = slice(start, min(c, start + step))
-        yield sl, st[sl], tt[sl]
+    step = min(c, max(1, _CHUNK_ELEMS // max(n, 1)))
+    # Columns are copied to rows 16 at a time (16 float32 fill a cache line, so the strided read
+    # wastes nothing) into two buffers reused for every block: fresh allocations of this size
+    # cost page faults that outweigh the copy itself.
+    width = max(step, min(c, 16))
+    sbuf = torch.empty((width, n), dtype=scores.dtype)
+    tbuf = torch.empty((width, n), dtype=torch.float32)
+    for outer in range(0, c, width):
+        m = min(c, outer + width) - outer
+        sbuf[:m].copy_(scores[:, outer : outer + m].T)
+        tbuf[:m].copy_(targets[:, outer : outer + m].T)
+        for start in range(0, m, step):
+            stop = min(m, start + step)
+            yield slice(outer + start, outer + stop), sbuf[start:stop], tbuf[start:stop]
 
 
 class PositiveStats:
@@ -110,7 +118,8 @@ class PositiveStats:
         cr, cc = cand.nonzero(as_tuple=True)
         # Order candidates by (class, score). Bins are monotone in the score, so this also orders
         # them by (class, bin): equal keys are contiguous and each run of equal scores is too.
-        order = torch.sort(s[cr, cc], stable=True).indices
+        # (ties keep no particular order: equal scores of a class form one run either way)
+        order = torch.sort(s[cr, cc], stable=c > 1).indices
         if c > 1:
             order = order[torch.sort(cr[order], stable=True).indices]
         cr, cc = cr[order], cc[order]
@@ -131,6 +140,13 @@ class PositiveStats:
         self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
         self.num_pos = pos.sum(1)
         self.num_classes = c
+        self.pos, self.valid = pos, valid
+
+    def confusion(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tp, fp, fn) per class [c] for boolean predictions [c, N] of this block."""
+        tp = (pred & self.pos).sum(1)
+        predicted = (pred & self.valid).sum(1) if not bool(self.valid.all()) else pred.sum(1)
+        return tp, predicted - tp, self.num_pos - tp
 
     def per_class_max(self, values: torch.Tensor) -> torch.Tensor:
         """[P] -> [c] maximum over each class's positives (NaN for a class without positives)."""
@@ -140,6 +156,13 @@ class PositiveStats:
     def per_class_min(self, values: torch.Tensor) -> torch.Tensor:
         out = torch.full((self.num_classes,), math.nan, dtype=torch.float64)
         return out.scatter_reduce(0, self.rows, values.double(), "amin", include_self=False)
+
+    def f1_thresholds(self) -> torch.Tensor:
+        """[c] the threshold (a positive's score) that maximises each class's F1; ties go to the
+        higher threshold; NaN for a class without positives."""
+        f1 = 2 * self.tp_ge.double() / (self.n_ge + self.num_pos[self.rows]).double()
+        best = self.per_class_max(f1)
+        return self.per_class_max(torch.where(f1 >= best[self.rows], self.scores.double(), -math.inf))
 
     def average_precision(self) -> torch.Tensor:
         """[c] AP in [0, 1]; NaN for a class without positives."""
@@ -227,7 +250,7 @@ def rates_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, suff
     return out
 
 
-def compute_metrics(scores, targets, thr=0.5, topk: int | None = None) -> dict:
+def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str | None = None) -> dict:
     """Every metric the reports need, in one call.
 
     Args:
@@ -235,6 +258,9 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None) -> dict:
         targets: [N, C] with 1 / 0 / -1 (ignored).
         thr: a scalar or a per-class sequence of length C; predicted positive iff ``score >= thr``.
         topk: also report ``CP@k ... OF1@k`` where an image's k highest scores are its predictions.
+        tune: ``"f1"`` also returns ``tuned_thr``, each class's F1-optimal threshold on these
+            scores (as :func:`tune_thresholds` with ``min_pos=1``; classes without positives get
+            NaN), from the same pass over the data.
 
     Returns:
         dict with ``mAP``, ``num_classes_skipped`` (classes without positives, left out of mAP),
@@ -248,11 +274,16 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None) -> dict:
     ap = torch.empty(c, dtype=torch.float64)
     counts = torch.zeros(3, c, dtype=torch.long)
     num_pos = torch.zeros(c, dtype=torch.long)
+    if tune not in (None, "f1"):
+        raise ValueError(f"compute_metrics: tune must be None or 'f1', got '{tune}' (see tune_thresholds for others)")
+    tuned = torch.full((c,), math.nan, dtype=torch.float64)
     for sl, sb, tb in _class_blocks(s, t):
         stats = PositiveStats(sb, tb)
         ap[sl] = stats.average_precision() * 100
         num_pos[sl] = stats.num_pos
-        counts[:, sl] = torch.stack(_counts_rows(sb >= thr_vec[sl, None], tb))
+        counts[:, sl] = torch.stack(stats.confusion(sb >= thr_vec[sl, None].to(sb.dtype)))
+        if tune:
+            tuned[sl] = stats.f1_thresholds()
     m_ap, skipped = mean_average_precision(ap)
     out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
     out.update(rates_from_counts(*counts))
@@ -261,14 +292,9 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None) -> dict:
     out["num_pos"] = num_pos.tolist()
     out["num_samples"] = int(s.shape[0])
     out["thr"] = thr_vec.tolist()
+    if tune:
+        out["tuned_thr"] = tuned.tolist()
     return out
-
-
-def _counts_rows(pred: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(tp, fp, fn) per row of [c, N] blocks."""
-    pos = t > 0.5
-    neg = t.eq(0) | ((t >= 0) & ~pos)
-    return (pred & pos).sum(1), (pred & neg).sum(1), (~pred & pos).sum(1)
 
 
 def tune_thresholds(scores, targets, objective: str = "f1", target: float | None = None, min_pos: int = 1) -> tuple[torch.Tensor, dict]:
@@ -302,9 +328,7 @@ def tune_thresholds(scores, targets, objective: str = "f1", target: float | None
         if st.rows.numel() == 0:
             continue
         if objective == "f1":
-            f1 = 2 * st.tp_ge.double() / (st.n_ge + st.num_pos[st.rows]).double()
-            best = st.per_class_max(f1)
-            choice = st.per_class_max(torch.where(f1 >= best[st.rows], st.scores, -math.inf))
+            choice = st.f1_thresholds()
         elif objective == "precision":
             ok = st.tp_ge.double() / st.n_ge.double() >= target - 1e-12
             choice = st.per_class_min(torch.where(ok, st.scores, math.inf))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.losses.utils import check_reduction, reduce_loss, split_targets
+from mlcls.losses.utils import LossBase, reduce_loss, split_targets
 from mlcls.registry import LOSSES
 
 
 @LOSSES.register_module()
-class AsymmetricLoss(nn.Module):
+class AsymmetricLoss(LossBase):
     """ASL on logits: with ``p = sigmoid(x)`` and the shifted probability ``p_m = max(p - clip, 0)``::
 
         L = -[ y (1 - p)^gamma_pos log(p) + (1 - y) p_m^gamma_neg log(1 - p_m) ]
@@ -45,13 +44,11 @@ class AsymmetricLoss(nn.Module):
         reduction: str = "sum",
         loss_weight: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         if not 0 <= clip < 1:
             raise ValueError(f"clip must be in [0, 1), got {clip}")
         self.gamma_pos, self.gamma_neg, self.clip, self.eps = float(gamma_pos), float(gamma_neg), float(clip), float(eps)
         self.detach_focal = detach_focal
-        self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore)."""

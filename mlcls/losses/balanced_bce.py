@@ -6,10 +6,9 @@ import logging
 from typing import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.losses.utils import as_class_vector, check_reduction, reduce_loss, split_targets
+from mlcls.losses.utils import DataDerivedWeights, as_class_vector, reduce_loss, split_targets
 from mlcls.losses.weights import balanced_weights
 from mlcls.registry import LOSSES
 
@@ -17,7 +16,7 @@ logger = logging.getLogger("mlcls")
 
 
 @LOSSES.register_module()
-class BalancedBCELoss(nn.Module):
+class BalancedBCELoss(DataDerivedWeights):
     """``-[w_pos[c] y log s(x) + w_neg[c] (1 - y) log(1 - s(x))]`` per element.
 
     The per-class weighting of seed 002 (1130 images, a class present in 913 of them): both the
@@ -43,9 +42,7 @@ class BalancedBCELoss(nn.Module):
         loss_weight: float = 1.0,
         label_stats: dict | None = None,
     ) -> None:
-        super().__init__()
-        self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
+        super().__init__(reduction, loss_weight)
         if (pos_weights == "auto") != (neg_weights == "auto"):
             raise ValueError("pos_weights and neg_weights must both be 'auto' or both be lists")
         if pos_weights == "auto":
@@ -64,12 +61,6 @@ class BalancedBCELoss(nn.Module):
                 raise ValueError("pos_weights and neg_weights must be per-class lists of the same length")
         self.register_buffer("pos_weights", w_pos)
         self.register_buffer("neg_weights", w_neg)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("pos_weights", "neg_weights"):
-            if prefix + name in state_dict and getattr(self, name).numel() == 0:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore)."""

@@ -6,10 +6,9 @@ import logging
 from typing import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.losses.utils import as_class_vector, check_reduction, reduce_loss, split_targets
+from mlcls.losses.utils import DataDerivedWeights, as_class_vector, reduce_loss, split_targets
 from mlcls.losses.weights import auto_pos_weight, effective_number_weights
 from mlcls.registry import LOSSES
 
@@ -26,7 +25,7 @@ def resolve_class_weight(class_weight, stats: dict | None, beta: float, name: st
 
 
 @LOSSES.register_module()
-class BCEWithLogitsLoss(nn.Module):
+class BCEWithLogitsLoss(DataDerivedWeights):
     """``-w_c [p_c y log s(x) + (1 - y) log(1 - s(x))]`` per element, on logits.
 
     Args:
@@ -52,9 +51,7 @@ class BCEWithLogitsLoss(nn.Module):
         loss_weight: float = 1.0,
         label_stats: dict | None = None,
     ) -> None:
-        super().__init__()
-        self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
+        super().__init__(reduction, loss_weight)
         if pos_weight == "auto":
             if label_stats:
                 pw = auto_pos_weight(label_stats, max_pos_weight)
@@ -67,14 +64,6 @@ class BCEWithLogitsLoss(nn.Module):
             pw = as_class_vector(pos_weight, "pos_weight")
         self.register_buffer("pos_weight", pw)
         self.register_buffer("class_weight", resolve_class_weight(class_weight, label_stats, effective_beta, "BCEWithLogitsLoss"))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # 'auto' weights built without label counts are placeholders: take the stored shape.
-        for name in ("pos_weight", "class_weight"):
-            key = prefix + name
-            if key in state_dict and getattr(self, name) is not None and getattr(self, name).numel() == 0:
-                setattr(self, name, torch.empty_like(state_dict[key]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore). Returns a scalar, or [B, C] for 'none'."""

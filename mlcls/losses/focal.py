@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.losses.utils import check_reduction, reduce_loss, split_targets
+from mlcls.losses.utils import LossBase, reduce_loss, split_targets
 from mlcls.registry import LOSSES
 
 
 @LOSSES.register_module()
-class FocalLoss(nn.Module):
+class FocalLoss(LossBase):
     """``alpha_t * (1 - p_t)^gamma * BCE(x, y)`` per element; equals ``torchvision.ops.sigmoid_focal_loss``.
 
     Args:
@@ -22,10 +21,8 @@ class FocalLoss(nn.Module):
     """
 
     def __init__(self, gamma: float = 2.0, alpha: float = 0.25, reduction: str = "mean", loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         self.gamma, self.alpha = float(gamma), float(alpha)
-        self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore)."""

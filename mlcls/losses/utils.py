@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -53,3 +54,27 @@ def as_class_vector(value: float | Sequence[float] | torch.Tensor | None, name: 
     if (t < 0).any():
         raise ValueError(f"{name} must be non-negative")
     return t
+
+
+class LossBase(nn.Module):
+    """Common arguments of every loss: ``reduction`` (mean | sum | none) and ``loss_weight``."""
+
+    def __init__(self, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+        self.loss_weight = float(loss_weight)
+
+
+class DataDerivedWeights(LossBase):
+    """Base for losses whose weight buffers may come from the training labels (``auto``).
+
+    Built without label counts (for testing or inference), such a buffer is an empty placeholder;
+    loading a checkpoint's state dict gives it the stored shape and values.
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buf in self._buffers.items():
+            key = prefix + name
+            if buf is not None and buf.numel() == 0 and key in state_dict:
+                self._buffers[name] = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

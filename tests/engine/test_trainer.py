@@ -171,3 +171,24 @@ def test_resume_with_longer_schedule_replays_the_new_schedule(make_config, tmp_p
         reference.scheduler.step()
     assert trainer.current_lr() == pytest.approx(reference.current_lr())
     assert trainer.epoch == 1
+
+
+def test_threshold_tuning_hook_stores_thresholds_matching_each_checkpoint(make_config, tmp_path):
+    from mlcls.apis.test import test_model
+    from mlcls.evaluation import tune_thresholds
+
+    cfg = make_config(tmp_path / "run", max_epochs=2)
+    cfg["custom_hooks"] = [{"type": "ThresholdTuningHook", "objective": "f1", "min_pos": 1}]
+    train_model(cfg)
+    ckpt = load_checkpoint(tmp_path / "run/latest.pth")
+    assert ckpt["thresholds"]["epoch"] == 2 and len(ckpt["thresholds"]["values"]) == 10
+    assert json.loads((tmp_path / "run/thresholds.json").read_text())["values"] == ckpt["thresholds"]["values"]
+    # they are the thresholds the final weights give on the validation split
+    from mlcls.apis.test import build_from_checkpoint, loader_scores
+
+    model, _, cfg2 = build_from_checkpoint(tmp_path / "run/latest.pth")
+    scores, targets, _ = loader_scores(cfg2, model, "val", ckpt["meta"]["classes"], "latest.pth")
+    thr, _ = tune_thresholds(scores, targets, min_pos=1)
+    assert thr.tolist() == pytest.approx(ckpt["thresholds"]["values"])
+    m = test_model(None, str(tmp_path / "run/latest.pth"), work_dir=str(tmp_path / "t"))
+    assert m["thresholds_source"].startswith("checkpoint") and m["thr"] == pytest.approx(thr.tolist())

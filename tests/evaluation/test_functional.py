@@ -172,3 +172,13 @@ def test_accepts_tensors():
     a = compute_metrics(torch.from_numpy(scores).float(), torch.from_numpy(targets))
     b = compute_metrics(scores.astype(np.float32), targets)
     assert a["mAP"] == pytest.approx(b["mAP"])
+
+
+def test_compute_metrics_tune_matches_tune_thresholds():
+    scores, targets = random_case(seed=7, ignore=0.05)
+    m = compute_metrics(scores, targets, tune="f1")
+    thr, _ = tune_thresholds(scores, targets, min_pos=1)
+    got = np.asarray(m["tuned_thr"])
+    assert np.isnan(got[1])  # no positives
+    keep = ~np.isnan(got)
+    np.testing.assert_allclose(got[keep], thr.numpy()[keep])
