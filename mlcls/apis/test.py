@@ -231,9 +231,10 @@ def test_model(
     else:
         used, source = ev_cfg.get("thr", 0.5), "config"
     scores, targets, dataset = loader_scores(cfg, model, split, classes, checkpoint)
-    metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"))
+    metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     at_half = compute_metrics(scores, targets, thr=0.5)
-    summary = {k: metrics[k] for k in (*SUMMARY_KEYS, "F1_micro", "num_classes_skipped", "num_samples") if k in metrics}
+    extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
+    summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
     rows = per_class_rows(metrics, classes)
     report = {
         **summary,

@@ -86,6 +86,9 @@ class PositiveStats:
     """
 
     def __init__(self, s: torch.Tensor, t: torch.Tensor) -> None:
+        if s.shape[0] == 1 and s.shape[1] > 0:
+            self._init_one_class(s[0], t[0])
+            return
         c, n = s.shape
         pos = t > 0.5
         valid = t >= 0
@@ -141,6 +144,48 @@ class PositiveStats:
         self.num_pos = pos.sum(1)
         self.num_classes = c
         self.pos, self.valid = pos, valid
+
+    def _init_one_class(self, s: torch.Tensor, t: torch.Tensor) -> None:
+        """The same computation for one class ([N] tensors), the usual case for large N.
+
+        torch does the passes over all N samples (its allocator reuses memory); numpy does the
+        gathers, where torch's advanced indexing is several times slower on CPU.
+        """
+        n = s.numel()
+        pos, valid = t > 0.5, t >= 0
+        all_valid = bool(valid.all())
+        lo, hi = torch.aminmax(s if all_valid else s[valid]) if bool(valid.any()) else (s.new_zeros(()), s.new_zeros(()))
+        span = float(hi - lo)
+        scale = n / span if span > 0 and math.isfinite(n / span) else 0.0
+        bins = ((s - lo) * scale).to(torch.int64).clamp_(0, n - 1)  # trunc == floor: s - lo >= 0
+        if not all_valid:
+            bins.masked_fill_(~valid, n)  # an extra bin for ignored entries, never counted
+        hist = torch.bincount(bins, minlength=n + 1)[:n]
+        above = (int(valid.sum()) - hist.cumsum(0)).numpy()  # samples in strictly higher bins
+        s_np, bins_np, pos_np = s.numpy(), bins.numpy(), pos.numpy()
+        has_pos = np.zeros(n + 1, dtype=bool)
+        has_pos[bins_np[pos_np]] = True
+        cand = has_pos[bins_np]  # samples sharing a bin with a positive (positives included)
+        if not all_valid:
+            cand &= valid.numpy()
+        ci = np.flatnonzero(cand)
+        v = s_np[ci]
+        order = np.argsort(v)  # bins are monotone in the score: this orders bins too
+        ci, v = ci[order], v[order]
+        k, p = bins_np[ci], pos_np[ci]
+        m = len(v)
+        new_run = np.ones(m, dtype=bool)
+        new_run[1:] = (k[1:] != k[:-1]) | (v[1:] != v[:-1])
+        first_equal = np.maximum.accumulate(np.where(new_run, np.arange(m), 0)) if m else np.zeros(0, np.int64)
+        bin_end = np.searchsorted(k, k, side="right")
+        pos_before = np.concatenate([[0], np.cumsum(p)])
+        self.scores = torch.from_numpy(v[p])
+        self.rows = torch.zeros(len(self.scores), dtype=torch.long)
+        self.n_ge = torch.from_numpy(above[k[p]] + (bin_end - first_equal)[p])
+        self.tp_ge = torch.from_numpy(pos_before[m] - pos_before[first_equal][p])
+        self.num_pos = pos.sum().reshape(1)
+        self.num_classes = 1
+        self.pos, self.valid = pos[None], valid[None]
 
     def confusion(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tp, fp, fn) per class [c] for boolean predictions [c, N] of this block."""
@@ -250,7 +295,9 @@ def rates_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, suff
     return out
 
 
-def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str | None = None) -> dict:
+def compute_metrics(
+    scores, targets, thr=0.5, topk: int | None = None, tune: str | None = None, sample_metrics: bool = False
+) -> dict:
     """Every metric the reports need, in one call.
 
     Args:
@@ -261,10 +308,12 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
         tune: ``"f1"`` also returns ``tuned_thr``, each class's F1-optimal threshold on these
             scores (as :func:`tune_thresholds` with ``min_pos=1``; classes without positives get
             NaN), from the same pass over the data.
+        sample_metrics: also ``hamming_loss``, ``subset_accuracy`` and ``one_error``.
 
     Returns:
         dict with ``mAP``, ``num_classes_skipped`` (classes without positives, left out of mAP),
         ``AP`` (per-class list, NaN where skipped), ``CP, CR, CF1, OP, OR, OF1, F1_macro, F1_micro``,
+        with ``sample_metrics`` ``hamming_loss``, ``subset_accuracy``, ``one_error`` (see :class:`_SampleMetrics`),
         per-class ``precision, recall, F1, tp, fp, fn``, ``num_pos``, ``thr`` (per class) and,
         with topk, the ``@k`` keys.
     """
@@ -277,11 +326,15 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     if tune not in (None, "f1"):
         raise ValueError(f"compute_metrics: tune must be None or 'f1', got '{tune}' (see tune_thresholds for others)")
     tuned = torch.full((c,), math.nan, dtype=torch.float64)
+    per_image = _SampleMetrics(s.shape[0]) if sample_metrics else None
     for sl, sb, tb in _class_blocks(s, t):
         stats = PositiveStats(sb, tb)
         ap[sl] = stats.average_precision() * 100
         num_pos[sl] = stats.num_pos
-        counts[:, sl] = torch.stack(stats.confusion(sb >= thr_vec[sl, None].to(sb.dtype)))
+        pred = sb >= thr_vec[sl, None].to(sb.dtype)
+        counts[:, sl] = torch.stack(stats.confusion(pred))
+        if per_image is not None:
+            per_image.update(sb, pred, stats.pos, stats.valid)
         if tune:
             tuned[sl] = stats.f1_thresholds()
     m_ap, skipped = mean_average_precision(ap)
@@ -289,12 +342,56 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     out.update(rates_from_counts(*counts))
     if topk is not None:
         out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
+    if per_image is not None:
+        out.update(per_image.result())
     out["num_pos"] = num_pos.tolist()
     out["num_samples"] = int(s.shape[0])
     out["thr"] = thr_vec.tolist()
     if tune:
         out["tuned_thr"] = tuned.tolist()
     return out
+
+
+class _SampleMetrics:
+    """Per-image metrics, accumulated block by block over classes (percent, non-ignored entries).
+
+    ``hamming_loss``: wrong entries / valid entries. ``subset_accuracy``: images whose valid
+    entries are all right (exact match). ``one_error``: images whose top-scored valid label is not
+    positive, among images with at least one positive.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.wrong = 0
+        self.valid = 0
+        self.any_wrong = torch.zeros(n, dtype=torch.bool)
+        self.has_pos = torch.zeros(n, dtype=torch.bool)
+        self.top = torch.full((n,), -math.inf, dtype=torch.float64)
+        self.top_is_pos = torch.zeros(n, dtype=torch.bool)
+
+    def update(self, s: torch.Tensor, pred: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> None:
+        """A block: scores, predictions, positive and valid masks, all [c, N]."""
+        wrong = pred != pos
+        if not bool(valid.all()):
+            wrong &= valid
+            s = s.masked_fill(~valid, -math.inf)
+        self.wrong += int(wrong.sum())
+        self.valid += int(valid.sum())
+        self.any_wrong |= wrong.any(0)
+        self.has_pos |= pos.any(0)
+        best, arg = s.max(0)
+        better = best.double() > self.top
+        self.top = torch.where(better, best.double(), self.top)
+        self.top_is_pos = torch.where(better, pos.gather(0, arg[None])[0], self.top_is_pos)
+
+    def result(self) -> dict:
+        n = self.any_wrong.numel()
+        if n == 0:
+            return {"hamming_loss": math.nan, "subset_accuracy": math.nan, "one_error": math.nan}
+        return {
+            "hamming_loss": self.wrong / max(self.valid, 1) * 100,
+            "subset_accuracy": float((~self.any_wrong).double().mean()) * 100,
+            "one_error": float((~self.top_is_pos & self.has_pos).sum()) / max(int(self.has_pos.sum()), 1) * 100,
+        }
 
 
 def tune_thresholds(scores, targets, objective: str = "f1", target: float | None = None, min_pos: int = 1) -> tuple[torch.Tensor, dict]:

@@ -11,6 +11,16 @@ from mlcls.evaluation import compute_metrics, tune_thresholds
 from mlcls.evaluation.functional import average_precision, global_f1_threshold
 
 
+@pytest.fixture(params=["blocks", "one_class"])
+def both_paths(request, monkeypatch):
+    """Run a test through the multi-class block path and the single-class path (used for large N)."""
+    from mlcls.evaluation import functional
+
+    if request.param == "one_class":
+        monkeypatch.setattr(functional, "_CHUNK_ELEMS", 1)
+    return request.param
+
+
 def random_case(n=300, c=9, seed=0, ties=True, ignore=0.1):
     rng = np.random.default_rng(seed)
     scores = rng.random((n, c))
@@ -34,6 +44,7 @@ def sk_ap(scores, targets):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.usefixtures("both_paths")
 def test_ap_matches_sklearn(seed, ties):
     scores, targets = random_case(seed=seed, ties=ties)
     ap = average_precision(scores, targets).numpy()
@@ -42,6 +53,7 @@ def test_ap_matches_sklearn(seed, ties):
     np.testing.assert_allclose(ap, ref, atol=1e-9, equal_nan=True)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_map_skips_classes_without_positives_and_counts_them():
     scores, targets = random_case()
     m = compute_metrics(scores, targets)
@@ -50,6 +62,7 @@ def test_map_skips_classes_without_positives_and_counts_them():
     assert m["mAP"] == pytest.approx(np.nanmean(ref), abs=1e-9)  # not counted as 0
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_ap_float32_scores_and_large_blocks():
     rng = np.random.default_rng(5)
     scores = rng.random((5000, 60)).astype(np.float32)
@@ -57,6 +70,7 @@ def test_ap_float32_scores_and_large_blocks():
     np.testing.assert_allclose(average_precision(scores, targets).numpy(), sk_ap(scores, targets), atol=1e-9)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_threshold_metrics_match_definitions_and_sklearn():
     scores, targets = random_case(ties=False, ignore=0.0)
     thr = 0.5
@@ -75,6 +89,7 @@ def test_threshold_metrics_match_definitions_and_sklearn():
     np.testing.assert_allclose(m["F1"], f * 100)
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_ignored_entries_take_no_part_in_threshold_metrics():
     scores, targets = random_case(ties=False, ignore=0.2)
     m = compute_metrics(scores, targets, thr=0.4)
@@ -99,6 +114,7 @@ def test_per_class_thresholds_and_topk():
         compute_metrics(scores, targets, thr=[0.5, 0.5])
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_single_sample_and_single_class():
     m = compute_metrics(np.array([[0.7]]), np.array([[1.0]]))
     assert m["mAP"] == 100 and m["CP"] == 100 and m["OR"] == 100
@@ -122,6 +138,7 @@ def brute_best_f1(s, y):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.usefixtures("both_paths")
 def test_tuned_f1_thresholds_are_optimal(seed):
     scores, targets = random_case(seed=seed, ignore=0.05)
     thr, info = tune_thresholds(scores, targets, objective="f1")
@@ -135,6 +152,7 @@ def test_tuned_f1_thresholds_are_optimal(seed):
         assert got == pytest.approx(brute_best_f1(s, y), abs=1e-12)  # no candidate does better
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_precision_and_recall_targets():
     scores, targets = random_case(ties=False, ignore=0.0, seed=4)
     scores = scores + 0.5 * targets  # informative scores: both goals are reachable
@@ -156,6 +174,7 @@ def test_precision_and_recall_targets():
             assert precision_recall_fscore_support(y, s >= t, average="binary", zero_division=0)[1] < 0.8
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_min_pos_falls_back_to_global_micro_f1_threshold():
     scores, targets = random_case(ties=False, ignore=0.0, seed=6)
     targets[:, 5] = 0
@@ -174,6 +193,7 @@ def test_accepts_tensors():
     assert a["mAP"] == pytest.approx(b["mAP"])
 
 
+@pytest.mark.usefixtures("both_paths")
 def test_compute_metrics_tune_matches_tune_thresholds():
     scores, targets = random_case(seed=7, ignore=0.05)
     m = compute_metrics(scores, targets, tune="f1")
@@ -182,3 +202,28 @@ def test_compute_metrics_tune_matches_tune_thresholds():
     assert np.isnan(got[1])  # no positives
     keep = ~np.isnan(got)
     np.testing.assert_allclose(got[keep], thr.numpy()[keep])
+
+
+def test_single_class_path_with_all_entries_ignored_or_constant(monkeypatch):
+    from mlcls.evaluation import functional
+
+    monkeypatch.setattr(functional, "_CHUNK_ELEMS", 1)
+    t = np.full((20, 2), -1, dtype=np.float32)
+    t[:, 1] = [1, 0] * 10
+    s = np.full((20, 2), 0.3, dtype=np.float32)  # one score for everything: a single tied point
+    m = compute_metrics(s, t)
+    assert math.isnan(m["AP"][0]) and m["AP"][1] == pytest.approx(50.0)
+
+
+@pytest.mark.usefixtures("both_paths")
+def test_sample_metrics_match_sklearn():
+    from sklearn.metrics import accuracy_score, hamming_loss
+
+    scores, targets = random_case(ties=False, ignore=0.0, seed=8)
+    m = compute_metrics(scores, targets, thr=0.5, sample_metrics=True)
+    pred = (scores >= 0.5).astype(int)
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(targets, pred) * 100)
+    assert m["subset_accuracy"] == pytest.approx(accuracy_score(targets, pred) * 100)
+    has = targets.sum(1) > 0
+    top = scores.argmax(1)
+    assert m["one_error"] == pytest.approx((targets[np.arange(len(top)), top][has] == 0).mean() * 100)

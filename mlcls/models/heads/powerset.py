@@ -62,11 +62,11 @@ class LabelPowersetHead(nn.Module):
             table = torch.zeros(0, num_classes)  # filled from the checkpoint
         self.register_buffer("combinations", table)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_channels, table.shape[0])
+        self.fc = nn.Linear(in_channels, max(1, table.shape[0]))  # a placeholder until loaded when empty
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         stored = state_dict.get(prefix + "combinations")
-        if stored is not None and stored.shape != self.combinations.shape:
+        if stored is not None and (stored.shape != self.combinations.shape or self.fc.out_features != stored.shape[0]):
             self.combinations = torch.empty_like(stored)
             self.fc = nn.Linear(self.in_channels, stored.shape[0])  # its weights load next
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
