@@ -78,6 +78,21 @@ def load_image(path: str) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+class LabelStats(dict):
+    """``label_stats()`` result; ``combinations`` is computed on first access only (a pass over
+    every image that only the label-powerset head needs)."""
+
+    def __init__(self, dataset: "MultiLabelDataset", **counts) -> None:
+        super().__init__(**counts)
+        self._dataset = dataset
+
+    def __missing__(self, key: str):
+        if key != "combinations":
+            raise KeyError(key)
+        self[key] = self._dataset.label_combinations()
+        return self[key]
+
+
 class LabelIndexBuilder:
     """Collects per-image labels into CSR arrays while an annotation file is parsed."""
 
@@ -213,12 +228,12 @@ class MultiLabelDataset(Dataset):
         Returns:
             ``{"num_samples": N, "pos": [C], "neg": [C], "combinations": [[ids], count] ...}``;
             ``neg`` leaves out ignored (-1) entries; ``combinations`` lists each distinct set of
-            positive classes with its number of images, most frequent first.
+            positive classes with its number of images, most frequent first (computed on first access).
         """
         pos = self.class_counts()
         ignored = np.bincount(self.label_ids[self.label_vals == -1], minlength=self.num_classes)
         neg = len(self) - pos - ignored
-        return {"num_samples": len(self), "pos": pos.tolist(), "neg": neg.tolist(), "combinations": self.label_combinations()}
+        return LabelStats(self, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist())
 
     def label_combinations(self) -> list[list]:
         """Distinct sets of positive classes with their image counts: ``[[ids], count]``, most frequent first."""

@@ -295,9 +295,7 @@ def rates_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, suff
     return out
 
 
-def compute_metrics(
-    scores, targets, thr=0.5, topk: int | None = None, tune: str | None = None, sample_metrics: bool = False
-) -> dict:
+def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str | None = None, sample_metrics: bool = False) -> dict:
     """Every metric the reports need, in one call.
 
     Args:

@@ -14,6 +14,14 @@ from mlcls.registry import MODELS
 logger = logging.getLogger("mlcls")
 
 
+def _get(stats: dict | None, key: str):
+    """``stats[key]`` or None (item access, so a lazily computed entry gets computed)."""
+    try:
+        return stats[key] if stats else None
+    except KeyError:
+        return None
+
+
 @MODELS.register_module()
 class LabelPowersetHead(nn.Module):
     """Multi-label as multi-class over label combinations (seed 002's suggestion).
@@ -49,14 +57,15 @@ class LabelPowersetHead(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes, self.in_channels, self.loss_weight = num_classes, in_channels, float(loss_weight)
-        if label_stats and "combinations" in label_stats:
-            kept = [ids for ids, n in label_stats["combinations"] if n >= min_count]
+        combinations = _get(label_stats, "combinations")
+        if combinations is not None:
+            kept = [ids for ids, n in combinations if n >= min_count]
             if not kept:
                 raise BuildError(f"LabelPowersetHead: no label combination occurs {min_count} times or more")
             table = torch.zeros(len(kept), num_classes)
             for k, ids in enumerate(kept):
                 table[k, ids] = 1.0
-            total = len(label_stats["combinations"])
+            total = len(combinations)
             logger.info("LabelPowersetHead: %d of %d label combinations kept (min_count=%d)", len(kept), total, min_count)
         else:
             table = torch.zeros(0, num_classes)  # filled from the checkpoint
