@@ -17,6 +17,7 @@ from mlcls.engine.hooks import SUMMARY_KEYS
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.utils.checkpoint import load_checkpoint
+from mlcls.utils.misc import write_json
 
 logger = logging.getLogger("mlcls")
 
@@ -79,24 +80,6 @@ def format_report(metrics: dict, classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(x):
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def write_json(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(obj), indent=1))
-    os.replace(tmp, path)
-
-
 def write_scores(path: str | os.PathLike, paths: list[str], classes: list[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
     """Per-image scores and targets as CSV (one score and one target column per class) or JSON."""
     path = Path(path)
@@ -155,21 +138,12 @@ def tune_and_store(
     work_dir: Path,
 ) -> dict:
     """Tune per-class thresholds on ``split`` and save them in the checkpoint and thresholds.json."""
-    from mlcls.evaluation import tune_thresholds
+    from mlcls.evaluation import threshold_record, tune_thresholds
     from mlcls.utils.checkpoint import save_checkpoint
 
     scores, targets, _ = loader_scores(cfg, model, split, classes, checkpoint)
     thr, info = tune_thresholds(scores, targets, objective=objective, target=target, min_pos=min_pos)
-    record = {
-        "values": thr.tolist(),
-        "classes": classes,
-        "split": split,
-        "objective": objective,
-        "target": target,
-        "min_pos": min_pos,
-        "fallback_classes": [classes[i] for i in info["fallback"]],
-        "global_thr": info["global_thr"],
-    }
+    record = threshold_record(thr, info, classes, split)
     ckpt = {k: v for k, v in ckpt.items() if k != "format"}
     ckpt["thresholds"] = record
     save_checkpoint(ckpt, checkpoint)  # atomic: the previous file survives a crash
@@ -232,7 +206,7 @@ def test_model(
         used, source = ev_cfg.get("thr", 0.5), "config"
     scores, targets, dataset = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
-    at_half = compute_metrics(scores, targets, thr=0.5)
+    at_half = metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5)
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
     rows = per_class_rows(metrics, classes)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcls.registry import HOOKS
 from mlcls.utils.dist import is_main_process
+from mlcls.utils.misc import write_json
 
 if TYPE_CHECKING:
     from mlcls.engine.trainer import Trainer
@@ -266,26 +267,14 @@ class ThresholdTuningHook(Hook):
         self.objective, self.target, self.min_pos = objective, target, min_pos
 
     def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
-        from mlcls.evaluation import tune_thresholds
+        from mlcls.evaluation import threshold_record, tune_thresholds
 
         if trainer.last_eval is None:
             return
         thr, info = tune_thresholds(*trainer.last_eval, objective=self.objective, target=self.target, min_pos=self.min_pos)
-        classes = trainer.meta.get("classes") or []
-        trainer.thresholds = {
-            "values": thr.tolist(),
-            "classes": list(classes),
-            "split": "val",
-            "epoch": trainer.epoch + 1,
-            "objective": self.objective,
-            "target": self.target,
-            "min_pos": self.min_pos,
-            "fallback_classes": [classes[i] if i < len(classes) else i for i in info["fallback"]],
-            "global_thr": info["global_thr"],
-        }
+        trainer.thresholds = threshold_record(thr, info, trainer.meta.get("classes") or [], "val", epoch=trainer.epoch + 1)
         if is_main_process():
-            Path(trainer.work_dir).mkdir(parents=True, exist_ok=True)
-            (Path(trainer.work_dir) / "thresholds.json").write_text(json.dumps(trainer.thresholds, indent=1))
+            write_json(trainer.thresholds, Path(trainer.work_dir) / "thresholds.json")
 
 
 def build_hooks(cfgs: list[dict] | None) -> list[Hook]:

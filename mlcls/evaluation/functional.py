@@ -143,7 +143,7 @@ class PositiveStats:
         self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
         self.num_pos = pos.sum(1)
         self.num_classes = c
-        self.pos, self.valid = pos, valid
+        self.pos, self.valid, self.all_valid = pos, valid, all_valid
 
     def _init_one_class(self, s: torch.Tensor, t: torch.Tensor) -> None:
         """The same computation for one class ([N] tensors), the usual case for large N.
@@ -185,12 +185,12 @@ class PositiveStats:
         self.tp_ge = torch.from_numpy(pos_before[m] - pos_before[first_equal][p])
         self.num_pos = pos.sum().reshape(1)
         self.num_classes = 1
-        self.pos, self.valid = pos[None], valid[None]
+        self.pos, self.valid, self.all_valid = pos[None], valid[None], all_valid
 
     def confusion(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tp, fp, fn) per class [c] for boolean predictions [c, N] of this block."""
         tp = (pred & self.pos).sum(1)
-        predicted = (pred & self.valid).sum(1) if not bool(self.valid.all()) else pred.sum(1)
+        predicted = pred.sum(1) if self.all_valid else (pred & self.valid).sum(1)
         return tp, predicted - tp, self.num_pos - tp
 
     def per_class_max(self, values: torch.Tensor) -> torch.Tensor:
@@ -438,6 +438,28 @@ def tune_thresholds(scores, targets, objective: str = "f1", target: float | None
         info["global_thr"] = global_f1_threshold(s, t)
         thr[fallback] = info["global_thr"]
     return thr, info
+
+
+def threshold_record(thr: torch.Tensor, info: dict, classes: Sequence[str], split: str, **extra) -> dict:
+    """What a checkpoint stores under ``thresholds``: the values with where and how they were tuned.
+
+    Args:
+        thr, info: the result of :func:`tune_thresholds`.
+        classes: class names (fallback classes are reported by name).
+        split: the split the thresholds were tuned on.
+        **extra: more plain fields (e.g. ``epoch``).
+    """
+    return {
+        "values": thr.tolist(),
+        "classes": list(classes),
+        "split": split,
+        **extra,
+        "objective": info["objective"],
+        "target": info["target"],
+        "min_pos": info["min_pos"],
+        "fallback_classes": [classes[i] if i < len(classes) else i for i in info["fallback"]],
+        "global_thr": info["global_thr"],
+    }
 
 
 def global_f1_threshold(scores, targets) -> float:
