@@ -23,3 +23,7 @@ class DataError(MlclsError, ValueError):
 
 class CheckpointError(MlclsError, ValueError):
     """A checkpoint file is missing, truncated or not an mlcls checkpoint."""
+
+
+class TrainingError(MlclsError, RuntimeError):
+    """Training cannot continue (e.g. the loss became non-finite)."""

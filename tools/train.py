@@ -31,6 +31,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument(
+        "--launcher",
+        choices=["none", "pytorch"],
+        default="none",
+        help="'pytorch' under torchrun: torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch",
+    )
+    p.add_argument(
+        "--auto-scale-lr",
+        action="store_true",
+        help="scale optimizer.lr by total batch size / auto_scale_lr.base_batch_size",
+    )
     return p.parse_args(argv)
 
 
@@ -42,8 +53,17 @@ def main(argv=None) -> None:
         opts.append("+train_cfg.amp=true")
     if args.device:
         opts.append(f"+device={args.device}")
+    if args.auto_scale_lr:
+        opts.append("+auto_scale_lr.enable=true")
     cfg = prepare_config(args.config, opts, work_dir=args.work_dir, seed=args.seed)
-    train_model(cfg, resume=args.resume)
+    try:
+        train_model(cfg, resume=args.resume, launcher=args.launcher)
+    finally:
+        if args.launcher == "pytorch":
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == "__main__":

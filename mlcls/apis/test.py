@@ -22,11 +22,22 @@ from mlcls.utils.misc import write_json
 logger = logging.getLogger("mlcls")
 
 
+def eval_state_dict(ckpt: dict) -> dict:
+    """The weights validation scored: the EMA ones when the run validated on EMA, else the raw ones."""
+    if ckpt.get("meta", {}).get("eval_weights") == "ema" and "ema" in ckpt:
+        return ckpt["ema"]["state_dict"]
+    return ckpt["state_dict"]
+
+
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike) -> dict:
-    """Load an mlcls checkpoint's weights into ``model``; returns the checkpoint dict."""
+    """Load an mlcls checkpoint's evaluation weights (see :func:`eval_state_dict`) into ``model``.
+
+    Returns:
+        The checkpoint dict.
+    """
     ckpt = load_checkpoint(checkpoint)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(eval_state_dict(ckpt))
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config ({first})") from None
@@ -44,7 +55,7 @@ def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None
     if not classes:
         raise CheckpointError(f"{checkpoint}: holds no class names")
     model = build_model_for(cfg, classes)
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(eval_state_dict(ckpt))
     return model.to(resolve_device(device or cfg.get("device"))).eval(), ckpt, cfg
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+
+import torch
 
 from mlcls.apis.builder import (
     build_evaluator,
@@ -14,14 +17,65 @@ from mlcls.apis.builder import (
     resolve_device,
 )
 from mlcls.config import dump_config
-from mlcls.engine import CheckpointHook, LoggerHook, Trainer, build_hooks, build_optimizer, build_scheduler
-from mlcls.engine.trainer import add_default_hooks
+from mlcls.engine import (
+    CheckpointHook,
+    CollapseGuardHook,
+    LoggerHook,
+    ModelEMA,
+    Trainer,
+    build_hooks,
+    build_optimizer,
+    build_scheduler,
+)
+from mlcls.engine.trainer import add_default_hooks, unwrap
 from mlcls.errors import ConfigError
+from mlcls.utils.dist import get_world_size, init_distributed, is_dist, is_main_process
 from mlcls.utils.misc import get_logger, set_random_seed
 
 logger = logging.getLogger("mlcls")
 
-TRAIN_CFG_KEYS = {"max_epochs", "val_interval", "amp", "accumulate", "grad_clip"}
+TRAIN_CFG_KEYS = {"max_epochs", "val_interval", "amp", "accumulate", "grad_clip", "channels_last", "skip_nonfinite"}
+EMA_KEYS = {"decay", "warmup", "val_weights"}
+
+
+def check_keys(section: dict, accepted: set[str], where: str) -> None:
+    unknown = set(section) - accepted
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (accepted: {', '.join(sorted(accepted))})")
+
+
+def scale_lr(cfg: dict, batch_size: int) -> None:
+    """``auto_scale_lr``: multiply ``optimizer.lr`` by (total batch size / ``base_batch_size``).
+
+    The total batch is the per-process batch x processes x accumulation steps (the linear
+    scaling rule of Goyal et al.; mmcls's ``--auto-scale-lr``).
+    """
+    section = cfg.get("auto_scale_lr") or {}
+    if not section.get("enable", False):
+        return
+    base = section.get("base_batch_size")
+    if not base:
+        raise ConfigError("auto_scale_lr: 'base_batch_size' is required (the total batch size the lr was tuned for)")
+    total = batch_size * get_world_size() * int(cfg["train_cfg"].get("accumulate", 1))
+    old = float(require(cfg, "optimizer")["lr"])
+    cfg["optimizer"]["lr"] = old * total / float(base)
+    logger.info("auto_scale_lr: total batch %d vs base %d: lr %.4g -> %.4g", total, base, old, cfg["optimizer"]["lr"])
+
+
+def wrap_distributed(model: torch.nn.Module, cfg: dict, device: torch.device) -> torch.nn.Module:
+    """SyncBN (CUDA only: torch's SyncBatchNorm has no CPU kernel) and DDP when torch.distributed is up."""
+    if not is_dist():
+        return model
+    if cfg.get("sync_bn"):
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            logger.warning("sync_bn: torch's SyncBatchNorm needs CUDA; on %s each process keeps its own batch statistics", device)
+    return torch.nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None,
+        find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
+    )
 
 
 def build_trainer(cfg: dict) -> Trainer:
@@ -38,17 +92,20 @@ def build_trainer(cfg: dict) -> Trainer:
         check_same_classes(classes, val_loader.dataset.classes, "train_dataloader", "val_dataloader")
     model = build_model_for(cfg, classes, label_stats=train_loader.dataset.label_stats()).to(device)
     train_cfg = dict(require(cfg, "train_cfg"))
-    unknown = set(train_cfg) - TRAIN_CFG_KEYS
-    if unknown:
-        raise ConfigError(f"train_cfg: unknown key(s) {sorted(unknown)} (accepted: {', '.join(sorted(TRAIN_CFG_KEYS))})")
+    check_keys(train_cfg, TRAIN_CFG_KEYS, "train_cfg")
     max_epochs = int(require(train_cfg, "max_epochs", "train_cfg"))
     accumulate = int(train_cfg.get("accumulate", 1))
-    optimizer = build_optimizer(require(cfg, "optimizer"), model)
+    scale_lr(cfg, train_loader.batch_size or 1)
+    ema_cfg = dict(cfg.get("ema") or {})
+    check_keys(ema_cfg, EMA_KEYS, "ema")
+    ema = ModelEMA(model, decay=ema_cfg.get("decay", 0.9997), warmup=ema_cfg.get("warmup", False)) if ema_cfg else None
+    model = wrap_distributed(model, cfg, device)
+    optimizer = build_optimizer(require(cfg, "optimizer"), unwrap(model))
     steps_per_epoch = -(-len(train_loader) // accumulate)
     scheduler = build_scheduler(cfg.get("param_scheduler"), optimizer, steps_per_epoch, max_epochs)
     default_hooks = cfg.get("default_hooks") or {}
     hooks = build_hooks(list(default_hooks.values()) + list(cfg.get("custom_hooks") or []))
-    hooks = add_default_hooks(hooks, [LoggerHook(), CheckpointHook()])
+    hooks = add_default_hooks(hooks, [LoggerHook(), CheckpointHook(), CollapseGuardHook()])
     logger.info(
         "model: %s, %.2fM parameters, %d classes", cfg["model"].get("type"), sum(p.numel() for p in model.parameters()) / 1e6, len(classes)
     )
@@ -67,6 +124,10 @@ def build_trainer(cfg: dict) -> Trainer:
         amp=bool(train_cfg.get("amp", False)),
         accumulate=accumulate,
         grad_clip=train_cfg.get("grad_clip"),
+        channels_last=bool(train_cfg.get("channels_last", False)),
+        skip_nonfinite=int(train_cfg.get("skip_nonfinite", 0)),
+        ema=ema,
+        val_weights=ema_cfg.get("val_weights", "ema"),
         seed=seed,
         # the schedule's identity: a resumed run restores the scheduler state only if it matches
         meta={
@@ -77,12 +138,28 @@ def build_trainer(cfg: dict) -> Trainer:
     )
 
 
-def train_model(cfg: dict, resume: str | None = None) -> dict:
-    """Train from a resolved config; ``resume`` is a checkpoint path or ``'auto'`` (work_dir/latest.pth)."""
+def train_model(cfg: dict, resume: str | None = None, launcher: str = "none") -> dict:
+    """Train from a resolved config.
+
+    Args:
+        cfg: the resolved config.
+        resume: a checkpoint path or ``'auto'`` (work_dir/latest.pth when it exists).
+        launcher: ``none`` (one process) or ``pytorch`` (started by torchrun: one process per
+            device, torch.distributed initialised from its environment variables).
+    """
+    if launcher == "pytorch":
+        init_distributed(cfg.get("dist_backend"))
+        if torch.cuda.is_available() and resolve_device(cfg.get("device")).type == "cuda":
+            cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    elif launcher != "none":
+        raise ConfigError(f"--launcher: expected 'none' or 'pytorch', got '{launcher}'")
     work_dir = Path(cfg["work_dir"])
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, work_dir / "config.yaml")
     get_logger(work_dir / "train.log")
-    dump_config(cfg, work_dir / "config.yaml")
+    if is_dist():
+        logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
     trainer = build_trainer(cfg)
     if resume == "auto":
         latest = work_dir / "latest.pth"
@@ -95,6 +172,8 @@ def train_model(cfg: dict, resume: str | None = None) -> dict:
     elif cfg.get("load_from"):
         from mlcls.apis.test import load_weights
 
-        load_weights(trainer.model, cfg["load_from"])
+        load_weights(unwrap(trainer.model), cfg["load_from"])
+        if trainer.ema is not None:  # average from the loaded weights, not the random init
+            trainer.ema.module.load_state_dict(unwrap(trainer.model).state_dict())
     metrics = trainer.train()
     return metrics

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcls.registry import HOOKS
-from mlcls.utils.dist import is_main_process
+from mlcls.utils.dist import all_reduce_mean, get_world_size, is_main_process
 from mlcls.utils.misc import write_json
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ class LoggerHook(Hook):
         progress_bar: show a tqdm bar (``None``: only when stderr is a terminal).
         per_class: at each validation, per-class AP scalars and PR curves (``add_pr_curve``) in
             TensorBoard, for up to ``max_pr_curves`` classes.
+        val_images: at each validation, a grid of the first N validation images with their true
+            and predicted labels in TensorBoard (0: none).
     """
 
     priority = 10
@@ -134,8 +136,10 @@ class LoggerHook(Hook):
         progress_bar: bool | None = None,
         per_class: bool = True,
         max_pr_curves: int = 100,
+        val_images: int = 16,
     ) -> None:
         self.interval = max(1, interval)
+        self.val_images = val_images
         self.tensorboard = tensorboard
         self.per_class = per_class
         self.max_pr_curves = max_pr_curves
@@ -175,16 +179,20 @@ class LoggerHook(Hook):
             )
 
     def after_step(self, trainer: "Trainer", outputs: dict) -> None:
+        log_now = trainer.iter % self.interval == 0
+        loss_t = outputs["loss"]
+        if log_now:
+            loss_t = all_reduce_mean(loss_t.float())  # every rank takes part; rank 0 logs the global mean
         if not is_main_process():
             return
-        loss = float(outputs["loss"])
+        loss = float(loss_t)
         lr = trainer.current_lr()
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", data=f"{outputs.get('data_time', 0):.3f}s", refresh=False)
-        if trainer.iter % self.interval == 0:
+        if log_now:
             now = time.perf_counter()
-            ips = self.interval * trainer.batch_size / max(now - self._t_last, 1e-9)
+            ips = self.interval * trainer.batch_size * get_world_size() / max(now - self._t_last, 1e-9)
             self._t_last = now
             inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
             logger.info(
@@ -228,7 +236,19 @@ class LoggerHook(Hook):
                     for c, name in enumerate(classes[: self.max_pr_curves]):
                         valid = targets[:, c] >= 0
                         self.writer.add_pr_curve(f"val_pr/{name}", targets[valid, c] > 0.5, scores[valid, c], step)
+            self._image_grid(trainer, step)
             self.writer.flush()
+
+    def _image_grid(self, trainer: "Trainer", step: int) -> None:
+        dataset = getattr(trainer.val_loader, "dataset", None)
+        if not self.val_images or trainer.last_eval is None or not hasattr(dataset, "image_path"):
+            return
+        from mlcls.utils.plots import dataset_prediction_grid
+
+        k = min(self.val_images, len(dataset))
+        thr = getattr(trainer.evaluator, "thr", 0.5)
+        grid = dataset_prediction_grid(dataset, range(k), trainer.last_eval[0][:k].numpy(), thr, title=f"epoch {step}")
+        self.writer.add_image("val/predictions", grid, step, dataformats="HWC")
 
     def after_epoch(self, trainer: "Trainer") -> None:
         if self.bar is not None:
@@ -277,8 +297,111 @@ class ThresholdTuningHook(Hook):
             write_json(trainer.thresholds, Path(trainer.work_dir) / "thresholds.json")
 
 
+@HOOKS.register_module()
+class CollapseGuardHook(Hook):
+    """Warns when validation outputs have collapsed, the failure seed 002 met (every output ~0.5).
+
+    Checks every validation's probabilities [N, C]: a class whose scores barely vary across
+    images (std < ``min_std``) carries no information; when at least ``max_fraction`` of classes
+    do, or no class is predicted positive at the evaluation threshold for any image, or every
+    class is predicted for every image, it logs one warning with per-class statistics and the
+    usual causes. The check result is also stored as ``metrics['collapsed']`` (0/1).
+    """
+
+    priority = 5  # before LoggerHook, so the 'collapsed' flag is logged with the metrics
+
+    CAUSES = (
+        "learning rate far too high or too low; backbone frozen with a head that cannot learn; a loss "
+        "reduced over the batch axis or applied to probabilities instead of logits; inputs not "
+        "normalised (uint8 0-255 into the network); imbalance with plain BCE at threshold 0.5 "
+        "(try pos_weight: auto, ASL, or tuned thresholds)"
+    )
+
+    def __init__(self, min_std: float = 1e-3, max_fraction: float = 0.9, show: int = 10) -> None:
+        self.min_std, self.max_fraction, self.show = min_std, max_fraction, show
+
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+        if trainer.last_eval is None:
+            return
+        import torch
+
+        scores, targets = trainer.last_eval
+        if scores.numel() == 0:
+            return
+        thr = torch.as_tensor(getattr(trainer.evaluator, "thr", 0.5), dtype=scores.dtype)
+        std = scores.std(dim=0, unbiased=False)
+        predicted = (scores >= thr).float()
+        flat = std < self.min_std
+        problems = []
+        if flat.float().mean() >= self.max_fraction:
+            problems.append(f"{int(flat.sum())}/{scores.shape[1]} classes have nearly constant scores (std < {self.min_std:g})")
+        if predicted.sum() == 0:
+            problems.append("no class is predicted positive for any image at the evaluation threshold")
+        elif predicted.mean() == 1:
+            problems.append("every class is predicted positive for every image")
+        metrics["collapsed"] = int(bool(problems))
+        if not problems or not is_main_process():
+            return
+        classes = trainer.meta.get("classes") or [str(c) for c in range(scores.shape[1])]
+        valid = targets >= 0
+        freq = ((targets > 0.5) & valid).float().sum(0) / valid.float().sum(0).clamp(min=1)
+        rows = [f"  {'class':<16} {'mean':>7} {'std':>8} {'max':>7} {'pred%':>6} {'true%':>6}"]
+        for c in range(min(self.show, scores.shape[1])):
+            rows.append(
+                f"  {classes[c][:16]:<16} {float(scores[:, c].mean()):7.4f} {float(std[c]):8.2e} "
+                f"{float(scores[:, c].max()):7.4f} {100 * float(predicted[:, c].mean()):6.1f} {100 * float(freq[c]):6.1f}"
+            )
+        logger.warning(
+            "epoch %d: model outputs look collapsed: %s.\n%s\nLikely causes: %s",
+            trainer.epoch + 1, "; ".join(problems), "\n".join(rows), self.CAUSES,
+        )  # fmt: skip
+
+
+@HOOKS.register_module()
+class EarlyStoppingHook(Hook):
+    """Stops training when ``monitor`` has not improved by ``min_delta`` for ``patience`` validations.
+
+    Args:
+        monitor: a validation metric (e.g. ``mAP``).
+        patience: validations without improvement before stopping.
+        rule: ``greater`` or ``less``.
+        min_delta: the smallest change that counts as an improvement.
+    """
+
+    priority = 90  # after the checkpoint of the epoch is written
+
+    def __init__(self, monitor: str = "mAP", patience: int = 5, rule: str = "greater", min_delta: float = 0.0) -> None:
+        if rule not in ("greater", "less"):
+            raise ValueError(f"EarlyStoppingHook: rule must be 'greater' or 'less', got '{rule}'")
+        self.monitor, self.patience, self.rule, self.min_delta = monitor, int(patience), rule, float(min_delta)
+        self.best: float | None = None
+        self.bad = 0
+
+    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+        if self.monitor not in metrics:
+            raise KeyError(f"EarlyStoppingHook.monitor: metric '{self.monitor}' not among {sorted(scalar_metrics(metrics))}")
+        score = float(metrics[self.monitor])
+        sign = 1.0 if self.rule == "greater" else -1.0
+        if self.best is None or (not math.isnan(score) and sign * (score - self.best) > self.min_delta):
+            self.best, self.bad = score, 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            logger.info("early stopping: %s has not improved on %.4f for %d validations", self.monitor, self.best, self.bad)
+            trainer.stop_training = True
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad = state.get("best"), int(state.get("bad", 0))
+
+
 def build_hooks(cfgs: list[dict] | None) -> list[Hook]:
     return [HOOKS.build(c) for c in cfgs or []]
 
 
-__all__: list[Any] = ["Hook", "CheckpointHook", "LoggerHook", "ThresholdTuningHook", "build_hooks", "scalar_metrics"]
+__all__: list[Any] = [
+    "Hook", "CheckpointHook", "LoggerHook", "ThresholdTuningHook", "CollapseGuardHook", "EarlyStoppingHook",
+    "build_hooks", "scalar_metrics",
+]  # fmt: skip

@@ -14,10 +14,12 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mlcls import __version__
+from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hooks import Hook
-from mlcls.errors import CheckpointError
+from mlcls.errors import CheckpointError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
+from mlcls.utils.dist import get_rank, is_dist
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
 logger = logging.getLogger("mlcls")
@@ -47,6 +49,11 @@ class Trainer:
         seed: base seed; each epoch reseeds python/numpy/torch with ``seed + epoch`` so a run
             resumed at an epoch boundary replays exactly.
         meta: plain data stored in every checkpoint (config, class names, ...).
+        ema: a :class:`ModelEMA` updated after every optimizer step.
+        val_weights: which weights validation scores when ``ema`` is set: ``ema``, ``raw`` or
+            ``both`` (EMA metrics drive best.pth; raw ones are logged with a ``raw_`` prefix).
+        channels_last: NHWC memory format for model and inputs (faster convolutions on many CPUs/GPUs).
+        skip_nonfinite: skip up to this many steps whose loss is NaN/inf before stopping.
     """
 
     def __init__(
@@ -68,7 +75,13 @@ class Trainer:
         grad_clip: float | None = None,
         seed: int = 0,
         meta: dict | None = None,
+        ema: ModelEMA | None = None,
+        val_weights: str = "ema",
+        channels_last: bool = False,
+        skip_nonfinite: int = 0,
     ) -> None:
+        if val_weights not in ("ema", "raw", "both"):
+            raise ValueError(f"val_weights must be 'ema', 'raw' or 'both', got '{val_weights}'")
         self.model = model
         self.optimizer = optimizer
         self.train_loader = train_loader
@@ -92,6 +105,16 @@ class Trainer:
         self.val_metrics: dict = {}
         self.last_eval: tuple[torch.Tensor, torch.Tensor] | None = None
         self.thresholds: dict | None = None  # per-class thresholds, set by ThresholdTuningHook
+        self.ema = ema
+        self.val_weights = val_weights if ema is not None else "raw"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if ema is not None:
+                ema.module.to(memory_format=torch.channels_last)
+        self.skip_nonfinite = int(skip_nonfinite)
+        self.nonfinite_steps = 0
+        self.stop_training = False  # set by hooks (early stopping) to end after the current epoch
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -121,6 +144,9 @@ class Trainer:
                 self.call_hooks("after_eval", self.val_metrics)
             self.epoch += 1
             self.call_hooks("after_epoch")
+            if self.stop_training:
+                logger.info("training stopped after epoch %d (requested by a hook)", self.epoch)
+                break
         self.call_hooks("after_train")
         return self.val_metrics
 
@@ -135,13 +161,15 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
         if self.train_loader.generator is not None:
-            self.train_loader.generator.manual_seed(self.seed + self.epoch)
+            # per rank, so processes do not draw the same augmentations (the sampler's order is
+            # seeded separately and identically on every rank)
+            self.train_loader.generator.manual_seed(self.seed + self.epoch + 100003 * get_rank())
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         n = self.iters_per_epoch
         t_data = time.perf_counter()
         for i, (images, targets) in enumerate(self.train_loader):
-            images = images.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
             data_time = time.perf_counter() - t_data
             step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
@@ -151,6 +179,11 @@ class Trainer:
                 with self._autocast():
                     losses = self.model(images, targets, mode="loss")
                 loss = losses["loss"]
+                if self._nonfinite(loss, i):  # every rank skips the same step, so DDP stays in step
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.iter += 1
+                    t_data = time.perf_counter()
+                    continue
                 self.scaler.scale(loss / self.accumulate).backward()
             outputs = {"loss": loss.detach(), "data_time": data_time}
             if step_now:
@@ -162,32 +195,72 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scheduler is not None:
                     self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update(unwrap(self.model))
             self.iter += 1
             self.call_hooks("after_step", outputs)
             t_data = time.perf_counter()
 
+    def _nonfinite(self, loss: torch.Tensor, i: int) -> bool:
+        """True when this step's loss is NaN/inf on any rank and may be skipped; raises otherwise."""
+        bad = ~torch.isfinite(loss.detach()).reshape(1)
+        if is_dist():
+            bad = bad.to(torch.int32)
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if not bool(bad):
+            return False
+        self.nonfinite_steps += 1
+        where = f"epoch {self.epoch + 1}, iteration {i + 1}/{self.iters_per_epoch} (global {self.iter + 1})"
+        if self.nonfinite_steps <= self.skip_nonfinite:
+            logger.warning("non-finite loss at %s: step skipped (%d of %d allowed)", where, self.nonfinite_steps, self.skip_nonfinite)
+            return True
+        latest = self.work_dir / "latest.pth"
+        kept = f"the last good checkpoint {latest} is intact" if latest.is_file() else "no checkpoint was written yet"
+        raise TrainingError(
+            f"loss is {float(loss.detach()):.4g} at {where}; training stopped and {kept}. Likely causes: learning "
+            f"rate too high (now {self.current_lr():.3g}), a loss/optimizer eps too small, fp16 overflow "
+            "under AMP, or NaN/inf in the inputs or targets. Lower the lr, add train_cfg.grad_clip, or set "
+            "train_cfg.skip_nonfinite: N to skip up to N such steps"
+        )
+
     def predict(self, loader: DataLoader, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores [N, C] and targets [N, C] for ``loader``, gathered over ranks in dataset order."""
-        return predict_loader(model or self.model, loader, self.evaluator, self.device, self._autocast)
+        return predict_loader(unwrap(model or self.model), loader, self.evaluator, self.device, self._autocast, self.memory_format)
 
     def evaluate(self, loader: DataLoader) -> dict:
         """Metrics of :attr:`evaluator` over ``loader`` (every rank gets the same dict).
 
-        The gathered scores and targets stay in :attr:`last_eval` for hooks (PR curves, guards).
+        With EMA, the weights named by ``val_weights`` are scored (``both``: EMA, plus the raw
+        weights' scalars under ``raw_<name>``). The gathered scores and targets of the main
+        weights stay in :attr:`last_eval` for hooks (PR curves, thresholds, guards).
         """
-        self.last_eval = self.predict(loader)
-        return self.evaluator.evaluate(*self.last_eval)
+        main = self.ema.module if self.val_weights in ("ema", "both") else self.model
+        self.last_eval = self.predict(loader, main)
+        metrics = self.evaluator.evaluate(*self.last_eval)
+        if self.val_weights == "both":
+            raw = self.evaluator.evaluate(*self.predict(loader, self.model))
+            metrics.update({f"raw_{k}": v for k, v in raw.items() if isinstance(v, (int, float))})
+        return metrics
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "meta": {**self.meta, "mlcls_version": __version__, "epoch": self.epoch, "iter": self.iter, "seed": self.seed},
+            "meta": {
+                **self.meta,
+                "mlcls_version": __version__,
+                "epoch": self.epoch,
+                "iter": self.iter,
+                "seed": self.seed,
+                # which weights validation (and so thresholds and best.pth) used; test/inference load those
+                "eval_weights": "ema" if self.val_weights in ("ema", "both") else "raw",
+            },  # fmt: skip
             "state_dict": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
             "rng": get_rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **({"thresholds": self.thresholds} if self.thresholds else {}),
         }
 
@@ -221,6 +294,12 @@ class Trainer:
                         self.scheduler.step()
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if "ema" in ckpt:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:
+                logger.warning("%s holds no EMA weights; EMA restarts from the resumed weights", path)
+                self.ema.module.load_state_dict(unwrap(self.model).state_dict())
         for h in self.hooks:
             h.load_state_dict(ckpt.get("hooks", {}).get(type(h).__name__, {}))
         if ckpt.get("rng"):
@@ -230,7 +309,14 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_loader(model: nn.Module, loader: DataLoader, evaluator, device: torch.device, autocast=contextlib.nullcontext):
+def predict_loader(
+    model: nn.Module,
+    loader: DataLoader,
+    evaluator,
+    device: torch.device,
+    autocast=contextlib.nullcontext,
+    memory_format: torch.memory_format = torch.contiguous_format,
+):
     """Run ``model(images, mode='predict')`` over ``loader``; returns gathered (scores, targets).
 
     Each batch is tagged with its samples' dataset indices (read from the sampler's order), so
@@ -242,7 +328,7 @@ def predict_loader(model: nn.Module, loader: DataLoader, evaluator, device: torc
     start = 0
     for images, targets in loader:
         with autocast():
-            scores = model(images.to(device), mode="predict")
+            scores = model(images.to(device, memory_format=memory_format), mode="predict")
         idx = torch.as_tensor(order[start : start + len(images)]) if order is not None else None
         start += len(images)
         evaluator.process(scores.float(), targets, idx)

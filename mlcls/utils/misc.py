@@ -16,10 +16,11 @@ import torch
 LOGGER_NAME = "mlcls"
 
 
-def get_logger(log_file: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
+def get_logger(log_file: str | Path | None = None, level: int = logging.INFO, stream=None) -> logging.Logger:
     """The ``mlcls`` logger: console on rank 0, plus ``log_file`` when given.
 
-    Calling it again with another ``log_file`` replaces the previous file handler.
+    Calling it again with another ``log_file`` replaces the previous file handler. ``stream``:
+    the console stream (default stdout; tools whose stdout is data pass ``sys.stderr``).
     """
     from mlcls.utils.dist import is_main_process
 
@@ -28,7 +29,7 @@ def get_logger(log_file: str | Path | None = None, level: int = logging.INFO) ->
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     if not any(getattr(h, "_mlcls_console", False) for h in logger.handlers):
-        h = logging.StreamHandler(sys.stdout)
+        h = logging.StreamHandler(stream or sys.stdout)
         h.setFormatter(fmt)
         h._mlcls_console = True
         logger.addHandler(h)

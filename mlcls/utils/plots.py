@@ -43,3 +43,90 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: s
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def prediction_grid(
+    images: Sequence[np.ndarray],
+    true_labels: Sequence[Sequence[str]],
+    pred_labels: Sequence[Sequence[str]],
+    overlays: Sequence[np.ndarray | None] | None = None,
+    ncols: int = 8,
+    title: str = "",
+) -> np.ndarray:
+    """Images with their labels as an RGB array [H, W, 3] (uint8).
+
+    Under each image: hits (true and predicted) in green, misses (true, not predicted) in orange
+    with a ``-``, false alarms (predicted, not true) in red with a ``+``. ``overlays``: optional
+    heat maps [h, w] in [0, 1] drawn over the matching image (Grad-CAM).
+    """
+    plt = _plt()
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    max_lines = max([len(set(t) | set(p)) for t, p in zip(true_labels, pred_labels)] + [1])
+    img_in, line_in, top_in = 1.8, 0.15, 0.45  # inches: image cell, one label line, title band
+    text_in = line_in * max_lines + 0.1
+    fig_h = top_in + nrows * (img_in + text_in)
+    fig = plt.figure(figsize=(1.9 * ncols, fig_h))
+    cmap = plt.get_cmap("jet")
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        top = 1 - (top_in + r * (img_in + text_in)) / fig_h
+        ax = fig.add_axes([c / ncols + 0.005, top - img_in / fig_h, 1 / ncols - 0.01, img_in / fig_h])
+        ax.axis("off")
+        img = images[k]
+        ax.imshow(img)
+        if overlays is not None and overlays[k] is not None:
+            heat = np.clip(np.asarray(overlays[k], dtype=np.float32), 0, 1)
+            rgba = cmap(heat)
+            rgba[..., 3] = 0.6 * heat  # transparent where the map is 0
+            ax.imshow(rgba, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+        true, pred = set(true_labels[k]), set(pred_labels[k])
+        entries = [(name, "#1a9641") for name in sorted(true & pred)]
+        entries += [(f"-{name}", "#e66101") for name in sorted(true - pred)]
+        entries += [(f"+{name}", "#d7191c") for name in sorted(pred - true)]
+        for j, (text, color) in enumerate(entries):
+            ax.annotate(text, (0, 0), xycoords="axes fraction", xytext=(2, -3 - 10.5 * j), textcoords="offset points",
+                        color=color, fontsize=7, va="top")  # fmt: skip
+    legend = "green: hit   -orange: missed   +red: false alarm"
+    fig.suptitle(f"{title}   ({legend})" if title else legend, fontsize=9, y=1 - 0.12 / fig_h)
+    fig.canvas.draw()
+    out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return out
+
+
+def dataset_prediction_grid(
+    dataset,
+    indices: Sequence[int],
+    scores: np.ndarray,
+    thr: float | Sequence[float],
+    size: int = 96,
+    overlays: Sequence[np.ndarray | None] | None = None,
+    title: str = "",
+    ncols: int = 8,
+) -> np.ndarray:
+    """:func:`prediction_grid` for samples of a :class:`MultiLabelDataset`.
+
+    Args:
+        dataset: gives ``image_path(i)``, ``get_target(i)`` and ``classes``.
+        indices: the K samples to draw.
+        scores: their probabilities [K, C].
+        thr: scalar or per-class [C] thresholds (``score >= thr`` is predicted).
+        size: each image is shown resized to ``size`` x ``size``.
+    """
+    import torch
+    from torchvision.transforms.v2.functional import resize
+
+    from mlcls.datasets.base import load_image
+
+    classes = list(dataset.classes)
+    thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(classes),))
+    images, true, pred = [], [], []
+    for k, i in enumerate(indices):
+        img = resize(load_image(dataset.image_path(int(i))), [size, size], antialias=True)
+        images.append(img.permute(1, 2, 0).numpy())
+        t = dataset.get_target(int(i))
+        true.append([classes[c] for c in torch.nonzero(t > 0.5).flatten().tolist()])
+        pred.append([classes[c] for c in np.nonzero(np.asarray(scores[k]) >= thr_arr)[0].tolist()])
+    return prediction_grid(images, true, pred, overlays=overlays, ncols=ncols, title=title)

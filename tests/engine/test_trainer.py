@@ -37,6 +37,8 @@ def test_two_epoch_training_writes_checkpoints_and_logs(make_config, tmp_path):
     assert acc.Scalars("val_AP/circle")[-1].value == pytest.approx(metrics["AP"][0], rel=1e-5)
     pr = acc.Tensors("val_pr/circle")  # add_pr_curve's summaries, one per validation
     assert [e.step for e in pr] == [1, 2]
+    grids = acc.Images("val/predictions")  # the labelled validation image grid
+    assert [e.step for e in grids] == [1, 2] and grids[0].width > 400 and grids[0].height > 100
 
 
 def test_loss_decreases_on_real_images(make_config, tmp_path):

@@ -132,3 +132,16 @@ def test_tuned_thresholds_are_stored_and_used_by_default(config_file, tmp_path):
     assert (tmp_path / "again/ap_vs_frequency.png").is_file()
     r = run("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
     assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr"
+
+
+def test_analyze_logs_plots_several_runs(config_file, tmp_path):
+    wd = tmp_path / "run"
+    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
+    runs = [wd, wd / "scalars.jsonl"]  # a folder and a log file, drawn as two runs
+    out = tmp_path / "curves.png"
+    r = run("tools/analyze_logs.py", *runs, "--keys", "loss", "mAP", "lr", "--names", "a", "b", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+    assert "a: best mAP" in r.stdout and "b: best mAP" in r.stdout
+    expect_error(run("tools/analyze_logs.py", runs[0], "--keys", "mAPP", "--out", out), "'mAPP' is in none of the logs")
+    expect_error(run("tools/analyze_logs.py", tmp_path / "nope"), "scalars.jsonl")

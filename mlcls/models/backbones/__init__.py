@@ -1,4 +1,5 @@
 from mlcls.models.backbones.resnet import ResNet
+from mlcls.models.backbones.timm_backbone import TimmBackbone
 from mlcls.models.backbones.vgg import VGG
 
-__all__ = ["ResNet", "VGG"]
+__all__ = ["ResNet", "TimmBackbone", "VGG"]

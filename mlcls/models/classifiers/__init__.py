@@ -16,7 +16,8 @@ class ImageClassifier(nn.Module):
     Args:
         backbone: backbone config (must expose ``out_channels``).
         head: head config; ``num_classes`` may be omitted when the caller passes it.
-        neck: neck config, default ``GlobalAveragePooling``.
+        neck: neck config; default ``GlobalAveragePooling``, or none for heads that read the
+            feature map themselves (``spatial_input``: CSRA, ML-Decoder).
         num_classes: default for the head's ``num_classes`` (the builder passes the dataset's).
         label_stats: training label counts, handed to the head for its loss's ``auto`` weights.
     """
@@ -26,18 +27,19 @@ class ImageClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = MODELS.build(backbone)
-        self.neck = MODELS.build(neck or {"type": "GlobalAveragePooling"})
         defaults = {"in_channels": self.backbone.out_channels, "label_stats": label_stats}
         if num_classes is not None:
             defaults["num_classes"] = num_classes
         self.head = MODELS.build(head, **defaults)
+        spatial = getattr(self.head, "spatial_input", False)
+        self.neck = MODELS.build(neck) if neck else (nn.Identity() if spatial else MODELS.build({"type": "GlobalAveragePooling"}))
 
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
 
     def extract_feat(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, H, W] -> features [B, D]."""
+        """images [B, 3, H, W] -> features [B, D] (or the map [B, D, h, w] for spatial heads)."""
         return self.neck(self.backbone(images))
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None, mode: str = "tensor"):

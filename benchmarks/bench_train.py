@@ -1,0 +1,255 @@
+"""Training throughput: mlcls's Trainer vs a plain PyTorch loop (and mmpretrain when installed).
+
+python benchmarks/bench_train.py [--images 1024] [--epochs 2] [--mmpretrain-python /tmp/venv_mm/bin/python]
+
+The same work every way: ResNet-18 from scratch, 10 classes, the demo images (48 px PNG), batch
+32, 2 DataLoader workers, AdamW lr 1e-3, BCE-with-logits, shuffled. Each way trains ``--epochs``
+epochs; the first is warm-up and the images/s of the later ones are reported, with the ratio to
+the plain loop measured in the same run. mlcls runs with its default hooks (progress, text log,
+scalars.jsonl, TensorBoard every 20 iterations) and no validation or checkpoints; the plain loop
+decodes with PIL + ``ToTensor`` + ``Normalize``, the way an ImageFolder-style script does.
+mmpretrain runs in its own interpreter (a separate venv: see ../shared/notes/peers.md) on an
+OpenMMLab 2.0 JSON written from the same CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
+
+BATCH, WORKERS, LR = 32, 2, 1e-3
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def subset_csv(root: Path, n: int, out: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    classes = (root / "classes.txt").read_text().split()
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1 : n + 1]
+    with open(out, "w", newline="") as f:
+        csv.writer(f).writerows([header, *body])
+    items = [(r[0], r[1].split() if len(r) > 1 else []) for r in body]
+    return classes, items
+
+
+class PILListDataset(Dataset):
+    """What a hand-written script does: PIL open, RGB, ToTensor, Normalize."""
+
+    def __init__(self, root: Path, items, classes):
+        from torchvision import transforms
+
+        self.root, self.items = root, items
+        self.index = {c: i for i, c in enumerate(classes)}
+        self.num_classes = len(classes)
+        self.tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        path, labels = self.items[i]
+        with Image.open(self.root / path) as img:
+            x = self.tf(img.convert("RGB"))
+        y = torch.zeros(self.num_classes)
+        for c in labels:
+            y[self.index[c]] = 1.0
+        return x, y
+
+
+def plain_loop(root, items, classes, epochs) -> list[float]:
+    import torchvision
+
+    torch.manual_seed(0)
+    loader = DataLoader(PILListDataset(root, items, classes), batch_size=BATCH, shuffle=True, num_workers=WORKERS)
+    model = torchvision.models.resnet18(num_classes=len(classes))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    crit = nn.BCEWithLogitsLoss()
+    times = []
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for x, y in loader:
+            loss = crit(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def mlcls_run(root, ann, epochs, work_dir, channels_last=False) -> list[float]:
+    from mlcls.apis import build_trainer
+    from mlcls.engine import Hook
+
+    cfg = {
+        "model": {
+            "type": "ImageClassifier",
+            "backbone": {"type": "ResNet", "depth": 18},
+            "head": {"type": "MultiLabelLinearClsHead", "loss": {"type": "BCEWithLogitsLoss"}},
+        },
+        "train_dataloader": {
+            "batch_size": BATCH,
+            "num_workers": WORKERS,
+            "sampler": {"type": "DefaultSampler", "shuffle": True},
+            "dataset": {
+                "type": "CSVDataset",
+                "data_root": str(root),
+                "ann_file": str(ann),
+                "classes": str(root / "classes.txt"),
+                "pipeline": [{"type": "ToFloatNormalize", "mean": MEAN, "std": STD}],
+            },
+        },
+        "optimizer": {"type": "AdamW", "lr": LR},
+        "train_cfg": {"max_epochs": epochs, "channels_last": channels_last},
+        "default_hooks": {
+            "logger": {"type": "LoggerHook", "interval": 20, "progress_bar": False},
+            "checkpoint": {"type": "CheckpointHook", "interval": 0, "save_best": None},
+        },
+        "work_dir": str(work_dir),
+        "seed": 0,
+        "device": "cpu",
+    }
+    times: list[float] = []
+
+    class Timer(Hook):
+        def before_epoch(self, trainer):
+            self.t0 = time.perf_counter()
+
+        def after_epoch(self, trainer):
+            times.append(time.perf_counter() - self.t0)
+
+    trainer = build_trainer(cfg)
+    trainer.hooks.append(Timer())
+    trainer.hooks = [h for h in trainer.hooks if type(h).__name__ != "CheckpointHook"]  # the plain loop saves nothing
+    trainer.train()
+    return times
+
+
+MM_SCRIPT = r"""
+import json, sys, time
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+
+root, ann, work_dir, epochs, classes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5].split(",")
+times = []
+
+@HOOKS.register_module()
+class EpochTimer(Hook):
+    def before_train_epoch(self, runner):
+        self.t0 = time.perf_counter()
+    def after_train_epoch(self, runner):
+        times.append(time.perf_counter() - self.t0)
+
+cfg = Config(dict(
+    default_scope="mmpretrain",
+    model=dict(type="ImageClassifier", backbone=dict(type="ResNet", depth=18), neck=dict(type="GlobalAveragePooling"),
+               head=dict(type="MultiLabelLinearClsHead", num_classes=len(classes), in_channels=512,
+                         loss=dict(type="CrossEntropyLoss", use_sigmoid=True))),
+    data_preprocessor=dict(num_classes=len(classes), mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                           to_rgb=True, to_onehot=True),
+    train_dataloader=dict(batch_size=%(batch)d, num_workers=%(workers)d, sampler=dict(type="DefaultSampler", shuffle=True),
+                          dataset=dict(type="MultiLabelDataset", data_root=root, ann_file=ann,
+                                       pipeline=[dict(type="LoadImageFromFile"), dict(type="PackInputs")])),
+    train_cfg=dict(by_epoch=True, max_epochs=epochs),
+    optim_wrapper=dict(optimizer=dict(type="AdamW", lr=%(lr)g)),
+    default_hooks=dict(logger=dict(type="LoggerHook", interval=20), checkpoint=dict(type="CheckpointHook", interval=10**6, save_last=False),
+                       timer=dict(type="IterTimerHook"), param_scheduler=dict(type="ParamSchedulerHook"),
+                       sampler_seed=dict(type="DistSamplerSeedHook")),
+    custom_hooks=[dict(type="EpochTimer")],
+    env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="gloo")),
+    randomness=dict(seed=0),
+    work_dir=work_dir,
+    launcher="none",
+))
+Runner.from_cfg(cfg).train()
+print("EPOCH_TIMES " + json.dumps(times))
+""" % {"batch": BATCH, "workers": WORKERS, "lr": LR}
+
+
+def mmpretrain_run(python, root, items, classes, epochs, work_dir) -> list[float] | str:
+    ann = work_dir / "train_mm.json"
+    ann.write_text(
+        json.dumps({
+            "metainfo": {"classes": classes},
+            "data_list": [{"img_path": str(root / p), "gt_label": [classes.index(c) for c in labels]} for p, labels in items],
+        })
+    )  # fmt: skip
+    script = work_dir / "mm_train.py"
+    script.write_text(MM_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    r = subprocess.run(
+        [python, str(script), str(root), str(ann), str(work_dir / "mm"), str(epochs), ",".join(classes)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    for line in r.stdout.splitlines():
+        if line.startswith("EPOCH_TIMES "):
+            return json.loads(line[len("EPOCH_TIMES ") :])
+    return f"failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=1024, help="training images per epoch (from the demo train split)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per way; the first is warm-up")
+    p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
+    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mmpretrain"])
+    args = p.parse_args()
+    root = make_shapes_dataset(ROOT / "data/shapes")
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    classes, items = subset_csv(root, args.images, work / "train_subset.csv")
+    n = len(items)
+    results: dict[str, list[float] | str] = {}
+    for way in args.ways:
+        if way == "plain":
+            results[way] = plain_loop(root, items, classes, args.epochs)
+        elif way == "mlcls":
+            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls")
+        elif way == "mlcls_channels_last":
+            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cl", channels_last=True)
+        elif way == "mmpretrain":
+            if Path(args.mmpretrain_python).is_file():
+                results[way] = mmpretrain_run(args.mmpretrain_python, root, items, classes, args.epochs, work)
+            else:
+                results[way] = f"skipped: no {args.mmpretrain_python}"
+        print(f"{way}: {results[way]}", flush=True)
+
+    def ips(times):
+        timed = times[1:] or times
+        return n * len(timed) / sum(timed)
+
+    base = ips(results["plain"]) if isinstance(results.get("plain"), list) else None
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {n} images/epoch at 48 px, batch {BATCH}, {WORKERS} workers, "
+          f"{args.epochs - 1} timed epoch(s) after 1 warm-up")  # fmt: skip
+    print("| way | images/s | vs plain loop |\n|---|---|---|")
+    for way, res in results.items():
+        if isinstance(res, list):
+            v = ips(res)
+            print(f"| {way} | {v:.1f} | {v / base:.3f}x |" if base else f"| {way} | {v:.1f} | - |")
+        else:
+            print(f"| {way} | {res} | - |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Inference with mmcls-style names: ``init_model`` and ``inference_model``.
+
+Unlike an argmax, a multi-label prediction is the set of classes whose probability reaches that
+class's threshold; by default the per-class thresholds tuned on validation and stored in the
+checkpoint (``tools/test.py --tune-thr``, ``ThresholdTuningHook``), else the config's evaluator
+threshold (0.5 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mlcls.apis.builder import build_model_for, resolve_device
+from mlcls.apis.test import eval_state_dict
+from mlcls.config import load_config
+from mlcls.datasets.base import load_image
+from mlcls.datasets.transforms import build_pipeline
+from mlcls.errors import CheckpointError, ConfigError, DataError
+from mlcls.utils.checkpoint import load_checkpoint
+
+logger = logging.getLogger("mlcls")
+
+
+def test_pipeline_cfg(cfg: dict) -> list[dict]:
+    """The pipeline inference applies: the test split's, else the validation split's."""
+    for split in ("test", "val"):
+        section = cfg.get(f"{split}_dataloader") or {}
+        dataset = section.get("dataset") or {}
+        if "pipeline" in dataset:
+            return list(dataset["pipeline"])
+    raise ConfigError("config: no test_dataloader.dataset.pipeline or val_dataloader.dataset.pipeline to preprocess images with")
+
+
+def init_model(config: str | os.PathLike | dict | None, checkpoint: str | os.PathLike, device: str = "cpu") -> nn.Module:
+    """Build a model from a checkpoint, ready for :func:`inference_model`.
+
+    Args:
+        config: a config file or dict; ``None`` uses the config stored in the checkpoint.
+        checkpoint: an mlcls checkpoint (its evaluation weights: EMA when validation used EMA).
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``auto``.
+
+    Returns:
+        The model in eval mode, with ``classes``, ``thresholds`` ([C] float tensor),
+        ``thresholds_source``, ``cfg`` and ``pipeline`` attached.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.get("meta", {})
+    if config is None:
+        cfg = meta.get("config")
+        if cfg is None:
+            raise CheckpointError(f"{checkpoint}: holds no config; pass the config as well")
+    else:
+        cfg = config if isinstance(config, dict) else load_config(config)
+    classes = meta.get("classes")
+    if not classes:
+        raise CheckpointError(f"{checkpoint}: holds no class names")
+    model = build_model_for(cfg, classes)
+    try:
+        model.load_state_dict(eval_state_dict(ckpt))
+    except RuntimeError as e:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config ({str(e).splitlines()[0]})") from None
+    model.to(resolve_device(device)).eval()
+    model.classes = list(classes)
+    stored = ckpt.get("thresholds")
+    if stored and len(stored.get("values", [])) == len(classes):
+        model.thresholds = torch.tensor(stored["values"], dtype=torch.float32)
+        model.thresholds_source = f"tuned on {stored.get('split', '?')} ({stored.get('objective', '?')})"
+    else:
+        thr = (cfg.get("test_evaluator") or cfg.get("val_evaluator") or {}).get("thr", 0.5)
+        model.thresholds = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
+        model.thresholds_source = "config evaluator" if thr != 0.5 else "default 0.5"
+    model.cfg = cfg
+    model.pipeline = build_pipeline(test_pipeline_cfg(cfg))
+    return model
+
+
+def to_uint8_tensor(item: Any) -> torch.Tensor:
+    """A path, PIL image, HxWx3 / HxW uint8 array or [3, H, W] uint8 tensor -> uint8 [3, H, W] RGB."""
+    if isinstance(item, (str, os.PathLike)):
+        path = str(item)
+        if not os.path.isfile(path):
+            raise DataError(f"image file not found: {path}")
+        try:
+            return load_image(path)
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad image
+            raise DataError(f"cannot decode image {path}: {e}") from None
+    if isinstance(item, torch.Tensor):
+        if item.dtype != torch.uint8 or item.dim() != 3 or item.shape[0] != 3:
+            raise DataError(f"tensor input must be uint8 [3, H, W], got {item.dtype} {tuple(item.shape)}")
+        return item
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8:
+            raise DataError(f"array input must be uint8 HxWx3 (RGB), got dtype {item.dtype}")
+        if item.ndim == 2:
+            item = np.repeat(item[:, :, None], 3, axis=2)
+        if item.ndim != 3 or item.shape[2] not in (3, 4):
+            raise DataError(f"array input must be HxWx3 (RGB), got shape {item.shape}")
+        return torch.from_numpy(np.array(item[:, :, :3])).permute(2, 0, 1).contiguous()  # a copy: inputs may be read-only
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(item, Image.Image):
+        return to_uint8_tensor(np.asarray(item.convert("RGB")))
+    raise DataError(f"unsupported input type {type(item).__name__}: give a path, a PIL image or an HxWx3 uint8 array")
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Preprocessed images (each [3, H, W]) -> probabilities [N, C], one forward when sizes agree."""
+    device = next(model.parameters()).device
+    if len({tuple(x.shape) for x in images}) == 1:
+        return model(torch.stack(list(images)).to(device), mode="predict").float().cpu()
+    return torch.cat([model(x.unsqueeze(0).to(device), mode="predict").float().cpu() for x in images])
+
+
+def decode(probs: torch.Tensor, classes: Sequence[str], thresholds: torch.Tensor, topk: int | None = None) -> list[dict]:
+    """probs [N, C] -> per image ``{"labels": [...], "scores": {name: prob}}``.
+
+    ``topk``: the k most probable classes, regardless of thresholds; otherwise every class whose
+    probability reaches its threshold, most probable first.
+    """
+    out = []
+    for row in probs:
+        order = torch.argsort(row, descending=True).tolist()
+        if topk is not None:
+            chosen = order[:topk]
+        else:
+            chosen = [c for c in order if row[c] >= thresholds[c]]
+        out.append({"labels": [classes[c] for c in chosen], "scores": {classes[c]: round(float(row[c]), 6) for c in range(len(classes))}})
+    return out
+
+
+def resolve_thresholds(model: nn.Module, thr: float | Sequence[float] | None) -> torch.Tensor:
+    n = len(model.classes)
+    if thr is None:
+        return model.thresholds
+    t = torch.as_tensor(thr, dtype=torch.float32)
+    if t.dim() == 1 and len(t) != n:
+        raise ConfigError(f"thr: {len(t)} thresholds given for {n} classes")
+    return t.expand(n)
+
+
+def inference_model(
+    model: nn.Module,
+    inputs: Any,
+    thr: float | Sequence[float] | None = None,
+    topk: int | None = None,
+    batch_size: int = 32,
+) -> dict | list[dict]:
+    """Predict the labels of one image or of a list of images.
+
+    Args:
+        model: from :func:`init_model`.
+        inputs: a path, a PIL image, an HxWx3 uint8 RGB array, or a list of those.
+        thr: a global threshold or one per class, instead of the checkpoint's.
+        topk: return the k most probable classes instead of thresholding.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{"labels": [names...], "scores": {name: probability}}`` for a single input, a list of
+        such dicts for a list.
+    """
+    if thr is not None and topk is not None:
+        raise ConfigError("give either thr or topk, not both")
+    single = not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    thresholds = resolve_thresholds(model, thr)
+    results: list[dict] = []
+    for start in range(0, len(items), batch_size):
+        batch = [model.pipeline(to_uint8_tensor(x)) for x in items[start : start + batch_size]]
+        results += decode(predict_probs(model, batch), model.classes, thresholds, topk)
+    return results[0] if single else results
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Files as given; folders searched recursively for image extensions; ``.txt``/``.lst`` files
+    read as one path per line (relative to the list file; ``#`` comments allowed)."""
+    found: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.suffix.lower() in (".txt", ".lst") and p.is_file():
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    found.append(str(p.parent / line) if not os.path.isabs(line) else line)
+        elif p.exists():
+            found.append(str(p))
+        else:
+            raise DataError(f"input not found: {p}")
+    return found

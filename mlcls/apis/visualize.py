@@ -1,0 +1,58 @@
+"""Grad-CAM maps and prediction grids for a dataset split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) of one class on the backbone's last feature map.
+
+    Args:
+        model: an :class:`ImageClassifier` (``backbone`` + ``forward(images)`` -> logits).
+        images: [B, 3, H, W] preprocessed images.
+        class_index: the class whose logit is explained.
+
+    Returns:
+        Maps [B, H, W] in [0, 1] (each normalised by its maximum), upsampled to the input size.
+    """
+    store: dict = {}
+
+    def keep(_module, _inp, out):
+        out.retain_grad()
+        store["feat"] = out
+
+    handle = model.backbone.register_forward_hook(keep)
+    try:
+        model.eval()
+        with torch.enable_grad():
+            images = images.detach().requires_grad_(False)
+            logits = model(images, mode="tensor")
+            model.zero_grad(set_to_none=True)
+            logits[:, class_index].sum().backward()
+    finally:
+        handle.remove()
+    feat, grad = store["feat"], store["feat"].grad  # [B, D, h, w]
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * feat).sum(dim=1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).max(dim=1).values.clamp(min=1e-12)
+    return cam / peak[:, None, None]
+
+
+def split_prediction_grid(
+    model, dataset, indices, scores: np.ndarray, thr, cam_class: int | None = None, size: int = 96, ncols: int = 8
+) -> np.ndarray:
+    """The labelled grid of ``indices``; with ``cam_class``, its Grad-CAM drawn over each image."""
+    from mlcls.utils.plots import dataset_prediction_grid
+
+    overlays = None
+    if cam_class is not None:
+        images = torch.stack([dataset[int(i)][0] for i in indices]).to(next(model.parameters()).device)
+        cams = grad_cam(model, images, cam_class)
+        overlays = [F.interpolate(c[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy() for c in cams]
+    title = f"Grad-CAM: {dataset.classes[cam_class]}" if cam_class is not None else ""
+    return dataset_prediction_grid(dataset, indices, scores, thr, size=size, overlays=overlays, title=title, ncols=ncols)

@@ -1,0 +1,109 @@
+"""Predict labels for images with a trained checkpoint.
+
+    python tools/infer.py CHECKPOINT INPUT... [--thr T | --topk K] [--out results.jsonl|.csv]
+                          [--config CONFIG] [--batch-size B] [--workers N] [--device cpu]
+
+INPUT: image files, folders (searched recursively for image extensions) or list files (.txt/.lst,
+one path per line). Labels use the per-class thresholds stored in the checkpoint (tuned on
+validation) unless --thr or --topk is given. Unreadable images are reported, skipped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from _common import cli_main
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from mlcls.apis.inference import collect_inputs, decode, init_model, predict_probs, resolve_thresholds, to_uint8_tensor  # noqa: E402
+from mlcls.errors import DataError  # noqa: E402
+from mlcls.utils.misc import get_logger  # noqa: E402
+
+
+class _Images(Dataset):
+    def __init__(self, paths, pipeline):
+        self.paths, self.pipeline = paths, pipeline
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return i, self.pipeline(to_uint8_tensor(self.paths[i])), None
+        except DataError as e:
+            return i, None, str(e)
+        except Exception as e:  # noqa: BLE001 - a transform failing on an odd image is a bad image too
+            return i, None, f"{self.paths[i]}: {e}"
+
+
+def _collate(batch):
+    return batch  # images may differ in size or be missing; stacked per batch in the main process
+
+
+@cli_main
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files, folders or list files")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--thr", type=float, help="one threshold for every class")
+    g.add_argument("--topk", type=int, help="the k most probable classes per image")
+    p.add_argument("--out", type=Path, help="results file: .jsonl (one JSON per image) or .csv (image, labels, score_<class>...)")
+    p.add_argument("--config", help="config file (default: the one stored in the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    log = get_logger(stream=sys.stderr)
+    model = init_model(args.config, args.checkpoint, device=args.device)
+    paths = collect_inputs(args.inputs)
+    if not paths:
+        raise DataError(f"no images found in {' '.join(args.inputs)}")
+    thresholds = resolve_thresholds(model, args.thr)
+    source = "--thr" if args.thr is not None else (f"top-{args.topk}" if args.topk else model.thresholds_source)
+    log.info("%d images, %d classes, labels by %s", len(paths), len(model.classes), source)
+    loader = DataLoader(_Images(paths, model.pipeline), batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate)
+    results, bad = [], []
+    from tqdm import tqdm
+
+    with tqdm(total=len(paths), disable=None, unit="img") as bar:
+        for batch in loader:
+            good = [(i, x) for i, x, err in batch if x is not None]
+            for i, _, err in batch:
+                if err is not None:
+                    bad.append(err)
+                    log.warning("skipped: %s", err)
+            if good:
+                preds = decode(predict_probs(model, [x for _, x in good]), model.classes, thresholds, args.topk)
+                results += [{"image": paths[i], **pred} for (i, _), pred in zip(good, preds)]
+            bar.update(len(batch))
+    if args.out:
+        write_results(results, model.classes, args.out)
+    else:
+        for r in results:
+            print(json.dumps({"image": r["image"], "labels": r["labels"]}))
+    print(f"{len(results)} images predicted, {len(bad)} skipped (unreadable){f' -> {args.out}' if args.out else ''}", file=sys.stderr)
+
+
+def write_results(results: list[dict], classes: list[str], out: Path) -> None:
+    """Write atomically (a temporary file renamed into place)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        if out.suffix.lower() == ".csv":
+            w = csv.writer(f)
+            w.writerow(["image", "labels", *(f"score_{c}" for c in classes)])
+            for r in results:
+                w.writerow([r["image"], " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)])
+        else:
+            for r in results:
+                f.write(json.dumps(r) + "\n")
+    tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Draw a grid of images with their true and predicted labels (and optionally Grad-CAM).
+
+    python tools/vis_predictions.py CONFIG CHECKPOINT [--split val] [--num 32] [--cam LABEL]
+                                    [--thr T] [--sort errors] --out grid.png
+
+Hits are green, misses (true, not predicted) orange with '-', false alarms red with '+'.
+Thresholds: the checkpoint's tuned per-class ones unless --thr is given. CONFIG may be '-' to use
+the config stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np  # noqa: E402
+from _common import cli_main
+
+
+@cli_main
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="config file, or '-' for the checkpoint's own")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--num", type=int, default=32, help="images to draw")
+    p.add_argument("--ncols", type=int, default=8)
+    p.add_argument("--thr", type=float, help="one threshold for every class (default: the checkpoint's)")
+    p.add_argument("--cam", metavar="LABEL", help="overlay the Grad-CAM map of this class")
+    p.add_argument("--sort", choices=["first", "errors"], default="first", help="'errors': images with the most mistakes first")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mlcls.apis.builder import build_loader, require
+    from mlcls.apis.inference import init_model, resolve_thresholds
+    from mlcls.apis.visualize import split_prediction_grid
+    from mlcls.engine.trainer import predict_loader
+    from mlcls.errors import ConfigError
+    from mlcls.evaluation import MultiLabelMetric
+    from mlcls.utils.misc import get_logger
+
+    get_logger()
+    model = init_model(None if args.config == "-" else args.config, args.checkpoint)
+    require(model.cfg, f"{args.split}_dataloader")
+    loader = build_loader(
+        {**model.cfg, f"{args.split}_dataloader": {**model.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, False, 0
+    )
+    dataset = loader.dataset
+    cam = None
+    if args.cam is not None:
+        if args.cam not in model.classes:
+            raise ConfigError(f"--cam: unknown class '{args.cam}' (classes: {', '.join(model.classes)})")
+        cam = model.classes.index(args.cam)
+    thr = resolve_thresholds(model, args.thr)
+    num = min(args.num, len(dataset))
+    if args.sort == "errors":
+        scores, targets = predict_loader(model, loader, MultiLabelMetric(), next(model.parameters()).device)
+        errors = ((scores >= thr) != (targets > 0.5)) & (targets >= 0)
+        order = torch.argsort(errors.sum(1), descending=True, stable=True)[:num].tolist()
+        chosen = scores[order].numpy()
+    else:
+        order = list(range(num))
+        with torch.no_grad():
+            chosen = model(torch.stack([dataset[i][0] for i in order]), mode="predict").numpy()
+    grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols)
+    from PIL import Image
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
+    Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
+    tmp.replace(args.out)
+    print(
+        f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {'--thr' if args.thr is not None else model.thresholds_source})"
+    )
+
+
+if __name__ == "__main__":
+    main()
