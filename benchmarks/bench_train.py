@@ -8,6 +8,7 @@ epochs; the first is warm-up and the images/s of the later ones are reported, wi
 the plain loop measured in the same run. mlcls runs with its default hooks (progress, text log,
 scalars.jsonl, TensorBoard every 20 iterations) and no validation or checkpoints; the plain loop
 decodes with PIL + ``ToTensor`` + ``Normalize``, the way an ImageFolder-style script does.
+``mlcls_channels_last`` adds ``train_cfg.channels_last``; ``mlcls_fast`` adds ``cache: true`` too.
 mmpretrain runs in its own interpreter (a separate venv: see ../shared/notes/peers.md) on an
 OpenMMLab 2.0 JSON written from the same CSV.
 """
@@ -96,7 +97,7 @@ def plain_loop(root, items, classes, epochs) -> list[float]:
     return times
 
 
-def mlcls_run(root, ann, epochs, work_dir, channels_last=False) -> list[float]:
+def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False) -> list[float]:
     from mlcls.apis import build_trainer
     from mlcls.engine import Hook
 
@@ -116,6 +117,7 @@ def mlcls_run(root, ann, epochs, work_dir, channels_last=False) -> list[float]:
                 "ann_file": str(ann),
                 "classes": str(root / "classes.txt"),
                 "pipeline": [{"type": "ToFloatNormalize", "mean": MEAN, "std": STD}],
+                "cache": cache,
             },
         },
         "optimizer": {"type": "AdamW", "lr": LR},
@@ -184,7 +186,7 @@ cfg = Config(dict(
 ))
 Runner.from_cfg(cfg).train()
 print("EPOCH_TIMES " + json.dumps(times))
-""" % {"batch": BATCH, "workers": WORKERS, "lr": LR}
+""" % {"batch": BATCH, "workers": WORKERS, "lr": LR}  # noqa: UP031 - the script has its own braces
 
 
 def mmpretrain_run(python, root, items, classes, epochs, work_dir) -> list[float] | str:
@@ -213,7 +215,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1024, help="training images per epoch (from the demo train split)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per way; the first is warm-up")
     p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
-    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mmpretrain"])
+    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mlcls_fast", "mmpretrain"])
     args = p.parse_args()
     root = make_shapes_dataset(ROOT / "data/shapes")
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
@@ -227,6 +229,8 @@ def main() -> None:
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls")
         elif way == "mlcls_channels_last":
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cl", channels_last=True)
+        elif way == "mlcls_fast":
+            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_fast", channels_last=True, cache=True)
         elif way == "mmpretrain":
             if Path(args.mmpretrain_python).is_file():
                 results[way] = mmpretrain_run(args.mmpretrain_python, root, items, classes, args.epochs, work)

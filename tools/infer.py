@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     with tqdm(total=len(paths), disable=None, unit="img") as bar:
         for batch in loader:
             good = [(i, x) for i, x, err in batch if x is not None]
-            for i, _, err in batch:
+            for _, _, err in batch:
                 if err is not None:
                     bad.append(err)
                     log.warning("skipped: %s", err)

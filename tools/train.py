@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from _common import cli_main
 
 from mlcls.apis import prepare_config, train_model
+from mlcls.errors import DataError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="none",
         help="'pytorch' under torchrun: torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch",
     )
+    p.add_argument("--check-data", action="store_true", help="verify every image of every split first (tools/check_dataset.py)")
     p.add_argument(
         "--auto-scale-lr",
         action="store_true",
@@ -56,6 +59,12 @@ def main(argv=None) -> None:
     if args.auto_scale_lr:
         opts.append("+auto_scale_lr.enable=true")
     cfg = prepare_config(args.config, opts, work_dir=args.work_dir, seed=args.seed)
+    if args.check_data:
+        from check_dataset import check_config
+
+        n = check_config(cfg, ["train", "val", "test"], out=sys.stderr)
+        if n:
+            raise DataError(f"--check-data: {n} problem(s) in the datasets (listed above); fix them or set on_bad_image: skip")
     try:
         train_model(cfg, resume=args.resume, launcher=args.launcher)
     finally:

@@ -1,13 +1,20 @@
 from mlcls.datasets.base import MultiLabelDataset, load_image, read_class_list
 from mlcls.datasets.builder import build_dataloader, build_dataset
 from mlcls.datasets.class_balanced import ClassBalancedDataset
+from mlcls.datasets.coco import COCODataset
 from mlcls.datasets.csv_dataset import CSVDataset
+from mlcls.datasets.list_datasets import MMClsJSONDataset, TXTListDataset
 from mlcls.datasets.samplers import DefaultSampler, RepeatFactorSampler, repeat_factors
 from mlcls.datasets.transforms import build_pipeline
+from mlcls.datasets.voc import VOCDataset
 
 __all__ = [
     "MultiLabelDataset",
     "CSVDataset",
+    "TXTListDataset",
+    "MMClsJSONDataset",
+    "VOCDataset",
+    "COCODataset",
     "DefaultSampler",
     "RepeatFactorSampler",
     "ClassBalancedDataset",

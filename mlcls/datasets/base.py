@@ -1,7 +1,8 @@
 """Base multi-label dataset: image paths + compact (CSR) labels + a transform pipeline.
 
 Targets are float tensors of shape [C]: 1 = positive, 0 = negative, -1 = unknown/ignored.
-Labels are stored as flat arrays, not as a Python object per image, so a 1M-image index stays small:
+Labels are stored as flat arrays, not as a Python object per image, so a 1M-image index stays small
+(paths: one UTF-8 byte array):
 ``offsets`` (int64 [N+1]), ``label_ids`` (int32 [nnz]) and ``label_vals`` (int8 [nnz], 1 or -1).
 """
 
@@ -53,17 +54,18 @@ def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataEr
     return DataError(f"{where}: unknown class '{name}'{hint} (classes: {shown})")
 
 
+import torchvision.io as _tv_io  # noqa: E402 - imported once, not per decoded image
+
+
 def load_image(path: str) -> torch.Tensor:
     """Decode an image file to a uint8 RGB tensor [3, H, W] (EXIF orientation applied).
 
     JPEG/PNG/GIF/WEBP go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng); other
     formats, and files it cannot read, fall back to Pillow.
     """
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
     if path.lower().endswith(_TV_DECODABLE):
         try:
-            return decode_image(read_file(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+            return _tv_io.decode_image(_tv_io.read_file(path), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
         except RuntimeError:
             pass  # e.g. a CMYK JPEG or an odd PNG: let Pillow try
     from PIL import Image, ImageOps
@@ -76,6 +78,12 @@ def load_image(path: str) -> torch.Tensor:
             img = Image.alpha_composite(bg, img)
         arr = np.asarray(img.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def encode_paths(paths: Sequence[str]) -> np.ndarray:
+    """Paths as one fixed-width UTF-8 byte array: 1 byte per ASCII character instead of numpy's
+    4 (``str_``) or a Python object per path (~75 bytes of overhead each)."""
+    return np.array([str(p).encode("utf-8") for p in paths], dtype=np.bytes_)
 
 
 class LabelStats(dict):
@@ -128,6 +136,12 @@ class MultiLabelDataset(Dataset):
             relative to.
         check_files: verify at start-up that every listed image exists (one error listing the
             first missing ones) instead of failing mid-epoch.
+        cache: decode every image once at start-up (after the pipeline's first step when that is
+            a ``Resize``, which is deterministic) and keep the uint8 pixels in shared memory, so
+            DataLoader workers read them instead of decoding every epoch. For data that fits in RAM.
+        on_bad_image: ``raise`` (default): an unreadable image stops training with its path and
+            annotation line; ``skip``: it is logged once, counted (:attr:`num_bad_images`, shown
+            in the epoch log) and replaced by the next readable sample.
     """
 
     def __init__(
@@ -136,9 +150,11 @@ class MultiLabelDataset(Dataset):
         pipeline: Sequence[dict] | Callable | None = None,
         data_root: str = "",
         check_files: bool = True,
+        cache: bool = False,
+        on_bad_image: str = "raise",
     ) -> None:
-        from mlcls.datasets.transforms import build_pipeline
-
+        if on_bad_image not in ("raise", "skip"):
+            raise DataError(f"{type(self).__name__}.on_bad_image: expected 'raise' or 'skip', got '{on_bad_image}'")
         self.data_root = str(data_root)
         if isinstance(classes, (str, os.PathLike)):
             classes = self.resolve(classes)
@@ -146,14 +162,18 @@ class MultiLabelDataset(Dataset):
         index = self.load_annotations()
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
-        self._paths = np.array(index.paths, dtype=np.str_)
+        self._paths = encode_paths(index.paths)
         self._lines = np.frombuffer(index.lines, dtype=np.int32).copy()
         self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
         self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
         self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
-        self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
+        self._setup_loading(pipeline, on_bad_image)
         if check_files:
             self._check_files()
+        if cache:
+            from mlcls.datasets.cache import ImageCache
+
+            self._cache = ImageCache.build(self)
 
     def resolve(self, path: str | os.PathLike) -> str:
         """A relative annotation/class-list path is relative to ``data_root`` (mmcls convention)."""
@@ -164,21 +184,40 @@ class MultiLabelDataset(Dataset):
         cls, paths, offsets, label_ids, label_vals, classes: Sequence[str], data_root: str = "", pipeline=None
     ) -> "MultiLabelDataset":
         """A dataset straight from arrays (paths [N], offsets [N+1], label_ids/label_vals [nnz])."""
-        from mlcls.datasets.transforms import build_pipeline
 
         self = cls.__new__(cls)
         Dataset.__init__(self)
         self.data_root = str(data_root)
         self.classes = read_class_list(classes)
-        self._paths = np.asarray(paths, dtype=np.str_)
+        self._paths = encode_paths(paths)
         self._lines = np.zeros(len(self._paths), dtype=np.int32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.label_ids = np.asarray(label_ids, dtype=np.int32)
         self.label_vals = np.asarray(label_vals, dtype=np.int8)
         if len(self.offsets) != len(self._paths) + 1 or self.offsets[-1] != len(self.label_ids):
             raise DataError("from_csr: offsets must have N+1 entries ending at len(label_ids)")
-        self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
+        self._setup_loading(pipeline, "raise")
         return self
+
+    def _setup_loading(self, pipeline, on_bad_image: str) -> None:
+        from mlcls.datasets.transforms import build_pipeline, build_transform
+
+        self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
+        # what a cache may store: the output of a leading Resize (deterministic), else the decoded image
+        steps = [] if callable(pipeline) else list(pipeline or [])
+        if steps and steps[0].get("type") == "Resize":
+            self.cache_transform, self.post_cache_pipeline = build_transform(steps[0]), build_pipeline(steps[1:])
+        else:
+            self.cache_transform, self.post_cache_pipeline = None, self.pipeline
+        self._cache = None
+        self.on_bad_image = on_bad_image
+        # one flag per image in shared memory: DataLoader workers mark, the main process counts
+        self._bad = torch.zeros(len(self._paths), dtype=torch.int8).share_memory_() if on_bad_image == "skip" else None
+
+    @property
+    def num_bad_images(self) -> int:
+        """Distinct unreadable images met so far (``on_bad_image: skip``), over all workers."""
+        return int(self._bad.sum()) if self._bad is not None else 0
 
     # -- to be provided by subclasses -------------------------------------------------------------
     def load_annotations(self) -> LabelIndexBuilder:
@@ -197,14 +236,14 @@ class MultiLabelDataset(Dataset):
         return len(self._paths)
 
     def image_path(self, idx: int) -> str:
-        return os.path.join(self.data_root, str(self._paths[idx]))
+        return os.path.join(self.data_root, self._paths[idx].decode("utf-8"))
 
     def get_target(self, idx: int) -> torch.Tensor:
         """Target [C] (float32): 1 positive, 0 negative, -1 ignored."""
         s, e = self.offsets[idx], self.offsets[idx + 1]
-        t = torch.zeros(self.num_classes, dtype=torch.float32)
-        t[torch.from_numpy(self.label_ids[s:e].astype(np.int64))] = torch.from_numpy(self.label_vals[s:e].astype(np.float32))
-        return t
+        t = np.zeros(self.num_classes, dtype=np.float32)
+        t[self.label_ids[s:e]] = self.label_vals[s:e]
+        return torch.from_numpy(t)
 
     def label_matrix(self) -> np.ndarray:
         """Dense int8 [N, C] target matrix (for small sets and statistics)."""
@@ -254,12 +293,31 @@ class MultiLabelDataset(Dataset):
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise DataError(f"{len(missing)} image file(s) not found: {shown}{more}")
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_image(self, idx: int) -> torch.Tensor:
+        """The decoded uint8 image [3, H, W] of sample ``idx``; a clear :class:`DataError` if unreadable."""
         path = self.image_path(idx)
         try:
-            img = load_image(path)
+            return load_image(path)
         except FileNotFoundError:
             raise DataError(f"image file not found: {path} (listed at {self.source(idx)})") from None
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad image
             raise DataError(f"cannot decode image {path} (listed at {self.source(idx)}): {e}") from None
-        return self.pipeline(img), self.get_target(idx)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, target [C])``: the pipeline's output and 1 / 0 / -1 per class."""
+        n = len(self)
+        for _ in range(n):
+            if self._bad is not None and self._bad[idx]:
+                idx = (idx + 1) % n  # known bad: substitute the next sample without retrying
+                continue
+            try:
+                if self._cache is not None:
+                    return self.post_cache_pipeline(self._cache.get(idx)), self.get_target(idx)
+                return self.pipeline(self.read_image(idx)), self.get_target(idx)
+            except DataError as e:
+                if self._bad is None:
+                    raise
+                self._bad[idx] = 1
+                logger.warning("on_bad_image=skip: %s", e)
+                idx = (idx + 1) % n
+        raise DataError(f"{type(self).__name__}: no readable image among its {n} samples")

@@ -24,9 +24,9 @@ class CSVDataset(MultiLabelDataset):
         img/0002.png,
     """
 
-    def __init__(self, ann_file: str, classes, pipeline=None, data_root: str = "", check_files: bool = True) -> None:
+    def __init__(self, ann_file: str, classes, pipeline=None, data_root: str = "", **kwargs) -> None:
         self.ann_file = os.path.join(str(data_root), str(ann_file)) if not os.path.isabs(ann_file) else str(ann_file)
-        super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, check_files=check_files)
+        super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, **kwargs)
 
     def load_annotations(self) -> LabelIndexBuilder:
         lookup = {c: i for i, c in enumerate(self.classes)}

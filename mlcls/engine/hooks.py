@@ -255,8 +255,12 @@ class LoggerHook(Hook):
             self.bar.close()
             self.bar = None
         if is_main_process():
-            logger.info("epoch %d done in %.1fs", trainer.epoch, time.perf_counter() - self._t0)
-            self._log({"mode": "epoch", "epoch": trainer.epoch, "iter": trainer.iter, "time": time.perf_counter() - self._t0})
+            bad = getattr(trainer.train_loader.dataset, "num_bad_images", 0)
+            skipped = f", {bad} unreadable image(s) skipped so far (on_bad_image=skip)" if bad else ""
+            logger.info("epoch %d done in %.1fs%s", trainer.epoch, time.perf_counter() - self._t0, skipped)
+            self._log(
+                {"mode": "epoch", "epoch": trainer.epoch, "iter": trainer.iter, "time": time.perf_counter() - self._t0, "bad_images": bad}
+            )
 
     def after_train(self, trainer: "Trainer") -> None:
         if self.writer is not None:
