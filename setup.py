@@ -24,9 +24,10 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.60",
         "numpy>=1.22",
+        "matplotlib>=3.5",  # plots, and the labelled image grids in TensorBoard
     ],
     extras_require={
-        "tests": ["pytest>=7", "scikit-learn>=1.1", "matplotlib>=3.5"],
+        "tests": ["pytest>=7", "scikit-learn>=1.1", "onnx>=1.14", "onnxruntime>=1.15"],
         "export": ["onnx>=1.14", "onnxruntime>=1.15"],
         "dev": ["ruff>=0.4"],
     },
