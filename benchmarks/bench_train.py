@@ -8,7 +8,8 @@ epochs; the first is warm-up and the images/s of the later ones are reported, wi
 the plain loop measured in the same run. mlcls runs with its default hooks (progress, text log,
 scalars.jsonl, TensorBoard every 20 iterations) and no validation or checkpoints; the plain loop
 decodes with PIL + ``ToTensor`` + ``Normalize``, the way an ImageFolder-style script does.
-``mlcls_channels_last`` adds ``train_cfg.channels_last``; ``mlcls_fast`` adds ``cache: true`` too.
+``mlcls_channels_last`` adds ``train_cfg.channels_last``, ``mlcls_cache`` adds ``cache: true`` and
+``mlcls_fast`` both.
 mmpretrain runs in its own interpreter (a separate venv: see ../shared/notes/peers.md) on an
 OpenMMLab 2.0 JSON written from the same CSV.
 """
@@ -215,7 +216,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1024, help="training images per epoch (from the demo train split)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per way; the first is warm-up")
     p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
-    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mlcls_fast", "mmpretrain"])
+    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mlcls_cache", "mlcls_fast", "mmpretrain"])
     args = p.parse_args()
     root = make_shapes_dataset(ROOT / "data/shapes")
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
@@ -229,6 +230,8 @@ def main() -> None:
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls")
         elif way == "mlcls_channels_last":
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cl", channels_last=True)
+        elif way == "mlcls_cache":
+            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cache", cache=True)
         elif way == "mlcls_fast":
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_fast", channels_last=True, cache=True)
         elif way == "mmpretrain":

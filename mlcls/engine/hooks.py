@@ -149,6 +149,7 @@ class LoggerHook(Hook):
         self._jsonl = None
 
     def before_train(self, trainer: "Trainer") -> None:
+        trainer.grad_norm_interval = self.interval  # on every rank: the norm is computed before the step
         if not is_main_process():
             return
         work_dir = Path(trainer.work_dir)
@@ -205,7 +206,10 @@ class LoggerHook(Hook):
                 outputs.get("data_time", 0.0),
                 ips,
             )
-            self._log({"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr})
+            record = {"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr}
+            if "grad_norm" in outputs:
+                record["grad_norm"] = float(outputs["grad_norm"])
+            self._log(record)
             if self.writer is not None:
                 self.writer.add_scalar("train/loss", loss, trainer.iter)
                 self.writer.add_scalar("train/lr", lr, trainer.iter)
@@ -254,8 +258,12 @@ class LoggerHook(Hook):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        bad = getattr(trainer.train_loader.dataset, "num_bad_images", 0)
+        if get_world_size() > 1:  # every rank takes part: each has met its own share of the data
+            import torch
+
+            bad = round(float(all_reduce_mean(torch.tensor(float(bad)))) * get_world_size())
         if is_main_process():
-            bad = getattr(trainer.train_loader.dataset, "num_bad_images", 0)
             skipped = f", {bad} unreadable image(s) skipped so far (on_bad_image=skip)" if bad else ""
             logger.info("epoch %d done in %.1fs%s", trainer.epoch, time.perf_counter() - self._t0, skipped)
             self._log(

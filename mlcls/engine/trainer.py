@@ -115,6 +115,7 @@ class Trainer:
         self.skip_nonfinite = int(skip_nonfinite)
         self.nonfinite_steps = 0
         self.stop_training = False  # set by hooks (early stopping) to end after the current epoch
+        self.grad_norm_interval = 0  # measure the grad norm every N iterations (LoggerHook sets it)
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -187,9 +188,15 @@ class Trainer:
                 self.scaler.scale(loss / self.accumulate).backward()
             outputs = {"loss": loss.detach(), "data_time": data_time}
             if step_now:
-                if self.grad_clip:
+                # the global grad norm: needed to clip, and measured at logging steps for TensorBoard
+                log_norm = self.grad_norm_interval and (self.iter + 1) % self.grad_norm_interval == 0
+                if self.grad_clip or log_norm:
                     self.scaler.unscale_(self.optimizer)
-                    outputs["grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                    if self.grad_clip:
+                        outputs["grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                    else:  # measure only: leave the gradients untouched
+                        norms = [torch.linalg.vector_norm(p.grad) for p in self.model.parameters() if p.grad is not None]
+                        outputs["grad_norm"] = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)

@@ -30,7 +30,8 @@ def test_two_epoch_training_writes_checkpoints_and_logs(make_config, tmp_path):
     acc = EventAccumulator(str(wd / "tb"))
     acc.Reload()
     tags = acc.Tags()["scalars"]
-    assert {"train/loss", "train/lr", "val/mAP", "val/CF1", "val/OF1"} <= set(tags)
+    assert {"train/loss", "train/lr", "train/grad_norm", "val/mAP", "val/CF1", "val/OF1"} <= set(tags)
+    assert all(e.value > 0 for e in acc.Scalars("train/grad_norm"))
     assert [e.step for e in acc.Scalars("val/mAP")] == [1, 2]
     assert acc.Scalars("val/mAP")[-1].value == pytest.approx(metrics["mAP"], rel=1e-5)
     assert "val_AP/circle" in tags
