@@ -70,7 +70,7 @@ def build_loader(cfg: dict, split: str, shuffle: bool, seed: int):
     section = cfg.get(f"{split}_dataloader")
     if not section:
         return None
-    return build_dataloader(section, seed=seed, shuffle=shuffle)
+    return build_dataloader(section, seed=seed, shuffle=shuffle, seeded_batches=split == "train")
 
 
 def build_model_for(cfg: dict, classes: list[str], label_stats: dict | None = None):

@@ -95,7 +95,7 @@ def build_trainer(cfg: dict) -> Trainer:
     check_keys(train_cfg, TRAIN_CFG_KEYS, "train_cfg")
     max_epochs = int(require(train_cfg, "max_epochs", "train_cfg"))
     accumulate = int(train_cfg.get("accumulate", 1))
-    scale_lr(cfg, train_loader.batch_size or 1)
+    scale_lr(cfg, train_loader.batch_size or train_loader.batch_sampler.batch_size)
     ema_cfg = dict(cfg.get("ema") or {})
     check_keys(ema_cfg, EMA_KEYS, "ema")
     ema = ModelEMA(model, decay=ema_cfg.get("decay", 0.9997), warmup=ema_cfg.get("warmup", False)) if ema_cfg else None

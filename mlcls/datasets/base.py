@@ -303,6 +303,13 @@ class MultiLabelDataset(Dataset):
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad image
             raise DataError(f"cannot decode image {path} (listed at {self.source(idx)}): {e}") from None
 
+    def __getitems__(self, indices) -> list:
+        """A batch of samples; random augmentations seeded per batch when the batch carries a seed
+        (:class:`SeededBatchSampler`), so results do not depend on the number of workers."""
+        from mlcls.datasets.samplers import fetch_seeded
+
+        return fetch_seeded(self.__getitem__, indices)
+
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, target [C])``: the pipeline's output and 1 / 0 / -1 per class."""
         n = len(self)

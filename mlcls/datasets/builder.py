@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlcls.errors import ConfigError
+from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.registry import DATASETS, SAMPLERS
 
 
@@ -24,12 +25,17 @@ def build_dataset(cfg: dict, **defaults):
     return DATASETS.build(cfg, **defaults)
 
 
-def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None) -> DataLoader:
+def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False) -> DataLoader:
     """A DataLoader from a ``*_dataloader`` config section.
 
     Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``,
     ``sampler`` (default ``{type: DefaultSampler, shuffle: <shuffle>}``), ``pin_memory``,
     ``persistent_workers``, ``drop_last``.
+
+    ``seeded_batches`` (training): batches come from a :class:`SeededBatchSampler`, so random
+    augmentation is seeded per batch position (independent of ``num_workers``; exact mid-epoch
+    resume). The loader's ``batch_size`` attribute is then ``None``, as for any batch sampler;
+    read ``loader.batch_sampler.batch_size``.
     """
     cfg = dict(cfg)
     allowed = {"dataset", "batch_size", "num_workers", "sampler", "pin_memory", "persistent_workers", "drop_last", "prefetch_factor"}
@@ -47,14 +53,17 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
     num_workers = int(cfg.get("num_workers", 0))
     generator = torch.Generator()
     generator.manual_seed(seed)
+    batch_size, drop_last = int(cfg.get("batch_size", 32)), bool(cfg.get("drop_last", False))
+    if seeded_batches:
+        batching = {"batch_sampler": SeededBatchSampler(sampler, batch_size, drop_last, seed)}
+    else:
+        batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
     return DataLoader(
         dataset,
-        batch_size=int(cfg.get("batch_size", 32)),
-        sampler=sampler,
+        **batching,
         num_workers=num_workers,
         pin_memory=bool(cfg.get("pin_memory", False)) and torch.cuda.is_available(),
         persistent_workers=bool(cfg.get("persistent_workers", False)) and num_workers > 0,
-        drop_last=bool(cfg.get("drop_last", False)),
         worker_init_fn=_seed_worker,
         generator=generator,
         prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
-from mlcls.datasets.samplers import repeat_factors
+from mlcls.datasets.samplers import fetch_seeded, repeat_factors
 from mlcls.registry import DATASETS
 
 
@@ -29,6 +29,9 @@ class ClassBalancedDataset(Dataset):
 
     def __getitem__(self, idx: int):
         return self.dataset[int(self.repeat_indices[idx])]
+
+    def __getitems__(self, indices) -> list:
+        return fetch_seeded(self.__getitem__, indices)
 
     def __getattr__(self, name):  # label statistics, image paths, ... of the wrapped dataset
         if name in ("dataset", "repeat_indices"):

@@ -91,3 +91,89 @@ class RepeatFactorSampler(Sampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class SeededBatch(list):
+    """A batch of dataset indices that carries the seed of its augmentations (see :func:`fetch_seeded`)."""
+
+    seed: int | None = None
+
+    def __reduce__(self):  # pickled to DataLoader workers with its seed
+        return (_make_batch, (list(self), self.seed))
+
+
+def _make_batch(items, seed):
+    b = SeededBatch(items)
+    b.seed = seed
+    return b
+
+
+class SeededBatchSampler(Sampler):
+    """Batches of a sampler's indices, each tagged with a seed derived from (seed, epoch, rank, position).
+
+    Datasets that implement ``__getitems__`` with :func:`fetch_seeded` reseed their random
+    augmentations from that tag, so a batch's augmentation depends only on where it is in the run
+    -- not on which worker process draws it or on what that worker drew before. Hence results do
+    not depend on ``num_workers``, and a run resumed in the middle of an epoch (skipping the
+    batches already done) replays exactly.
+
+    Args:
+        sampler: gives the epoch's indices (``set_epoch`` is forwarded).
+        batch_size: samples per batch.
+        drop_last: drop a final incomplete batch.
+        seed: base seed (the run's seed).
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool = False, seed: int = 0) -> None:
+        self.sampler, self.batch_size, self.drop_last, self.seed = sampler, int(batch_size), drop_last, int(seed)
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Start ``epoch`` at batch ``skip`` (the batches before it are not produced at all)."""
+        self.epoch, self.skip = int(epoch), int(skip)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        rank = get_rank()
+        indices = list(iter(self.sampler))
+        n = len(self)
+        for b in range(self.skip, n):
+            batch = SeededBatch(indices[b * self.batch_size : (b + 1) * self.batch_size])
+            # one 63-bit seed per (seed, epoch, rank, batch): numpy's SeedSequence mixes the parts
+            batch.seed = int(np.random.SeedSequence([self.seed, self.epoch, rank, b]).generate_state(2, np.uint64)[0] >> 1)
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def fetch_seeded(getitem, indices) -> list:
+    """``[getitem(i) for i in indices]`` with python/numpy/torch seeded from the batch's tag.
+
+    In a DataLoader worker the global generators are simply reseeded; in the main process
+    (``num_workers=0``) they are restored afterwards, so the training loop's own randomness
+    (dropout, ...) is not disturbed.
+    """
+    import random
+
+    import torch
+    from torch.utils.data import get_worker_info
+
+    seed = getattr(indices, "seed", None)
+    if seed is None:
+        return [getitem(i) for i in indices]
+    in_main = get_worker_info() is None
+    if in_main:
+        saved = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        return [getitem(i) for i in indices]
+    finally:
+        if in_main:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.random.set_rng_state(saved[2])

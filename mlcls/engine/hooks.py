@@ -60,17 +60,23 @@ class CheckpointHook(Hook):
         save_best: metric that picks ``best.pth`` (``null`` to disable).
         rule: ``greater`` or ``less``.
         max_keep_ckpts: keep only the newest N ``epoch_N.pth`` files (-1: all).
+        interval_iters: also write ``latest.pth`` every N iterations inside an epoch (0: off), at
+            optimizer-step boundaries; ``--resume`` continues from that batch exactly (the
+            batches' augmentations are seeded by position, see ``SeededBatchSampler``).
     """
 
     priority = 80  # after logging and evaluation-driven hooks
 
-    def __init__(self, interval: int = 1, save_best: str | None = "mAP", rule: str = "greater", max_keep_ckpts: int = -1) -> None:
+    def __init__(
+        self, interval: int = 1, save_best: str | None = "mAP", rule: str = "greater", max_keep_ckpts: int = -1, interval_iters: int = 0
+    ) -> None:
         if rule not in ("greater", "less"):
             raise ValueError(f"CheckpointHook: rule must be 'greater' or 'less', got '{rule}'")
         self.interval = interval
         self.save_best = save_best
         self.rule = rule
         self.max_keep_ckpts = max_keep_ckpts
+        self.interval_iters = int(interval_iters)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._pending_best = False
@@ -87,6 +93,13 @@ class CheckpointHook(Hook):
         if better:
             self.best_score, self.best_epoch = score, trainer.epoch + 1
             self._pending_best = True
+
+    def after_step(self, trainer: "Trainer", outputs: dict) -> None:
+        if not (self.interval_iters and outputs.get("step_done") and trainer.iter % self.interval_iters == 0):
+            return
+        if trainer.inner_iter >= trainer.iters_per_epoch or not is_main_process():
+            return  # the epoch's end writes latest.pth anyway
+        trainer.save_checkpoint(Path(trainer.work_dir) / "latest.pth")
 
     def after_epoch(self, trainer: "Trainer") -> None:
         if not is_main_process():

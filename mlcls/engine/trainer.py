@@ -116,6 +116,7 @@ class Trainer:
         self.nonfinite_steps = 0
         self.stop_training = False  # set by hooks (early stopping) to end after the current epoch
         self.grad_norm_interval = 0  # measure the grad norm every N iterations (LoggerHook sets it)
+        self.inner_iter = 0  # batches done in the current epoch (non-zero only mid-epoch)
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -124,7 +125,7 @@ class Trainer:
 
     @property
     def batch_size(self) -> int:
-        return self.train_loader.batch_size or 1
+        return self.train_loader.batch_size or getattr(self.train_loader.batch_sampler, "batch_size", 1)
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -156,11 +157,19 @@ class Trainer:
 
     def train_one_epoch(self) -> None:
         # Everything random in an epoch derives from (seed, epoch): the sampler's shuffle, the
-        # workers' augmentation seeds (the loader's generator) and main-process RNGs (dropout).
-        set_random_seed(self.seed + self.epoch)
-        sampler = self.train_loader.sampler
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
+        # augmentation seeds (per batch with SeededBatchSampler, else the loader's generator) and
+        # main-process RNGs (dropout). After a mid-epoch resume, ``inner_iter`` batches are
+        # already done: they are not drawn again and the RNGs come from the checkpoint instead.
+        start = self.inner_iter
+        if start == 0:
+            set_random_seed(self.seed + self.epoch)
+        batches = self.train_loader.batch_sampler
+        if hasattr(batches, "skip"):
+            batches.set_epoch(self.epoch, skip=start)
+        elif start:
+            raise CheckpointError("mid-epoch resume needs the train loader's SeededBatchSampler (built by mlcls.apis)")
+        elif hasattr(self.train_loader.sampler, "set_epoch"):
+            self.train_loader.sampler.set_epoch(self.epoch)
         if self.train_loader.generator is not None:
             # per rank, so processes do not draw the same augmentations (the sampler's order is
             # seeded separately and identically on every rank)
@@ -169,7 +178,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         n = self.iters_per_epoch
         t_data = time.perf_counter()
-        for i, (images, targets) in enumerate(self.train_loader):
+        for i, (images, targets) in enumerate(self.train_loader, start=start):
             images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
             data_time = time.perf_counter() - t_data
@@ -183,6 +192,7 @@ class Trainer:
                 if self._nonfinite(loss, i):  # every rank skips the same step, so DDP stays in step
                     self.optimizer.zero_grad(set_to_none=True)
                     self.iter += 1
+                    self.inner_iter = i + 1
                     t_data = time.perf_counter()
                     continue
                 self.scaler.scale(loss / self.accumulate).backward()
@@ -205,8 +215,11 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(unwrap(self.model))
             self.iter += 1
+            self.inner_iter = i + 1
+            outputs["step_done"] = step_now  # an optimizer-step boundary: a safe point to checkpoint
             self.call_hooks("after_step", outputs)
             t_data = time.perf_counter()
+        self.inner_iter = 0
 
     def _nonfinite(self, loss: torch.Tensor, i: int) -> bool:
         """True when this step's loss is NaN/inf on any rank and may be skipped; raises otherwise."""
@@ -258,6 +271,7 @@ class Trainer:
                 "epoch": self.epoch,
                 "iter": self.iter,
                 "seed": self.seed,
+                "inner_iter": self.inner_iter,  # > 0: saved mid-epoch, after this many batches of epoch + 1
                 # which weights validation (and so thresholds and best.pth) used; test/inference load those
                 "eval_weights": "ema" if self.val_weights in ("ema", "both") else "raw",
             },  # fmt: skip
@@ -285,13 +299,14 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch = int(ckpt["meta"]["epoch"])
         self.iter = int(ckpt["meta"]["iter"])
+        self.inner_iter = int(ckpt["meta"].get("inner_iter", 0))
         if self.scheduler is not None:
             if ckpt.get("scheduler") and ckpt["meta"].get("schedule") == self.meta.get("schedule"):
                 self.scheduler.load_state_dict(ckpt["scheduler"])
             else:
                 # The schedule changed (e.g. max_epochs raised to train longer): the saved state
                 # describes the old one. Replay the new schedule up to the current step instead.
-                steps = self.epoch * -(-self.iters_per_epoch // self.accumulate)
+                steps = self.epoch * -(-self.iters_per_epoch // self.accumulate) + self.inner_iter // self.accumulate
                 logger.warning("lr schedule differs from the checkpoint's; fast-forwarding the new one by %d steps", steps)
                 for g, lr in zip(self.optimizer.param_groups, fresh_lrs):
                     g["lr"] = lr  # torch schedulers step recursively from the current lr
@@ -312,7 +327,8 @@ class Trainer:
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
         self.thresholds = ckpt.get("thresholds")
-        logger.info("resumed from %s at epoch %d (iteration %d)", path, self.epoch, self.iter)
+        where = f", batch {self.inner_iter} of epoch {self.epoch + 1}" if self.inner_iter else ""
+        logger.info("resumed from %s at epoch %d (iteration %d%s)", path, self.epoch, self.iter, where)
 
 
 @torch.no_grad()

@@ -75,3 +75,27 @@ def test_class_balanced_dataset_uses_ceil(labels_only):
 def test_threshold_must_be_positive(labels_only):
     with pytest.raises(ValueError, match="oversample_thr"):
         RepeatFactorSampler(labels_only, oversample_thr=0)
+
+
+def test_seeded_batches_do_not_depend_on_workers_and_skip_exactly(shapes_root):
+    """Per-batch augmentation seeds: 0 or 2 workers give the same epoch; skipping k batches gives its tail."""
+    import torch
+
+    from mlcls.datasets import CSVDataset
+    from mlcls.datasets.builder import build_dataloader
+
+    pipe = [{"type": "RandomResizedCrop", "size": 24}, {"type": "RandomHorizontalFlip"}, {"type": "ToFloatNormalize"}]
+    ds = CSVDataset("train.csv", "classes.txt", pipe, data_root=str(shapes_root))
+
+    def epoch(workers, epoch=1, skip=0):
+        loader = build_dataloader({"batch_size": 16, "num_workers": workers}, seed=7, dataset=ds, shuffle=True, seeded_batches=True)
+        loader.batch_sampler.set_epoch(epoch, skip=skip)
+        return [x for x, _ in loader]
+
+    a, b = epoch(0), epoch(2)
+    assert len(a) == 6 and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a[2:], epoch(2, skip=2)))
+    assert not torch.equal(epoch(0, epoch=2)[0], a[0])  # a new epoch draws new augmentations
+    before = torch.random.get_rng_state()
+    epoch(0)
+    assert torch.equal(before, torch.random.get_rng_state())  # the main process's RNG is left alone

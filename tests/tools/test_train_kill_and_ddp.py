@@ -48,24 +48,30 @@ def write_config(cfg: dict, path: Path) -> Path:
 
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp_path):
+    # latest.pth is also written every 2 iterations inside an epoch; the kill comes at iteration 5
+    # of epoch 2, so the run resumes from batch 4 of epoch 2 (random flips, a worker process, EMA)
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "killer.py").write_text(KILLER)
     env = {"PYTHONPATH": str(tmp_path / "plugins")}
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=2)
     cfg["train_dataloader"]["num_workers"] = 1  # the workers' seeding is part of the guarantee
+    cfg["train_dataloader"]["dataset"]["pipeline"][:0] = [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}]
+    cfg["default_hooks"]["checkpoint"]["interval_iters"] = 2
     cfg["ema"] = {"decay": 0.9}
     del cfg["work_dir"]
     plain = write_config(cfg, tmp_path / "plain.yaml")
-    cfg_kill = {**cfg, "custom_imports": ["killer"], "custom_hooks": [{"type": "KillAt", "epoch": 2, "it": 3}]}
+    cfg_kill = {**cfg, "custom_imports": ["killer"], "custom_hooks": [{"type": "KillAt", "epoch": 2, "it": 5}]}
     killed = write_config(cfg_kill, tmp_path / "killed.yaml")
 
     ref, wd = tmp_path / "ref", tmp_path / "wd"
     assert run(["tools/train.py", plain, "--work-dir", ref]).returncode == 0
     r = run(["tools/train.py", killed, "--work-dir", wd], env)
     assert r.returncode == -9, r.stderr  # really killed, in epoch 2
-    assert torch.load(wd / "latest.pth", weights_only=True)["meta"]["epoch"] == 1
+    meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
+    assert (meta["epoch"], meta["inner_iter"]) == (1, 4)  # 1 epoch + 4 batches done
     r = run(["tools/train.py", plain, "--work-dir", wd, "--resume"])
     assert r.returncode == 0, r.stderr
+    assert "batch 4 of epoch 2" in (wd / "train.log").read_text()
 
     a = torch.load(ref / "latest.pth", weights_only=True)
     b = torch.load(wd / "latest.pth", weights_only=True)
