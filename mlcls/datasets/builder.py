@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mlcls.errors import ConfigError
 from mlcls.datasets.samplers import SeededBatchSampler
+from mlcls.errors import ConfigError
 from mlcls.registry import DATASETS, SAMPLERS
 
 
