@@ -28,16 +28,21 @@ def check_config(cfg: dict, splits: list[str], decode: bool = True, out=sys.stdo
         section = cfg.get(f"{split}_dataloader")
         if not section:
             continue
+        ds_cfg = section["dataset"]
+        while ds_cfg.get("type") == "ClassBalancedDataset":  # check the images, not the repeats
+            ds_cfg = ds_cfg["dataset"]
         try:
-            dataset = build_dataset(dict(section["dataset"], check_files=False, pipeline=[]))
-        except DataError as e:
+            dataset = build_dataset(dict(ds_cfg, check_files=False, pipeline=[], collect_errors=True))
+        except DataError as e:  # the file itself is missing or unparseable
             print(f"[{split}] annotation error: {e}", file=out)
             total += 1
             continue
-        problems = check_images(dataset, decode=decode)
+        problems = [{"kind": "annotation", "path": "", "source": "", "detail": msg} for msg in dataset.annotation_errors or []]
+        problems += check_images(dataset, decode=decode)
         print(f"[{split}] {len(dataset)} images, {dataset.num_classes} classes: {summarize(problems)}", file=out)
         for p in problems[:50]:
-            print(f"  {p['kind']:<10} {p['path']}  ({p['source']}: {p['detail']})", file=out)
+            where = f"{p['path']}  ({p['source']}: {p['detail']})" if p["path"] else p["detail"]
+            print(f"  {p['kind']:<10} {where}", file=out)
         if len(problems) > 50:
             print(f"  ... and {len(problems) - 50} more", file=out)
         total += len(problems)

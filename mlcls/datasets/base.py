@@ -139,6 +139,9 @@ class MultiLabelDataset(Dataset):
         cache: decode every image once at start-up (after the pipeline's first step when that is
             a ``Resize``, which is deterministic) and keep the uint8 pixels in shared memory, so
             DataLoader workers read them instead of decoding every epoch. For data that fits in RAM.
+        collect_errors: instead of stopping at the first bad annotation entry (unknown class,
+            index out of range, malformed record), skip each and list it in
+            :attr:`annotation_errors` (``tools/check_dataset.py`` reports them all).
         on_bad_image: ``raise`` (default): an unreadable image stops training with its path and
             annotation line; ``skip``: it is logged once, counted (:attr:`num_bad_images`, shown
             in the epoch log) and replaced by the next readable sample.
@@ -152,6 +155,7 @@ class MultiLabelDataset(Dataset):
         check_files: bool = True,
         cache: bool = False,
         on_bad_image: str = "raise",
+        collect_errors: bool = False,
     ) -> None:
         if on_bad_image not in ("raise", "skip"):
             raise DataError(f"{type(self).__name__}.on_bad_image: expected 'raise' or 'skip', got '{on_bad_image}'")
@@ -159,6 +163,7 @@ class MultiLabelDataset(Dataset):
         if isinstance(classes, (str, os.PathLike)):
             classes = self.resolve(classes)
         self.classes = read_class_list(classes, where=f"{type(self).__name__}.classes") if classes is not None else None
+        self.annotation_errors: list[str] | None = [] if collect_errors else None
         index = self.load_annotations()
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
@@ -218,6 +223,12 @@ class MultiLabelDataset(Dataset):
     def num_bad_images(self) -> int:
         """Distinct unreadable images met so far (``on_bad_image: skip``), over all workers."""
         return int(self._bad.sum()) if self._bad is not None else 0
+
+    def bad_annotation(self, error: DataError) -> None:
+        """Raise ``error``; with ``collect_errors``, record it instead (the reader skips the entry)."""
+        if self.annotation_errors is None:
+            raise error
+        self.annotation_errors.append(str(error))
 
     # -- to be provided by subclasses -------------------------------------------------------------
     def load_annotations(self) -> LabelIndexBuilder:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mlcls.errors import DataError
 
-KINDS = ("missing", "zero-byte", "truncated", "unreadable", "duplicate")
+KINDS = ("annotation", "missing", "zero-byte", "truncated", "unreadable", "duplicate")
 
 
 def looks_truncated(path: str) -> bool:

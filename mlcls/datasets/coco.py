@@ -76,14 +76,14 @@ class COCODataset(MultiLabelDataset):
         pos, crowd = defaultdict(set), defaultdict(set)
         for k, ann in enumerate(data["annotations"]):
             if ann.get("image_id") not in image_ids:
-                raise DataError(
-                    f"{self.ann_file}: annotations[{k}] (id {ann.get('id')}) refers to image_id {ann.get('image_id')}, which is not in 'images'"
-                )
+                where = f"{self.ann_file}: annotations[{k}] (id {ann.get('id')})"
+                self.bad_annotation(DataError(f"{where} refers to image_id {ann.get('image_id')}, which is not in 'images'"))
+                continue
             cid = ann.get("category_id")
             if cid not in id_to_name:
-                raise DataError(
-                    f"{self.ann_file}: annotations[{k}] (id {ann.get('id')}) has category_id {cid}, which is not in 'categories'"
-                )
+                where = f"{self.ann_file}: annotations[{k}] (id {ann.get('id')})"
+                self.bad_annotation(DataError(f"{where} has category_id {cid}, which is not in 'categories'"))
+                continue
             if cid not in lookup:
                 continue  # a category outside the chosen classes
             target = crowd if ann.get("iscrowd", 0) and self.crowd_as == "ignore" else pos

@@ -45,12 +45,14 @@ class CSVDataset(MultiLabelDataset):
                 if not row or not any(row):
                     continue
                 if len(row) < 2:
-                    raise DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}")
+                    self.bad_annotation(DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}"))
+                    continue
                 ids = []
                 for name in row[1].split():
                     cid = lookup.get(name)
                     if cid is None:
-                        raise unknown_class_error(name, self.classes, f"{self.ann_file}:{line}")
+                        self.bad_annotation(unknown_class_error(name, self.classes, f"{self.ann_file}:{line}"))
+                        continue
                     ids.append(cid)
                 index.add(row[0].strip(), sorted(set(ids)), line)
         return index

@@ -50,13 +50,16 @@ class TXTListDataset(MultiLabelDataset):
                 for lab in labels:
                     if self.label_type == "name":
                         if lab not in lookup:
-                            raise unknown_class_error(lab, self.classes, f"{self.ann_file}:{line_no}")
-                        ids.append(lookup[lab])
+                            self.bad_annotation(unknown_class_error(lab, self.classes, f"{self.ann_file}:{line_no}"))
+                        else:
+                            ids.append(lookup[lab])
+                    elif not lab.lstrip("-").isdigit():
+                        self.bad_annotation(
+                            DataError(f"{self.ann_file}:{line_no}: label '{lab}' is not an integer index (label_type: index)")
+                        )
+                    elif not 0 <= int(lab) < n_cls:
+                        self.bad_annotation(DataError(f"{self.ann_file}:{line_no}: class index {lab} out of range 0..{n_cls - 1}"))
                     else:
-                        if not lab.lstrip("-").isdigit():
-                            raise DataError(f"{self.ann_file}:{line_no}: label '{lab}' is not an integer index (label_type: index)")
-                        if not 0 <= int(lab) < n_cls:
-                            raise DataError(f"{self.ann_file}:{line_no}: class index {lab} out of range 0..{n_cls - 1}")
                         ids.append(int(lab))
                 index.add(path, sorted(set(ids)), line_no)
         return index
@@ -90,13 +93,19 @@ class MMClsJSONDataset(MultiLabelDataset):
         index = LabelIndexBuilder()
         for k, item in enumerate(self._data["data_list"]):
             if not isinstance(item, dict) or "img_path" not in item:
-                raise DataError(f"{self.ann_file}: data_list[{k}] has no 'img_path'")
+                self.bad_annotation(DataError(f"{self.ann_file}: data_list[{k}] has no 'img_path'"))
+                continue
             labels = item.get("gt_label", [])
             labels = [labels] if isinstance(labels, int) else labels
+            good = []
             for lab in labels:
                 if not isinstance(lab, int) or not 0 <= lab < n_cls:
-                    raise DataError(f"{self.ann_file}: data_list[{k}] gt_label {lab!r} is not a class index in 0..{n_cls - 1}")
-            index.add(item["img_path"], sorted(set(labels)), k)
+                    self.bad_annotation(
+                        DataError(f"{self.ann_file}: data_list[{k}] gt_label {lab!r} is not a class index in 0..{n_cls - 1}")
+                    )
+                else:
+                    good.append(lab)
+            index.add(item["img_path"], sorted(set(good)), k)
         return index
 
     def source(self, idx: int) -> str:

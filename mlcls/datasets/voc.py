@@ -51,11 +51,16 @@ class VOCDataset(MultiLabelDataset):
                 if not image_id:
                     continue
                 xml_path = os.path.join(self.data_root, "Annotations", f"{image_id}.xml")
-                filename, objects = parse_voc_xml(xml_path, f"{self.ann_file}:{line_no}")
+                try:
+                    filename, objects = parse_voc_xml(xml_path, f"{self.ann_file}:{line_no}")
+                except DataError as e:
+                    self.bad_annotation(e)
+                    continue
                 pos, diff = set(), set()
                 for name, difficult in objects:
                     if name not in lookup:
-                        raise unknown_class_error(name, self.classes, xml_path)
+                        self.bad_annotation(unknown_class_error(name, self.classes, xml_path))
+                        continue
                     (diff if difficult else pos).add(lookup[name])
                 if self.difficult_as == "positive":
                     pos |= diff

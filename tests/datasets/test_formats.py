@@ -257,7 +257,9 @@ def test_check_dataset_reports_every_problem_with_its_line(tmp_path, shapes_root
     trunc = tmp_path / "imgs" / "trunc.png"
     trunc.write_bytes(good[0].read_bytes()[:-20])
     csv = (tmp_path / "list.csv").read_text().rstrip("\n").split("\n")
-    csv += ["imgs/trunc.png,circle", "imgs/missing.png,circle", csv[1]]  # truncated, missing, duplicate
+    (tmp_path / "imgs" / "extra.png").write_bytes(good[1].read_bytes())
+    csv += ["imgs/trunc.png,circle", "imgs/missing.png,circle", csv[1], "imgs/extra.png,circel star", "imgs/extra2.png"]
+    # truncated, missing, duplicate, an unknown class, a row without the labels column
     (tmp_path / "list.csv").write_text("\n".join(csv) + "\n")
     ds_cfg = {"type": "CSVDataset", "ann_file": "list.csv", "classes": str(shapes_root / "classes.txt"), "data_root": str(tmp_path)}
     cfg = {"train_dataloader": {"dataset": ds_cfg}, "val_dataloader": {"dataset": {**ds_cfg, "ann_file": "nope.csv"}}}
@@ -267,12 +269,13 @@ def test_check_dataset_reports_every_problem_with_its_line(tmp_path, shapes_root
     )
     assert r.returncode == 1, r.stderr
     out = r.stdout
-    assert "[train] 11 images, 10 classes: 1 missing, 1 zero-byte, 1 truncated, 1 unreadable, 1 duplicate" in out
+    assert "[train] 12 images, 10 classes: 2 annotation, 1 missing, 1 zero-byte, 1 truncated, 1 unreadable, 1 duplicate" in out
+    assert "list.csv:13: unknown class 'circel'; did you mean 'circle'?" in out and "list.csv:14: expected 2 columns" in out
     assert "zero-byte  " in out and "list.csv:4" in out and "list.csv:5" in out and "trunc.png" in out
     assert "missing.png" in out and "also listed at" in out
-    assert "[val] annotation error: annotation file not found" in out and "FAILED: 6 problem(s)" in out
+    assert "[val] annotation error: annotation file not found" in out and "FAILED: 8 problem(s)" in out
     buf = io.StringIO(out)
-    assert sum(1 for line in buf if line.startswith("  ")) == 5
+    assert sum(1 for line in buf if line.startswith("  ")) == 7
 
 
 def test_image_pipeline_equals_v2_compose_with_the_same_random_numbers():
@@ -304,3 +307,19 @@ def test_image_pipeline_equals_v2_compose_with_the_same_random_numbers():
     torch.manual_seed(0)
     reference(img)
     assert torch.equal(after_ours, torch.rand(1))  # the same random numbers were consumed
+
+
+def test_collect_errors_lists_every_bad_entry_and_keeps_the_rest(tmp_path, coco_root):
+    for n in ("1.png", "2.png"):
+        write_img(tmp_path / n)
+    (tmp_path / "l.txt").write_text("1.png 0 9\n2.png x 1\n")
+    ds = TXTListDataset("l.txt", ["a", "b"], data_root=str(tmp_path), label_type="index", collect_errors=True)
+    assert targets(ds) == [[1, 0], [0, 1]]
+    assert [e.split(": ", 1)[0].rsplit("/", 1)[-1] for e in ds.annotation_errors] == ["l.txt:1", "l.txt:2"]
+    path = coco_root / "annotations" / "instances_train2014.json"
+    data = json.loads(path.read_text())
+    data["annotations"] += [{"id": 98, "image_id": 777, "category_id": 1}, {"id": 99, "image_id": 10, "category_id": 5}]
+    path.write_text(json.dumps(data))
+    coco = COCODataset(ann_file=str(path), data_root=str(coco_root / "train2014"), collect_errors=True)
+    assert len(coco.annotation_errors) == 2 and "image_id 777" in coco.annotation_errors[0] and "category_id 5" in coco.annotation_errors[1]
+    assert targets(coco)[0] == [1, 0, 1]
