@@ -264,7 +264,12 @@ class LoggerHook(Hook):
 
         k = min(self.val_images, len(dataset))
         thr = getattr(trainer.evaluator, "thr", 0.5)
-        grid = dataset_prediction_grid(dataset, range(k), trainer.last_eval[0][:k].numpy(), thr, title=f"epoch {step}")
+        try:
+            grid = dataset_prediction_grid(dataset, range(k), trainer.last_eval[0][:k].numpy(), thr, title=f"epoch {step}")
+        except Exception as e:  # noqa: BLE001 - a picture must never stop training (e.g. an unreadable image)
+            logger.warning("LoggerHook: validation image grid disabled: %s", e)
+            self.val_images = 0
+            return
         self.writer.add_image("val/predictions", grid, step, dataformats="HWC")
 
     def after_epoch(self, trainer: "Trainer") -> None:
