@@ -73,3 +73,38 @@ def make_config(shapes_root, tmp_path):
         return tiny_config(shapes_root, work_dir or tmp_path / "work", **train_cfg)
 
     return factory
+
+
+@pytest.fixture
+def run_tool(capsys):
+    """Run ``tools/<name>.py``'s ``main(argv)`` in this process (no interpreter start-up).
+
+    Returns an object with ``returncode`` (the ``SystemExit`` code, 0 otherwise), ``stdout`` and
+    ``stderr``, like ``subprocess.run``; tests keep one real subprocess per tool for the rest.
+    """
+    import importlib.util
+    import logging
+    import types
+
+    def call(tool: str, *args):
+        sys.path.insert(0, str(ROOT / "tools"))
+        try:
+            spec = importlib.util.spec_from_file_location(f"_tool_{Path(tool).stem}", ROOT / tool)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            capsys.readouterr()
+            try:
+                module.main([str(a) for a in args])
+                code = 0
+            except SystemExit as e:
+                code = e.code
+        finally:
+            sys.path.remove(str(ROOT / "tools"))
+            # a tool may have bound the mlcls console handler to this test's captured stream
+            log = logging.getLogger("mlcls")
+            for h in [h for h in log.handlers if getattr(h, "_mlcls_console", False)]:
+                log.removeHandler(h)
+        out = capsys.readouterr()
+        return types.SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return call

@@ -28,7 +28,12 @@ def get_logger(log_file: str | Path | None = None, level: int = logging.INFO, st
     logger.setLevel(level if is_main_process() else logging.ERROR)
     logger.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    if not any(getattr(h, "_mlcls_console", False) for h in logger.handlers):
+    console = [h for h in logger.handlers if getattr(h, "_mlcls_console", False)]
+    if stream is not None:  # asked for a particular stream: replace the console handler
+        for h in console:
+            logger.removeHandler(h)
+        console = []
+    if not console:
         h = logging.StreamHandler(stream or sys.stdout)
         h.setFormatter(fmt)
         h._mlcls_console = True

@@ -1,6 +1,7 @@
 """The command-line tools in subprocesses: the train -> test round trip and bad-input errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,18 @@ def config_file(shapes_root, tmp_path):
     return path
 
 
+@pytest.fixture(scope="module")
+def trained_dir(shapes_root, tmp_path_factory) -> Path:
+    """One real 1-epoch tools/train.py run, shared read-only (tests copy it before writing)."""
+    base = tmp_path_factory.mktemp("trained")
+    cfg = tiny_config(shapes_root, base / "unused")
+    del cfg["work_dir"]
+    (base / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    r = run("tools/train.py", base / "tiny.yaml", "--work-dir", base / "wd", "--cfg-options", "train_cfg.max_epochs=1")
+    assert r.returncode == 0, r.stderr
+    return base / "wd"
+
+
 def test_train_then_test_round_trip(config_file, tmp_path):
     wd = tmp_path / "wd"
     r = run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1", "optimizer.lr=0.002")
@@ -50,16 +63,6 @@ def test_train_then_test_round_trip(config_file, tmp_path):
     assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3 and m2["thresholds"]["source"] == "--thr"
 
 
-def test_resume_auto_continues_from_latest(config_file, tmp_path):
-    wd = tmp_path / "wd"
-    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
-    r = run("tools/train.py", config_file, "--work-dir", wd, "--resume", "--cfg-options", "train_cfg.max_epochs=2")
-    assert r.returncode == 0, r.stderr
-    log = (wd / "train.log").read_text()
-    assert "resumed from" in log and "at epoch 1" in log
-    assert (wd / "epoch_2.pth").is_file()
-
-
 def expect_error(r, pattern):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     err = r.stderr.strip().splitlines()
@@ -67,37 +70,14 @@ def expect_error(r, pattern):
     assert pattern in err[0], err[0]
 
 
-def run_in_process(capsys, tool: str, *args):
-    """A tool's ``main(argv)`` in this process (no interpreter start-up): returncode + stderr."""
-    import importlib.util
-    import types
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location(f"_tool_{Path(tool).stem}", ROOT / tool)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        capsys.readouterr()
-        try:
-            module.main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    out = capsys.readouterr()
-    return types.SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-
-def test_bad_inputs_give_one_clear_error(config_file, tmp_path, shapes_root, capsys):
+def test_bad_inputs_give_one_clear_error(config_file, tmp_path, shapes_root, run_tool):
     # two in real processes (exit status and stderr as a shell sees them), the rest in-process
     expect_error(run("tools/train.py", tmp_path / "nope.yaml"), "config file not found")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {type: ImageClassifier\nseed: 1\n")
     expect_error(run("tools/train.py", bad), "bad.yaml:")
 
-    def here(*args):
-        return run_in_process(capsys, *args)
+    here = run_tool
 
     expect_error(here("tools/train.py", config_file, "--cfg-options", "optimizer.lrr=1"), "did you mean 'lr'")
     expect_error(here("tools/train.py", config_file, "--cfg-options", "model.backbone.type=ResNett"), "unknown model type 'ResNett'")
@@ -140,12 +120,12 @@ def test_analyze_dataset_writes_json_and_pngs(config_file, tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tuned_thresholds_are_stored_and_used_by_default(config_file, tmp_path):
+def test_tuned_thresholds_are_stored_and_used_by_default(config_file, trained_dir, tmp_path, run_tool):
     wd = tmp_path / "wd"
-    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
+    shutil.copytree(trained_dir, wd)
     ckpt = wd / "latest.pth"
-    expect_error(run("tools/test.py", config_file, ckpt, "--tune-thr", "f1", "--tune-split", "test"), "refusing to tune")
-    r = run("tools/test.py", config_file, ckpt, "--work-dir", wd, "--tune-thr", "f1", "--min-pos", "1")
+    expect_error(run_tool("tools/test.py", config_file, ckpt, "--tune-thr", "f1", "--tune-split", "test"), "refusing to tune")
+    r = run("tools/test.py", config_file, ckpt, "--work-dir", wd, "--tune-thr", "f1", "--min-pos", "1")  # a real process
     assert r.returncode == 0, r.stderr
     assert "thresholds: checkpoint (f1 on 'val')" in r.stdout and "at thr 0.5" in r.stdout
     stored = json.loads((wd / "thresholds.json").read_text())
@@ -153,23 +133,22 @@ def test_tuned_thresholds_are_stored_and_used_by_default(config_file, tmp_path):
     from mlcls.utils.checkpoint import load_checkpoint
 
     assert load_checkpoint(ckpt)["thresholds"]["values"] == stored["values"]  # saved into the checkpoint
-    r = run("tools/test.py", ckpt, "--work-dir", tmp_path / "again")  # later runs use them by default
+    r = run_tool("tools/test.py", ckpt, "--work-dir", tmp_path / "again")  # later runs use them by default
+    assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "again/test_metrics.json").read_text())
     assert m["thresholds"]["values"] == pytest.approx(stored["values"]) and "checkpoint" in m["thresholds"]["source"]
     assert (tmp_path / "again/per_class.csv").read_text().startswith("class,positives,AP,P,R,F1,thr")
     assert (tmp_path / "again/ap_vs_frequency.png").is_file()
-    r = run("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
+    r = run_tool("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
     assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr"
 
 
-def test_analyze_logs_plots_several_runs(config_file, tmp_path):
-    wd = tmp_path / "run"
-    assert run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1").returncode == 0
-    runs = [wd, wd / "scalars.jsonl"]  # a folder and a log file, drawn as two runs
+def test_analyze_logs_plots_several_runs(trained_dir, tmp_path, run_tool):
+    runs = [trained_dir, trained_dir / "scalars.jsonl"]  # a folder and a log file, drawn as two runs
     out = tmp_path / "curves.png"
-    r = run("tools/analyze_logs.py", *runs, "--keys", "loss", "mAP", "lr", "--names", "a", "b", "--out", out)
+    r = run_tool("tools/analyze_logs.py", *runs, "--keys", "loss", "mAP", "lr", "--names", "a", "b", "--out", out)
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
     assert "a: best mAP" in r.stdout and "b: best mAP" in r.stdout
-    expect_error(run("tools/analyze_logs.py", runs[0], "--keys", "mAPP", "--out", out), "'mAPP' is in none of the logs")
-    expect_error(run("tools/analyze_logs.py", tmp_path / "nope"), "scalars.jsonl")
+    expect_error(run_tool("tools/analyze_logs.py", runs[0], "--keys", "mAPP", "--out", out), "'mAPP' is in none of the logs")
+    expect_error(run_tool("tools/analyze_logs.py", tmp_path / "nope"), "scalars.jsonl")
