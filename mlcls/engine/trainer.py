@@ -46,8 +46,10 @@ class Trainer:
         amp: autocast (fp16 with a GradScaler on CUDA, bf16 on CPU).
         accumulate: optimizer step every N batches (gradient accumulation).
         grad_clip: max global gradient norm (None: no clipping).
-        seed: base seed; each epoch reseeds python/numpy/torch with ``seed + epoch`` so a run
-            resumed at an epoch boundary replays exactly.
+        seed: base seed; each epoch reseeds python/numpy/torch with ``seed + epoch`` (and a
+            :class:`SeededBatchSampler` seeds each batch's augmentations by position), so a run
+            resumed at an epoch boundary, or mid-epoch from an ``interval_iters`` checkpoint,
+            replays exactly.
         meta: plain data stored in every checkpoint (config, class names, ...).
         ema: a :class:`ModelEMA` updated after every optimizer step.
         val_weights: which weights validation scores when ``ema`` is set: ``ema``, ``raw`` or
@@ -201,12 +203,7 @@ class Trainer:
                 # the global grad norm: needed to clip, and measured at logging steps for TensorBoard
                 log_norm = self.grad_norm_interval and (self.iter + 1) % self.grad_norm_interval == 0
                 if self.grad_clip or log_norm:
-                    self.scaler.unscale_(self.optimizer)
-                    if self.grad_clip:
-                        outputs["grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                    else:  # measure only: leave the gradients untouched
-                        norms = [torch.linalg.vector_norm(p.grad) for p in self.model.parameters() if p.grad is not None]
-                        outputs["grad_norm"] = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+                    outputs["grad_norm"] = self._grad_norm()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -220,6 +217,14 @@ class Trainer:
             self.call_hooks("after_step", outputs)
             t_data = time.perf_counter()
         self.inner_iter = 0
+
+    def _grad_norm(self) -> torch.Tensor:
+        """Unscale the gradients (AMP), then clip them to ``grad_clip`` or only measure their global norm."""
+        self.scaler.unscale_(self.optimizer)
+        if self.grad_clip:
+            return nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        norms = [torch.linalg.vector_norm(p.grad) for p in self.model.parameters() if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
     def _nonfinite(self, loss: torch.Tensor, i: int) -> bool:
         """True when this step's loss is NaN/inf on any rank and may be skipped; raises otherwise."""
