@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlcls.registry import HOOKS
+from mlcls.utils.checkpoint import link_checkpoint
 from mlcls.utils.dist import all_reduce_mean, get_world_size, is_main_process
 from mlcls.utils.misc import write_json
 
@@ -106,17 +107,21 @@ class CheckpointHook(Hook):
             return
         work_dir = Path(trainer.work_dir)
         epoch = trainer.epoch  # epochs completed
-        state = trainer.state_dict()
+        # One write per epoch; latest.pth and best.pth are hard links to it (no extra disk).
         if self.interval and epoch % self.interval == 0:
-            trainer.save_checkpoint(work_dir / f"epoch_{epoch}.pth", state)
+            written = work_dir / f"epoch_{epoch}.pth"
+            trainer.save_checkpoint(written)
+            link_checkpoint(written, work_dir / "latest.pth")
             if self.max_keep_ckpts > 0:
                 old = epoch - self.max_keep_ckpts * self.interval
                 (work_dir / f"epoch_{old}.pth").unlink(missing_ok=True)
+        else:
+            written = work_dir / "latest.pth"
+            trainer.save_checkpoint(written)
         if self._pending_best:
-            trainer.save_checkpoint(work_dir / "best.pth", state)
+            link_checkpoint(written, work_dir / "best.pth")
             logger.info("new best %s = %.2f at epoch %d -> best.pth", self.save_best, self.best_score, epoch)
             self._pending_best = False
-        trainer.save_checkpoint(work_dir / "latest.pth", state)
 
     def state_dict(self) -> dict:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -29,11 +30,36 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace_durably(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Make ``dst`` name the same file as ``src``, atomically replacing any earlier ``dst``.
+
+    A hard link costs no disk (``latest.pth``/``best.pth`` next to ``epoch_N.pth`` would otherwise
+    triple a run's footprint); where the filesystem has no hard links the file is copied. Every
+    checkpoint write replaces the name with a new file, so the linked names never change together.
+    """
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        _replace_durably(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _replace_durably(tmp: str | os.PathLike, path: Path) -> None:
+    os.replace(tmp, path)
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -19,6 +19,11 @@ def test_two_epoch_training_writes_checkpoints_and_logs(make_config, tmp_path):
     wd = tmp_path / "run"
     for name in ("epoch_1.pth", "epoch_2.pth", "latest.pth", "best.pth", "config.yaml", "train.log", "scalars.jsonl"):
         assert (wd / name).is_file(), name
+    # latest.pth is the last epoch's file and best.pth the best epoch's, as hard links: no extra disk
+    assert (wd / "latest.pth").samefile(wd / "epoch_2.pth")
+    best_epoch = load_checkpoint(wd / "best.pth")["meta"]["epoch"]
+    assert (wd / "best.pth").samefile(wd / f"epoch_{best_epoch}.pth")
+    assert not list(wd.glob(".*.tmp")) and not list(wd.glob(".*.link"))
     assert 0 <= metrics["mAP"] <= 100 and "CF1" in metrics
     ckpt = load_checkpoint(wd / "latest.pth")  # weights_only=True inside
     assert ckpt["meta"]["epoch"] == 2 and ckpt["meta"]["classes"][0] == "circle"
