@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import yaml
 
 from mlcls.errors import ConfigError
+from mlcls.utils.fileio import atomic_open
 
 __all__ = ["load_config", "merge_config", "apply_overrides", "dump_config", "import_custom_modules"]
 
@@ -209,9 +210,5 @@ def import_custom_modules(cfg: dict) -> None:
 
 def dump_config(cfg: dict, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML (atomically: a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)

@@ -8,7 +8,6 @@ and cooccurrence.png.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from _common import cli_main
@@ -17,6 +16,7 @@ from mlcls.apis import prepare_config
 from mlcls.apis.builder import require
 from mlcls.datasets import build_dataset
 from mlcls.datasets.stats import cooccurrence, dataset_statistics
+from mlcls.utils.misc import write_json
 from mlcls.utils.plots import bar_chart, heatmap
 
 
@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     stats = dataset_statistics(dataset, args.oversample_thr)
     out = Path(args.out or Path(cfg["work_dir"]) / "dataset_stats")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    write_json(stats, out / "stats.json")
     classes = stats["classes"]
     bar_chart(
         [c["name"] for c in classes],

@@ -56,7 +56,7 @@ def main(argv=None) -> None:
         raise DataError(f"--names: {len(names)} names for {len(args.work_dirs)} runs")
     logs = {name: read_log(d) for name, d in zip(names, args.work_dirs)}
 
-    from mlcls.utils.plots import _plt
+    from mlcls.utils.plots import _plt, save_figure
 
     plt = _plt()
     fig, axes = plt.subplots(1, len(args.keys), figsize=(5.5 * len(args.keys), 4), squeeze=False)
@@ -77,9 +77,7 @@ def main(argv=None) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
-    plt.close(fig)
+    save_figure(fig, args.out)
     for name, records in logs.items():
         vals = [r for r in records if r.get("mode") == "val"]
         best = {k: max(float(r[k]) for r in vals if k in r) for k in args.keys if any(k in r for r in vals)}

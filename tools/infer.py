@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from mlcls.apis.inference import collect_inputs, decode, init_model, predict_probs, resolve_thresholds, to_uint8_tensor  # noqa: E402
 from mlcls.errors import DataError  # noqa: E402
+from mlcls.utils.fileio import atomic_open  # noqa: E402
 from mlcls.utils.misc import get_logger  # noqa: E402
 
 
@@ -91,9 +92,7 @@ def main(argv=None) -> None:
 
 def write_results(results: list[dict], classes: list[str], out: Path) -> None:
     """Write atomically (a temporary file renamed into place)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(out, newline="") as f:
         if out.suffix.lower() == ".csv":
             w = csv.writer(f)
             w.writerow(["image", "labels", *(f"score_{c}" for c in classes)])
@@ -102,7 +101,6 @@ def write_results(results: list[dict], classes: list[str], out: Path) -> None:
         else:
             for r in results:
                 f.write(json.dumps(r) + "\n")
-    tmp.replace(out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def main(argv=None) -> None:
     from mlcls.engine.trainer import predict_loader
     from mlcls.errors import ConfigError
     from mlcls.evaluation import MultiLabelMetric
+    from mlcls.utils.fileio import atomic_path
     from mlcls.utils.misc import get_logger
 
     get_logger()
@@ -67,10 +68,8 @@ def main(argv=None) -> None:
     grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols)
     from PIL import Image
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp.png")
-    Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:
+        Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
     print(
         f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {'--thr' if args.thr is not None else model.thresholds_source})"
     )

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from mlcls.apis.inference import init_model, test_pipeline_cfg
 from mlcls.errors import ConfigError, MlclsError
+from mlcls.utils.fileio import atomic_path
 
 logger = logging.getLogger("mlcls")
 
@@ -66,12 +67,11 @@ def export_model(
         raise ConfigError("input size unknown: the test pipeline has no Resize/CenterCrop with a size; pass --input-size H W")
     h, w = spec["size"]
     out = Path(out or Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     net = ProbabilityModel(model).eval()
     batch = 2
     example = torch.randn(batch, 3, h, w)
-    with warnings.catch_warnings():
+    summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch}
+    with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter / jit deprecation notices
         if fmt == "onnx":
             torch.onnx.export(
@@ -82,14 +82,9 @@ def export_model(
             with torch.no_grad():
                 traced = torch.jit.trace(net, example)
             traced.save(str(tmp))
-    summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch}
-    try:
-        if verify:
+        if verify:  # raising here removes the file: only a verified export reaches ``out``
             sizes = (1, 3) if dynamic_batch or fmt == "torchscript" else (batch, batch)
             summary["verify"] = verify_export(net, tmp, fmt, sizes, (h, w), atol)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta = {
         "classes": model.classes,
         "thresholds": model.thresholds.tolist(),

@@ -17,6 +17,7 @@ from mlcls.engine.hooks import SUMMARY_KEYS
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.utils.checkpoint import load_checkpoint
+from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
 
 logger = logging.getLogger("mlcls")
@@ -94,34 +95,29 @@ def format_report(metrics: dict, classes: list[str]) -> str:
 def write_scores(path: str | os.PathLike, paths: list[str], classes: list[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
     """Per-image scores and targets as CSV (one score and one target column per class) or JSON."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     if path.suffix.lower() == ".json":
         rows = [
             {"image": p, "scores": dict(zip(classes, s)), "targets": dict(zip(classes, t))}
             for p, s, t in zip(paths, scores.tolist(), targets.int().tolist())
         ]
-        tmp.write_text(json.dumps(rows))
+        with atomic_open(path) as f:
+            f.write(json.dumps(rows))
     elif path.suffix.lower() == ".csv":
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(path, newline="") as f:
             w = csv.writer(f)
             w.writerow(["image", *[f"score_{c}" for c in classes], *[f"target_{c}" for c in classes]])
             for p, s, t in zip(paths, scores.tolist(), targets.int().tolist()):
                 w.writerow([p, *[f"{v:.6f}" for v in s], *t])
     else:
         raise ConfigError(f"--out: unsupported extension '{path.suffix}' (use .csv or .json)")
-    os.replace(tmp, path)
 
 
 def write_per_class_csv(rows: list[dict], path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
 
 
 def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, object]:

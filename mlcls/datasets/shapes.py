@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mlcls.utils.fileio import atomic_open
+
 # Ordered by frequency. Shapes that are hard to tell apart at 48 px (hexagon/circle, diamond/square)
 # are frequent; the rare classes are distinct shapes, so rarity, not resolution, is their difficulty.
 SHAPES = ("circle", "square", "hexagon", "triangle", "diamond", "star", "ring", "cross", "crescent", "bar")
@@ -142,12 +144,10 @@ def _write_dataset(root: Path, manifest: dict, classes, splits: dict, make_image
             rel = f"images/{split}/{i:05d}.png"
             img.save(root / rel, optimize=False, compress_level=1)
             rows.append((rel, " ".join(classes[c] for c in labels)))
-        tmp = root / f".{split}.csv.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(root / f"{split}.csv", newline="") as f:
             w = csv.writer(f)
             w.writerow(["filename", "labels"])
             w.writerows(rows)
-        os.replace(tmp, root / f"{split}.csv")
     mpath.write_text(json.dumps(manifest, indent=1))
     return root
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from mlcls.errors import CheckpointError
+from mlcls.utils.fileio import atomic_open, atomic_path
 
 CKPT_FORMAT = "mlcls-checkpoint-v1"
 
@@ -22,19 +22,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
     A crash at any moment leaves either the previous file or the new one, never a truncated one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace_durably(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -44,30 +33,12 @@ def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     triple a run's footprint); where the filesystem has no hard links the file is copied. Every
     checkpoint write replaces the name with a new file, so the linked names never change together.
     """
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
-    try:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dst) as tmp:
+        tmp.unlink()  # os.link needs a free name; atomic_path reserved a unique one
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        _replace_durably(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _replace_durably(tmp: str | os.PathLike, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:

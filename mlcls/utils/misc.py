@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlcls.utils.fileio import atomic_open
+
 LOGGER_NAME = "mlcls"
 
 
@@ -105,8 +107,5 @@ def _json_safe(x):
 
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as JSON atomically (NaN and inf become null, which JSON lacks)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(obj), indent=1))
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        f.write(json.dumps(_json_safe(obj), indent=1))

@@ -17,6 +17,17 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure atomically (format from the extension) and close it."""
+    from mlcls.utils.fileio import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        _plt().close(fig)
+
+
 def bar_chart(names: Sequence[str], values: Sequence[float], path: str | Path, title: str, ylabel: str, log: bool = False) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
@@ -27,8 +38,7 @@ def bar_chart(names: Sequence[str], values: Sequence[float], path: str | Path, t
     if log:
         ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str) -> None:
@@ -41,8 +51,7 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: s
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def prediction_grid(

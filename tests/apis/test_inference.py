@@ -169,3 +169,16 @@ def test_grad_cam_highlights_where_the_class_evidence_is():
     assert cam.shape == (16, 16) and cam.max() == pytest.approx(1.0)
     assert cam[:6, :6].min() > 0.9 and cam[10:, 10:].max() < 1e-6
     assert grad_cam(Spot(), x, 1).max() == 0  # negative evidence: ReLU leaves nothing
+
+
+def test_failed_export_verification_keeps_the_previous_file(trained, tmp_path):
+    from mlcls.apis.export import export_model
+    from mlcls.errors import MlclsError
+
+    out = tmp_path / "exp" / "m.pt"
+    export_model(trained, "torchscript", out, input_size=[32, 32])
+    before = out.read_bytes()
+    with pytest.raises(MlclsError, match="export verification failed: batch 1"):
+        export_model(trained, "torchscript", out, input_size=[32, 32], verify=True, atol=-1.0)  # no diff is < 0
+    assert out.read_bytes() == before  # the earlier, good export is untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.pt"]  # no temporary file left
