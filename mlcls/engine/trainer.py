@@ -290,8 +290,8 @@ class Trainer:
             **({"thresholds": self.thresholds} if self.thresholds else {}),
         }
 
-    def save_checkpoint(self, path: str | Path, state: dict | None = None) -> None:
-        save_checkpoint(state or self.state_dict(), path)
+    def save_checkpoint(self, path: str | Path) -> None:
+        save_checkpoint(self.state_dict(), path)
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, scaler, hooks, RNG, epoch and iteration."""

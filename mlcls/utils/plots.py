@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mlcls.utils.fileio import atomic_path
+
 
 def _plt():
     import matplotlib
@@ -19,8 +21,6 @@ def _plt():
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     """Save a matplotlib figure atomically (format from the extension) and close it."""
-    from mlcls.utils.fileio import atomic_path
-
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi)
