@@ -71,17 +71,18 @@ def export_model(
     batch = 2
     example = torch.randn(batch, 3, h, w)
     summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch}
-    with atomic_path(out) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter / jit deprecation notices
-        if fmt == "onnx":
-            torch.onnx.export(
-                net, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"], output_names=["probs"],
-                dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}} if dynamic_batch else None,
-            )  # fmt: skip
-        else:
-            with torch.no_grad():
-                traced = torch.jit.trace(net, example)
-            traced.save(str(tmp))
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter / jit deprecation notices, not verification's
+            if fmt == "onnx":
+                torch.onnx.export(
+                    net, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"], output_names=["probs"],
+                    dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}} if dynamic_batch else None,
+                )  # fmt: skip
+            else:
+                with torch.no_grad():
+                    traced = torch.jit.trace(net, example)
+                traced.save(str(tmp))
         if verify:  # raising here removes the file: only a verified export reaches ``out``
             sizes = (1, 3) if dynamic_batch or fmt == "torchscript" else (batch, batch)
             summary["verify"] = verify_export(net, tmp, fmt, sizes, (h, w), atol)
