@@ -15,9 +15,11 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["mlcls", "mlcls.*"]),
     install_requires=[
-        # ranges, not pins: they admit torch 2.14.1 / torchvision 0.29.1 and older releases
-        "torch>=2.1,<3",
-        "torchvision>=0.16,<1",
+        # ranges, not pins. The floors are tested: the whole suite passes on torch 2.3.1 +
+        # torchvision 0.18.1 (torch.amp.GradScaler("cpu"), used by the trainer, needs torch 2.3);
+        # CI runs torch 2.14.1 + torchvision 0.29.1.
+        "torch>=2.3,<3",
+        "torchvision>=0.18,<1",
         "timm>=0.9",
         "pyyaml>=5.4",
         "tensorboard>=2.10",

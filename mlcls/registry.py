@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from typing import Any, Callable
 
@@ -40,22 +41,41 @@ def _origin(obj: Any) -> str:
 
 
 class Registry:
-    """Maps names to classes (or factory functions) of one component kind."""
+    """Maps names to classes (or factory functions) of one component kind.
 
-    def __init__(self, name: str) -> None:
+    Args:
+        name: the component kind, used in messages.
+        locations: modules whose import registers the built-in components (as mmengine's
+            ``locations``); imported on the first lookup, so ``LOSSES.build(...)`` works in a
+            fresh interpreter that imported nothing else.
+    """
+
+    def __init__(self, name: str, locations: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.locations = locations
         self._obj_map: dict[str, Callable] = {}
+        self._imported = not locations
+
+    def _import_locations(self) -> None:
+        if not self._imported:
+            self._imported = True  # set first: the imported modules register into this registry
+            for module in self.locations:
+                importlib.import_module(module)
 
     def __contains__(self, name: str) -> bool:
+        self._import_locations()
         return name in self._obj_map
 
     def __len__(self) -> int:
+        self._import_locations()
         return len(self._obj_map)
 
     def __repr__(self) -> str:
-        return f"Registry({self.name!r}, {sorted(self._obj_map)})"
+        return f"Registry({self.name!r}, {self.keys()})"
 
     def keys(self) -> list[str]:
+        """Every registered name, the built-in ones included."""
+        self._import_locations()
         return sorted(self._obj_map)
 
     def _register(self, name: str, obj: Callable) -> None:
@@ -79,6 +99,7 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Callable:
+        self._import_locations()
         try:
             return self._obj_map[name]
         except KeyError:
@@ -136,15 +157,15 @@ def _check_kwargs(reg: str, obj_cls: Callable, kwargs: dict, user_keys: set) -> 
             del kwargs[key]
 
 
-DATASETS = Registry("dataset")
-TRANSFORMS = Registry("transform")
-SAMPLERS = Registry("sampler")
-MODELS = Registry("model")
-LOSSES = Registry("loss")
-METRICS = Registry("metric")
-OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
-HOOKS = Registry("hook")
+DATASETS = Registry("dataset", ("mlcls.datasets",))
+TRANSFORMS = Registry("transform", ("mlcls.datasets.transforms",))
+SAMPLERS = Registry("sampler", ("mlcls.datasets",))
+MODELS = Registry("model", ("mlcls.models",))
+LOSSES = Registry("loss", ("mlcls.losses",))
+METRICS = Registry("metric", ("mlcls.evaluation",))
+OPTIMIZERS = Registry("optimizer", ("mlcls.engine",))
+SCHEDULERS = Registry("scheduler", ("mlcls.engine",))
+HOOKS = Registry("hook", ("mlcls.engine",))
 
 
 def _register_torch() -> None:

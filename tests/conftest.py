@@ -108,3 +108,17 @@ def run_tool(capsys):
         return types.SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     return call
+
+
+@pytest.fixture
+def mlcls_log(caplog):
+    """``caplog`` that also sees the 'mlcls' logger after a tool has set it not to propagate."""
+    import logging
+
+    log = logging.getLogger("mlcls")
+    old = log.level
+    log.addHandler(caplog.handler)
+    log.setLevel(logging.INFO)
+    yield caplog
+    log.removeHandler(caplog.handler)
+    log.setLevel(old)

@@ -13,7 +13,19 @@ from mlcls.models import build_model
 from mlcls.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+
+
+def shipped_configs() -> list[Path]:
+    """The configs the project ships (tracked by git), not whatever a user keeps in configs/."""
+    import subprocess
+
+    r = subprocess.run(["git", "ls-files", "configs"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:  # not a git checkout (an sdist): every config there is the project's
+        return sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+    return sorted(ROOT / f for f in r.stdout.split() if f.endswith(".yaml") and "_base_" not in Path(f).parts)
+
+
+CONFIGS = shipped_configs()
 
 
 def offline(cfg):

@@ -69,3 +69,17 @@ def test_torch_optimizers_schedulers_and_v2_transforms_by_name():
     assert isinstance(SCHEDULERS.build({"type": "StepLR", "step_size": 3}, optimizer=opt), torch.optim.lr_scheduler.StepLR)
     for name in ("Resize", "RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "RandAugment", "Normalize"):
         assert name in TRANSFORMS
+
+
+def test_a_fresh_interpreter_builds_built_in_components_through_the_registry_alone():
+    import subprocess
+    import sys
+
+    code = (
+        "from mlcls.registry import LOSSES, HOOKS, DATASETS;"
+        "print(type(LOSSES.build({'type': 'FocalLoss'})).__name__);"
+        "print('AsymmetricLoss' in LOSSES.keys(), 'CheckpointHook' in HOOKS.keys(), 'CSVDataset' in DATASETS)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["FocalLoss", "True", "True", "True"]

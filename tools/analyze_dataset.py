@@ -43,16 +43,20 @@ def main(argv=None) -> None:
         [c["count"] for c in classes],
         out / "class_frequency.png",
         f"{args.split}: images per class",
-        "images",
+        "images (symmetric log scale from 0)",
         log=True,
+        labels=True,
     )
-    heatmap(cooccurrence(dataset), dataset.classes, out / "cooccurrence.png", f"{args.split}: co-occurrence (images)")
+    heatmap(
+        cooccurrence(dataset), dataset.classes, out / "cooccurrence.png",
+        f"{args.split}: images with both labels (diagonal: the class alone, not coloured)", off_diagonal=True,
+    )  # fmt: skip
 
     lpi = stats["labels_per_image"]
     print(
         f"{stats['num_images']} images, {stats['num_classes']} classes; labels per image: mean {lpi['mean']:.2f}, max {lpi['max']}, histogram {lpi['histogram']}"
     )
-    print(f"images without labels: {stats['images_without_labels']}; imbalance ratio (max/min count): {stats['imbalance_ratio']}")
+    print(f"images without labels: {stats['images_without_labels']}; imbalance ratio (max/min count): {_ratio(stats['imbalance_ratio'])}")
     if stats["classes_without_positives"]:
         print(f"classes without positives: {stats['classes_without_positives']}")
     z = stats["all_zeros_baseline"]
@@ -73,6 +77,10 @@ def main(argv=None) -> None:
             + ", ".join(f"{a}+{b} {n}" for (a, b), n in ((t["pair"], t["count"]) for t in stats["top_pairs"][:10]))
         )
     print(f"written: {out}/stats.json, class_frequency.png, cooccurrence.png")
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def main(argv=None) -> None:
         raise DataError(f"no images found in {' '.join(args.inputs)}")
     thresholds = resolve_thresholds(model, args.thr)
     source = "--thr" if args.thr is not None else (f"top-{args.topk}" if args.topk else model.thresholds_source)
-    log.info("%d images, %d classes, labels by %s", len(paths), len(model.classes), source)
+    rule = f"the {args.topk} most probable classes" if args.topk else f"the classes at or above their threshold ({source})"
+    log.info("%d images, %d classes; labels: %s", len(paths), len(model.classes), rule)
     loader = DataLoader(_Images(paths, model.pipeline), batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate)
     results, bad = [], []
     from tqdm import tqdm

@@ -60,6 +60,9 @@ def main(argv=None) -> None:
         allow_same_split=args.allow_same_split,
     )
     print(metrics["report"])
+    print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
+    for path in metrics["written"]:
+        print(f"  {path}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="PATH",
         help="resume from PATH, or from work_dir/latest.pth when given without a value",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the work dir (default: refuse)")
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
@@ -65,14 +66,14 @@ def main(argv=None) -> None:
         n = check_config(cfg, ["train", "val", "test"], out=sys.stderr)
         if n:
             raise DataError(f"--check-data: {n} problem(s) in the datasets (listed above); fix them or set on_bad_image: skip")
-    try:
-        train_model(cfg, resume=args.resume, launcher=args.launcher)
-    finally:
-        if args.launcher == "pytorch":
-            import torch.distributed as dist
+    from mlcls.utils.dist import shutdown
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+    clean = False
+    try:
+        train_model(cfg, resume=args.resume, launcher=args.launcher, overwrite=args.overwrite)
+        clean = True
+    finally:
+        shutdown(clean)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     model = init_model(None if args.config == "-" else args.config, args.checkpoint)
     require(model.cfg, f"{args.split}_dataloader")
     loader = build_loader(
-        {**model.cfg, f"{args.split}_dataloader": {**model.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, False, 0
+        {**model.cfg, f"{args.split}_dataloader": {**model.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, "eval", 0
     )
     dataset = loader.dataset
     cam = None
@@ -57,10 +57,12 @@ def main(argv=None) -> None:
     thr = resolve_thresholds(model, args.thr)
     num = min(args.num, len(dataset))
     if args.sort == "errors":
-        scores, targets = predict_loader(model, loader, MultiLabelMetric(), next(model.parameters()).device)
+        metric = MultiLabelMetric()
+        scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
         errors = ((scores >= thr) != (targets > 0.5)) & (targets >= 0)
-        order = torch.argsort(errors.sum(1), descending=True, stable=True)[:num].tolist()
-        chosen = scores[order].numpy()
+        rows = torch.argsort(errors.sum(1), descending=True, stable=True)[:num]
+        order = metric.indices[rows].tolist()  # the dataset index of each chosen row
+        chosen = scores[rows].numpy()
     else:
         order = list(range(num))
         with torch.no_grad():

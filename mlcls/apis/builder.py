@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import os
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 import mlcls.datasets  # noqa: F401 - the imports register every built-in component
 import mlcls.engine  # noqa: F401
@@ -15,7 +17,8 @@ import mlcls.evaluation  # noqa: F401
 import mlcls.losses  # noqa: F401
 import mlcls.models  # noqa: F401
 from mlcls.config import apply_overrides, import_custom_modules, load_config
-from mlcls.errors import ConfigError
+from mlcls.errors import CheckpointError, ConfigError
+from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint
 
 logger = logging.getLogger("mlcls")
 
@@ -63,14 +66,46 @@ def require(cfg: dict, key: str, where: str = "config") -> dict:
     return cfg[key]
 
 
-def build_loader(cfg: dict, split: str, shuffle: bool, seed: int):
-    """The ``{split}_dataloader`` section as a DataLoader (``None`` when the section is absent)."""
+def build_loader(cfg: dict, split: str, purpose: str, seed: int):
+    """The ``{split}_dataloader`` section as a DataLoader for a purpose (``None`` without the section).
+
+    Args:
+        purpose: ``train``: the section as configured (its sampler, shuffling, per-batch seeded
+            augmentation). ``eval``: every image exactly once, in dataset order (a sequential
+            :class:`DefaultSampler`, each rank its share), each sample carrying its dataset index
+            so scores are attributed to their images whatever the split; a training split is
+            read without ``ClassBalancedDataset`` repeats and with the test pipeline, the
+            preprocessing inference applies.
+    """
     from mlcls.datasets import build_dataloader
 
+    if purpose not in ("train", "eval"):
+        raise ValueError(f"purpose must be 'train' or 'eval', got '{purpose}'")
     section = cfg.get(f"{split}_dataloader")
     if not section:
         return None
-    return build_dataloader(section, seed=seed, shuffle=shuffle, seeded_batches=split == "train")
+    if purpose == "train":
+        return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True)
+    section = {k: v for k, v in section.items() if k not in ("sampler", "drop_last")}
+    dataset_cfg = dict(require(section, "dataset", f"{split}_dataloader"))
+    while dataset_cfg.get("type") == "ClassBalancedDataset" and isinstance(dataset_cfg.get("dataset"), dict):
+        dataset_cfg = dict(dataset_cfg["dataset"])
+    if split == "train":
+        from mlcls.apis.inference import test_pipeline_cfg
+
+        dataset_cfg["pipeline"] = test_pipeline_cfg(cfg)
+    section["dataset"] = dataset_cfg
+    section["sampler"] = {"type": "DefaultSampler", "shuffle": False}
+    from mlcls.datasets import build_dataset
+
+    dataset = build_dataset(dataset_cfg)
+    if hasattr(dataset, "return_index"):
+        dataset.return_index = True
+    else:
+        from mlcls.datasets.base import IndexedDataset
+
+        dataset = IndexedDataset(dataset)
+    return build_dataloader(section, seed=seed, dataset=dataset)
 
 
 def build_model_for(cfg: dict, classes: list[str], label_stats: dict | None = None):
@@ -102,3 +137,94 @@ def check_same_classes(a: list[str], b: list[str], what_a: str, what_b: str) -> 
         i = next((i for i in range(n) if a[i] != b[i]), n)
         first = f"index {i}: '{a[i] if i < len(a) else '<end>'}' vs '{b[i] if i < len(b) else '<end>'}'"
         raise ConfigError(f"class lists differ between {what_a} ({len(a)}) and {what_b} ({len(b)}); first difference at {first}")
+
+
+def fill_data_derived(user: dict, stored: dict) -> dict:
+    """``user``'s model config with the values training derived from the labels taken from ``stored``.
+
+    Where both configs describe the same component (same ``type``), an argument that ``user``
+    leaves out, sets to null or to a placeholder string (``auto``, ``effective``) is filled with
+    ``stored``'s plain value (a list): a config file written for training then evaluates the
+    checkpoint it produced, e.g. a powerset head gets its combination table back.
+    """
+    out = dict(user)
+    for key, s in stored.items():
+        u = user.get(key)
+        if isinstance(u, dict) and isinstance(s, dict):
+            if u.get("type") == s.get("type"):
+                out[key] = fill_data_derived(u, s)
+        elif key not in user or u is None or isinstance(u, str):
+            if isinstance(s, list) and "type" in user and "type" in stored and user["type"] == stored["type"]:
+                out[key] = copy.deepcopy(s)
+    return out
+
+
+def load_model_state(model: nn.Module, state: dict, checkpoint: str | os.PathLike) -> None:
+    """Load ``state`` into ``model`` exactly; a mismatch is one line naming the first differing tensor."""
+    own = model.state_dict()
+    for k, v in state.items():
+        if k in own and own[k].shape != v.shape:
+            raise CheckpointError(
+                f"{checkpoint}: tensor '{k}' is {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the model built "
+                "from the config (another architecture or class count?)"
+            )
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        first = (
+            f"the model has '{result.missing_keys[0]}', which the checkpoint lacks"
+            if result.missing_keys
+            else f"the checkpoint has '{result.unexpected_keys[0]}', which the model lacks"
+        )
+        n = len(result.missing_keys) + len(result.unexpected_keys)
+        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config: {first} ({n} mismatching names)")
+
+
+def import_checkpoint_modules(cfg: dict, checkpoint: str | os.PathLike) -> None:
+    """Import the ``custom_imports`` a checkpoint's model needs (user-registered components)."""
+    try:
+        import_custom_modules(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{checkpoint} was trained with custom components: {e}; make that module importable (PYTHONPATH)") from None
+
+
+def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None, device: str | None = None):
+    """The one way from a checkpoint to a ready model (test, inference, export, visualisation).
+
+    Args:
+        checkpoint: any checkpoint ``tools/train.py`` writes.
+        cfg: a config to build from instead of the one stored in the checkpoint; values that
+            training derived from the labels come from the stored config (:func:`fill_data_derived`).
+        device: ``cpu``, ``cuda``, ``auto`` (default: the config's device).
+
+    Returns:
+        ``(model, checkpoint dict, config)``. The model is in eval mode with the evaluation
+        weights (EMA when validation scored EMA) and carries ``classes``, ``thresholds`` ([C]:
+        tuned ones stored in the checkpoint, else the evaluator's) and ``thresholds_source``.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.get("meta", {})
+    stored = meta.get("config")
+    if cfg is None:
+        if stored is None:
+            raise CheckpointError(f"{checkpoint}: holds no config; pass the config file as well")
+        cfg = copy.deepcopy(stored)
+    elif stored is not None and isinstance(cfg.get("model"), dict) and isinstance(stored.get("model"), dict):
+        cfg = {**cfg, "model": fill_data_derived(cfg["model"], stored["model"])}
+    if stored is not None:
+        import_checkpoint_modules(stored, checkpoint)
+    classes = meta.get("classes")
+    if not classes:
+        raise CheckpointError(f"{checkpoint}: holds no class names")
+    model = build_model_for(cfg, classes)
+    load_model_state(model, eval_state_dict(ckpt), checkpoint)
+    model.to(resolve_device(device or cfg.get("device"))).eval()
+    model.classes = list(classes)
+    thresholds = ckpt.get("thresholds")
+    if thresholds and len(thresholds.get("values", [])) == len(classes):
+        model.thresholds = torch.tensor(thresholds["values"], dtype=torch.float32)
+        model.thresholds_source = f"tuned on {thresholds.get('split', '?')} ({thresholds.get('objective', '?')})"
+    else:
+        thr = (cfg.get("test_evaluator") or cfg.get("val_evaluator") or {}).get("thr", 0.5)
+        model.thresholds = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
+        model.thresholds_source = "config evaluator" if thr != 0.5 else "default 0.5"
+    return model, ckpt, cfg

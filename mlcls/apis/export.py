@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -63,21 +64,34 @@ def export_model(
         raise ConfigError(f"--format: expected 'onnx' or 'torchscript', got '{fmt}'")
     model = init_model(config, checkpoint, device="cpu")
     spec = input_spec(model.cfg, input_size)
-    if not spec["size"]:
-        raise ConfigError("input size unknown: the test pipeline has no Resize/CenterCrop with a size; pass --input-size H W")
-    h, w = spec["size"]
+    # Without a fixed size in the test pipeline the images keep their own size: export with a free
+    # height/width (CNN backbones pool adaptively) and check at the data's size and one other.
+    dynamic_hw = not spec["size"]
+    h, w = spec["size"] or data_image_size(model)
+    if dynamic_hw and not accepts_other_sizes(model, (h, w)):
+        raise ConfigError(
+            f"the model accepts only a fixed input size but the test pipeline has no Resize/CenterCrop with a size; "
+            f"add one or pass --input-size H W (the data's images are {h}x{w})"
+        )
+    spec["dynamic_hw"] = dynamic_hw
+    spec["checked_sizes"] = [[h, w], [h + 32, w + 32]] if dynamic_hw else [[h, w]]
     out = Path(out or Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt"))
     net = ProbabilityModel(model).eval()
     batch = 2
     example = torch.randn(batch, 3, h, w)
     summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch}
+    axes = {0: "batch"} if dynamic_batch else {}
+    if dynamic_hw:
+        axes.update({2: "height", 3: "width"})
     with atomic_path(out) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter / jit deprecation notices, not verification's
             if fmt == "onnx":
+                # the TorchScript-based exporter; torch >= 2.5 names it with dynamo=False, older ones have only it
+                legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
                 torch.onnx.export(
-                    net, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"], output_names=["probs"],
-                    dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}} if dynamic_batch else None,
+                    net, (example,), str(tmp), **legacy, opset_version=opset, input_names=["images"], output_names=["probs"],
+                    dynamic_axes={"images": axes, "probs": {0: "batch"} if dynamic_batch else {}} if axes else None,
                 )  # fmt: skip
             else:
                 with torch.no_grad():
@@ -85,7 +99,11 @@ def export_model(
                 traced.save(str(tmp))
         if verify:  # raising here removes the file: only a verified export reaches ``out``
             sizes = (1, 3) if dynamic_batch or fmt == "torchscript" else (batch, batch)
-            summary["verify"] = verify_export(net, tmp, fmt, sizes, (h, w), atol)
+            summary["verify"] = {}
+            for hw in spec["checked_sizes"]:
+                summary["verify"].update(
+                    {f"{k}_{hw[0]}x{hw[1]}": v for k, v in verify_export(net, tmp, fmt, sizes, tuple(hw), atol).items()}
+                )
     meta = {
         "classes": model.classes,
         "thresholds": model.thresholds.tolist(),
@@ -103,6 +121,39 @@ def export_model(
     return summary
 
 
+def data_image_size(model: nn.Module) -> tuple[int, int]:
+    """(H, W) of the first test (else validation) image after the test pipeline."""
+    from mlcls.datasets import build_dataset
+
+    for split in ("test", "val"):
+        dataset_cfg = (model.cfg.get(f"{split}_dataloader") or {}).get("dataset")
+        if not dataset_cfg:
+            continue
+        try:
+            dataset = build_dataset({**dataset_cfg, "check_files": False, "cache": False})
+            image = dataset[0][0]
+        except (MlclsError, OSError, IndexError) as e:
+            raise ConfigError(
+                f"input size unknown: the test pipeline has no Resize/CenterCrop with a size and the {split} data could not "
+                f"be read to measure it ({e}); pass --input-size H W"
+            ) from None
+        logger.info("export: input size %dx%d, from the first %s image after the test pipeline", image.shape[-2], image.shape[-1], split)
+        return int(image.shape[-2]), int(image.shape[-1])
+    raise ConfigError(
+        "input size unknown: the test pipeline has no Resize/CenterCrop with a size and no test/val data; pass --input-size H W"
+    )
+
+
+def accepts_other_sizes(model: nn.Module, hw: tuple[int, int]) -> bool:
+    """Whether ``model`` runs on an input 32 px larger than ``hw`` (adaptive pooling) or needs exactly ``hw``."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, hw[0] + 32, hw[1] + 32), mode="predict")
+        return True
+    except (RuntimeError, AssertionError, ValueError):
+        return False
+
+
 def verify_export(net: nn.Module, path: Path, fmt: str, sizes: tuple[int, ...], hw: tuple[int, int], atol: float) -> dict:
     """Compare the exported model's outputs with PyTorch's on random inputs of each batch size."""
     g = torch.Generator().manual_seed(0)
@@ -112,12 +163,21 @@ def verify_export(net: nn.Module, path: Path, fmt: str, sizes: tuple[int, ...], 
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     else:
-        loaded = torch.jit.load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice; the file is ours
+            loaded = torch.jit.load(str(path))
     for b in sizes:
         x = torch.randn(b, 3, *hw, generator=g)
         with torch.no_grad():
             ref = net(x)
-            got = torch.from_numpy(session.run(["probs"], {"images": x.numpy()})[0]) if fmt == "onnx" else loaded(x)
+            try:
+                got = torch.from_numpy(session.run(["probs"], {"images": x.numpy()})[0]) if fmt == "onnx" else loaded(x)
+            except Exception as e:  # noqa: BLE001 - the runtime's own error types
+                msg = str(e).strip().splitlines()[-1][:300]
+                raise MlclsError(
+                    f"export verification failed: the exported model does not run on a batch of {b} at {hw[0]}x{hw[1]} ({msg}); "
+                    "if it only works at one size, pass --input-size H W"
+                ) from None
         diff = float((got - ref).abs().max())
         report[f"batch_{b}"] = diff
         if got.shape != ref.shape or diff > atol:

@@ -17,13 +17,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mlcls.apis.builder import build_model_for, resolve_device
-from mlcls.apis.test import eval_state_dict
+from mlcls.apis.builder import build_from_checkpoint
 from mlcls.config import load_config
 from mlcls.datasets.base import load_image
 from mlcls.datasets.transforms import build_pipeline
-from mlcls.errors import CheckpointError, ConfigError, DataError
-from mlcls.utils.checkpoint import load_checkpoint
+from mlcls.errors import ConfigError, DataError
 
 logger = logging.getLogger("mlcls")
 
@@ -50,32 +48,8 @@ def init_model(config: str | os.PathLike | dict | None, checkpoint: str | os.Pat
         The model in eval mode, with ``classes``, ``thresholds`` ([C] float tensor),
         ``thresholds_source``, ``cfg`` and ``pipeline`` attached.
     """
-    ckpt = load_checkpoint(checkpoint)
-    meta = ckpt.get("meta", {})
-    if config is None:
-        cfg = meta.get("config")
-        if cfg is None:
-            raise CheckpointError(f"{checkpoint}: holds no config; pass the config as well")
-    else:
-        cfg = config if isinstance(config, dict) else load_config(config)
-    classes = meta.get("classes")
-    if not classes:
-        raise CheckpointError(f"{checkpoint}: holds no class names")
-    model = build_model_for(cfg, classes)
-    try:
-        model.load_state_dict(eval_state_dict(ckpt))
-    except RuntimeError as e:
-        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config ({str(e).splitlines()[0]})") from None
-    model.to(resolve_device(device)).eval()
-    model.classes = list(classes)
-    stored = ckpt.get("thresholds")
-    if stored and len(stored.get("values", [])) == len(classes):
-        model.thresholds = torch.tensor(stored["values"], dtype=torch.float32)
-        model.thresholds_source = f"tuned on {stored.get('split', '?')} ({stored.get('objective', '?')})"
-    else:
-        thr = (cfg.get("test_evaluator") or cfg.get("val_evaluator") or {}).get("thr", 0.5)
-        model.thresholds = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
-        model.thresholds_source = "config evaluator" if thr != 0.5 else "default 0.5"
+    cfg = config if config is None or isinstance(config, dict) else load_config(config)
+    model, _, cfg = build_from_checkpoint(checkpoint, cfg, device)
     model.cfg = cfg
     model.pipeline = build_pipeline(test_pipeline_cfg(cfg))
     return model

@@ -8,56 +8,18 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
-import torch.nn as nn
 
-from mlcls.apis.builder import build_loader, build_model_for, check_same_classes, resolve_device
+from mlcls.apis.builder import build_from_checkpoint, build_loader, check_same_classes
 from mlcls.engine.hooks import SUMMARY_KEYS
 from mlcls.engine.trainer import predict_loader
-from mlcls.errors import CheckpointError, ConfigError
-from mlcls.utils.checkpoint import load_checkpoint
+from mlcls.errors import ConfigError
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
 
 logger = logging.getLogger("mlcls")
-
-
-def eval_state_dict(ckpt: dict) -> dict:
-    """The weights validation scored: the EMA ones when the run validated on EMA, else the raw ones."""
-    if ckpt.get("meta", {}).get("eval_weights") == "ema" and "ema" in ckpt:
-        return ckpt["ema"]["state_dict"]
-    return ckpt["state_dict"]
-
-
-def load_weights(model: nn.Module, checkpoint: str | os.PathLike) -> dict:
-    """Load an mlcls checkpoint's evaluation weights (see :func:`eval_state_dict`) into ``model``.
-
-    Returns:
-        The checkpoint dict.
-    """
-    ckpt = load_checkpoint(checkpoint)
-    try:
-        model.load_state_dict(eval_state_dict(ckpt))
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config ({first})") from None
-    return ckpt
-
-
-def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None, device: str | None = None):
-    """``(model, checkpoint dict, config)``: the config stored in the checkpoint unless ``cfg`` is given."""
-    ckpt = load_checkpoint(checkpoint)
-    meta = ckpt.get("meta", {})
-    cfg = cfg if cfg is not None else meta.get("config")
-    if cfg is None:
-        raise CheckpointError(f"{checkpoint}: holds no config; pass the config file as well")
-    classes = meta.get("classes")
-    if not classes:
-        raise CheckpointError(f"{checkpoint}: holds no class names")
-    model = build_model_for(cfg, classes)
-    model.load_state_dict(eval_state_dict(ckpt))
-    return model.to(resolve_device(device or cfg.get("device"))).eval(), ckpt, cfg
 
 
 def _fmt(v: float) -> str:
@@ -78,17 +40,21 @@ def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
     return sorted(rows, key=lambda r: -r["positives"])
 
 
-def format_report(metrics: dict, classes: list[str]) -> str:
-    """The summary line and the per-class table as text."""
+def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (), fallback_note: str = "") -> str:
+    """The summary line and the per-class table as text; ``fallback`` classes are marked with ``*``."""
     lines = ["  ".join(f"{k} {metrics[k]:.2f}" for k in SUMMARY_KEYS if k in metrics)]
     if metrics.get("num_classes_skipped"):
         lines.append(f"({metrics['num_classes_skipped']} classes without positives are not counted in mAP)")
     width = max(5, *(len(c) for c in classes))
     lines.append(f"{'class':<{width}}  {'pos':>6}  {'AP':>6}  {'P':>6}  {'R':>6}  {'F1':>6}  {'thr':>6}")
+    marked = set(fallback)
     for r in per_class_rows(metrics, classes):
+        star = "*" if r["class"] in marked else ""
         lines.append(
-            f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}"
+            f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}{star}"
         )
+    if marked:
+        lines.append(f"* {fallback_note}")
     return "\n".join(lines)
 
 
@@ -120,16 +86,18 @@ def write_per_class_csv(rows: list[dict], path: str | os.PathLike) -> None:
             w.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, object]:
-    """(scores [N, C], targets [N, C], dataset) of ``model`` on the ``{split}_dataloader``."""
+def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(scores [N, C], targets [N, C], the image path of each row) of ``model`` on the ``{split}_dataloader``."""
     from mlcls.evaluation import MultiLabelMetric
 
-    loader = build_loader(cfg, split, shuffle=False, seed=int(cfg.get("seed", 0)))
+    loader = build_loader(cfg, split, "eval", int(cfg.get("seed", 0)))
     if loader is None:
         raise ConfigError(f"config: no '{split}_dataloader' section")
     check_same_classes(classes, loader.dataset.classes, f"checkpoint {checkpoint}", f"{split}_dataloader")
-    scores, targets = predict_loader(model, loader, MultiLabelMetric(), next(model.parameters()).device)
-    return scores, targets, loader.dataset
+    metric = MultiLabelMetric()
+    scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
+    # each row's image comes from the index the sample itself carried, never from a sampler's order
+    return scores, targets, [loader.dataset.image_path(int(i)) for i in metric.indices]
 
 
 def tune_and_store(
@@ -146,14 +114,14 @@ def tune_and_store(
 ) -> dict:
     """Tune per-class thresholds on ``split`` and save them in the checkpoint and thresholds.json."""
     from mlcls.evaluation import threshold_record, tune_thresholds
-    from mlcls.utils.checkpoint import save_checkpoint
+    from mlcls.utils.checkpoint import save_checkpoint_keeping_links
 
     scores, targets, _ = loader_scores(cfg, model, split, classes, checkpoint)
     thr, info = tune_thresholds(scores, targets, objective=objective, target=target, min_pos=min_pos)
     record = threshold_record(thr, info, classes, split)
     ckpt = {k: v for k, v in ckpt.items() if k != "format"}
     ckpt["thresholds"] = record
-    save_checkpoint(ckpt, checkpoint)  # atomic: the previous file survives a crash
+    save_checkpoint_keeping_links(ckpt, checkpoint)
     write_json(record, work_dir / "thresholds.json")
     logger.info(
         "tuned %s thresholds on '%s' (%d classes fell back to the global %s) -> %s",
@@ -211,7 +179,7 @@ def test_model(
         used, source = stored["values"], f"checkpoint ({stored['objective']} on '{stored['split']}')"
     else:
         used, source = ev_cfg.get("thr", 0.5), "config"
-    scores, targets, dataset = loader_scores(cfg, model, split, classes, checkpoint)
+    scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     at_half = metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5)
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
@@ -235,10 +203,25 @@ def test_model(
         f"{split}: AP per class, most frequent first",
         "AP (%)",
     )
+    written = [work_dir / "test_metrics.json", work_dir / "per_class.csv", work_dir / "ap_vs_frequency.png"]
+    if tune:
+        written.append(work_dir / "thresholds.json")
     if out:
-        write_scores(out, [dataset.image_path(i) for i in range(len(dataset))], classes, scores, targets)
-    text = format_report(metrics, classes)
-    half = "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half)
-    metrics["report"] = f"thresholds: {source}\n{text}\nat thr 0.5: {half}"
+        out = work_dir / out if not os.path.dirname(str(out)) else Path(out)  # a bare name goes with the other outputs
+        write_scores(out, paths, classes, scores, targets)
+        written.append(out)
+    fallback, note = [], ""
+    if source.startswith("checkpoint") and stored.get("fallback_classes"):
+        fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
+        note = (
+            f"fewer than {stored.get('min_pos', '?')} positives on '{stored.get('split', '?')}' to tune on: these classes use the "
+            f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
+        )
+    text = format_report(metrics, classes, fallback, note)
+    lines = [f"thresholds: {source}", text]
+    if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
+        lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half))
+    metrics["report"] = "\n".join(lines)
     metrics["thresholds_source"] = source
+    metrics["written"] = [str(p) for p in written]
     return metrics

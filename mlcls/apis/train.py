@@ -27,7 +27,7 @@ from mlcls.engine import (
     build_optimizer,
     build_scheduler,
 )
-from mlcls.engine.trainer import add_default_hooks, unwrap
+from mlcls.engine.trainer import unwrap
 from mlcls.errors import ConfigError
 from mlcls.utils.dist import get_world_size, init_distributed, is_dist, is_main_process
 from mlcls.utils.misc import get_logger, set_random_seed
@@ -78,19 +78,39 @@ def wrap_distributed(model: torch.nn.Module, cfg: dict, device: torch.device) ->
     )
 
 
+# the hooks every run gets unless its config names them: a key set to null switches one off
+DEFAULT_HOOKS = {"logger": LoggerHook, "checkpoint": CheckpointHook, "collapse_guard": CollapseGuardHook}
+
+
+def build_default_and_custom_hooks(default_hooks: dict, custom_hooks: list) -> list:
+    """``default_hooks`` (a dict; ``key: null`` disables that default) plus ``custom_hooks`` (a list).
+
+    A default hook is added for each :data:`DEFAULT_HOOKS` key the config leaves out, unless a
+    hook of its class is configured under another key or in ``custom_hooks``.
+    """
+    if not isinstance(default_hooks, dict):
+        raise ConfigError(f"default_hooks: expected a mapping of name -> hook config, got {type(default_hooks).__name__}")
+    hooks = build_hooks([c for c in default_hooks.values() if c is not None] + list(custom_hooks))
+    have = {type(h) for h in hooks}
+    disabled = {k for k, c in default_hooks.items() if c is None}
+    return hooks + [cls() for key, cls in DEFAULT_HOOKS.items() if key not in disabled and cls not in have]
+
+
 def build_trainer(cfg: dict) -> Trainer:
     """Everything :class:`Trainer` needs, built from the resolved config."""
     seed = int(cfg.get("seed", 0))
     set_random_seed(seed, deterministic=bool(cfg.get("deterministic", False)))
     device = resolve_device(cfg.get("device"))
-    train_loader = build_loader(cfg, "train", shuffle=True, seed=seed)
+    train_loader = build_loader(cfg, "train", "train", seed)
     if train_loader is None:
         raise ConfigError("config: missing required key 'train_dataloader'")
     classes = list(train_loader.dataset.classes)
-    val_loader = build_loader(cfg, "val", shuffle=False, seed=seed)
+    val_loader = build_loader(cfg, "val", "eval", seed)
     if val_loader is not None:
         check_same_classes(classes, val_loader.dataset.classes, "train_dataloader", "val_dataloader")
     model = build_model_for(cfg, classes, label_stats=train_loader.dataset.label_stats()).to(device)
+    if hasattr(model, "resolved_config"):  # 'auto' values as numbers: checkpoints rebuild without the labels
+        cfg["model"] = model.resolved_config(cfg["model"])
     train_cfg = dict(require(cfg, "train_cfg"))
     check_keys(train_cfg, TRAIN_CFG_KEYS, "train_cfg")
     max_epochs = int(require(train_cfg, "max_epochs", "train_cfg"))
@@ -103,9 +123,7 @@ def build_trainer(cfg: dict) -> Trainer:
     optimizer = build_optimizer(require(cfg, "optimizer"), unwrap(model))
     steps_per_epoch = -(-len(train_loader) // accumulate)
     scheduler = build_scheduler(cfg.get("param_scheduler"), optimizer, steps_per_epoch, max_epochs)
-    default_hooks = cfg.get("default_hooks") or {}
-    hooks = build_hooks(list(default_hooks.values()) + list(cfg.get("custom_hooks") or []))
-    hooks = add_default_hooks(hooks, [LoggerHook(), CheckpointHook(), CollapseGuardHook()])
+    hooks = build_default_and_custom_hooks(cfg.get("default_hooks") or {}, cfg.get("custom_hooks") or [])
     logger.info(
         "model: %s, %.2fM parameters, %d classes", cfg["model"].get("type"), sum(p.numel() for p in model.parameters()) / 1e6, len(classes)
     )
@@ -138,7 +156,38 @@ def build_trainer(cfg: dict) -> Trainer:
     )
 
 
-def train_model(cfg: dict, resume: str | None = None, launcher: str = "none") -> dict:
+RUN_FILES = ("latest.pth", "best.pth", "epoch_*.pth", "train.log", "scalars.jsonl", "config.yaml", "thresholds.json", "tb")
+
+
+def previous_run_files(work_dir: Path) -> list[Path]:
+    """What an earlier run left in ``work_dir`` (checkpoints, logs, TensorBoard events)."""
+    return sorted(p for pattern in RUN_FILES for p in work_dir.glob(pattern))
+
+
+def claim_work_dir(work_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder: continuing needs ``--resume``, replacing ``--overwrite``."""
+    found = previous_run_files(work_dir)
+    if not found or resume:
+        return
+    trained = [p for p in found if p.suffix == ".pth" or p.name in ("scalars.jsonl", "tb")]
+    if not trained:  # only the log/config of an attempt that stopped before its first step: start afresh
+        for p in found:
+            p.unlink()
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in trained[:4]) + (", ..." if len(trained) > 4 else "")
+        raise ConfigError(
+            f"{work_dir} already holds a run ({names}); continue it with --resume, start a new one with --work-dir DIR, "
+            "or replace it with --overwrite"
+        )
+    import shutil
+
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    logger.warning("--overwrite: removed the earlier run's %d files from %s", len(found), work_dir)
+
+
+def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", overwrite: bool = False) -> dict:
     """Train from a resolved config.
 
     Args:
@@ -146,6 +195,8 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none") ->
         resume: a checkpoint path or ``'auto'`` (work_dir/latest.pth when it exists).
         launcher: ``none`` (one process) or ``pytorch`` (started by torchrun: one process per
             device, torch.distributed initialised from its environment variables).
+        overwrite: replace an earlier run in ``work_dir`` (without it, and without ``resume``,
+            a work dir that holds a run is refused: two runs' logs and curves never mix).
     """
     if launcher == "pytorch":
         init_distributed(cfg.get("dist_backend"))
@@ -155,12 +206,14 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none") ->
         raise ConfigError(f"--launcher: expected 'none' or 'pytorch', got '{launcher}'")
     work_dir = Path(cfg["work_dir"])
     if is_main_process():
+        claim_work_dir(work_dir, resume, overwrite)
         work_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, work_dir / "config.yaml")
     get_logger(work_dir / "train.log")
     if is_dist():
         logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
     trainer = build_trainer(cfg)
+    if is_main_process():  # after building: the config that runs (scaled lr, 'auto' values written out)
+        dump_config(trainer.meta["config"], work_dir / "config.yaml")
     if resume == "auto":
         latest = work_dir / "latest.pth"
         if latest.is_file():
@@ -169,11 +222,29 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none") ->
             logger.info("--resume auto: no %s yet, starting from scratch", latest)
     elif resume:
         trainer.resume(resume)
+    if resume and trainer.epoch >= trainer.max_epochs and not trainer.inner_iter:
+        logger.info(
+            "the run in %s is complete (%d of %d epochs); to train longer, raise max_epochs and resume: "
+            "--cfg-options train_cfg.max_epochs=%d --resume",
+            work_dir, trainer.epoch, trainer.max_epochs, trainer.max_epochs * 2,
+        )  # fmt: skip
+        return trainer.val_metrics
     elif cfg.get("load_from"):
-        from mlcls.apis.test import load_weights
+        from mlcls.models.backbones._pretrained import load_model_weights
 
-        load_weights(unwrap(trainer.model), cfg["load_from"])
+        load_model_weights(unwrap(trainer.model), cfg["load_from"])
         if trainer.ema is not None:  # average from the loaded weights, not the random init
             trainer.ema.module.load_state_dict(unwrap(trainer.model).state_dict())
     metrics = trainer.train()
+    if is_main_process():
+        report_outputs(work_dir)
     return metrics
+
+
+def report_outputs(work_dir: Path) -> None:
+    """Say where the run's files are (checkpoints, logs, TensorBoard)."""
+    found = previous_run_files(work_dir)
+    ckpts = [p.name for p in found if p.suffix == ".pth"]
+    logs = [p.name for p in found if p.suffix in (".log", ".jsonl", ".yaml", ".json")]
+    logger.info("outputs in %s: checkpoints %s; logs %s%s", work_dir, ", ".join(ckpts) or "none", ", ".join(logs),
+                f"; TensorBoard: tensorboard --logdir {work_dir / 'tb'}" if (work_dir / "tb").is_dir() else "")  # fmt: skip

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+logger = logging.getLogger("mlcls")
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> torch.Tensor:
@@ -36,6 +40,12 @@ def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> torch.
     finally:
         handle.remove()
     feat, grad = store["feat"], store["feat"].grad  # [B, D, h, w]
+    if min(feat.shape[-2:]) < 7:
+        logger.warning(
+            "Grad-CAM: the backbone's feature map is only %dx%d for %dx%d inputs, so the heat map is that coarse grid "
+            "stretched over the image; use larger inputs (a Resize in the test pipeline, e.g. 224) for a finer map",
+            feat.shape[-2], feat.shape[-1], images.shape[-2], images.shape[-1],
+        )  # fmt: skip
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * feat).sum(dim=1, keepdim=True)).detach()
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -1,4 +1,4 @@
-from mlcls.datasets.base import MultiLabelDataset, load_image, read_class_list
+from mlcls.datasets.base import IndexedDataset, MultiLabelDataset, load_image, read_class_list
 from mlcls.datasets.builder import build_dataloader, build_dataset
 from mlcls.datasets.class_balanced import ClassBalancedDataset
 from mlcls.datasets.coco import COCODataset
@@ -10,6 +10,7 @@ from mlcls.datasets.voc import VOCDataset
 
 __all__ = [
     "MultiLabelDataset",
+    "IndexedDataset",
     "CSVDataset",
     "TXTListDataset",
     "MMClsJSONDataset",

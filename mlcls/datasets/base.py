@@ -321,21 +321,55 @@ class MultiLabelDataset(Dataset):
 
         return fetch_seeded(self.__getitem__, indices)
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(image, target [C])``: the pipeline's output and 1 / 0 / -1 per class."""
+    #: evaluation loaders set this: samples then come as ``(image, target, index)``
+    return_index = False
+
+    def __getitem__(self, idx: int) -> tuple:
+        """``(image, target [C])``: the pipeline's output and 1 / 0 / -1 per class.
+
+        With :attr:`return_index`, ``(image, target, index)``: the index of the sample actually
+        returned (with ``on_bad_image: skip`` it may be a substitute), so evaluation attributes
+        every score row to its own image.
+        """
         n = len(self)
         for _ in range(n):
             if self._bad is not None and self._bad[idx]:
                 idx = (idx + 1) % n  # known bad: substitute the next sample without retrying
                 continue
             try:
-                if self._cache is not None:
-                    return self.post_cache_pipeline(self._cache.get(idx)), self.get_target(idx)
-                return self.pipeline(self.read_image(idx)), self.get_target(idx)
+                image = self.post_cache_pipeline(self._cache.get(idx)) if self._cache is not None else self.pipeline(self.read_image(idx))
+                return (image, self.get_target(idx), idx) if self.return_index else (image, self.get_target(idx))
             except DataError as e:
                 if self._bad is None:
-                    raise
+                    raise DataError(
+                        f"{e}. To go on without such images set 'on_bad_image: skip' in this dataset's config; "
+                        "'python tools/check_dataset.py CONFIG' lists every unreadable image at once"
+                    ) from None
                 self._bad[idx] = 1
                 logger.warning("on_bad_image=skip: %s", e)
                 idx = (idx + 1) % n
         raise DataError(f"{type(self).__name__}: no readable image among its {n} samples")
+
+
+class IndexedDataset(Dataset):
+    """Wraps any dataset whose samples are ``(image, target)`` so they come as ``(image, target, index)``.
+
+    Evaluation needs each sample's dataset index to put score rows in dataset order (and to
+    drop DistributedSampler padding); :class:`MultiLabelDataset` provides it itself
+    (``return_index``), this wrapper does it for other datasets.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> tuple:
+        image, target = self.dataset[idx][:2]
+        return image, target, idx
+
+    def __getattr__(self, name):  # classes, image_path, ... of the wrapped dataset
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)

@@ -8,12 +8,29 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mlcls.errors import DataError
 
-KINDS = ("annotation", "missing", "zero-byte", "truncated", "unreadable", "duplicate")
+KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "truncated", "unreadable", "duplicate")
+
+_SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png", b"GIF8": "gif", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
+
+
+def image_format(path: str) -> str | None:
+    """The image format a file's first bytes announce (jpeg, png, gif, bmp, tiff, webp), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((name for sig, name in _SIGNATURES.items() if head.startswith(sig)), None)
 
 
 def looks_truncated(path: str) -> bool:
     """True when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off download)."""
     lower = path.lower()
+    kind = image_format(path)
+    if kind is not None and not lower.endswith({"jpeg": (".jpg", ".jpeg"), "png": (".png",)}.get(kind, (lower[-5:] or ".",))):
+        return False  # another format under a .jpg/.png name: its own decoder decides
     try:
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - 32))
@@ -30,7 +47,8 @@ def looks_truncated(path: str) -> bool:
 def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
     """Problems of ``dataset``'s image files, each ``{"kind", "path", "source", "detail"}``.
 
-    Kinds: ``missing``, ``zero-byte``, ``truncated``, ``unreadable`` (the decoder failed) and
+    Kinds: ``missing``, ``zero-byte``, ``not-an-image`` (no image signature at the start of the
+    file, e.g. a text or HTML page saved as ``.png``), ``truncated``, ``unreadable`` (the decoder failed) and
     ``duplicate`` (the same file listed again; ``source`` names both places).
     """
     n = len(dataset)
@@ -51,6 +69,15 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
             return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "file not found"}
         if os.path.getsize(path) == 0:
             return {"kind": "zero-byte", "path": path, "source": dataset.source(i), "detail": "empty file"}
+        if image_format(path) is None and not path.lower().endswith((".ppm", ".pgm", ".pbm", ".tga")):
+            with open(path, "rb") as f:
+                head = f.read(16)
+            return {
+                "kind": "not-an-image",
+                "path": path,
+                "source": dataset.source(i),
+                "detail": f"not an image (the file starts with {head!r})",
+            }
         if looks_truncated(path):
             return {"kind": "truncated", "path": path, "source": dataset.source(i), "detail": "no end-of-image marker"}
         if decode:

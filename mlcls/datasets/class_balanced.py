@@ -30,10 +30,23 @@ class ClassBalancedDataset(Dataset):
     def __getitem__(self, idx: int):
         return self.dataset[int(self.repeat_indices[idx])]
 
+    # every index-taking accessor speaks this wrapper's index space, like __getitem__
+    def image_path(self, idx: int) -> str:
+        return self.dataset.image_path(int(self.repeat_indices[idx]))
+
+    def get_target(self, idx: int):
+        return self.dataset.get_target(int(self.repeat_indices[idx]))
+
+    def source(self, idx: int) -> str:
+        return self.dataset.source(int(self.repeat_indices[idx]))
+
+    def read_image(self, idx: int):
+        return self.dataset.read_image(int(self.repeat_indices[idx]))
+
     def __getitems__(self, indices) -> list:
         return fetch_seeded(self.__getitem__, indices)
 
-    def __getattr__(self, name):  # label statistics, image paths, ... of the wrapped dataset
+    def __getattr__(self, name):  # class list, label statistics, ... of the wrapped dataset
         if name in ("dataset", "repeat_indices"):
             raise AttributeError(name)
         return getattr(self.dataset, name)

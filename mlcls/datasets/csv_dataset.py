@@ -32,7 +32,7 @@ class CSVDataset(MultiLabelDataset):
         lookup = {c: i for i, c in enumerate(self.classes)}
         index = LabelIndexBuilder()
         try:
-            f = open(self.ann_file, newline="", encoding="utf-8")
+            f = open(self.ann_file, newline="", encoding="utf-8-sig")  # -sig: Excel's byte-order mark is not part of the header
         except FileNotFoundError:
             raise DataError(f"annotation file not found: {self.ann_file}") from None
         with f:
@@ -46,6 +46,14 @@ class CSVDataset(MultiLabelDataset):
                     continue
                 if len(row) < 2:
                     self.bad_annotation(DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}"))
+                    continue
+                if len(row) > len(header):
+                    self.bad_annotation(
+                        DataError(
+                            f"{self.ann_file}:{line}: {len(row)} fields but the header has {len(header)} ({row!r}); labels are separated "
+                            f"by spaces within one field, e.g. '{row[0]},{' '.join(x.strip() for x in row[1:] if x.strip())}'"
+                        )
+                    )
                     continue
                 ids = []
                 for name in row[1].split():

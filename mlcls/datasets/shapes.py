@@ -167,7 +167,7 @@ def make_shapes_dataset(root: str | os.PathLike, seed: int = 0, size: int = 48, 
     return _write_dataset(Path(root), manifest, SHAPES, splits, make_image, force)
 
 
-# -- sparse-30: seed 000's situation on images ------------------------------------------------------
+# -- sparse-30: 30 sparse labels (about one positive per image), on images ------------------------------------------------------
 SPARSE_COLOURS = {"red": (230, 60, 50), "green": (60, 180, 75), "blue": (0, 130, 200)}
 SPARSE_CLASSES = tuple(f"{c}_{s}" for c in SPARSE_COLOURS for s in SHAPES)
 DISTRACTOR_COLOURS = ((255, 225, 25), (145, 30, 180), (250, 250, 250), (20, 20, 20))
@@ -179,7 +179,7 @@ def make_sparse30_dataset(
 ) -> Path:
     """30 classes (10 shapes x 3 colours), each present with probability 1/30 (about one positive
     label per image), and a positive label's shape drawn only with probability ``draw_prob``: the
-    label is there but its visual cue often is not (seed 000's noisy features). 0-2 distractor
+    label is there but its visual cue often is not (noisy features, as in the classic 30-sparse-labels example). 0-2 distractor
     shapes in colours no class uses keep images from being empty."""
     splits = dict(splits or SPARSE_SPLITS)
     manifest = {"version": GENERATOR_VERSION, "kind": "sparse30", "seed": seed, "size": size, "splits": splits, "draw_prob": draw_prob}

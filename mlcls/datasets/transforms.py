@@ -6,7 +6,6 @@ from typing import Callable, Sequence
 
 import torch
 import torchvision.transforms.v2 as T
-from torchvision.transforms.v2._transform import _RandomApplyTransform
 
 from mlcls.errors import BuildError
 from mlcls.registry import TRANSFORMS
@@ -45,12 +44,19 @@ def build_pipeline(cfgs: Sequence[dict]) -> Callable:
 _PLAIN, _RANDOM_APPLY, _CALL = 0, 1, 2
 
 
+# the forward that every "apply with probability p" transform inherits (read off a public class,
+# not imported from torchvision's private modules)
+_RANDOM_APPLY_FORWARD = T.RandomHorizontalFlip.forward
+
+
 def _call_kind(t: Callable) -> int:
+    if not (hasattr(t, "transform") and hasattr(t, "make_params")):
+        return _CALL  # torchvision < 0.21 names these hooks privately: take the normal call
     forward = getattr(type(t), "forward", None)
-    if forward is T.Transform.forward:
-        return _PLAIN
-    if forward is _RandomApplyTransform.forward:
+    if forward is _RANDOM_APPLY_FORWARD and forward is not T.Transform.forward:
         return _RANDOM_APPLY
+    if forward is T.Transform.forward and not hasattr(t, "p"):  # a probability would need its own draw
+        return _PLAIN
     return _CALL
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlcls.registry import HOOKS
 from mlcls.utils.checkpoint import link_checkpoint
-from mlcls.utils.dist import all_reduce_mean, get_world_size, is_main_process
+from mlcls.utils.dist import all_reduce, all_reduce_mean, get_world_size, is_main_process
 from mlcls.utils.misc import write_json
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ class LoggerHook(Hook):
     """Progress bar, text log lines, ``scalars.jsonl`` and TensorBoard event files (rank 0 only).
 
     Args:
-        interval: iterations between text log lines and TensorBoard points.
+        interval: iterations between text log lines and TensorBoard points; shorter epochs use
+            a quarter of the epoch instead, and the last iteration of each epoch is always logged.
         tensorboard: write TensorBoard events under ``<work_dir>/tb``.
         progress_bar: show a tqdm bar (``None``: only when stderr is a terminal).
         per_class: at each validation, per-class AP scalars and PR curves (``add_pr_curve``) in
@@ -167,7 +168,11 @@ class LoggerHook(Hook):
         self._jsonl = None
 
     def before_train(self, trainer: "Trainer") -> None:
-        trainer.grad_norm_interval = self.interval  # on every rank: the norm is computed before the step
+        # a short epoch still gets ~4 points (a 7-iteration epoch with interval 20 would get none);
+        # the last iteration of every epoch is logged too (after_step)
+        self.every = max(1, min(self.interval, -(-trainer.iters_per_epoch // 4)))
+        self._last_logged = trainer.iter
+        trainer.grad_norm_interval = self.every  # on every rank: the norm is computed before the step
         if not is_main_process():
             return
         work_dir = Path(trainer.work_dir)
@@ -198,7 +203,7 @@ class LoggerHook(Hook):
             )
 
     def after_step(self, trainer: "Trainer", outputs: dict) -> None:
-        log_now = trainer.iter % self.interval == 0
+        log_now = trainer.iter % self.every == 0 or trainer.inner_iter == trainer.iters_per_epoch
         loss_t = outputs["loss"]
         if log_now:
             loss_t = all_reduce_mean(loss_t.float())  # every rank takes part; rank 0 logs the global mean
@@ -211,8 +216,8 @@ class LoggerHook(Hook):
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", data=f"{outputs.get('data_time', 0):.3f}s", refresh=False)
         if log_now:
             now = time.perf_counter()
-            ips = self.interval * trainer.batch_size * get_world_size() / max(now - self._t_last, 1e-9)
-            self._t_last = now
+            ips = (trainer.iter - self._last_logged) * trainer.batch_size * get_world_size() / max(now - self._t_last, 1e-9)
+            self._t_last, self._last_logged = now, trainer.iter
             inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
             logger.info(
                 "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f img/s",
@@ -285,7 +290,7 @@ class LoggerHook(Hook):
         if get_world_size() > 1:  # every rank takes part: each has met its own share of the data
             import torch
 
-            bad = round(float(all_reduce_mean(torch.tensor(float(bad)))) * get_world_size())
+            bad = int(all_reduce(torch.tensor([bad], dtype=torch.long)))
         if is_main_process():
             skipped = f", {bad} unreadable image(s) skipped so far (on_bad_image=skip)" if bad else ""
             logger.info("epoch %d done in %.1fs%s", trainer.epoch, time.perf_counter() - self._t0, skipped)
@@ -334,7 +339,7 @@ class ThresholdTuningHook(Hook):
 
 @HOOKS.register_module()
 class CollapseGuardHook(Hook):
-    """Warns when validation outputs have collapsed, the failure seed 002 met (every output ~0.5).
+    """Warns when validation outputs have collapsed, the failure where every output sticks at ~0.5 while the loss still falls.
 
     Checks every validation's probabilities [N, C]: a class whose scores barely vary across
     images (std < ``min_std``) carries no information; when at least ``max_fraction`` of classes

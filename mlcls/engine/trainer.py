@@ -7,7 +7,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,7 @@ from mlcls.engine.hooks import Hook
 from mlcls.errors import CheckpointError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
-from mlcls.utils.dist import get_rank, is_dist
+from mlcls.utils.dist import all_reduce, get_rank, is_dist
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
 logger = logging.getLogger("mlcls")
@@ -228,10 +228,8 @@ class Trainer:
 
     def _nonfinite(self, loss: torch.Tensor, i: int) -> bool:
         """True when this step's loss is NaN/inf on any rank and may be skipped; raises otherwise."""
-        bad = ~torch.isfinite(loss.detach()).reshape(1)
-        if is_dist():
-            bad = bad.to(torch.int32)
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        # every rank must take the same branch, or one would wait forever in the next all-reduce
+        bad = all_reduce((~torch.isfinite(loss.detach())).reshape(1).to(torch.int32), "max")
         if not bool(bad):
             return False
         self.nonfinite_steps += 1
@@ -284,11 +282,22 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
-            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
+            "hooks": {key: h.state_dict() for key, h in zip(self.hook_keys(), self.hooks)},
             "rng": get_rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **({"thresholds": self.thresholds} if self.thresholds else {}),
         }
+
+    def hook_keys(self) -> list[str]:
+        """A checkpoint key per hook: its class name, numbered from the second of a class on
+        (``CheckpointHook``, ``CheckpointHook#2``), so two hooks of one class keep their own state."""
+        seen: dict[str, int] = {}
+        keys = []
+        for h in self.hooks:
+            name = type(h).__name__
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return keys
 
     def save_checkpoint(self, path: str | Path) -> None:
         save_checkpoint(self.state_dict(), path)
@@ -327,8 +336,8 @@ class Trainer:
             else:
                 logger.warning("%s holds no EMA weights; EMA restarts from the resumed weights", path)
                 self.ema.module.load_state_dict(unwrap(self.model).state_dict())
-        for h in self.hooks:
-            h.load_state_dict(ckpt.get("hooks", {}).get(type(h).__name__, {}))
+        for key, h in zip(self.hook_keys(), self.hooks):
+            h.load_state_dict(ckpt.get("hooks", {}).get(key, {}))
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
         self.thresholds = ckpt.get("thresholds")
@@ -347,24 +356,22 @@ def predict_loader(
 ):
     """Run ``model(images, mode='predict')`` over ``loader``; returns gathered (scores, targets).
 
-    Each batch is tagged with its samples' dataset indices (read from the sampler's order), so
-    under DDP the gathered result is in dataset order without the sampler's padding duplicates.
+    Batches of ``(images, targets, indices)`` (evaluation loaders, see
+    :func:`mlcls.apis.builder.build_loader`) carry each sample's dataset index: the gathered rows
+    are then in dataset order, without DistributedSampler padding, whatever the sampler did, and
+    ``evaluator.indices`` names the sample of each row. Batches of ``(images, targets)`` are
+    taken in loader order, which only a single process can vouch for.
     """
     model.eval()
     evaluator.reset()
-    order = list(iter(loader.sampler)) if loader.sampler is not None else None
-    start = 0
-    for images, targets in loader:
+    for batch in loader:
+        images, targets = batch[0], batch[1]
+        if len(batch) < 3 and is_dist():
+            raise TrainingError(
+                "evaluation under DDP needs each sample's dataset index: use an mlcls dataset or wrap yours "
+                "in mlcls.datasets.IndexedDataset so it yields (image, target, index)"
+            )
         with autocast():
             scores = model(images.to(device, memory_format=memory_format), mode="predict")
-        idx = torch.as_tensor(order[start : start + len(images)]) if order is not None else None
-        start += len(images)
-        evaluator.process(scores.float(), targets, idx)
+        evaluator.process(scores.float(), targets, batch[2] if len(batch) > 2 else None)
     return evaluator.gathered()
-
-
-def add_default_hooks(hooks: Iterable[Hook], defaults: Iterable[Hook]) -> list[Hook]:
-    """``hooks`` plus each default whose type is not already present."""
-    hooks = list(hooks)
-    have = {type(h) for h in hooks}
-    return hooks + [d for d in defaults if type(d) not in have]

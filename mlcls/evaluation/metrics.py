@@ -32,6 +32,7 @@ class MultiLabelMetric:
         self._scores: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
         self._indices: list[torch.Tensor] = []
+        self.indices: torch.Tensor | None = None  # after gathered(): the dataset index of each row
 
     def process(self, scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None) -> None:
         """scores [B, C] probabilities, targets [B, C]; indices [B] dataset indices (optional)."""
@@ -41,7 +42,11 @@ class MultiLabelMetric:
             self._indices.append(indices.detach().long().cpu())
 
     def gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All samples processed so far, on every rank: (scores [N, C], targets [N, C])."""
+        """All samples processed so far, on every rank: (scores [N, C], targets [N, C]).
+
+        With indices, rows are sorted by dataset index, each index once, and :attr:`indices`
+        ([N]) holds them; without, rows stay in processing order and :attr:`indices` is None.
+        """
         scores = all_gather_cat(torch.cat(self._scores)) if self._scores else torch.zeros(0, 0)
         targets = all_gather_cat(torch.cat(self._targets)) if self._targets else torch.zeros(0, 0)
         if self._indices:
@@ -50,7 +55,9 @@ class MultiLabelMetric:
             idx, scores, targets = idx[order], scores[order], targets[order]
             first = torch.ones_like(idx, dtype=torch.bool)
             first[1:] = idx[1:] != idx[:-1]  # drop the padding duplicates
-            scores, targets = scores[first], targets[first]
+            scores, targets, self.indices = scores[first], targets[first], idx[first]
+        else:
+            self.indices = None
         return scores, targets
 
     def evaluate(self, scores: torch.Tensor, targets: torch.Tensor) -> dict:

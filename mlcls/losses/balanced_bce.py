@@ -19,14 +19,14 @@ logger = logging.getLogger("mlcls")
 class BalancedBCELoss(DataDerivedWeights):
     """``-[w_pos[c] y log s(x) + w_neg[c] (1 - y) log(1 - s(x))]`` per element.
 
-    The per-class weighting of seed 002 (1130 images, a class present in 913 of them): both the
+    Per-class weighting for sets where one class is in most images (e.g. 913 of 1,130) and another in few: both the
     occurrence and the non-occurrence of each class are weighted, by the inverse of their
     frequency, so a frequent class does not learn "always present" nor a rare one "always absent".
 
     Args:
         pos_weights, neg_weights: per-class lists, or ``auto`` (both): ``w_pos = N / pos_c``,
             ``w_neg = N / neg_c`` from the training labels, halved when ``normalize`` so the total
-            weight per class equals unweighted BCE's. Stored in the checkpoint.
+            weight per class equals unweighted BCE's. Written into the config stored with each checkpoint.
         normalize: see above (only for ``auto``).
         reduction: ``mean`` (over non-ignored entries), ``sum`` or ``none``.
         loss_weight: multiplies the result.
@@ -46,24 +46,27 @@ class BalancedBCELoss(DataDerivedWeights):
         if (pos_weights == "auto") != (neg_weights == "auto"):
             raise ValueError("pos_weights and neg_weights must both be 'auto' or both be lists")
         if pos_weights == "auto":
+            w_pos = w_neg = None
             if label_stats:
                 w_pos, w_neg = balanced_weights(label_stats, normalize)
+                self.resolved = {"pos_weights": [round(v, 6) for v in w_pos.tolist()], "neg_weights": [round(v, 6) for v in w_neg.tolist()]}
                 logger.info(
                     "BalancedBCELoss: auto weights pos=%s neg=%s",
                     [round(v, 2) for v in w_pos.tolist()],
                     [round(v, 2) for v in w_neg.tolist()],
                 )
-            else:  # values come back with the checkpoint
-                w_pos, w_neg = torch.ones(0), torch.ones(0)
+            else:
+                self.unresolved = "pos_weights/neg_weights: auto"
         else:
             w_pos, w_neg = as_class_vector(pos_weights, "pos_weights"), as_class_vector(neg_weights, "neg_weights")
             if w_pos.dim() != 1 or w_pos.shape != w_neg.shape:
                 raise ValueError("pos_weights and neg_weights must be per-class lists of the same length")
-        self.register_buffer("pos_weights", w_pos)
-        self.register_buffer("neg_weights", w_neg)
+        self.register_buffer("pos_weights", w_pos, persistent=False)
+        self.register_buffer("neg_weights", w_neg, persistent=False)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore)."""
+        self.check_resolved()
         logits, targets, valid = split_targets(logits, targets)
         if self.pos_weights.numel() != logits.shape[1]:
             raise ValueError(f"BalancedBCELoss has {self.pos_weights.numel()} class weights for {logits.shape[1]} classes")

@@ -15,15 +15,6 @@ from mlcls.registry import LOSSES
 logger = logging.getLogger("mlcls")
 
 
-def resolve_class_weight(class_weight, stats: dict | None, beta: float, name: str) -> torch.Tensor | None:
-    """A class-weight option: None, a per-class list, or ``effective`` (Cui et al.)."""
-    if isinstance(class_weight, str):
-        if class_weight != "effective":
-            raise ValueError(f"{name}.class_weight must be a list or 'effective', got '{class_weight}'")
-        return effective_number_weights(stats, beta) if stats else None
-    return as_class_vector(class_weight, "class_weight")
-
-
 @LOSSES.register_module()
 class BCEWithLogitsLoss(DataDerivedWeights):
     """``-w_c [p_c y log s(x) + (1 - y) log(1 - s(x))]`` per element, on logits.
@@ -33,7 +24,7 @@ class BCEWithLogitsLoss(DataDerivedWeights):
             ``pos_weight`` of ``torch.nn.BCEWithLogitsLoss`` / ``weighted_cross_entropy_with_logits``),
             or ``auto``: num_negatives / num_positives of each class in the training labels,
             capped at ``max_pos_weight``. Computed once when the model is built, logged, and
-            saved in the checkpoint (a buffer of the loss).
+            written as plain numbers into the config stored with each checkpoint.
         class_weight: per-class weight of the whole term: a list, or ``effective`` for the
             effective-number weights of Cui et al. with ``effective_beta``.
         reduction: ``mean`` (over non-ignored entries), ``sum`` or ``none`` ([B, C]).
@@ -52,24 +43,37 @@ class BCEWithLogitsLoss(DataDerivedWeights):
         label_stats: dict | None = None,
     ) -> None:
         super().__init__(reduction, loss_weight)
+        pw = None
         if pos_weight == "auto":
             if label_stats:
                 pw = auto_pos_weight(label_stats, max_pos_weight)
+                self.resolved["pos_weight"] = [round(v, 6) for v in pw.tolist()]
                 logger.info("BCEWithLogitsLoss: pos_weight=auto -> %s", [round(v, 2) for v in pw.tolist()])
-            else:  # rebuilt for testing/inference: the values come back with the checkpoint
-                pw = torch.ones(0)
+            else:
+                self.unresolved = "pos_weight: auto"
         elif isinstance(pos_weight, str):
             raise ValueError(f"pos_weight must be a number, a per-class list or 'auto', got '{pos_weight}'")
         else:
             pw = as_class_vector(pos_weight, "pos_weight")
-        self.register_buffer("pos_weight", pw)
-        self.register_buffer("class_weight", resolve_class_weight(class_weight, label_stats, effective_beta, "BCEWithLogitsLoss"))
+        cw = None
+        if class_weight == "effective":
+            if label_stats:
+                cw = effective_number_weights(label_stats, effective_beta)
+                self.resolved["class_weight"] = [round(v, 6) for v in cw.tolist()]
+            else:
+                self.unresolved = "class_weight: effective"
+        elif isinstance(class_weight, str):
+            raise ValueError(f"BCEWithLogitsLoss.class_weight must be a list or 'effective', got '{class_weight}'")
+        else:
+            cw = as_class_vector(class_weight, "class_weight")
+        self.register_buffer("pos_weight", pw, persistent=False)
+        self.register_buffer("class_weight", cw, persistent=False)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """logits, targets: [B, C] (targets in [0, 1], -1 = ignore). Returns a scalar, or [B, C] for 'none'."""
+        self.check_resolved()
         logits, targets, valid = split_targets(logits, targets)
-        pw = self.pos_weight if self.pos_weight is not None and self.pos_weight.numel() else None
-        loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pw, reduction="none")
-        if self.class_weight is not None and self.class_weight.numel():
+        loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
+        if self.class_weight is not None:
             loss = loss * self.class_weight
         return self.loss_weight * reduce_loss(loss, valid, self.reduction)

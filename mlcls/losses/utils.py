@@ -66,15 +66,32 @@ class LossBase(nn.Module):
 
 
 class DataDerivedWeights(LossBase):
-    """Base for losses whose weight buffers may come from the training labels (``auto``).
+    """Base for losses whose weights may come from the training labels (``auto``).
 
-    Built without label counts (for testing or inference), such a buffer is an empty placeholder;
-    loading a checkpoint's state dict gives it the stored shape and values.
+    The weights are buffers outside the state dict: they shape training only, never a
+    prediction, so any loss setting can evaluate any checkpoint. Values computed from the labels
+    are kept in :attr:`resolved` and written into the config stored with each checkpoint
+    (:meth:`resolved_config`), so a rebuilt model has the numbers without the labels.
     """
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, buf in self._buffers.items():
-            key = prefix + name
-            if buf is not None and buf.numel() == 0 and key in state_dict:
-                self._buffers[name] = torch.empty_like(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def __init__(self, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
+        self.resolved: dict[str, list[float]] = {}  # argument name -> the values 'auto' gave
+        self.unresolved: str | None = None  # what is missing when 'auto' had no label counts
+
+    def resolved_config(self, cfg: dict) -> dict:
+        """``cfg`` with each data-derived argument replaced by the values in use."""
+        return {**cfg, **self.resolved}
+
+    def check_resolved(self) -> None:
+        if self.unresolved:
+            raise ValueError(
+                f"{type(self).__name__}: {self.unresolved} was built without the training label counts, so its weights are "
+                "unknown; build the model with label_stats (tools/train.py does) or give the values in the config"
+            )
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        # checkpoints written before the weights left the state dict still hold them: not an error
+        own = {prefix + name for name in self._buffers}
+        unexpected_keys[:] = [k for k in unexpected_keys if k not in own]

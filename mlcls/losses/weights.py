@@ -24,7 +24,7 @@ def auto_pos_weight(stats: dict, max_pos_weight: float = 100.0) -> torch.Tensor:
 
 
 def balanced_weights(stats: dict, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``w_pos = N / pos_c`` and ``w_neg = N / neg_c`` (seed 002's per-class weighting). ([C], [C])
+    """``w_pos = N / pos_c`` and ``w_neg = N / neg_c`` (per-class weighting of occurrence and non-occurrence). ([C], [C])
 
     With ``normalize`` both are halved, so that ``(pos_c * w_pos + neg_c * w_neg) / N = 1``: every
     class keeps the total weight it has in unweighted BCE, split equally between its positives and

@@ -46,6 +46,26 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     atomic_save({"format": CKPT_FORMAT, **state}, path)
 
 
+def save_checkpoint_keeping_links(state: dict, path: str | os.PathLike) -> list[Path]:
+    """Rewrite checkpoint ``path`` atomically, and keep the names hard-linked to it naming it.
+
+    ``best.pth`` and ``latest.pth`` are hard links to an ``epoch_N.pth`` file; an atomic rewrite
+    of one name gives it a new file, so the others are re-linked to it: all names that were the
+    same file still are, with the new contents. Returns those other names.
+    """
+    path = Path(path)
+    st = path.stat()
+    twins = []
+    if st.st_nlink > 1:
+        for other in path.parent.glob("*.pth"):
+            if other.name != path.name and (o := other.stat()).st_ino == st.st_ino and o.st_dev == st.st_dev:
+                twins.append(other)
+    save_checkpoint(state, path)
+    for other in twins:
+        link_checkpoint(path, other)
+    return twins
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load an mlcls checkpoint with ``torch.load(weights_only=True)``.
 
@@ -69,8 +89,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def eval_state_dict(ckpt: dict) -> dict:
+    """An mlcls checkpoint's evaluation weights: EMA when validation scored EMA, else the raw ones."""
+    if ckpt.get("meta", {}).get("eval_weights") == "ema" and "ema" in ckpt:
+        return ckpt["ema"]["state_dict"]
+    return ckpt["state_dict"]
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a plain weights file (a state dict, possibly nested under 'state_dict' or 'model')."""
+    """Read the weights of any file: an mlcls checkpoint (its evaluation weights), or a state dict,
+    possibly nested under 'state_dict' or 'model' (torchvision, timm, mmpretrain/mmcls files)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
@@ -78,6 +106,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report any unreadable file the same way
         raise CheckpointError(f"cannot load weights {path}: {str(e).splitlines()[0]}") from None
+    if isinstance(sd, dict) and sd.get("format") == CKPT_FORMAT:
+        return eval_state_dict(sd)
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]

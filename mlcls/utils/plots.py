@@ -28,26 +28,47 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
         _plt().close(fig)
 
 
-def bar_chart(names: Sequence[str], values: Sequence[float], path: str | Path, title: str, ylabel: str, log: bool = False) -> None:
+def bar_chart(
+    names: Sequence[str], values: Sequence[float], path: str | Path, title: str, ylabel: str, log: bool = False, labels: bool = False
+) -> None:
+    """Bars in the given order. ``log``: a symlog axis that starts at 0 (a bar of 13 next to one of
+    10,000 stays visible, and no bar starts below the axis); ``labels``: the value on each bar (up to 60 bars)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
-    ax.bar(range(len(names)), values, color="#3b75af")
+    bars = ax.bar(range(len(names)), values, color="#3b75af")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     if log:
-        ax.set_yscale("log")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_ylim(bottom=0)
+    if labels and len(names) <= 60:
+        ax.bar_label(bars, labels=[f"{v:g}" for v in values], fontsize=7, padding=2)
     fig.tight_layout()
     save_figure(fig, path)
 
 
-def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str) -> None:
+def heatmap(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str, off_diagonal: bool = False) -> None:
+    """A class x class matrix. ``off_diagonal``: the colour scale ignores the diagonal (shown
+    hatched grey), which would otherwise swamp it; values are printed in the cells up to 30 classes."""
     plt = _plt()
-    size = max(5, 0.3 * len(names) + 2)
+    size = max(5, 0.3 * len(names) + 2) if len(names) > 30 else max(6, 0.45 * len(names) + 3)
     fig, ax = plt.subplots(figsize=(size, size))
-    im = ax.imshow(matrix, cmap="viridis")
+    shown = np.asarray(matrix, dtype=float).copy()
+    if off_diagonal and len(shown):
+        np.fill_diagonal(shown, np.nan)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
+    if len(names) <= 30:
+        top = np.nanmax(shown) if np.isfinite(shown).any() else 0
+        for i in range(len(names)):
+            for j in range(len(names)):
+                v = matrix[i][j]
+                colour = "black" if (np.isnan(shown[i, j]) or shown[i, j] > 0.6 * top) else "white"
+                ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=6, color=colour)
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()

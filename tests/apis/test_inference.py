@@ -114,7 +114,7 @@ def test_export_with_verification(backbone, fmt, shapes_root, tmp_path, run_tool
     r = runner(*args, *(["--dynamic-batch"] if fmt == "onnx" else []))
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert set(summary["verify"]) == {"batch_1", "batch_3"} and max(summary["verify"].values()) < 1e-4
+    assert set(summary["verify"]) == {"batch_1_64x64", "batch_3_64x64"} and max(summary["verify"].values()) < 1e-4
     meta = json.loads((tmp_path / "m.json").read_text())
     assert meta["classes"] == classes and meta["thresholds"] == pytest.approx(thr) and meta["input"]["size"] == [64, 64]
     assert meta["input"]["mean"] == [0.5] * 3
@@ -133,15 +133,39 @@ def test_export_with_verification(backbone, fmt, shapes_root, tmp_path, run_tool
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_export_without_input_size_names_the_fix(trained, tmp_path, run_tool):
-    r = run_tool("tools/export.py", trained, "--out", tmp_path / "m.onnx")
-    assert r.returncode == 2 and "--input-size" in r.stderr and not (tmp_path / "m.onnx").exists()
+def test_export_without_a_size_in_the_pipeline_has_free_height_and_width(trained, tmp_path, run_tool):
+    # the demo-style pipeline has no Resize: the export keeps H and W free, checked at the data's size and another
+    r = run_tool("tools/export.py", trained, "--out", tmp_path / "m.onnx", "--verify")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["input"]["dynamic_hw"] is True and summary["input"]["checked_sizes"] == [[32, 32], [64, 64]]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for hw in (32, 48, 96):
+        assert session.run(["probs"], {"images": np.zeros((2, 3, hw, hw), np.float32)})[0].shape == (2, 10)
+
+
+def test_export_of_a_fixed_size_model_without_a_size_names_the_fix(shapes_root, tmp_path, run_tool):
+    from mlcls.utils.checkpoint import save_checkpoint
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(shapes_root, tmp_path / "w")
+    cfg["model"]["backbone"] = {"type": "TimmBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 8}
+    model = build_model(cfg["model"], num_classes=10)
+    save_checkpoint(
+        {"meta": {"config": cfg, "classes": [str(i) for i in range(10)]}, "state_dict": model.state_dict()}, tmp_path / "vit.pth"
+    )
+    r = run_tool("tools/export.py", tmp_path / "vit.pth", "--out", tmp_path / "m.onnx")
+    assert r.returncode == 2 and "accepts only a fixed input size" in r.stderr and "--input-size" in r.stderr
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_vis_predictions_writes_a_grid_with_gradcam(trained, tmp_path, run_tool):
     out = tmp_path / "grid.png"
     r = run("tools/vis_predictions.py", "-", trained, "--num", "6", "--cam", "circle", "--sort", "errors", "--out", out)
     assert r.returncode == 0, r.stderr
+    assert "feature map is only 1x1 for 32x32 inputs" in r.stdout + r.stderr  # 32 px images: a coarse map, said so
     img = np.asarray(Image.open(out))
     assert img.shape[0] > 150 and img.shape[1] > 500 and img.std() > 10
     r = run_tool("tools/vis_predictions.py", "-", trained, "--cam", "unicorn", "--out", out)

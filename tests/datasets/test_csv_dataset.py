@@ -111,3 +111,18 @@ def test_dataloader_shuffle_is_seeded_and_epoch_dependent(shapes_root):
     assert order(0, 0) != order(0, 1)
     assert order(0, 0) != order(1, 0)
     assert sorted(order(0, 3)) == list(range(96))
+
+
+def test_comma_separated_labels_are_an_error_naming_file_and_line(tmp_path, img_dir):
+    ann = write_csv(tmp_path / "a.csv", ["imgs/0.png,cat", "imgs/1.png,cat,dog"])
+    with pytest.raises(DataError) as e:
+        CSVDataset(ann, classes=["cat", "dog"], data_root=str(tmp_path))
+    msg = str(e.value)
+    assert f"{ann}:3: 3 fields but the header has 2" in msg and "separated by spaces" in msg and "'imgs/1.png,cat dog'" in msg
+
+
+def test_a_byte_order_mark_before_the_header_is_accepted(tmp_path, img_dir):
+    ann = tmp_path / "excel.csv"
+    ann.write_bytes("\ufefffilename,labels\r\nimgs/0.png,cat dog\r\n".encode("utf-8"))
+    ds = CSVDataset(ann, classes=["cat", "dog"], data_root=str(tmp_path))
+    assert ds.label_matrix().tolist() == [[1, 1]]

@@ -237,7 +237,7 @@ def test_bad_images_raise_with_path_and_line(tmp_path, shapes_root):
     ds = bad_image_dataset(tmp_path, shapes_root, "raise")
     with pytest.raises(DataError, match=r"cannot decode image .*zero.png \(listed at .*list.csv:4\)"):
         ds[2]
-    with pytest.raises(DataError, match=r"corrupt.jpg \(listed at .*list.csv:5\)"):
+    with pytest.raises(DataError, match=r"corrupt.jpg \(listed at .*list.csv:5\).*'on_bad_image: skip'.*check_dataset.py"):
         ds[3]
 
 
@@ -258,7 +258,15 @@ def test_check_dataset_reports_every_problem_with_its_line(tmp_path, shapes_root
     trunc.write_bytes(good[0].read_bytes()[:-20])
     csv = (tmp_path / "list.csv").read_text().rstrip("\n").split("\n")
     (tmp_path / "imgs" / "extra.png").write_bytes(good[1].read_bytes())
-    csv += ["imgs/trunc.png,circle", "imgs/missing.png,circle", csv[1], "imgs/extra.png,circel star", "imgs/extra2.png"]
+    (tmp_path / "imgs" / "page.png").write_text("<html>404 Not Found</html>")  # a failed download saved as an image
+    csv += [
+        "imgs/trunc.png,circle",
+        "imgs/missing.png,circle",
+        csv[1],
+        "imgs/extra.png,circel star",
+        "imgs/extra2.png",
+        "imgs/page.png,star",
+    ]
     # truncated, missing, duplicate, an unknown class, a row without the labels column
     (tmp_path / "list.csv").write_text("\n".join(csv) + "\n")
     ds_cfg = {"type": "CSVDataset", "ann_file": "list.csv", "classes": str(shapes_root / "classes.txt"), "data_root": str(tmp_path)}
@@ -269,13 +277,16 @@ def test_check_dataset_reports_every_problem_with_its_line(tmp_path, shapes_root
     )
     assert r.returncode == 1, r.stderr
     out = r.stdout
-    assert "[train] 12 images, 10 classes: 2 annotation, 1 missing, 1 zero-byte, 1 truncated, 1 unreadable, 1 duplicate" in out
+    assert (
+        "[train] 13 images, 10 classes: 2 annotation, 1 missing, 1 zero-byte, 1 not-an-image, 1 truncated, 1 unreadable, 1 duplicate" in out
+    )
+    assert "not an image (the file starts with b'<html>404 Not Fo')" in out
     assert "list.csv:13: unknown class 'circel'; did you mean 'circle'?" in out and "list.csv:14: expected 2 columns" in out
     assert "zero-byte  " in out and "list.csv:4" in out and "list.csv:5" in out and "trunc.png" in out
     assert "missing.png" in out and "also listed at" in out
-    assert "[val] annotation error: annotation file not found" in out and "FAILED: 8 problem(s)" in out
+    assert "[val] annotation error: annotation file not found" in out and "FAILED: 9 problem(s)" in out
     buf = io.StringIO(out)
-    assert sum(1 for line in buf if line.startswith("  ")) == 7
+    assert sum(1 for line in buf if line.startswith("  ")) == 8
 
 
 def test_image_pipeline_equals_v2_compose_with_the_same_random_numbers():

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from mlcls.datasets import ClassBalancedDataset, CSVDataset, RepeatFactorSampler, repeat_factors
 
@@ -99,3 +100,14 @@ def test_seeded_batches_do_not_depend_on_workers_and_skip_exactly(shapes_root):
     before = torch.random.get_rng_state()
     epoch(0)
     assert torch.equal(before, torch.random.get_rng_state())  # the main process's RNG is left alone
+
+
+def test_class_balanced_dataset_speaks_one_index_space(shapes_root):
+    base = CSVDataset(shapes_root / "train.csv", shapes_root / "classes.txt", data_root=str(shapes_root))
+    ds = ClassBalancedDataset(base, oversample_thr=0.3)
+    assert len(ds) > len(base)
+    for i in range(len(ds)):  # the path and the target of index i are those of the sample ds[i] returns
+        j = int(ds.repeat_indices[i])
+        assert ds.image_path(i) == base.image_path(j)
+        assert torch.equal(ds.get_target(i), ds[i][1]) and torch.equal(ds.get_target(i), base.get_target(j))
+        assert ds.source(i) == base.source(j)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlcls.apis.test import build_from_checkpoint
+from mlcls.apis.builder import build_from_checkpoint
 from mlcls.apis.train import build_trainer, scale_lr
 from mlcls.engine import CollapseGuardHook, EarlyStoppingHook, Hook, ModelEMA, Trainer
 from mlcls.errors import ConfigError, TrainingError
@@ -203,3 +204,51 @@ def test_auto_scale_lr_uses_total_batch(make_config):
     cfg["auto_scale_lr"] = {"enable": True}
     with pytest.raises(ConfigError, match="base_batch_size"):
         scale_lr(cfg, batch_size=16)
+
+
+def test_the_saved_config_is_the_one_that_ran(make_config):
+    import yaml
+
+    from mlcls.apis import train_model
+
+    cfg = make_config(max_epochs=1)
+    cfg["optimizer"]["lr"] = 0.1
+    cfg["auto_scale_lr"] = {"enable": True, "base_batch_size": 64}  # 16 per batch: lr 0.025
+    cfg["model"]["head"]["loss"]["pos_weight"] = "auto"
+    train_model(cfg)
+    saved = yaml.safe_load((Path(cfg["work_dir"]) / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == pytest.approx(0.025)
+    stored = torch.load(Path(cfg["work_dir"]) / "latest.pth", weights_only=True)["meta"]["config"]
+    assert saved["optimizer"] == stored["optimizer"] and saved["model"] == stored["model"]
+    assert isinstance(saved["model"]["head"]["loss"]["pos_weight"], list)  # 'auto' written out as numbers
+
+
+def test_a_null_default_hook_is_switched_off(make_config):
+    from mlcls.engine import CheckpointHook, LoggerHook
+
+    cfg = make_config(max_epochs=1)
+    cfg["default_hooks"]["checkpoint"] = None
+    cfg["default_hooks"]["collapse_guard"] = None
+    trainer = build_trainer(cfg)
+    kinds = {type(h) for h in trainer.hooks}
+    assert LoggerHook in kinds and CheckpointHook not in kinds and CollapseGuardHook not in kinds
+    trainer.train()
+    assert not list(Path(cfg["work_dir"]).glob("*.pth"))  # no checkpoint hook, no checkpoint
+
+
+def test_two_hooks_of_one_class_keep_their_own_state(make_config, tmp_path):
+    cfg = make_config(max_epochs=2)
+    cfg["custom_hooks"] = [
+        {"type": "EarlyStoppingHook", "monitor": "mAP", "patience": 50},
+        {"type": "EarlyStoppingHook", "monitor": "CF1", "patience": 50},
+    ]
+    trainer = build_trainer(cfg)
+    trainer.train()
+    state = trainer.state_dict()["hooks"]
+    first, second = state["EarlyStoppingHook"], state["EarlyStoppingHook#2"]
+    assert first["best"] == pytest.approx(max(trainer.val_metrics["mAP"], first["best"]))
+    assert first != second  # mAP and CF1 bests differ
+    resumed = build_trainer(dict(cfg, work_dir=str(tmp_path / "again")))
+    resumed.resume(Path(cfg["work_dir"]) / "latest.pth")
+    stops = [h for h in resumed.hooks if isinstance(h, EarlyStoppingHook)]
+    assert [h.state_dict() for h in stops] == [first, second]

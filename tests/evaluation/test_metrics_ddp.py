@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from torch.utils.data import TensorDataset
 
+from mlcls.datasets import DefaultSampler
 from mlcls.evaluation import MultiLabelMetric, compute_metrics
+from tests.ddp import spawn
 
 N, C = 11, 4  # 11 samples over 2 ranks: the sampler pads one duplicate
 
@@ -22,12 +23,7 @@ def data():
     return torch.from_numpy(scores), torch.from_numpy(targets)
 
 
-def worker(rank, world, store, out):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    from torch.utils.data import TensorDataset
-
-    from mlcls.datasets import DefaultSampler
-
+def worker(rank, world, out):
     scores, targets = data()
     sampler = DefaultSampler(TensorDataset(scores), shuffle=False)
     idx = torch.tensor(list(sampler))
@@ -38,12 +34,11 @@ def worker(rank, world, store, out):
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"shard": len(idx), "mAP": result["mAP"], "CF1": result["CF1"], "AP": result["AP"], "n": result["num_samples"]}, f)
-    dist.destroy_process_group()
 
 
 def test_gather_equals_single_process(tmp_path):
     out = tmp_path / "res.json"
-    mp.spawn(worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    spawn(worker, 2, (str(out),))
     got = json.loads(out.read_text())
     scores, targets = data()
     ref = compute_metrics(scores, targets, thr=0.5)

@@ -18,7 +18,7 @@ def test_auto_pos_weight_is_neg_over_pos_capped():
 
 
 def test_balanced_weights_seed_002_example():
-    # seed 002: 1130 images, class 0 present in 913 -> w_pos = 1130/913 ~ 1.24, w_neg = 1130/217 ~ 5.21
+    # a medical set: 1130 images, class 0 present in 913 -> w_pos = 1130/913 ~ 1.24, w_neg = 1130/217 ~ 5.21
     w_pos, w_neg = balanced_weights({"num_samples": 1130, "pos": [913], "neg": [217]}, normalize=False)
     assert w_pos.item() == pytest.approx(1130 / 913, rel=1e-6) and w_neg.item() == pytest.approx(1130 / 217, rel=1e-6)
     w_pos, w_neg = balanced_weights(STATS, normalize=True)
@@ -32,16 +32,23 @@ def test_effective_number_weights_favour_rare_classes():
     assert w.mean().item() == pytest.approx(1.0)
 
 
-def test_bce_auto_uses_stats_and_survives_state_dict_round_trip():
+def test_bce_auto_uses_stats_and_rebuilds_from_its_resolved_config():
     x = torch.randn(4, 3)
     y = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 0, -1], [1, 1, 0]])
     loss = BCEWithLogitsLoss(pos_weight="auto", label_stats=STATS)
     valid = y >= 0
     ref = F.binary_cross_entropy_with_logits(x, y.clamp(min=0), pos_weight=torch.tensor([0.25, 4.0, 0.8]), reduction="none")[valid].mean()
     torch.testing.assert_close(loss(x, y), ref)
-    rebuilt = BCEWithLogitsLoss(pos_weight="auto")  # at test time: no label counts
-    rebuilt.load_state_dict(loss.state_dict())
+    # the values go into the config stored with the checkpoint, not into the state dict
+    resolved = loss.resolved_config({"type": "BCEWithLogitsLoss", "pos_weight": "auto"})
+    assert resolved["pos_weight"] == pytest.approx([0.25, 4.0, 0.8]) and loss.state_dict() == {}
+    rebuilt = BCEWithLogitsLoss(**{k: v for k, v in resolved.items() if k != "type"})  # no label counts needed
     torch.testing.assert_close(rebuilt(x, y), ref)
+    # built without counts and without values, the weights are unknown: said, not guessed
+    with pytest.raises(ValueError, match="pos_weight: auto was built without the training label counts"):
+        BCEWithLogitsLoss(pos_weight="auto")(x, y)
+    # checkpoints from before the weights left the state dict still load
+    BCEWithLogitsLoss(pos_weight="auto").load_state_dict({"pos_weight": torch.ones(3)})
 
 
 def test_balanced_bce_matches_formula():

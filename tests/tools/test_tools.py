@@ -1,6 +1,7 @@
 """The command-line tools in subprocesses: the train -> test round trip and bad-input errors."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,8 @@ def test_analyze_dataset_writes_json_and_pngs(config_file, tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["num_images"] == 96 and stats["num_classes"] == 10 and stats["oversample_thr"] == 0.2
     assert "all-zeros baseline" in r.stdout
+    ratio = re.search(r"imbalance ratio \(max/min count\): (\S+)", r.stdout).group(1)
+    assert re.fullmatch(r"\d+\.\d", ratio), ratio  # rounded, not 7.333333333333333
     for png in ("class_frequency.png", "cooccurrence.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -152,3 +155,20 @@ def test_analyze_logs_plots_several_runs(trained_dir, tmp_path, run_tool):
     assert "a: best mAP" in r.stdout and "b: best mAP" in r.stdout
     expect_error(run_tool("tools/analyze_logs.py", runs[0], "--keys", "mAPP", "--out", out), "'mAPP' is in none of the logs")
     expect_error(run_tool("tools/analyze_logs.py", tmp_path / "nope"), "scalars.jsonl")
+
+
+def test_tuning_thresholds_keeps_the_linked_checkpoint_names_one_file(trained_dir, tmp_path, run_tool):
+    import os
+
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    shutil.copyfile(trained_dir / "epoch_1.pth", wd / "epoch_1.pth")
+    for name in ("latest.pth", "best.pth"):  # as CheckpointHook leaves them: hard links to the epoch file
+        os.link(wd / "epoch_1.pth", wd / name)
+    r = run_tool("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "t", "--tune-thr", "f1", "--min-pos", "1")
+    assert r.returncode == 0, r.stderr
+    inodes = {(wd / n).stat().st_ino for n in ("epoch_1.pth", "latest.pth", "best.pth")}
+    assert len(inodes) == 1 and (wd / "best.pth").stat().st_nlink == 3  # still one file under three names
+    from mlcls.utils.checkpoint import load_checkpoint
+
+    assert load_checkpoint(wd / "epoch_1.pth")["thresholds"]["split"] == "val"

@@ -105,7 +105,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_r
     )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     log = (two / "train.log").read_text()
-    assert "distributed: 2 processes, backend gloo" in log
+    assert "distributed: 2 processes, backend cpu:gloo" in log  # the mapped form a CUDA run extends with cuda:nccl
 
     def records(wd, mode):
         return [r for r in map(json.loads, (wd / "scalars.jsonl").read_text().splitlines()) if r["mode"] == mode]

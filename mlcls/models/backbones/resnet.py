@@ -7,7 +7,7 @@ import torch.nn as nn
 import torchvision.models as tvm
 
 from mlcls.errors import BuildError
-from mlcls.models.backbones._pretrained import load_pretrained
+from mlcls.models.backbones._pretrained import identity, load_backbone_weights, read_weights
 from mlcls.registry import MODELS
 
 
@@ -24,7 +24,8 @@ class ResNet(nn.Module):
 
     Args:
         depth: 18, 34, 50, 101 or 152.
-        pretrained: local weights path or torchvision weights name (see ``load_pretrained``).
+        pretrained: a weights file (torchvision, mlcls or mmpretrain/mmcls ResNet) or a
+            torchvision weights name such as ``IMAGENET1K_V1`` (downloaded when online).
         frozen_stages: -1 trains everything; 0 freezes the stem; k freezes the stem and layer1..k
             (their BatchNorm layers stay in eval mode).
         norm_eval: keep every BatchNorm in eval mode (frozen statistics) while training.
@@ -39,14 +40,27 @@ class ResNet(nn.Module):
         if not -1 <= frozen_stages <= 4:
             raise BuildError(f"ResNet: frozen_stages must be in -1..4, got {frozen_stages}")
         net = self.arch[depth](weights=None)
-        if pretrained:
-            load_pretrained(net, pretrained, self.arch[depth])
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.out_channels = net.fc.in_features
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        if pretrained:
+            load_backbone_weights(self, *read_weights(pretrained, self.arch[depth]))
         self._freeze()
+
+    def pretrained_key_maps(self, keys: list[str]) -> list:
+        """mlcls's own names, and torchvision's (which mmpretrain's ResNet shares): conv1/bn1 are the stem."""
+
+        def torchvision(key: str) -> str | None:
+            if key.startswith("fc."):
+                return None  # the ImageNet classifier
+            for old, new in (("conv1.", "stem.0."), ("bn1.", "stem.1.")):
+                if key.startswith(old):
+                    return new + key[len(old) :]
+            return key
+
+        return [identity, torchvision]
 
     def _stages(self) -> list[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 import torchvision.models as tvm
 
 from mlcls.errors import BuildError
-from mlcls.models.backbones._pretrained import load_pretrained
+from mlcls.models.backbones._pretrained import identity, load_backbone_weights, read_weights
 from mlcls.models.backbones.resnet import freeze
 from mlcls.registry import MODELS
 
@@ -19,7 +21,8 @@ class VGG(nn.Module):
     Args:
         depth: 11, 13, 16 or 19.
         with_bn: use the ``vgg*_bn`` variant.
-        pretrained: local weights path or torchvision weights name.
+        pretrained: a weights file (torchvision, mlcls or mmpretrain/mmcls VGG) or a torchvision
+            weights name such as ``IMAGENET1K_V1`` (downloaded when online).
         frozen_stages: -1 trains everything; k freezes the first k+1 conv blocks (0..4).
     """
 
@@ -31,8 +34,6 @@ class VGG(nn.Module):
             raise BuildError(f"VGG: frozen_stages must be in -1..4, got {frozen_stages}")
         builder = getattr(tvm, f"vgg{depth}{'_bn' if with_bn else ''}")
         net = builder(weights=None)
-        if pretrained:
-            load_pretrained(net, pretrained, builder)
         # split features into the five blocks that end with a max-pool
         blocks, cur = [], []
         for layer in net.features:
@@ -43,7 +44,42 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.out_channels = 512
         self.frozen_stages = frozen_stages
+        if pretrained:
+            load_backbone_weights(self, *read_weights(pretrained, builder))
         freeze(list(self.features[: frozen_stages + 1]))
+
+    def pretrained_key_maps(self, keys: list[str]) -> list:
+        """mlcls's names (``features.<block>.<layer>``), torchvision's (one flat ``features.<i>``
+        Sequential) and mmpretrain's (``features.<i>.conv`` / ``.bn`` ConvModules between pools)."""
+        flat, convs, norms = [], [], []  # own module names in network order
+        for b, block in enumerate(self.features):
+            for i, layer in enumerate(block):
+                flat.append(f"features.{b}.{i}")
+                if isinstance(layer, nn.Conv2d):
+                    convs.append(flat[-1])
+                elif isinstance(layer, nn.BatchNorm2d):
+                    norms.append(flat[-1])
+        mm = re.compile(r"features\.(\d+)\.(conv|bn)\.(\w+)")
+        # the k-th ConvModule of the file holds the k-th conv (and the k-th BatchNorm)
+        modules = sorted({int(m.group(1)) for m in map(mm.fullmatch, keys) if m})
+        rank = {j: k for k, j in enumerate(modules)}
+
+        def torchvision(key: str) -> str | None:
+            m = re.fullmatch(r"features\.(\d+)\.(\w+)", key)
+            if m is None:
+                return None if key.startswith("classifier.") else key
+            j = int(m.group(1))
+            return f"{flat[j]}.{m.group(2)}" if j < len(flat) else key
+
+        def mmpretrain(key: str) -> str | None:
+            m = mm.fullmatch(key)
+            if m is None:
+                return None if key.startswith("classifier.") else key
+            own = convs if m.group(2) == "conv" else norms
+            k = rank[int(m.group(1))]
+            return f"{own[k]}.{m.group(3)}" if k < len(own) else key
+
+        return [identity, torchvision, mmpretrain]
 
     def train(self, mode: bool = True) -> "VGG":
         super().train(mode)

@@ -34,6 +34,13 @@ class ImageClassifier(nn.Module):
         spatial = getattr(self.head, "spatial_input", False)
         self.neck = MODELS.build(neck) if neck else (nn.Identity() if spatial else MODELS.build({"type": "GlobalAveragePooling"}))
 
+    def resolved_config(self, cfg: dict) -> dict:
+        """This model's config with every value derived from the training labels written out as
+        plain numbers (``pos_weight: auto`` -> the list in use, the powerset's combinations), so
+        the model rebuilds from it without label statistics."""
+        resolve = getattr(self.head, "resolved_config", None)
+        return {**cfg, "head": resolve(cfg["head"])} if resolve else cfg
+
     @property
     def num_classes(self) -> int:
         return self.head.num_classes

@@ -28,6 +28,11 @@ class MultiLabelClsHead(nn.Module):
         self.in_channels = in_channels
         self.loss_module = LOSSES.build(loss or {"type": "BCEWithLogitsLoss"}, label_stats=label_stats)
 
+    def resolved_config(self, cfg: dict) -> dict:
+        """``cfg`` with the loss's data-derived values (``auto`` weights) written out."""
+        resolve = getattr(self.loss_module, "resolved_config", None)
+        return {**cfg, "loss": resolve(cfg.get("loss") or {"type": "BCEWithLogitsLoss"})} if resolve else cfg
+
     def loss(self, feats: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats [B, in_channels], targets [B, C] -> ``{"loss": scalar}``."""
         return {"loss": self.loss_module(self(feats), targets)}

@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mlcls.models.heads.linear import MultiLabelClsHead
 from mlcls.registry import MODELS
@@ -28,8 +29,27 @@ class _DecoderLayer(nn.Module):
 
     def forward(self, queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         q = self.norm1(queries + self.dropout(queries))  # the residual that replaces self-attention
-        q = self.norm2(q + self.dropout(self.attn(q, memory, memory, need_weights=False)[0]))
+        q = self.norm2(q + self.dropout(self.cross_attention(q, memory)))
         return self.norm3(q + self.dropout(self.ffn(q)))
+
+    def cross_attention(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """``self.attn(q, memory, memory)`` (same parameters, same result), written with shapes
+        derived at run time: nn.MultiheadAttention traced for export fixes the number of image
+        tokens, so an exported model would accept only the input size it was traced at.
+
+        q [B, G, D], memory [B, N, D] -> [B, G, D].
+        """
+        attn, h = self.attn, self.attn.num_heads
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+        def heads(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, w, b).unflatten(-1, (h, -1)).transpose(1, 2)  # [B, h, L, D/h]
+
+        out = F.scaled_dot_product_attention(
+            heads(q, w_q, b_q), heads(memory, w_k, b_k), heads(memory, w_v, b_v), dropout_p=attn.dropout if self.training else 0.0
+        )
+        return attn.out_proj(out.transpose(1, 2).flatten(2))
 
 
 @MODELS.register_module()

@@ -24,7 +24,7 @@ def _get(stats: dict | None, key: str):
 
 @MODELS.register_module()
 class LabelPowersetHead(nn.Module):
-    """Multi-label as multi-class over label combinations (seed 002's suggestion).
+    """Multi-label as multi-class over label combinations (useful when few labels co-occur strongly).
 
     Each label combination seen at least ``min_count`` times in the training set becomes one
     class (K in all, the empty set included when it occurs). A training image whose combination
@@ -34,8 +34,9 @@ class LabelPowersetHead(nn.Module):
     summed probability of the combinations that contain each label, so every multi-label metric
     applies unchanged. It cannot predict a combination never seen in training.
 
-    The combination table is a buffer, saved in checkpoints; rebuilt without ``label_stats`` (for
-    testing) the head takes K and the table from the checkpoint.
+    The combination table is a buffer (saved in checkpoints) and, as plain index lists, part of the
+    config stored with each checkpoint (:meth:`resolved_config`), so the head rebuilds without
+    ``label_stats``.
 
     Args:
         num_classes: C (labels).
@@ -43,6 +44,8 @@ class LabelPowersetHead(nn.Module):
         min_count: minimum number of training images for a combination to become a class.
         dropout: dropout before the linear layer.
         loss_weight: multiplies the cross-entropy.
+        combinations: the kept combinations as lists of label indices, most frequent first
+            (written by training into the stored config); taken from ``label_stats`` when absent.
         label_stats: training label counts with ``combinations`` (passed by the builder).
     """
 
@@ -53,32 +56,35 @@ class LabelPowersetHead(nn.Module):
         min_count: int = 1,
         dropout: float = 0.0,
         loss_weight: float = 1.0,
+        combinations: list[list[int]] | None = None,
         label_stats: dict | None = None,
     ) -> None:
         super().__init__()
         self.num_classes, self.in_channels, self.loss_weight = num_classes, in_channels, float(loss_weight)
-        combinations = _get(label_stats, "combinations")
-        if combinations is not None:
-            kept = [ids for ids, n in combinations if n >= min_count]
-            if not kept:
+        if combinations is None:
+            counted = _get(label_stats, "combinations")
+            if counted is None:
+                raise BuildError(
+                    "LabelPowersetHead: needs the training label counts (tools/train.py passes them) or a 'combinations' list "
+                    "(the config stored in a checkpoint has it)"
+                )
+            combinations = [list(map(int, ids)) for ids, n in counted if n >= min_count]
+            if not combinations:
                 raise BuildError(f"LabelPowersetHead: no label combination occurs {min_count} times or more")
-            table = torch.zeros(len(kept), num_classes)
-            for k, ids in enumerate(kept):
-                table[k, ids] = 1.0
-            total = len(combinations)
-            logger.info("LabelPowersetHead: %d of %d label combinations kept (min_count=%d)", len(kept), total, min_count)
-        else:
-            table = torch.zeros(0, num_classes)  # filled from the checkpoint
+            logger.info("LabelPowersetHead: %d of %d label combinations kept (min_count=%d)", len(combinations), len(counted), min_count)
+        table = torch.zeros(len(combinations), num_classes)
+        for k, ids in enumerate(combinations):
+            if any(not 0 <= i < num_classes for i in ids):
+                raise BuildError(f"LabelPowersetHead.combinations[{k}]: label indices must be in 0..{num_classes - 1}, got {ids}")
+            table[k, list(ids)] = 1.0
+        self.kept = [list(map(int, ids)) for ids in combinations]
         self.register_buffer("combinations", table)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_channels, max(1, table.shape[0]))  # a placeholder until loaded when empty
+        self.fc = nn.Linear(in_channels, len(combinations))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "combinations")
-        if stored is not None and (stored.shape != self.combinations.shape or self.fc.out_features != stored.shape[0]):
-            self.combinations = torch.empty_like(stored)
-            self.fc = nn.Linear(self.in_channels, stored.shape[0])  # its weights load next
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def resolved_config(self, cfg: dict) -> dict:
+        """``cfg`` with the kept combinations written out (the head then rebuilds without label counts)."""
+        return {**cfg, "combinations": self.kept}
 
     @property
     def num_combinations(self) -> int:
