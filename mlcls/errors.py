@@ -1,7 +1,8 @@
 """Error types shared by the library and the command-line tools.
 
 Every error a user can cause with bad input derives from :class:`MlclsError`; the tools catch it,
-print its message on one line and exit with status 2, so no stack trace hides the cause.
+print its message on one line and exit with status 2 (3 for :class:`WriteError`), so no stack
+trace hides the cause.
 """
 
 
@@ -27,3 +28,12 @@ class CheckpointError(MlclsError, ValueError):
 
 class TrainingError(MlclsError, RuntimeError):
     """Training cannot continue (e.g. the loss became non-finite)."""
+
+
+class WriteError(MlclsError, OSError):
+    """An output could not be written (disk full, read-only folder); earlier files are intact.
+
+    The tools exit with status 3 for it (2 is bad input), so scripts can tell the two apart.
+    """
+
+    exit_code = 3

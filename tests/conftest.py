@@ -76,6 +76,18 @@ def make_config(shapes_root, tmp_path):
 
 
 @pytest.fixture
+def config_file(shapes_root, tmp_path) -> Path:
+    """``tiny_config`` as a YAML file without a work_dir (tools get ``--work-dir``)."""
+    import yaml
+
+    cfg = tiny_config(shapes_root, tmp_path / "work")
+    del cfg["work_dir"]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
 def run_tool(capsys):
     """Run ``tools/<name>.py``'s ``main(argv)`` in this process (no interpreter start-up).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -12,17 +13,41 @@ from mlcls.errors import MlclsError  # noqa: E402
 
 
 def cli_main(fn):
-    """Run ``fn``; an :class:`MlclsError` (bad config, data, checkpoint) prints ``error: ...`` and exits 2."""
+    """Run ``fn`` as a command: one ``error: ...`` line and a distinct exit status for each kind of failure.
+
+    2: bad input (:class:`MlclsError`: config, data, checkpoint); 3: an output could not be
+    written (disk full, read-only folder); 130: Ctrl-C; 143: SIGTERM.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # SIGTERM (a scheduler's kill, `kill PID`) unwinds like Ctrl-C: files being written are
+        # removed, finished ones stay; the default action would end the process mid-write
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except MlclsError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(getattr(e, "exit_code", 2))
+        except OSError as e:  # an I/O failure outside mlcls's own writers (a full disk, a vanished folder)
+            where = f" ({e.filename})" if e.filename else ""
+            print(f"error: input/output failure{where}: {e.strerror or e}; files mlcls finished writing are intact", file=sys.stderr)
+            sys.exit(3)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            print("interrupted (Ctrl-C): files being written were discarded; finished checkpoints are intact", file=sys.stderr)
             sys.exit(130)
+        except Terminated:
+            print("terminated (SIGTERM): files being written were discarded; finished checkpoints are intact", file=sys.stderr)
+            sys.exit(143)
 
     return wrapper
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (a BaseException, like KeyboardInterrupt, so that
+    ``except Exception`` blocks do not swallow it)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()

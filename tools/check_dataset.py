@@ -45,8 +45,28 @@ def check_config(cfg: dict, splits: list[str], decode: bool = True, out=sys.stdo
             print(f"  {p['kind']:<10} {where}", file=out)
         if len(problems) > 50:
             print(f"  ... and {len(problems) - 50} more", file=out)
+        for warning in label_warnings(dataset):
+            print(f"  warning    {warning}", file=out)
         total += len(problems)
     return total
+
+
+def label_warnings(dataset) -> list[str]:
+    """What is legal but almost certainly wrong in the labels: nothing positive at all, or classes
+    that never occur (their AP is undefined and an 'auto' pos_weight would sit at its cap)."""
+    import numpy as np
+
+    counts = dataset.class_counts()
+    out = []
+    if len(dataset) and counts.sum() == 0:
+        out.append("no image has any positive label: is the labels column filled, and are labels space-separated?")
+    elif (counts == 0).any():
+        missing = [dataset.classes[i] for i in np.flatnonzero(counts == 0)]
+        out.append(
+            f"{len(missing)} class(es) with no positive image: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+            "(no AP for them; pos_weight: auto would give them its cap)"
+        )
+    return out
 
 
 @cli_main

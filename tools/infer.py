@@ -92,8 +92,9 @@ def main(argv=None) -> None:
 
 
 def write_results(results: list[dict], classes: list[str], out: Path) -> None:
-    """Write atomically (a temporary file renamed into place)."""
-    with atomic_open(out, newline="") as f:
+    """Write atomically (a temporary file renamed into place). File names that are not valid UTF-8
+    (possible on Linux) are written back byte for byte (surrogateescape), never dropped."""
+    with atomic_open(out, newline="", errors="surrogateescape") as f:
         if out.suffix.lower() == ".csv":
             w = csv.writer(f)
             w.writerow(["image", "labels", *(f"score_{c}" for c in classes)])

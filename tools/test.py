@@ -18,7 +18,7 @@ from mlcls.utils.checkpoint import load_checkpoint
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate a multi-label classifier checkpoint")
     p.add_argument("paths", nargs="+", metavar="CONFIG CHECKPOINT", help="config file (optional) and checkpoint")
-    p.add_argument("--work-dir", help="where test_metrics.json goes (default: the config's work_dir)")
+    p.add_argument("--work-dir", help="where the results go (default: test_<checkpoint name> beside the checkpoint)")
     p.add_argument("--thr", type=float, help="global threshold (default: the evaluator's, 0.5)")
     p.add_argument("--out", help="write per-image scores and targets (.csv or .json)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
@@ -51,15 +51,15 @@ def main(argv=None) -> None:
         checkpoint,
         thr=args.thr,
         out=args.out,
-        work_dir=args.work_dir or (cfg or {}).get("work_dir") or str(Path(checkpoint).parent),
+        work_dir=args.work_dir,
         split=args.split,
         tune=args.tune_thr,
         tune_target=args.tune_target,
         tune_split=args.tune_split,
         min_pos=args.min_pos,
         allow_same_split=args.allow_same_split,
+        on_report=print,
     )
-    print(metrics["report"])
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:
         print(f"  {path}")

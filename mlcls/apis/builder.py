@@ -39,11 +39,67 @@ def check_top_level(cfg: dict, source: str = "config") -> None:
             raise ConfigError(f"{source}: unknown top-level key '{key}'{hint} (see docs/config.md)")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# (key path, test, what is allowed): the framework's own keys, checked before any work
+_CHECKS = [
+    ("optimizer.lr", lambda v: _is_num(v) and v > 0, "a positive number"),
+    ("train_cfg.max_epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("train_cfg.val_interval", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("train_cfg.accumulate", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("train_cfg.grad_clip", lambda v: v is None or (_is_num(v) and v > 0), "null or a positive number"),
+    ("train_cfg.skip_nonfinite", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    ("train_cfg.amp", lambda v: isinstance(v, bool), "true or false"),
+    ("seed", lambda v: _is_int(v), "an integer"),
+    *[
+        (f"{split}_dataloader.{key}", test, allowed)
+        for split in ("train", "val", "test")
+        for key, test, allowed in (
+            ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+            ("num_workers", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        )
+    ],
+    *[
+        (
+            f"{ev}.thr",
+            lambda v: (_is_num(v) and 0 <= v <= 1) or (isinstance(v, list) and v and all(_is_num(x) and 0 <= x <= 1 for x in v)),
+            "a number in [0, 1] or a per-class list of them",
+        )
+        for ev in ("val_evaluator", "test_evaluator")
+    ],  # fmt: skip
+    *[
+        (f"{ev}.topk", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1")
+        for ev in ("val_evaluator", "test_evaluator")
+    ],
+]
+
+
+def validate_config(cfg: dict, source: str = "config") -> None:
+    """Check the types and ranges of the framework's own keys: one line naming the key, the value
+    and what is allowed, before anything is built (not a traceback minutes into training)."""
+    for path, test, allowed in _CHECKS:
+        node, found = cfg, True
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                found = False
+                break
+            node = node[part]
+        if found and not test(node):
+            raise ConfigError(f"{source}: {path} must be {allowed}, got {node!r} ({type(node).__name__})")
+
+
 def prepare_config(path: str | os.PathLike, options: list[str] | None = None, work_dir: str | None = None, seed: int | None = None) -> dict:
-    """Load a config file, apply ``--cfg-options``, import ``custom_imports`` and fill defaults."""
+    """Load a config file, apply ``--cfg-options``, check it, import ``custom_imports`` and fill defaults."""
     cfg = load_config(path)
     cfg = apply_overrides(cfg, options)
     check_top_level(cfg, str(path))
+    validate_config(cfg, str(path))
     if work_dir is not None:
         cfg["work_dir"] = work_dir
     cfg.setdefault("work_dir", str(Path("work_dirs") / Path(path).stem))

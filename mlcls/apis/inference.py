@@ -19,9 +19,10 @@ import torch.nn as nn
 
 from mlcls.apis.builder import build_from_checkpoint
 from mlcls.config import load_config
-from mlcls.datasets.base import load_image
+from mlcls.datasets.base import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.errors import ConfigError, DataError
+from mlcls.utils.fileio import read_text_lines
 
 logger = logging.getLogger("mlcls")
 
@@ -68,6 +69,8 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
     if isinstance(item, torch.Tensor):
         if item.dtype != torch.uint8 or item.dim() != 3 or item.shape[0] != 3:
             raise DataError(f"tensor input must be uint8 [3, H, W], got {item.dtype} {tuple(item.shape)}")
+        if min(item.shape[1:]) == 0:
+            raise DataError(f"empty image: {tuple(item.shape)}")
         return item
     if isinstance(item, np.ndarray):
         if item.dtype != np.uint8:
@@ -76,13 +79,17 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
             item = np.repeat(item[:, :, None], 3, axis=2)
         if item.ndim != 3 or item.shape[2] not in (3, 4):
             raise DataError(f"array input must be HxWx3 (RGB), got shape {item.shape}")
+        if min(item.shape[:2]) == 0:
+            raise DataError(f"empty image: array of shape {item.shape}")
         return torch.from_numpy(np.array(item[:, :, :3])).permute(2, 0, 1).contiguous()  # a copy: inputs may be read-only
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow is a dependency
         Image = None
     if Image is not None and isinstance(item, Image.Image):
-        return to_uint8_tensor(np.asarray(item.convert("RGB")))
+        if min(item.size) == 0:
+            raise DataError(f"empty image: PIL image of size {item.size}")
+        return pil_to_uint8(item)  # decoded as a file of the same image would be (16-bit, transparency, EXIF)
     raise DataError(f"unsupported input type {type(item).__name__}: give a path, a PIL image or an HxWx3 uint8 array")
 
 
@@ -113,12 +120,19 @@ def decode(probs: torch.Tensor, classes: Sequence[str], thresholds: torch.Tensor
 
 
 def resolve_thresholds(model: nn.Module, thr: float | Sequence[float] | None) -> torch.Tensor:
+    """``thr`` (a number or one per class, each in [0, 1]) as [C]; None: the model's own thresholds."""
     n = len(model.classes)
     if thr is None:
         return model.thresholds
-    t = torch.as_tensor(thr, dtype=torch.float32)
-    if t.dim() == 1 and len(t) != n:
-        raise ConfigError(f"thr: {len(t)} thresholds given for {n} classes")
+    values = list(thr) if isinstance(thr, (list, tuple, torch.Tensor, np.ndarray)) else [thr]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer, torch.Tensor)) or not 0 <= float(v) <= 1:
+            raise ConfigError(f"thr: expected a number in [0, 1] or a list of {n} of them, got {thr!r}")
+    t = torch.as_tensor([float(v) for v in values], dtype=torch.float32)
+    if isinstance(thr, (list, tuple, torch.Tensor, np.ndarray)):
+        if len(t) != n:
+            raise ConfigError(f"thr: {len(t)} thresholds given for {n} classes")
+        return t
     return t.expand(n)
 
 
@@ -144,6 +158,8 @@ def inference_model(
     """
     if thr is not None and topk is not None:
         raise ConfigError("give either thr or topk, not both")
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= len(model.classes)):
+        raise ConfigError(f"topk: expected an integer from 1 to {len(model.classes)} (the number of classes), got {topk!r}")
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     thresholds = resolve_thresholds(model, thr)
@@ -166,7 +182,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
         if p.is_dir():
             found += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix.lower() in (".txt", ".lst") and p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for line in read_text_lines(p):
                 line = line.split("#", 1)[0].strip()
                 if line:
                     found.append(str(p.parent / line) if not os.path.isabs(line) else line)

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -146,6 +146,7 @@ def test_model(
     tune_split: str = "val",
     min_pos: int = 5,
     allow_same_split: bool = False,
+    on_report: Callable[[str], None] | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
@@ -154,16 +155,18 @@ def test_model(
     thresholds already stored in the checkpoint; the evaluator's (0.5 by default). The report
     says which were used and also gives the metrics at 0.5.
 
-    Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir`` and,
-    with ``out``, per-image scores. Returns the metrics dict (plus ``report``, the printed text).
+    Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir``
+    (default: ``test_<name>`` beside the checkpoint) and, with ``out``, per-image scores.
+    ``on_report`` receives the report text before anything is written. Returns the metrics dict
+    (plus ``report``, the text, and ``written``, the files).
     """
     from mlcls.evaluation import compute_metrics
     from mlcls.utils.plots import bar_chart
 
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg)
     classes = list(ckpt["meta"]["classes"])
-    work_dir = Path(work_dir or cfg.get("work_dir", "work_dirs/test"))
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
+    check_writable(work_dir)
     if tune:
         if tune_split == split and not allow_same_split:
             raise ConfigError(
@@ -182,6 +185,21 @@ def test_model(
     scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     at_half = metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5)
+    fallback, note = [], ""
+    if source.startswith("checkpoint") and stored.get("fallback_classes"):
+        fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
+        note = (
+            f"fewer than {stored.get('min_pos', '?')} positives on '{stored.get('split', '?')}' to tune on: these classes use the "
+            f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
+        )
+    lines = [f"thresholds: {source}", format_report(metrics, classes, fallback, note)]
+    if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
+        lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half))
+    metrics["report"] = "\n".join(lines)
+    metrics["thresholds_source"] = source
+    if on_report is not None:  # before any write that could fail: the numbers are never lost
+        on_report(metrics["report"])
+
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
     rows = per_class_rows(metrics, classes)
@@ -210,18 +228,23 @@ def test_model(
         out = work_dir / out if not os.path.dirname(str(out)) else Path(out)  # a bare name goes with the other outputs
         write_scores(out, paths, classes, scores, targets)
         written.append(out)
-    fallback, note = [], ""
-    if source.startswith("checkpoint") and stored.get("fallback_classes"):
-        fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
-        note = (
-            f"fewer than {stored.get('min_pos', '?')} positives on '{stored.get('split', '?')}' to tune on: these classes use the "
-            f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
-        )
-    text = format_report(metrics, classes, fallback, note)
-    lines = [f"thresholds: {source}", text]
-    if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
-        lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half))
-    metrics["report"] = "\n".join(lines)
-    metrics["thresholds_source"] = source
     metrics["written"] = [str(p) for p in written]
     return metrics
+
+
+def default_output_dir(checkpoint: str | os.PathLike) -> Path:
+    """``<folder of the checkpoint>/test_<checkpoint name>``: beside the file evaluated, never the
+    training run's stored work dir (testing a copied checkpoint must not overwrite the original run's results)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / f"test_{checkpoint.stem}"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before evaluating, not after, when the results could not be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the results to {folder} ({e.strerror or e}); choose another folder with --work-dir") from None

@@ -28,8 +28,9 @@ from mlcls.engine import (
     build_scheduler,
 )
 from mlcls.engine.trainer import unwrap
-from mlcls.errors import ConfigError
+from mlcls.errors import CheckpointError, ConfigError
 from mlcls.utils.dist import get_world_size, init_distributed, is_dist, is_main_process
+from mlcls.utils.fileio import sweep_stale_temporaries
 from mlcls.utils.misc import get_logger, set_random_seed
 
 logger = logging.getLogger("mlcls")
@@ -187,6 +188,22 @@ def claim_work_dir(work_dir: Path, resume: str | None, overwrite: bool) -> None:
     logger.warning("--overwrite: removed the earlier run's %d files from %s", len(found), work_dir)
 
 
+def resume_candidates(work_dir: Path) -> list[Path]:
+    """Checkpoints to resume from, newest first: latest.pth, then epoch_N.pth by N (a damaged
+    latest.pth falls back to the newest loadable epoch file instead of ending the run)."""
+    epochs = sorted(
+        work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else -1, reverse=True
+    )
+    latest = work_dir / "latest.pth"
+    out, seen = [], set()
+    for p in ([latest] if latest.is_file() else []) + epochs:
+        key = (p.stat().st_dev, p.stat().st_ino)  # latest.pth is a hard link to an epoch file: try each file once
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", overwrite: bool = False) -> dict:
     """Train from a resolved config.
 
@@ -209,17 +226,25 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
         claim_work_dir(work_dir, resume, overwrite)
         work_dir.mkdir(parents=True, exist_ok=True)
     get_logger(work_dir / "train.log")
+    if is_main_process():
+        sweep_stale_temporaries(work_dir)
     if is_dist():
         logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
     trainer = build_trainer(cfg)
     if is_main_process():  # after building: the config that runs (scaled lr, 'auto' values written out)
         dump_config(trainer.meta["config"], work_dir / "config.yaml")
     if resume == "auto":
-        latest = work_dir / "latest.pth"
-        if latest.is_file():
-            trainer.resume(latest)
-        else:
-            logger.info("--resume auto: no %s yet, starting from scratch", latest)
+        candidates = resume_candidates(work_dir)
+        if not candidates:
+            logger.info("--resume auto: no %s yet, starting from scratch", work_dir / "latest.pth")
+        for i, path in enumerate(candidates):
+            try:
+                trainer.resume(path)
+                break
+            except CheckpointError as e:
+                if i + 1 == len(candidates):
+                    raise CheckpointError(f"--resume: no loadable checkpoint in {work_dir}; the last one tried: {e}") from None
+                logger.warning("--resume: %s is damaged (%s); trying the next newest, %s", path.name, e, candidates[i + 1].name)
     elif resume:
         trainer.resume(resume)
     if resume and trainer.epoch >= trainer.max_epochs and not trainer.inner_iter:

@@ -61,22 +61,52 @@ def load_image(path: str) -> torch.Tensor:
     """Decode an image file to a uint8 RGB tensor [3, H, W] (EXIF orientation applied).
 
     JPEG/PNG/GIF/WEBP go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng); other
-    formats, and files it cannot read, fall back to Pillow.
+    formats, and files it cannot read, fall back to Pillow. 16-bit images are scaled to 8 bits.
     """
     if path.lower().endswith(_TV_DECODABLE):
         try:
-            return _tv_io.decode_image(_tv_io.read_file(path), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
+            img = _tv_io.decode_image(_tv_io.read_file(path), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
+            return img if img.dtype == torch.uint8 else _to_uint8(img)
         except RuntimeError:
             pass  # e.g. a CMYK JPEG or an odd PNG: let Pillow try
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "P"):
-            img = img.convert("RGBA")
-            bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
-            img = Image.alpha_composite(bg, img)
-        arr = np.asarray(img.convert("RGB"))
+        return pil_to_uint8(img)
+
+
+def _to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """An integer image of more than 8 bits (e.g. a 16-bit PNG) as uint8, scaled as torchvision scales."""
+    from torchvision.transforms.v2.functional import to_dtype
+
+    if img.dtype == torch.uint16:  # not every torch op supports uint16: go through int32
+        img = img.to(torch.int32)
+        return (img >> 8).to(torch.uint8)
+    return to_dtype(img, torch.uint8, scale=True)
+
+
+def pil_to_uint8(img) -> torch.Tensor:
+    """A PIL image as uint8 RGB [3, H, W], decoded exactly as :func:`load_image` decodes a file:
+    EXIF orientation, transparency over black, 16/32-bit greyscale scaled (not clipped) to 8 bits."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.int64)
+        if img.mode == "I" and arr.max(initial=0) > 65535:
+            arr = arr >> 16  # 32-bit data
+        g = torch.from_numpy((arr >> 8).clip(0, 255).astype(np.uint8))
+        return g.unsqueeze(0).expand(3, -1, -1).contiguous()
+    if img.mode == "F":  # float greyscale, read as 0..255 (what Pillow's own conversion assumes)
+        g = torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32), 0, 255).round().astype(np.uint8))
+        return g.unsqueeze(0).expand(3, -1, -1).contiguous()
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        from PIL import Image
+
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(bg, img)
+    arr = np.asarray(img.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -283,7 +313,7 @@ class MultiLabelDataset(Dataset):
         pos = self.class_counts()
         ignored = np.bincount(self.label_ids[self.label_vals == -1], minlength=self.num_classes)
         neg = len(self) - pos - ignored
-        return LabelStats(self, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist())
+        return LabelStats(self, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist(), classes=list(self.classes))
 
     def label_combinations(self) -> list[list]:
         """Distinct sets of positive classes with their image counts: ``[[ids], count]``, most frequent first."""
@@ -319,7 +349,9 @@ class MultiLabelDataset(Dataset):
         (:class:`SeededBatchSampler`), so results do not depend on the number of workers."""
         from mlcls.datasets.samplers import fetch_seeded
 
-        return fetch_seeded(self.__getitem__, indices)
+        samples = fetch_seeded(self.__getitem__, indices)
+        check_same_size(self, list(indices), samples)
+        return samples
 
     #: evaluation loaders set this: samples then come as ``(image, target, index)``
     return_index = False
@@ -349,6 +381,21 @@ class MultiLabelDataset(Dataset):
                 logger.warning("on_bad_image=skip: %s", e)
                 idx = (idx + 1) % n
         raise DataError(f"{type(self).__name__}: no readable image among its {n} samples")
+
+
+def check_same_size(dataset, indices: list, samples: list) -> None:
+    """A batch is one tensor: images of different sizes (no Resize/crop in the pipeline) are an
+    error naming both sizes and a file of each, instead of torch.stack's bare RuntimeError."""
+    shapes = [tuple(s[0].shape) for s in samples if isinstance(s[0], torch.Tensor)]
+    if len(set(shapes)) <= 1:
+        return
+    first = shapes[0]
+    j = next(k for k, sh in enumerate(shapes) if sh != first)
+    raise DataError(
+        f"images of different sizes in one batch: {first[-2]}x{first[-1]} ({dataset.image_path(int(indices[0]))}) and "
+        f"{shapes[j][-2]}x{shapes[j][-1]} ({dataset.image_path(int(indices[j]))}); add a Resize (e.g. "
+        "{type: Resize, size: [224, 224]}) or a crop to the pipeline so every image has the same size"
+    )
 
 
 class IndexedDataset(Dataset):

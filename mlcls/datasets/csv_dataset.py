@@ -36,31 +36,40 @@ class CSVDataset(MultiLabelDataset):
         except FileNotFoundError:
             raise DataError(f"annotation file not found: {self.ann_file}") from None
         with f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["filename", "labels"]:
-                raise DataError(f"{self.ann_file}:1: expected the header 'filename,labels', got {','.join(header or [])!r}")
-            for row in reader:
-                line = reader.line_num
-                if not row or not any(row):
-                    continue
-                if len(row) < 2:
-                    self.bad_annotation(DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}"))
-                    continue
-                if len(row) > len(header):
-                    self.bad_annotation(
-                        DataError(
-                            f"{self.ann_file}:{line}: {len(row)} fields but the header has {len(header)} ({row!r}); labels are separated "
-                            f"by spaces within one field, e.g. '{row[0]},{' '.join(x.strip() for x in row[1:] if x.strip())}'"
-                        )
+            try:
+                return self._parse(csv.reader(f), lookup, index)
+            except UnicodeDecodeError as e:
+                from mlcls.utils.fileio import decode_error_message
+
+                with open(self.ann_file, "rb") as raw:
+                    raise DataError(decode_error_message(self.ann_file, raw.read(), e)) from None
+
+    def _parse(self, reader, lookup: dict, index: LabelIndexBuilder) -> LabelIndexBuilder:
+        """Rows of ``reader`` into ``index``: every malformed row named by file and line."""
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["filename", "labels"]:
+            raise DataError(f"{self.ann_file}:1: expected the header 'filename,labels', got {','.join(header or [])!r}")
+        for row in reader:
+            line = reader.line_num
+            if not row or not any(row):
+                continue
+            if len(row) < 2:
+                self.bad_annotation(DataError(f"{self.ann_file}:{line}: expected 2 columns (filename,labels), got {row!r}"))
+                continue
+            if len(row) > len(header):
+                self.bad_annotation(
+                    DataError(
+                        f"{self.ann_file}:{line}: {len(row)} fields but the header has {len(header)} ({row!r}); labels are separated "
+                        f"by spaces within one field, e.g. '{row[0]},{' '.join(x.strip() for x in row[1:] if x.strip())}'"
                     )
+                )
+                continue
+            ids = []
+            for name in row[1].split():
+                cid = lookup.get(name)
+                if cid is None:
+                    self.bad_annotation(unknown_class_error(name, self.classes, f"{self.ann_file}:{line}"))
                     continue
-                ids = []
-                for name in row[1].split():
-                    cid = lookup.get(name)
-                    if cid is None:
-                        self.bad_annotation(unknown_class_error(name, self.classes, f"{self.ann_file}:{line}"))
-                        continue
-                    ids.append(cid)
-                index.add(row[0].strip(), sorted(set(ids)), line)
+                ids.append(cid)
+            index.add(row[0].strip(), sorted(set(ids)), line)
         return index

@@ -43,6 +43,10 @@ class Hook:
 
     def load_state_dict(self, state: dict) -> None: ...
 
+    def monitored_metrics(self) -> dict[str, str]:
+        """``{option: metric name}`` this hook reads from validation metrics (checked before training)."""
+        return {}
+
 
 SUMMARY_KEYS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "F1_macro")
 
@@ -81,6 +85,9 @@ class CheckpointHook(Hook):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._pending_best = False
+
+    def monitored_metrics(self) -> dict[str, str]:
+        return {"CheckpointHook.save_best": self.save_best} if self.save_best else {}
 
     def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
         if not self.save_best:
@@ -131,6 +138,35 @@ class CheckpointHook(Hook):
         self.best_epoch = state.get("best_epoch")
 
 
+def drop_records_after(path: Path, iteration: int) -> int:
+    """Keep only the records of ``path`` (JSON lines with an ``iter``) up to ``iteration``, atomically.
+
+    A run killed after its last checkpoint logged iterations that the resumed run replays; without
+    this they would appear twice and the curves would describe two runs. Returns the number dropped.
+    """
+    if not path.is_file():
+        return 0
+    from mlcls.utils.fileio import atomic_open
+
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            late = int(json.loads(line).get("iter", 0)) > iteration
+        except (ValueError, AttributeError):
+            late = True  # a line cut off by the kill
+        if late:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        with atomic_open(path) as f:
+            f.write("".join(k + "\n" for k in kept))
+        logger.info(
+            "%s: dropped %d records past iteration %d (logged after the checkpoint the run resumes from)", path.name, dropped, iteration
+        )
+    return dropped
+
+
 @HOOKS.register_module()
 class LoggerHook(Hook):
     """Progress bar, text log lines, ``scalars.jsonl`` and TensorBoard event files (rank 0 only).
@@ -177,6 +213,7 @@ class LoggerHook(Hook):
             return
         work_dir = Path(trainer.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
+        drop_records_after(work_dir / "scalars.jsonl", trainer.iter)
         self._jsonl = open(work_dir / "scalars.jsonl", "a", encoding="utf-8")
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -416,6 +453,9 @@ class EarlyStoppingHook(Hook):
         self.monitor, self.patience, self.rule, self.min_delta = monitor, int(patience), rule, float(min_delta)
         self.best: float | None = None
         self.bad = 0
+
+    def monitored_metrics(self) -> dict[str, str]:
+        return {"EarlyStoppingHook.monitor": self.monitor}
 
     def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
         if self.monitor not in metrics:

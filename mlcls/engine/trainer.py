@@ -136,8 +136,31 @@ class Trainer:
         for h in self.hooks:
             getattr(h, name)(self, *args)
 
+    def check_monitored_metrics(self) -> None:
+        """Every metric a hook monitors (``save_best``, ``monitor``) must be one validation reports:
+        a typo is an error now, with a suggestion, not a KeyError after the first epoch."""
+        import difflib
+
+        from mlcls.errors import ConfigError
+
+        wanted = {k: v for h in self.hooks for k, v in h.monitored_metrics().items()}
+        if not wanted or self.val_loader is None:
+            return
+        classes = getattr(self.val_loader.dataset, "classes", None) or self.meta.get("classes") or ["a", "b"]
+        c = len(classes)
+        probe = self.evaluator.evaluate(torch.rand(4, c), (torch.arange(4 * c).reshape(4, c) % 2).float())  # names only
+        names = {k for k, v in probe.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.val_weights == "both":
+            names |= {f"raw_{k}" for k in names}
+        for option, name in wanted.items():
+            if name not in names:
+                close = difflib.get_close_matches(str(name), names, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"{option}: '{name}' is not a validation metric{hint} (available: {', '.join(sorted(names))})")
+
     def train(self) -> dict:
         """Train from ``self.epoch`` to ``max_epochs``; returns the last validation metrics."""
+        self.check_monitored_metrics()
         self.call_hooks("before_train")
         while self.epoch < self.max_epochs:
             self.call_hooks("before_epoch")

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from mlcls.losses.utils import DataDerivedWeights, as_class_vector, reduce_loss, split_targets
+from mlcls.losses.utils import DataDerivedWeights, reduce_loss, split_targets
 from mlcls.losses.weights import auto_pos_weight, effective_number_weights
 from mlcls.registry import LOSSES
 
@@ -43,29 +43,12 @@ class BCEWithLogitsLoss(DataDerivedWeights):
         label_stats: dict | None = None,
     ) -> None:
         super().__init__(reduction, loss_weight)
-        pw = None
-        if pos_weight == "auto":
-            if label_stats:
-                pw = auto_pos_weight(label_stats, max_pos_weight)
-                self.resolved["pos_weight"] = [round(v, 6) for v in pw.tolist()]
-                logger.info("BCEWithLogitsLoss: pos_weight=auto -> %s", [round(v, 2) for v in pw.tolist()])
-            else:
-                self.unresolved = "pos_weight: auto"
-        elif isinstance(pos_weight, str):
-            raise ValueError(f"pos_weight must be a number, a per-class list or 'auto', got '{pos_weight}'")
-        else:
-            pw = as_class_vector(pos_weight, "pos_weight")
-        cw = None
-        if class_weight == "effective":
-            if label_stats:
-                cw = effective_number_weights(label_stats, effective_beta)
-                self.resolved["class_weight"] = [round(v, 6) for v in cw.tolist()]
-            else:
-                self.unresolved = "class_weight: effective"
-        elif isinstance(class_weight, str):
-            raise ValueError(f"BCEWithLogitsLoss.class_weight must be a list or 'effective', got '{class_weight}'")
-        else:
-            cw = as_class_vector(class_weight, "class_weight")
+        pw = self.class_vector("pos_weight", pos_weight, "auto", lambda st: auto_pos_weight(st, max_pos_weight), label_stats)
+        if "pos_weight" in self.resolved:
+            logger.info("BCEWithLogitsLoss: pos_weight=auto -> %s", [round(v, 2) for v in self.resolved["pos_weight"]])
+        cw = self.class_vector(
+            "class_weight", class_weight, "effective", lambda st: effective_number_weights(st, effective_beta), label_stats
+        )
         self.register_buffer("pos_weight", pw, persistent=False)
         self.register_buffer("class_weight", cw, persistent=False)
 

@@ -79,6 +79,20 @@ class DataDerivedWeights(LossBase):
         self.resolved: dict[str, list[float]] = {}  # argument name -> the values 'auto' gave
         self.unresolved: str | None = None  # what is missing when 'auto' had no label counts
 
+    def class_vector(self, name: str, value, keyword: str, compute, label_stats: dict | None) -> torch.Tensor | None:
+        """A weight argument that is a scalar, a per-class list, or ``keyword`` (computed by
+        ``compute(label_stats)``, recorded in :attr:`resolved`; unresolved without label counts)."""
+        if isinstance(value, str):
+            if value != keyword:
+                raise ValueError(f"{type(self).__name__}.{name} must be a number, a per-class list or '{keyword}', got '{value}'")
+            if not label_stats:
+                self.unresolved = f"{name}: {keyword}"
+                return None
+            t = compute(label_stats)
+            self.resolved[name] = [round(v, 6) for v in t.tolist()]
+            return t
+        return as_class_vector(value, name)
+
     def resolved_config(self, cfg: dict) -> dict:
         """``cfg`` with each data-derived argument replaced by the values in use."""
         return {**cfg, **self.resolved}

@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+logger = logging.getLogger("mlcls")
 
 
 def _counts(stats: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -20,6 +24,14 @@ def auto_pos_weight(stats: dict, max_pos_weight: float = 100.0) -> torch.Tensor:
     """``num_neg / num_pos`` per class, capped at ``max_pos_weight`` (also for classes without positives). [C]"""
     pos, neg, _ = _counts(stats)
     w = torch.where(pos > 0, neg / pos.clamp(min=1), torch.full_like(pos, max_pos_weight))
+    capped = torch.nonzero((pos == 0) | (w > max_pos_weight)).flatten().tolist()
+    if capped:
+        names = stats.get("classes")
+        shown = ", ".join(str(names[i]) if names else str(i) for i in capped[:10])
+        logger.warning(
+            "pos_weight auto: %d class(es) capped at max_pos_weight=%g (no or very few positives in training): %s",
+            len(capped), max_pos_weight, shown,
+        )  # fmt: skip
     return w.clamp(max=max_pos_weight).float()
 
 

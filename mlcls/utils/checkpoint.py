@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -76,17 +77,53 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    verify_integrity(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"cannot load checkpoint {path}: {msg}") from None
+        raise CheckpointError(load_error(path, e, "checkpoint")) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointError(
             f"{path} is not an mlcls checkpoint (no 'format: {CKPT_FORMAT}' entry); "
             "to start from plain weights use the backbone's 'pretrained' option instead"
         )
     return ckpt
+
+
+def verify_integrity(path: Path) -> None:
+    """Check the CRC-32 that torch's zip format stores for every entry (about 1 GB/s).
+
+    torch.load itself does not: a flipped byte inside tensor data would load as silently wrong
+    weights. Files that are not zip archives are left to torch.load's own errors.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError):
+        return
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: the checksum of its entry '{bad}' does not match (bit rot or an incomplete copy)")
+
+
+def load_error(path: Path, error: Exception, what: str) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused or could not read.
+
+    For a blocked object it names the object and says why it was blocked, instead of torch's
+    advice to switch the protection off.
+    """
+    text = str(error)
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text, flags=re.IGNORECASE)
+    if blocked:
+        return (
+            f"refusing to load {path}: it contains a pickled '{blocked.group(1) or blocked.group(2)}' object, which the safe loader blocks because "
+            "unpickling it could run arbitrary code; mlcls reads only tensors and plain data. Use a checkpoint from a source "
+            "you trust, or re-save its state_dict (tensors only) where it was made"
+        )
+    if "Weights only load failed" in text:  # torch's detail, without its advice to switch the check off
+        detail = [ln for ln in text.splitlines()[1:] if ln.strip() and "weights_only" not in ln]
+        return f"cannot load {what} {path}: not a file of tensors and plain data ({detail[0].strip() if detail else 'unreadable'})"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"cannot load {what} {path}: {first}"
 
 
 def eval_state_dict(ckpt: dict) -> dict:
@@ -105,7 +142,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report any unreadable file the same way
-        raise CheckpointError(f"cannot load weights {path}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(load_error(path, e, "weights")) from None
     if isinstance(sd, dict) and sd.get("format") == CKPT_FORMAT:
         return eval_state_dict(sd)
     for key in ("state_dict", "model"):

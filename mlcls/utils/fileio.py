@@ -7,12 +7,20 @@ final name and never costs the previous file.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from mlcls.errors import WriteError
+
+logger = logging.getLogger("mlcls")
+
+_TMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.tmp(\.[^.]*)?$")  # what atomic_path names its files
 
 
 @contextmanager
@@ -31,9 +39,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         The temporary path to write to (created empty; writers may replace it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(3)}.tmp{path.suffix}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -42,9 +53,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             os.close(fd)
         replace_durably(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        cause = _os_error_in(e)
+        if cause is not None and not isinstance(e, WriteError):
+            raise _write_error(path, cause) from None
         raise
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The OSError behind ``e``: itself, or one it was raised while handling (torch.save reports a
+    full disk as a RuntimeError from its zip writer, raised during the OSError's handling)."""
+    seen = 0
+    while e is not None and seen < 5:
+        if isinstance(e, OSError):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written under that name"
+    return WriteError(f"could not write {path}: {e.strerror or e} ({kept}; no partial file was left)")
 
 
 @contextmanager
@@ -70,3 +100,53 @@ def replace_durably(src: str | os.PathLike, dst: str | os.PathLike) -> None:
             os.close(dfd)
     except OSError:
         pass  # some filesystems cannot fsync a directory; the rename is still atomic
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder`` (SIGKILL skips every cleanup).
+
+    Only :func:`atomic_path`'s names whose writer process no longer exists are removed; a live
+    process's file in progress is never touched. Returns what was removed.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TMP_NAME.match(p.name)
+        if m and p.is_file() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        logger.warning(
+            "removed %d temporary file(s) left in %s by killed writers: %s", len(removed), folder, ", ".join(p.name for p in removed[:3])
+        )
+    return removed
+
+
+def read_text_lines(path: str | os.PathLike, encoding: str = "utf-8") -> list[str]:
+    """The lines of a text file; bytes that are not ``encoding`` are an error naming the file,
+    line and column (a bare UnicodeDecodeError names neither)."""
+    from mlcls.errors import DataError
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding).splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(decode_error_message(path, data, e)) from None
+
+
+def decode_error_message(path: str | os.PathLike, data: bytes, e: UnicodeDecodeError) -> str:
+    line = data[: e.start].count(b"\n") + 1
+    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    return f"{path}:{line}: byte 0x{data[e.start]:02x} at column {column} is not valid {e.encoding}; save the file as UTF-8"

@@ -20,15 +20,6 @@ def run(*args, cwd=ROOT):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def config_file(shapes_root, tmp_path):
-    cfg = tiny_config(shapes_root, tmp_path / "work")
-    del cfg["work_dir"]
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture(scope="module")
 def trained_dir(shapes_root, tmp_path_factory) -> Path:
     """One real 1-epoch tools/train.py run, shared read-only (tests copy it before writing)."""

@@ -57,6 +57,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     cfg["train_dataloader"]["num_workers"] = 1  # the workers' seeding is part of the guarantee
     cfg["train_dataloader"]["dataset"]["pipeline"][:0] = [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}]
     cfg["default_hooks"]["checkpoint"]["interval_iters"] = 2
+    cfg["default_hooks"]["logger"]["interval"] = 1  # iteration 11 is logged after the last checkpoint (10)
     cfg["ema"] = {"decay": 0.9}
     del cfg["work_dir"]
     plain = write_config(cfg, tmp_path / "plain.yaml")
@@ -80,6 +81,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
         assert torch.equal(v, b["state_dict"][k]), k  # bit-identical weights
     for k, v in a["ema"]["state_dict"].items():
         assert torch.equal(v, b["ema"]["state_dict"][k]), k
+    # the resumed log describes one run: iteration 11, logged before the kill, is not there twice
+    train_iters = [
+        [r["iter"] for r in map(json.loads, (d / "scalars.jsonl").read_text().splitlines()) if r["mode"] == "train"] for d in (ref, wd)
+    ]
+    assert train_iters[1] == train_iters[0] == list(range(1, 13))
     ra, rb = val_records(ref)[-1], val_records(wd)[-1]
     assert ra["epoch"] == rb["epoch"] == 2
     assert {k: v for k, v in ra.items() if k != "iter"} == {k: v for k, v in rb.items() if k != "iter"}
