@@ -5,6 +5,11 @@
 One panel per key; several work dirs are drawn on the same panels for comparison. Training keys
 (loss, lr) are plotted against the iteration, validation keys (mAP, CF1, ...) against the epoch.
 Also prints each run's best value of every validation key.
+
+    python tools/analyze_logs.py --compare RUN_A RUN_B
+
+compares two ``tools/train.py --seeds`` runs (folders holding seeds_summary.json): the difference
+of each metric's mean, and whether it exceeds the spread between seeds.
 """
 
 from __future__ import annotations
@@ -43,8 +48,32 @@ def series(records: list[dict], key: str) -> list[tuple[float, float]]:
     return sorted(points.items())
 
 
+def compare(a: Path, b: Path) -> None:
+    from mlcls.apis.seeds import compare_summaries
+
+    summaries = []
+    for d in (a, b):
+        path = d / "seeds_summary.json" if d.is_dir() else d
+        if not path.is_file():
+            raise DataError(f"{path}: not found (run tools/train.py CONFIG --seeds 0 1 2 first)")
+        summaries.append(json.loads(path.read_text()))
+    rows = compare_summaries(*summaries, names=(a.name, b.name))
+    print(f"{'metric':<9} {a.name:>12} {b.name:>12} {'diff':>8} {'spread':>8}  verdict")
+    for r in rows:
+        verdict = "beyond the seed spread" if r["beyond_spread"] else "within the seed spread: not a difference"
+        print(f"{r['metric']:<9} {r[a.name]:12.2f} {r[b.name]:12.2f} {r['diff']:+8.2f} {r['spread']:8.2f}  {verdict}")
+
+
 @cli_main
 def main(argv=None) -> None:
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--compare":
+        if len(argv) != 3:
+            raise DataError("--compare takes two run folders: --compare RUN_A RUN_B")
+        return compare(Path(argv[1]), Path(argv[2]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work_dirs", nargs="+", type=Path, help="run folders (or scalars.jsonl files)")
     p.add_argument("--keys", nargs="+", default=["loss", "mAP"], help="logged keys to plot (default: loss mAP)")

@@ -58,9 +58,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip) or 'flip4'")
     args = p.parse_args(argv)
     log = get_logger(stream=sys.stderr)
     model = init_model(args.config, args.checkpoint, device=args.device)
+    if args.tta:
+        from mlcls.apis.tta import TTAModel
+
+        model = TTAModel(model, args.tta)
     paths = collect_inputs(args.inputs)
     if not paths:
         raise DataError(f"no images found in {' '.join(args.inputs)}")

@@ -29,11 +29,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tune-split", default="val", choices=["val", "train", "test"], help="split to tune on (default val)")
     p.add_argument("--min-pos", type=int, default=5, help="classes with fewer tuning positives use the global threshold")
     p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
+    p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip), 'flip4', or the config's test_cfg.tta")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected CONFIG CHECKPOINT or CHECKPOINT")
     return args
+
+
+def tta_views(arg: str | None, cfg: dict | None):
+    """--tta NAME, or --tta config: the list under ``test_cfg.tta`` of the config."""
+    if arg == "config":
+        views = ((cfg or {}).get("test_cfg") or {}).get("tta")
+        if not views:
+            from mlcls.errors import ConfigError
+
+            raise ConfigError("--tta config: the config has no test_cfg.tta list")
+        return views
+    return arg
 
 
 @cli_main
@@ -59,6 +72,7 @@ def main(argv=None) -> None:
         min_pos=args.min_pos,
         allow_same_split=args.allow_same_split,
         on_report=print,
+        tta=tta_views(args.tta, cfg),
     )
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:

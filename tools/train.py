@@ -32,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the work dir (default: refuse)")
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", metavar="K",
+        help="train once per seed in <work_dir>/seed_<K>, then write seeds_summary.json/.txt (mean ± std)",
+    )  # fmt: skip
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument(
@@ -70,7 +74,16 @@ def main(argv=None) -> None:
 
     clean = False
     try:
-        train_model(cfg, resume=args.resume, launcher=args.launcher, overwrite=args.overwrite)
+        if args.seeds:
+            from mlcls.apis.seeds import format_summary, run_seeds
+
+            if args.launcher != "none" or args.resume:
+                raise DataError("--seeds runs the seeds one after the other in this process: start one torchrun job per --seed instead")
+            summary = run_seeds(cfg, args.seeds, lambda c: train_model(c, overwrite=args.overwrite))
+            print(format_summary(summary))
+            print(f"wrote {cfg['work_dir']}/seeds_summary.json and seeds_summary.txt")
+        else:
+            train_model(cfg, resume=args.resume, launcher=args.launcher, overwrite=args.overwrite)
         clean = True
     finally:
         shutdown(clean)

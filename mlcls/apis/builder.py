@@ -27,7 +27,7 @@ KNOWN_KEYS = {
     "model", "train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator", "test_evaluator",
     "optimizer", "param_scheduler", "train_cfg", "default_hooks", "custom_hooks", "work_dir", "seed",
     "deterministic", "device", "custom_imports", "load_from", "ema", "auto_scale_lr", "sync_bn",
-    "find_unused_parameters", "dist_backend",
+    "find_unused_parameters", "dist_backend", "test_cfg",
 }  # fmt: skip
 
 

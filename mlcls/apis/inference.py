@@ -142,6 +142,7 @@ def inference_model(
     thr: float | Sequence[float] | None = None,
     topk: int | None = None,
     batch_size: int = 32,
+    tta: str | Sequence | None = None,
 ) -> dict | list[dict]:
     """Predict the labels of one image or of a list of images.
 
@@ -151,6 +152,8 @@ def inference_model(
         thr: a global threshold or one per class, instead of the checkpoint's.
         topk: return the k most probable classes instead of thresholding.
         batch_size: images per forward pass.
+        tta: test-time augmentation, ``flip`` or a list of views (see :mod:`mlcls.apis.tta`);
+            the scores are the mean over the views.
 
     Returns:
         ``{"labels": [names...], "scores": {name: probability}}`` for a single input, a list of
@@ -163,6 +166,10 @@ def inference_model(
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     thresholds = resolve_thresholds(model, thr)
+    if tta:
+        from mlcls.apis.tta import TTAModel
+
+        model = TTAModel(model, tta)
     results: list[dict] = []
     for start in range(0, len(items), batch_size):
         batch = [model.pipeline(to_uint8_tensor(x)) for x in items[start : start + batch_size]]

@@ -147,6 +147,7 @@ def test_model(
     min_pos: int = 5,
     allow_same_split: bool = False,
     on_report: Callable[[str], None] | None = None,
+    tta: str | list | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
@@ -157,13 +158,19 @@ def test_model(
 
     Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir``
     (default: ``test_<name>`` beside the checkpoint) and, with ``out``, per-image scores.
-    ``on_report`` receives the report text before anything is written. Returns the metrics dict
+    ``on_report`` receives the report text before anything is written. ``tta`` (``flip`` or a
+    list of views, see :mod:`mlcls.apis.tta`) averages the scores over views; thresholds tuned
+    here are tuned under the same TTA. Returns the metrics dict
     (plus ``report``, the text, and ``written``, the files).
     """
     from mlcls.evaluation import compute_metrics
     from mlcls.utils.plots import bar_chart
 
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg)
+    if tta:
+        from mlcls.apis.tta import TTAModel
+
+        model = TTAModel(model, tta)
     classes = list(ckpt["meta"]["classes"])
     work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
     check_writable(work_dir)
@@ -192,7 +199,10 @@ def test_model(
             f"fewer than {stored.get('min_pos', '?')} positives on '{stored.get('split', '?')}' to tune on: these classes use the "
             f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
         )
-    lines = [f"thresholds: {source}", format_report(metrics, classes, fallback, note)]
+    lines = [
+        f"thresholds: {source}" + (f"; test-time augmentation: {' + '.join(map(str, model.views))}" if tta else ""),
+        format_report(metrics, classes, fallback, note),
+    ]
     if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
         lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half))
     metrics["report"] = "\n".join(lines)
@@ -208,6 +218,7 @@ def test_model(
         "checkpoint": str(checkpoint),
         "split": split,
         "thresholds": {"source": source, "values": metrics["thr"]},
+        "tta": model.views if tta else None,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         "per_class": rows,
     }

@@ -35,7 +35,7 @@ from mlcls.utils.misc import get_logger, set_random_seed
 
 logger = logging.getLogger("mlcls")
 
-TRAIN_CFG_KEYS = {"max_epochs", "val_interval", "amp", "accumulate", "grad_clip", "channels_last", "skip_nonfinite"}
+TRAIN_CFG_KEYS = {"max_epochs", "val_interval", "amp", "accumulate", "grad_clip", "channels_last", "skip_nonfinite", "batch_augments"}
 EMA_KEYS = {"decay", "warmup", "val_weights"}
 
 
@@ -97,6 +97,22 @@ def build_default_and_custom_hooks(default_hooks: dict, custom_hooks: list) -> l
     return hooks + [cls() for key, cls in DEFAULT_HOOKS.items() if key not in disabled and cls not in have]
 
 
+def build_batch_augments(cfgs: list | None, seed: int, model_cfg: dict):
+    """``train_cfg.batch_augments`` as a :class:`BatchAugments` (None when absent or empty)."""
+    if not cfgs:
+        return None
+    from mlcls.engine.batch_augments import BatchAugments
+    from mlcls.utils.dist import get_rank
+
+    if not isinstance(cfgs, list):
+        raise ConfigError(f"train_cfg.batch_augments: expected a list of {{type: Mixup|CutMix, ...}}, got {cfgs!r}")
+    if (model_cfg.get("head") or {}).get("type") == "LabelPowersetHead":
+        raise ConfigError(
+            "train_cfg.batch_augments: soft mixed targets have no label combination; LabelPowersetHead cannot use Mixup/CutMix"
+        )
+    return BatchAugments(cfgs, seed=seed, rank=get_rank())
+
+
 def build_trainer(cfg: dict) -> Trainer:
     """Everything :class:`Trainer` needs, built from the resolved config."""
     seed = int(cfg.get("seed", 0))
@@ -145,6 +161,7 @@ def build_trainer(cfg: dict) -> Trainer:
         grad_clip=train_cfg.get("grad_clip"),
         channels_last=bool(train_cfg.get("channels_last", False)),
         skip_nonfinite=int(train_cfg.get("skip_nonfinite", 0)),
+        batch_augments=build_batch_augments(train_cfg.get("batch_augments"), seed, cfg["model"]),
         ema=ema,
         val_weights=ema_cfg.get("val_weights", "ema"),
         seed=seed,

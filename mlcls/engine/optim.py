@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 
 import torch
 import torch.nn as nn
@@ -24,10 +25,15 @@ def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
         bias_decay_mult: weight-decay multiplier for biases.
         custom_keys: ``{name_substring: {lr_mult: x, decay_mult: y}}``, e.g. ``{head: {lr_mult: 10}}``;
             the longest matching key wins.
+        layer_decay_rate: layer-wise lr decay (the BEiT/MAE fine-tuning recipe): a parameter of
+            layer ``i`` gets ``lr x rate^(depth - i)``; the head (and neck) is layer ``depth``.
+            Layers (see :func:`layer_ids`): ResNet stem 0 and stages 1-4; VGG blocks 0-4; timm
+            models' embeddings 0 and ``blocks``/``stages``/``layers`` ``k`` at ``k + 1``.
+            Multiplies with ``custom_keys``' ``lr_mult``.
     """
     cfg = copy.deepcopy(cfg)
     pw = cfg.pop("paramwise_cfg", None) or {}
-    unknown = set(pw) - {"norm_decay_mult", "bias_decay_mult", "custom_keys"}
+    unknown = set(pw) - {"norm_decay_mult", "bias_decay_mult", "custom_keys", "layer_decay_rate"}
     if unknown:
         raise ConfigError(f"optimizer.paramwise_cfg: unknown key(s) {sorted(unknown)}")
     if "lr" not in cfg:
@@ -38,6 +44,10 @@ def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
         return OPTIMIZERS.build(cfg, params=params)
     norm_params = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
     custom = pw.get("custom_keys", {}) or {}
+    rate = pw.get("layer_decay_rate")
+    if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate <= 1):
+        raise ConfigError(f"optimizer.paramwise_cfg.layer_decay_rate must be in (0, 1], got {rate!r}")
+    ids, depth = layer_ids(model) if rate is not None else ({}, 0)
     groups: dict[tuple, list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -50,12 +60,42 @@ def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
         for key in sorted((k for k in custom if k in name), key=len, reverse=True)[:1]:
             lr_mult = float(custom[key].get("lr_mult", 1.0))
             decay_mult *= float(custom[key].get("decay_mult", 1.0))
+        if rate is not None:
+            lr_mult *= float(rate) ** (depth - ids[name])
         groups.setdefault((lr_mult, decay_mult), []).append(p)
     param_groups = [
         {"params": ps, "lr": base_lr * lm, "weight_decay": base_wd * dm, "lr_mult": lm, "decay_mult": dm} for (lm, dm), ps in groups.items()
     ]
     logger.info("optimizer param groups (lr_mult, decay_mult: n): %s", {k: len(v) for k, v in groups.items()})
     return OPTIMIZERS.build(cfg, params=param_groups)
+
+
+_EMBEDDING = re.compile(r"^backbone\.(model\.)?(cls_token|pos_embed|reg_token|dist_token|patch_embed|stem|conv1|bn1)\b")
+_NUMBERED = [
+    re.compile(r"^backbone\.layer(\d+)\."),  # ResNet stages: layer1..4 -> 1..4
+    re.compile(r"^backbone\.features\.(\d+)\."),  # VGG blocks 0..4
+    re.compile(r"^backbone\.model\.(?:blocks|stages|layers)[._](\d+)[._]"),  # timm: block k -> k + 1
+]
+
+
+def layer_ids(model: nn.Module) -> tuple[dict[str, int], int]:
+    """``({parameter name: layer id}, depth)`` for layer-wise lr decay; ``depth`` is the head's id."""
+    ids: dict[str, int | None] = {}
+    for name, _ in model.named_parameters():
+        if not name.startswith("backbone."):
+            ids[name] = None  # neck and head: the top
+        elif _EMBEDDING.match(name):
+            ids[name] = 0
+        else:
+            for k, pattern in enumerate(_NUMBERED):
+                m = pattern.match(name)
+                if m:
+                    ids[name] = int(m.group(1)) + (1 if k == 2 else 0)
+                    break
+            else:
+                ids[name] = None  # e.g. a ViT's final norm: with the head
+    depth = max([i for i in ids.values() if i is not None], default=0) + 1
+    return {n: depth if i is None else i for n, i in ids.items()}, depth
 
 
 # Arguments of torch schedulers that count steps; with by_epoch they are given in epochs.

@@ -56,6 +56,8 @@ class Trainer:
             ``both`` (EMA metrics drive best.pth; raw ones are logged with a ``raw_`` prefix).
         channels_last: NHWC memory format for model and inputs (faster convolutions on many CPUs/GPUs).
         skip_nonfinite: skip up to this many steps whose loss is NaN/inf before stopping.
+        batch_augments: a :class:`~mlcls.engine.batch_augments.BatchAugments` (Mixup/CutMix)
+            applied to each training batch, its draws seeded by the global iteration.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Trainer:
         val_weights: str = "ema",
         channels_last: bool = False,
         skip_nonfinite: int = 0,
+        batch_augments=None,
     ) -> None:
         if val_weights not in ("ema", "raw", "both"):
             raise ValueError(f"val_weights must be 'ema', 'raw' or 'both', got '{val_weights}'")
@@ -119,6 +122,7 @@ class Trainer:
         self.stop_training = False  # set by hooks (early stopping) to end after the current epoch
         self.grad_norm_interval = 0  # measure the grad norm every N iterations (LoggerHook sets it)
         self.inner_iter = 0  # batches done in the current epoch (non-zero only mid-epoch)
+        self.batch_augments = batch_augments
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -206,6 +210,8 @@ class Trainer:
         for i, (images, targets) in enumerate(self.train_loader, start=start):
             images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
+            if self.batch_augments is not None:  # Mixup/CutMix: drawn from (seed, rank, iteration), so resume replays them
+                images, targets = self.batch_augments(images, targets, self.iter)
             data_time = time.perf_counter() - t_data
             step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
             # With accumulation under DDP, skip the gradient all-reduce until the last micro-batch.

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from tests.reliability.conftest import one_line_error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def expect_error(r, pattern):
+    one_line_error(r, pattern)
 
 
 @pytest.mark.parametrize(
@@ -38,3 +52,42 @@ def test_a_misspelled_metric_stops_before_the_first_step(hook_option, config_fil
     log = tmp_path / "wd" / "scalars.jsonl"
     assert not log.exists() or not [r for r in map(json.loads, log.read_text().splitlines()) if r["mode"] == "train"]
     assert not list((tmp_path / "wd").glob("*.pth"))
+
+
+def test_bad_inputs_give_one_clear_error(config_file, tmp_path, shapes_root, run_tool):
+    # the probes that already behaved: two in real processes (exit status and stderr as a shell sees them), the rest in-process
+    expect_error(run("tools/train.py", tmp_path / "nope.yaml"), "config file not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {type: ImageClassifier\nseed: 1\n")
+    expect_error(run("tools/train.py", bad), "bad.yaml:")
+
+    here = run_tool
+
+    expect_error(here("tools/train.py", config_file, "--cfg-options", "optimizer.lrr=1"), "did you mean 'lr'")
+    expect_error(here("tools/train.py", config_file, "--cfg-options", "model.backbone.type=ResNett"), "unknown model type 'ResNett'")
+    expect_error(
+        here("tools/train.py", config_file, "--cfg-options", "model.head.type=MultiLabelLinearClsHaed"),
+        "did you mean 'MultiLabelLinearClsHead'",
+    )
+    ann = tmp_path / "bad.csv"
+    ann.write_text("filename,labels\nimages/train/00000.png,circle\nimages/train/00001.png,circel\n")
+    expect_error(
+        here("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"),
+        "bad.csv:3: unknown class 'circel'",
+    )
+    ann.write_text("filename,labels\nimages/train/nothere.png,circle\n")
+    expect_error(here("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"), "nothere.png")
+    ann.write_text("file,label\nimages/train/00000.png,circle\n")
+    expect_error(
+        here("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.ann_file={ann}"),
+        "expected the header 'filename,labels'",
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    expect_error(here("tools/train.py", config_file, "--cfg-options", f"train_dataloader.dataset.classes={empty}"), "class list is empty")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(textwrap.dedent(f"_base_: {config_file.name}\noptimiser: {{type: SGD, lr: 0.1}}\n"))
+    expect_error(here("tools/train.py", typo), "unknown top-level key 'optimiser'; did you mean 'optimizer'")
+    not_ckpt = tmp_path / "x.pth"
+    not_ckpt.write_bytes(b"garbage")
+    expect_error(here("tools/test.py", config_file, not_ckpt), "cannot load checkpoint")

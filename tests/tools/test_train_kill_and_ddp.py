@@ -59,6 +59,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     cfg["default_hooks"]["checkpoint"]["interval_iters"] = 2
     cfg["default_hooks"]["logger"]["interval"] = 1  # iteration 11 is logged after the last checkpoint (10)
     cfg["ema"] = {"decay": 0.9}
+    # Mixup/CutMix draws are part of the guarantee too
+    cfg["train_cfg"]["batch_augments"] = [{"type": "Mixup", "alpha": 0.4, "prob": 0.5}, {"type": "CutMix", "alpha": 1.0, "prob": 0.5}]
     del cfg["work_dir"]
     plain = write_config(cfg, tmp_path / "plain.yaml")
     cfg_kill = {**cfg, "custom_imports": ["killer"], "custom_hooks": [{"type": "KillAt", "epoch": 2, "it": 5}]}
