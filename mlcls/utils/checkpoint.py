@@ -112,10 +112,11 @@ def load_error(path: Path, error: Exception, what: str) -> str:
     advice to switch the protection off.
     """
     text = str(error)
-    blocked = re.search(r"unsupported GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text, flags=re.IGNORECASE)
+    # torch's wording differs by version: "unsupported GLOBAL x", "Unsupported global: GLOBAL x", "Unsupported class x"
+    blocked = re.search(r"unsupported (?:global:? )?(?:GLOBAL|class) ([\w.]+)", text, flags=re.IGNORECASE)
     if blocked:
         return (
-            f"refusing to load {path}: it contains a pickled '{blocked.group(1) or blocked.group(2)}' object, which the safe loader blocks because "
+            f"refusing to load {path}: it contains a pickled '{blocked.group(1)}' object, which the safe loader blocks because "
             "unpickling it could run arbitrary code; mlcls reads only tensors and plain data. Use a checkpoint from a source "
             "you trust, or re-save its state_dict (tensors only) where it was made"
         )
