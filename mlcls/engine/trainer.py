@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from mlcls import __version__
 from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hooks import Hook
-from mlcls.errors import CheckpointError, TrainingError
+from mlcls.errors import CheckpointError, ConfigError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
 from mlcls.utils.dist import all_reduce, get_rank, is_dist
@@ -144,8 +144,6 @@ class Trainer:
         """Every metric a hook monitors (``save_best``, ``monitor``) must be one validation reports:
         a typo is an error now, with a suggestion, not a KeyError after the first epoch."""
         import difflib
-
-        from mlcls.errors import ConfigError
 
         wanted = {k: v for h in self.hooks for k, v in h.monitored_metrics().items()}
         if not wanted or self.val_loader is None:

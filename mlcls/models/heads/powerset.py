@@ -77,14 +77,13 @@ class LabelPowersetHead(nn.Module):
             if any(not 0 <= i < num_classes for i in ids):
                 raise BuildError(f"LabelPowersetHead.combinations[{k}]: label indices must be in 0..{num_classes - 1}, got {ids}")
             table[k, list(ids)] = 1.0
-        self.kept = [list(map(int, ids)) for ids in combinations]
         self.register_buffer("combinations", table)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_channels, len(combinations))
 
     def resolved_config(self, cfg: dict) -> dict:
         """``cfg`` with the kept combinations written out (the head then rebuilds without label counts)."""
-        return {**cfg, "combinations": self.kept}
+        return {**cfg, "combinations": [torch.nonzero(row).flatten().tolist() for row in self.combinations]}
 
     @property
     def num_combinations(self) -> int:
