@@ -14,6 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["mlcls", "mlcls.*"]),
+    package_data={"mlcls.report": ["assets/*"]},  # the report page's template, script and style
     install_requires=[
         # ranges, not pins. The floors are tested: the whole suite passes on torch 2.3.1 +
         # torchvision 0.18.1 (torch.amp.GradScaler("cpu"), used by the trainer, needs torch 2.3);

@@ -52,6 +52,7 @@ def main(argv=None) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders or list files")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--thr", type=float, help="one threshold for every class")
+    g.add_argument("--thr-file", help="per-class thresholds from a JSON file (thresholds.json, or downloaded from the evaluation report)")
     g.add_argument("--topk", type=int, help="the k most probable classes per image")
     p.add_argument("--out", type=Path, help="results file: .jsonl (one JSON per image) or .csv (image, labels, score_<class>...)")
     p.add_argument("--config", help="config file (default: the one stored in the checkpoint)")
@@ -69,8 +70,11 @@ def main(argv=None) -> None:
     paths = collect_inputs(args.inputs)
     if not paths:
         raise DataError(f"no images found in {' '.join(args.inputs)}")
-    thresholds = resolve_thresholds(model, args.thr)
-    source = "--thr" if args.thr is not None else (f"top-{args.topk}" if args.topk else model.thresholds_source)
+    thresholds = resolve_thresholds(model, args.thr if args.thr is not None else args.thr_file)
+    if args.thr is not None or args.thr_file:
+        source = "--thr" if args.thr is not None else f"--thr-file {args.thr_file}"
+    else:
+        source = f"top-{args.topk}" if args.topk else model.thresholds_source
     rule = f"the {args.topk} most probable classes" if args.topk else f"the classes at or above their threshold ({source})"
     log.info("%d images, %d classes; labels: %s", len(paths), len(model.classes), rule)
     loader = DataLoader(_Images(paths, model.pipeline), batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate)

@@ -19,7 +19,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate a multi-label classifier checkpoint")
     p.add_argument("paths", nargs="+", metavar="CONFIG CHECKPOINT", help="config file (optional) and checkpoint")
     p.add_argument("--work-dir", help="where the results go (default: test_<checkpoint name> beside the checkpoint)")
-    p.add_argument("--thr", type=float, help="global threshold (default: the evaluator's, 0.5)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--thr", type=float, help="global threshold (default: the checkpoint's tuned ones, else the evaluator's, 0.5)")
+    g.add_argument(
+        "--thr-file", help="per-class thresholds from a JSON file (thresholds.json, or 'Download thresholds' in the evaluation report)"
+    )
     p.add_argument("--out", help="write per-image scores and targets (.csv or .json)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
     p.add_argument(
@@ -30,6 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-pos", type=int, default=5, help="classes with fewer tuning positives use the global threshold")
     p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
     p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip), 'flip4', or the config's test_cfg.tta")
+    p.add_argument(
+        "--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html, the evaluation report (default: on)"
+    )
+    p.add_argument("--gallery-k", type=int, default=6, help="report: false positives and misses shown per class (default 6)")
+    p.add_argument("--gallery-classes", type=int, default=100, help="report: at most this many classes get a gallery, lowest AP first")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
@@ -62,7 +71,7 @@ def main(argv=None) -> None:
     metrics = test_model(
         cfg,
         checkpoint,
-        thr=args.thr,
+        thr=args.thr if args.thr is not None else args.thr_file,
         out=args.out,
         work_dir=args.work_dir,
         split=args.split,
@@ -73,6 +82,8 @@ def main(argv=None) -> None:
         allow_same_split=args.allow_same_split,
         on_report=print,
         tta=tta_views(args.tta, cfg),
+        report=args.report,
+        report_options={"gallery_k": args.gallery_k, "gallery_classes": args.gallery_classes, "config": config},
     )
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:

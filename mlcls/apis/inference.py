@@ -8,6 +8,7 @@ threshold (0.5 by default).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -119,27 +120,69 @@ def decode(probs: torch.Tensor, classes: Sequence[str], thresholds: torch.Tensor
     return out
 
 
-def resolve_thresholds(model: nn.Module, thr: float | Sequence[float] | None) -> torch.Tensor:
-    """``thr`` (a number or one per class, each in [0, 1]) as [C]; None: the model's own thresholds."""
-    n = len(model.classes)
-    if thr is None:
-        return model.thresholds
-    values = list(thr) if isinstance(thr, (list, tuple, torch.Tensor, np.ndarray)) else [thr]
+def threshold_values(thr: Any, classes: Sequence[str]) -> float | list[float]:
+    """Thresholds given in any of the accepted forms, as a number or one value per class (in ``classes`` order).
+
+    Accepted: a number; a list of one number per class; a ``{class name: threshold}`` dict; a
+    threshold record (``{"values": [...], "classes": [...], ...}``, as stored in checkpoints, written
+    to ``thresholds.json`` and downloaded from the evaluation report; matched by class name); or
+    the path of a JSON file holding any of these.
+    """
+    where = "thr"
+    if isinstance(thr, (str, os.PathLike)):
+        if not os.path.exists(thr) and not str(thr).lower().endswith(".json"):
+            raise ConfigError(
+                f"thr: expected a number in [0, 1], a list of {len(classes)} of them, or the path of a thresholds JSON file, got {thr!r}"
+            )
+        where = str(thr)
+        try:
+            thr = json.loads(Path(thr).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"thresholds file {where}: cannot read it ({e.strerror or e})") from None
+        except ValueError as e:
+            raise ConfigError(f"thresholds file {where}: not valid JSON ({e})") from None
+    if isinstance(thr, dict) and "values" in thr:
+        if "classes" not in thr:
+            return _check_values(thr["values"], classes, where)
+        if not isinstance(thr["classes"], list) or not isinstance(thr["values"], list) or len(thr["classes"]) != len(thr["values"]):
+            raise ConfigError(f"{where}: 'classes' and 'values' must be lists of the same length")
+        thr = dict(zip(thr["classes"], thr["values"]))
+    if isinstance(thr, dict):
+        unknown = [k for k in thr if k not in classes]
+        missing = [c for c in classes if c not in thr]
+        if unknown or missing:
+            parts = ([f"unknown classes {unknown[:5]}"] if unknown else []) + ([f"no threshold for {missing[:5]}"] if missing else [])
+            raise ConfigError(f"{where}: the thresholds do not match the model's {len(classes)} classes ({'; '.join(parts)})")
+        thr = [thr[c] for c in classes]
+    return _check_values(thr, classes, where)
+
+
+def _check_values(thr: Any, classes: Sequence[str], where: str) -> float | list[float]:
+    n = len(classes)
+    many = isinstance(thr, (list, tuple, torch.Tensor, np.ndarray))
+    values = list(thr) if many else [thr]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer, torch.Tensor)) or not 0 <= float(v) <= 1:
-            raise ConfigError(f"thr: expected a number in [0, 1] or a list of {n} of them, got {thr!r}")
-    t = torch.as_tensor([float(v) for v in values], dtype=torch.float32)
-    if isinstance(thr, (list, tuple, torch.Tensor, np.ndarray)):
-        if len(t) != n:
-            raise ConfigError(f"thr: {len(t)} thresholds given for {n} classes")
-        return t
-    return t.expand(n)
+            raise ConfigError(f"{where}: expected a number in [0, 1] or a list of {n} of them, got {thr!r}")
+    if many and len(values) != n:
+        raise ConfigError(f"{where}: {len(values)} thresholds given for {n} classes")
+    return [float(v) for v in values] if many else float(values[0])
+
+
+def resolve_thresholds(model: nn.Module, thr: Any) -> torch.Tensor:
+    """``thr`` (see :func:`threshold_values`) as a [C] float tensor; None: the model's own thresholds."""
+    if thr is None:
+        return model.thresholds
+    values = threshold_values(thr, model.classes)
+    if isinstance(values, list):
+        return torch.tensor(values, dtype=torch.float32)
+    return torch.full((len(model.classes),), values, dtype=torch.float32)
 
 
 def inference_model(
     model: nn.Module,
     inputs: Any,
-    thr: float | Sequence[float] | None = None,
+    thr: float | Sequence[float] | dict | str | os.PathLike | None = None,
     topk: int | None = None,
     batch_size: int = 32,
     tta: str | Sequence | None = None,
@@ -149,7 +192,9 @@ def inference_model(
     Args:
         model: from :func:`init_model`.
         inputs: a path, a PIL image, an HxWx3 uint8 RGB array, or a list of those.
-        thr: a global threshold or one per class, instead of the checkpoint's.
+        thr: instead of the checkpoint's thresholds: a global threshold, one per class (a list
+            or a ``{class: threshold}`` dict), a threshold record, or the path of a JSON file
+            with one (e.g. downloaded from the evaluation report); see :func:`threshold_values`.
         topk: return the k most probable classes instead of thresholding.
         batch_size: images per forward pass.
         tta: test-time augmentation, ``flip`` or a list of views (see :mod:`mlcls.apis.tta`);

@@ -148,16 +148,22 @@ def test_model(
     allow_same_split: bool = False,
     on_report: Callable[[str], None] | None = None,
     tta: str | list | None = None,
+    report: bool = False,
+    report_options: dict | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
-    Thresholds, in order of precedence: ``thr`` (global); per-class thresholds tuned now with
+    Thresholds, in order of precedence: ``thr`` (a number, per-class values or a thresholds JSON
+    file, see :func:`mlcls.apis.inference.threshold_values`); per-class thresholds tuned now with
     ``tune`` (``f1``, ``precision``, ``recall``) on ``tune_split`` and saved into the checkpoint; the
     thresholds already stored in the checkpoint; the evaluator's (0.5 by default). The report
     says which were used and also gives the metrics at 0.5.
 
     Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir``
-    (default: ``test_<name>`` beside the checkpoint) and, with ``out``, per-image scores.
+    (default: ``test_<name>`` beside the checkpoint) and, with ``out``, per-image scores. With
+    ``report``, also ``report.html`` (see :mod:`mlcls.report`; ``report_options``: ``gallery_k``,
+    ``gallery_classes``, ``config`` for its header) and ``eval_scores.npz``, which
+    ``tools/report.py`` rebuilds the page from.
     ``on_report`` receives the report text before anything is written. ``tta`` (``flip`` or a
     list of views, see :mod:`mlcls.apis.tta`) averages the scores over views; thresholds tuned
     here are tuned under the same TTA. Returns the metrics dict
@@ -184,7 +190,10 @@ def test_model(
     ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
     stored = ckpt.get("thresholds")
     if thr is not None:
-        used, source = thr, "--thr"
+        from mlcls.apis.inference import threshold_values
+
+        used = threshold_values(thr, classes)  # checked before the evaluation, not after
+        source = f"file {thr}" if isinstance(thr, (str, os.PathLike)) else "--thr" if isinstance(used, float) else "given per class"
     elif stored:
         used, source = stored["values"], f"checkpoint ({stored['objective']} on '{stored['split']}')"
     else:
@@ -213,7 +222,7 @@ def test_model(
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
     rows = per_class_rows(metrics, classes)
-    report = {
+    results = {
         **summary,
         "checkpoint": str(checkpoint),
         "split": split,
@@ -222,7 +231,7 @@ def test_model(
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         "per_class": rows,
     }
-    write_json(report, work_dir / "test_metrics.json")
+    write_json(results, work_dir / "test_metrics.json")
     write_per_class_csv(rows, work_dir / "per_class.csv")
     ordered = [r for r in rows if r["AP"] is not None]
     bar_chart(
@@ -239,8 +248,50 @@ def test_model(
         out = work_dir / out if not os.path.dirname(str(out)) else Path(out)  # a bare name goes with the other outputs
         write_scores(out, paths, classes, scores, targets)
         written.append(out)
+    if report:
+        written += write_report_files(
+            work_dir,
+            scores,
+            targets,
+            paths,
+            classes,
+            metrics["thr"],
+            checkpoint,
+            ckpt,
+            cfg,
+            split,
+            source,
+            tta and model.views,
+            report_options,
+        )
     metrics["written"] = [str(p) for p in written]
     return metrics
+
+
+def write_report_files(work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options) -> list[Path]:
+    """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
+    import time
+
+    from mlcls.report import SCORES_FILE, build_report, save_eval_scores
+
+    options = dict(options or {})
+    checkpoint = Path(checkpoint)
+    # the run's scalars.jsonl: beside the checkpoint, else in the work dir it was trained in
+    run_dir = next((str(d) for d in (checkpoint.parent, (cfg or {}).get("work_dir")) if d and (Path(d) / "scalars.jsonl").is_file()), None)
+    meta = {
+        "name": f"{checkpoint.parent.name}/{checkpoint.name} on {split}",
+        "checkpoint": str(checkpoint.resolve()),
+        "config": str(options.pop("config", None) or "stored in the checkpoint"),
+        "split": split,
+        "thresholds_source": source,
+        "tta": " + ".join(map(str, views)) if views else None,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "train_counts": ckpt["meta"].get("train_counts"),
+        "run_dir": run_dir,
+    }
+    npz = save_eval_scores(work_dir / SCORES_FILE, scores, targets, paths, classes, thr, meta)
+    html = build_report(scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options)
+    return [npz, html]
 
 
 def default_output_dir(checkpoint: str | os.PathLike) -> Path:

@@ -125,7 +125,8 @@ def build_trainer(cfg: dict) -> Trainer:
     val_loader = build_loader(cfg, "val", "eval", seed)
     if val_loader is not None:
         check_same_classes(classes, val_loader.dataset.classes, "train_dataloader", "val_dataloader")
-    model = build_model_for(cfg, classes, label_stats=train_loader.dataset.label_stats()).to(device)
+    label_stats = train_loader.dataset.label_stats()
+    model = build_model_for(cfg, classes, label_stats=label_stats).to(device)
     if hasattr(model, "resolved_config"):  # 'auto' values as numbers: checkpoints rebuild without the labels
         cfg["model"] = model.resolved_config(cfg["model"])
     train_cfg = dict(require(cfg, "train_cfg"))
@@ -169,6 +170,8 @@ def build_trainer(cfg: dict) -> Trainer:
         meta={
             "config": cfg,
             "classes": classes,
+            # training frequency per class: the evaluation report plots AP against it
+            "train_counts": {"num_samples": label_stats["num_samples"], "pos": list(label_stats["pos"])},
             "schedule": {"param_scheduler": cfg.get("param_scheduler"), "max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
         },
     )

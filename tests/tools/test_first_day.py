@@ -54,8 +54,8 @@ def test_test_tool_lists_its_files_and_marks_fallback_thresholds(shapes_root, tm
     rows = [line for line in r.stdout.splitlines() if line.rstrip().endswith("*")]
     assert len(rows) == 10  # each class row marked
     assert "* fewer than 1000 positives on 'val' to tune on: these classes use the global threshold" in r.stdout
-    assert f"wrote 5 files to {out}:" in r.stdout
-    for name in ("test_metrics.json", "per_class.csv", "ap_vs_frequency.png", "thresholds.json", "s.csv"):
+    assert f"wrote 7 files to {out}:" in r.stdout
+    for name in ("test_metrics.json", "per_class.csv", "ap_vs_frequency.png", "thresholds.json", "s.csv", "eval_scores.npz", "report.html"):
         assert f"  {out / name}" in r.stdout and (out / name).is_file()
     # thresholds of 0.5 everywhere: the "at thr 0.5" line would only repeat the summary
     r = run_tool("tools/test.py", ckpt, "--work-dir", out, "--thr", "0.5")

@@ -1,0 +1,51 @@
+"""The evaluation report: one self-contained HTML page per evaluated checkpoint (see docs/report.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mlcls.report.data import compare_data, report_data
+from mlcls.report.html import write_compare, write_report
+from mlcls.report.store import SCORES_FILE, load_eval_scores, save_eval_scores
+
+__all__ = [
+    "SCORES_FILE",
+    "build_report",
+    "compare_data",
+    "load_eval_scores",
+    "report_data",
+    "save_eval_scores",
+    "write_compare",
+    "write_report",
+]
+
+
+def build_report(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    paths: Sequence[str],
+    classes: Sequence[str],
+    thr: Sequence[float],
+    meta: dict,
+    out: str | os.PathLike,
+    gallery_k: int = 6,
+    gallery_classes: int = 100,
+) -> Path:
+    """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``)."""
+    counts = (meta.get("train_counts") or {}).get("pos")
+    data = report_data(
+        scores,
+        targets,
+        classes,
+        thr,
+        meta={k: v for k, v in meta.items() if k not in ("train_counts", "run_dir")},
+        train_counts=counts if counts is not None and len(counts) == len(classes) else None,
+        gallery_k=gallery_k,
+        gallery_classes=gallery_classes,
+        work_dir=meta.get("run_dir"),
+    )
+    return write_report(data, paths, targets, out, title=f"mlcls report: {meta.get('name', '')}")

@@ -1,0 +1,95 @@
+"""Write the evaluation report: one self-contained HTML file (inline CSS, JS, data and thumbnails)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mlcls.report.data import compare_data, gallery_rows, image_entries
+from mlcls.utils.fileio import atomic_open
+
+logger = logging.getLogger("mlcls")
+ASSETS = Path(__file__).with_name("assets")
+THUMB_SIZE = 96
+
+
+def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
+    """(JPEG data URI at most ``size`` px on a side, None) or (None, why it could not be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for big photos
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=75)
+    except (OSError, ValueError) as e:
+        return None, f"unreadable: {e.__class__.__name__}"
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
+
+
+def _clean(obj):
+    """NaN/inf -> None (JSON has no NaN; the page shows n/a)."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def render(data: dict, title: str) -> str:
+    """The page for ``data`` (a :func:`report_data` or :func:`compare_data` result) as one HTML string."""
+    payload = json.dumps(_clean(data), separators=(",", ":"), allow_nan=False)
+    payload = payload.replace("<", "\\u003c")  # no "</script>" or "<!--" can end the data element early
+    page = (ASSETS / "template.html").read_text(encoding="utf-8")
+    esc_title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # one pass: a placeholder's replacement is never searched for the next placeholder
+    parts = {"__TITLE__": esc_title, "__CSS__": (ASSETS / "report.css").read_text(encoding="utf-8")}
+    parts["__JS__"] = (ASSETS / "report.js").read_text(encoding="utf-8")
+    parts["__DATA__"] = payload
+    return re.sub("|".join(parts), lambda m: parts[m.group(0)], page)
+
+
+def write_report(data: dict, paths: Sequence[str], targets: torch.Tensor, out: str | os.PathLike, title: str = "mlcls report") -> Path:
+    """Embed the gallery's thumbnails into ``data`` and write ``out`` (atomically).
+
+    Args:
+        data: from :func:`mlcls.report.data.report_data`.
+        paths: image path of every row of the scores.
+        targets: [N, C] (the gallery's true labels).
+        out: the HTML file to write.
+    """
+    rows = gallery_rows(data)
+    images = image_entries(rows, paths, targets)
+    unreadable = 0
+    for entry in images.values():
+        entry["thumb"], entry["error"] = thumbnail(entry["file"])
+        unreadable += entry["error"] is not None
+    if unreadable:
+        logger.warning(
+            "report: %d of %d gallery images could not be read; the page shows their names without a picture", unreadable, len(images)
+        )
+    out = Path(out)
+    with atomic_open(out) as f:
+        f.write(render({**data, "images": images}, title))
+    return out
+
+
+def write_compare(a: dict, b: dict, out: str | os.PathLike) -> Path:
+    """Per-class AP/F1 of two reports side by side (see :func:`compare_data`), written to ``out``."""
+    out = Path(out)
+    with atomic_open(out) as f:
+        f.write(render(compare_data(a, b), f"mlcls: {a['meta'].get('name', 'A')} vs {b['meta'].get('name', 'B')}"))
+    return out

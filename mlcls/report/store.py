@@ -1,0 +1,72 @@
+"""The evaluation a report is built from, saved beside the results so it can be rebuilt without the model.
+
+``eval_scores.npz`` holds plain arrays only (loaded with ``allow_pickle=False``): ``scores``
+float32 [N, C], ``targets`` int8 [N, C] (1 / 0 / -1), ``paths`` [N] and ``classes`` [C] as unicode,
+``thr`` float64 [C] (the thresholds in use) and ``meta``, a JSON string (checkpoint, config,
+split, thresholds source, training counts, run folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mlcls.errors import DataError
+from mlcls.utils.fileio import atomic_path
+
+SCORES_FILE = "eval_scores.npz"
+
+
+def save_eval_scores(
+    path: str | os.PathLike,
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    paths: Sequence[str],
+    classes: Sequence[str],
+    thr: Sequence[float],
+    meta: dict,
+) -> Path:
+    """Write ``path`` (an ``.npz``) atomically; see the module docstring for its contents."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                scores=scores.float().numpy(),
+                targets=targets.to(torch.int8).numpy(),
+                paths=np.array([str(p) for p in paths], dtype=str),
+                classes=np.array(list(classes), dtype=str),
+                thr=np.asarray(thr, dtype=np.float64),
+                meta=np.array(json.dumps(meta)),
+            )
+    return path
+
+
+def load_eval_scores(path: str | os.PathLike) -> dict:
+    """``{"scores", "targets" (tensors), "paths", "classes", "thr" (lists), "meta" (dict)}`` from ``path``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"scores", "targets", "paths", "classes", "thr", "meta"} - set(z.files)
+            if missing:
+                raise DataError(f"{path}: not an mlcls evaluation file (missing {', '.join(sorted(missing))})")
+            out = {
+                "scores": torch.from_numpy(z["scores"].astype(np.float32)),
+                "targets": torch.from_numpy(z["targets"].astype(np.int8)),
+                "paths": z["paths"].tolist(),
+                "classes": z["classes"].tolist(),
+                "thr": z["thr"].tolist(),
+                "meta": json.loads(str(z["meta"])),
+            }
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:  # includes zipfile.BadZipFile and a pickled (object) array
+        raise DataError(f"{path}: cannot read the saved evaluation ({e})") from None
+    n, c = out["scores"].shape
+    if out["targets"].shape != (n, c) or len(out["paths"]) != n or len(out["classes"]) != c or len(out["thr"]) != c:
+        raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(out['targets'].shape)}, {len(out['paths'])} paths)")
+    return out

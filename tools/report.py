@@ -1,0 +1,84 @@
+"""Rebuild an evaluation report from saved scores, or compare two evaluations, without running a model.
+
+    python tools/report.py TEST_DIR                 # rebuild TEST_DIR/report.html
+    python tools/report.py WORK_DIR                 # the run's one test_* folder
+    python tools/report.py TEST_DIR_A TEST_DIR_B    # per-class AP/F1 of A and B side by side
+
+A test folder is what ``tools/test.py`` wrote (it holds ``eval_scores.npz``); the file itself may
+be given too. ``--thr-file`` rebuilds the report at other thresholds (for instance the JSON the
+report's threshold explorer downloads).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from _common import cli_main
+
+from mlcls.errors import DataError
+from mlcls.report import SCORES_FILE
+
+
+def find_scores(path: str) -> Path:
+    """The ``eval_scores.npz`` that ``path`` (the file, a test folder or a training work dir) means."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise DataError(f"{p}: not found (expected a test output folder holding {SCORES_FILE}, or a training work dir)")
+    if (p / SCORES_FILE).is_file():
+        return p / SCORES_FILE
+    found = sorted(p.glob(f"*/{SCORES_FILE}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(
+            f"{p}: no {SCORES_FILE} here or in its subfolders; evaluate a checkpoint first "
+            f"(python tools/test.py {p}/best.pth writes {p}/test_best/{SCORES_FILE})"
+        )
+    raise DataError(f"{p}: {len(found)} evaluations found, name one: " + ", ".join(str(f.parent) for f in found))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Rebuild or compare mlcls evaluation reports from saved scores")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="one evaluation (rebuild) or two (compare A B)")
+    p.add_argument("--out", help="the HTML file (default: report.html in the test folder; compare_<A>.html in B's for two)")
+    p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
+    p.add_argument("--gallery-k", type=int, default=6, help="false positives and misses shown per class")
+    p.add_argument("--gallery-classes", type=int, default=100, help="at most this many classes get a gallery, lowest AP first")
+    args = p.parse_args(argv)
+    if len(args.paths) > 2:
+        p.error("expected one folder (rebuild) or two (compare)")
+    return args
+
+
+@cli_main
+def main(argv=None) -> None:
+    from mlcls.apis.inference import threshold_values
+    from mlcls.report import build_report, load_eval_scores, report_data, write_compare
+
+    args = parse_args(argv)
+    files = [find_scores(p) for p in args.paths]
+    runs = [load_eval_scores(f) for f in files]
+    for f, run in zip(files, runs):
+        if args.thr_file:
+            run["thr"] = threshold_values(args.thr_file, run["classes"])
+            run["meta"]["thresholds_source"] = f"file {args.thr_file}"
+        run["meta"].setdefault("name", f.parent.name)
+    if len(runs) == 1:
+        run = runs[0]
+        out = Path(args.out) if args.out else files[0].parent / "report.html"
+        build_report(
+            run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
+            gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
+        )  # fmt: skip
+    else:
+        a, b = (report_data(r["scores"], r["targets"], r["classes"], r["thr"], meta=r["meta"], gallery_classes=0) for r in runs)
+        out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
+        write_compare(a, b, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
