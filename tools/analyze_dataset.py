@@ -19,6 +19,9 @@ from mlcls.datasets.stats import cooccurrence, dataset_statistics
 from mlcls.utils.misc import write_json
 from mlcls.utils.plots import bar_chart, heatmap
 
+PLOT_CLASSES = 100  # bars and printed rows
+HEATMAP_CLASSES = 50  # co-occurrence cells
+
 
 @cli_main
 def main(argv=None) -> None:
@@ -38,18 +41,23 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(stats, out / "stats.json")
     classes = stats["classes"]
+    shown = classes[:PLOT_CLASSES]  # most frequent first; a 20k-class bar chart is unreadable
+    note = f" (the {PLOT_CLASSES} most frequent of {len(classes)}; all in stats.json)" if len(classes) > PLOT_CLASSES else ""
     bar_chart(
-        [c["name"] for c in classes],
-        [c["count"] for c in classes],
+        [c["name"] for c in shown],
+        [c["count"] for c in shown],
         out / "class_frequency.png",
-        f"{args.split}: images per class",
+        f"{args.split}: images per class{note}",
         "images (symmetric log scale from 0)",
         log=True,
         labels=True,
     )
+    top = [dataset.classes.index(c["name"]) for c in classes[:HEATMAP_CLASSES]]
     heatmap(
-        cooccurrence(dataset), dataset.classes, out / "cooccurrence.png",
-        f"{args.split}: images with both labels (diagonal: the class alone, not coloured)", off_diagonal=True,
+        cooccurrence(dataset, classes=top), [dataset.classes[i] for i in top], out / "cooccurrence.png",
+        f"{args.split}: images with both labels (diagonal: the class alone, not coloured)"
+        + (f"; the {HEATMAP_CLASSES} most frequent of {len(classes)} classes" if len(classes) > HEATMAP_CLASSES else ""),
+        off_diagonal=True,
     )  # fmt: skip
 
     lpi = stats["labels_per_image"]
@@ -66,9 +74,9 @@ def main(argv=None) -> None:
     print(
         f"suggested oversample_thr {stats['oversample_thr']:.4f} -> epoch of {stats['repeat_factor_epoch_size']:.0f} samples (from {stats['num_images']})"
     )
-    width = max(5, *(len(c["name"]) for c in classes))
-    print(f"{'class':<{width}}  {'count':>7}  {'freq':>7}  {'pos_weight':>10}  {'repeat':>6}")
-    for c in classes:
+    width = max(5, *(len(c["name"]) for c in shown))
+    print(f"{'class':<{width}}  {'count':>7}  {'freq':>7}  {'pos_weight':>10}  {'repeat':>6}" + note)
+    for c in shown:
         pw = f"{c['pos_weight']:.2f}" if c["pos_weight"] is not None else "n/a"
         print(f"{c['name']:<{width}}  {c['count']:>7}  {c['frequency']:>7.4f}  {pw:>10}  {c['repeat_factor']:>6.2f}")
     if stats["top_pairs"]:

@@ -155,6 +155,10 @@ def build_loader(cfg: dict, split: str, purpose: str, seed: int):
     from mlcls.datasets import build_dataset
 
     dataset = build_dataset(dataset_cfg)
+    from torch.utils.data import IterableDataset
+
+    if isinstance(dataset, IterableDataset):  # a shard stream deals its shards to the ranks itself
+        section.pop("sampler")
     if hasattr(dataset, "return_index"):
         dataset.return_index = True
     else:

@@ -4,7 +4,9 @@ from mlcls.datasets.class_balanced import ClassBalancedDataset
 from mlcls.datasets.coco import COCODataset
 from mlcls.datasets.csv_dataset import CSVDataset
 from mlcls.datasets.list_datasets import MMClsJSONDataset, TXTListDataset
+from mlcls.datasets.openimages import OpenImagesDataset
 from mlcls.datasets.samplers import DefaultSampler, RepeatFactorSampler, repeat_factors
+from mlcls.datasets.shards import WebDatasetShards
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.datasets.voc import VOCDataset
 
@@ -16,6 +18,8 @@ __all__ = [
     "MMClsJSONDataset",
     "VOCDataset",
     "COCODataset",
+    "OpenImagesDataset",
+    "WebDatasetShards",
     "DefaultSampler",
     "RepeatFactorSampler",
     "ClassBalancedDataset",

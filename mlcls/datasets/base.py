@@ -3,7 +3,10 @@
 Targets are float tensors of shape [C]: 1 = positive, 0 = negative, -1 = unknown/ignored.
 Labels are stored as flat arrays, not as a Python object per image, so a 1M-image index stays small
 (paths: one UTF-8 byte array):
-``offsets`` (int64 [N+1]), ``label_ids`` (int32 [nnz]) and ``label_vals`` (int8 [nnz], 1 or -1).
+``offsets`` (int64 [N+1]), ``label_ids`` (int32 [nnz]) and ``label_vals`` (int8 [nnz]: 1, 0 for
+a verified negative, -1 for ignored). Every entry that is not stored has the value
+:attr:`MultiLabelDataset.unlisted`: 0 (negative) for the usual fully labelled sets, -1 (unknown)
+for partially labelled ones such as Open Images; nothing builds a dense [N, C] matrix to say so.
 """
 
 from __future__ import annotations
@@ -75,6 +78,26 @@ def load_image(path: str) -> torch.Tensor:
         return pil_to_uint8(img)
 
 
+def load_image_bytes(data: bytes, name: str) -> torch.Tensor:
+    """Decode image file bytes (from a shard, say) to uint8 RGB [3, H, W], as :func:`load_image` does."""
+    try:
+        img = _tv_io.decode_image(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True
+        )
+        return img if img.dtype == torch.uint8 else _to_uint8(img)
+    except RuntimeError:
+        pass
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return pil_to_uint8(img)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{name}: cannot decode the image ({e})") from None
+
+
 def _to_uint8(img: torch.Tensor) -> torch.Tensor:
     """An integer image of more than 8 bits (e.g. a 16-bit PNG) as uint8, scaled as torchvision scales."""
     from torchvision.transforms.v2.functional import to_dtype
@@ -129,6 +152,14 @@ class LabelStats(dict):
             raise KeyError(key)
         self[key] = self._dataset.label_combinations()
         return self[key]
+
+
+class CSRIndex:
+    """A finished label index from a vectorised reader: paths as a bytes array [N], lines int32 [N],
+    offsets int64 [N+1], ids int32 [nnz], vals int8 [nnz]."""
+
+    def __init__(self, paths: np.ndarray, lines: np.ndarray, offsets: np.ndarray, ids: np.ndarray, vals: np.ndarray) -> None:
+        self.paths, self.lines, self.offsets, self.ids, self.vals = paths, lines, offsets, ids, vals
 
 
 class LabelIndexBuilder:
@@ -197,11 +228,20 @@ class MultiLabelDataset(Dataset):
         index = self.load_annotations()
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
-        self._paths = encode_paths(index.paths)
-        self._lines = np.frombuffer(index.lines, dtype=np.int32).copy()
-        self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
-        self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
-        self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
+        if isinstance(index, CSRIndex):
+            self._paths, self._lines, self.offsets, self.label_ids, self.label_vals = (
+                index.paths,
+                index.lines,
+                index.offsets,
+                index.ids,
+                index.vals,
+            )
+        else:
+            self._paths = encode_paths(index.paths)
+            self._lines = np.frombuffer(index.lines, dtype=np.int32).copy()
+            self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
+            self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
+            self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
         self._setup_loading(pipeline, on_bad_image)
         if check_files:
             self._check_files()
@@ -224,7 +264,8 @@ class MultiLabelDataset(Dataset):
         Dataset.__init__(self)
         self.data_root = str(data_root)
         self.classes = read_class_list(classes)
-        self._paths = encode_paths(paths)
+        is_bytes = isinstance(paths, np.ndarray) and paths.dtype.kind == "S"
+        self._paths = paths if is_bytes else encode_paths(paths)  # a bytes array is kept as it is
         self._lines = np.zeros(len(self._paths), dtype=np.int32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.label_ids = np.asarray(label_ids, dtype=np.int32)
@@ -261,7 +302,10 @@ class MultiLabelDataset(Dataset):
         self.annotation_errors.append(str(error))
 
     # -- to be provided by subclasses -------------------------------------------------------------
-    def load_annotations(self) -> LabelIndexBuilder:
+    #: the value of every (image, class) entry the index does not store: 0 negative, -1 unknown
+    unlisted: int = 0
+
+    def load_annotations(self) -> LabelIndexBuilder | CSRIndex:
         raise NotImplementedError
 
     def source(self, idx: int) -> str:
@@ -280,23 +324,48 @@ class MultiLabelDataset(Dataset):
         return os.path.join(self.data_root, self._paths[idx].decode("utf-8"))
 
     def get_target(self, idx: int) -> torch.Tensor:
-        """Target [C] (float32): 1 positive, 0 negative, -1 ignored."""
+        """Target [C] (float32): 1 positive, 0 negative, -1 ignored (unlisted classes: :attr:`unlisted`)."""
         s, e = self.offsets[idx], self.offsets[idx + 1]
-        t = np.zeros(self.num_classes, dtype=np.float32)
+        t = np.full(self.num_classes, self.unlisted, dtype=np.float32)
         t[self.label_ids[s:e]] = self.label_vals[s:e]
         return torch.from_numpy(t)
 
-    def label_matrix(self) -> np.ndarray:
-        """Dense int8 [N, C] target matrix (for small sets and statistics)."""
-        out = np.zeros((len(self), self.num_classes), dtype=np.int8)
-        rows = np.repeat(np.arange(len(self)), np.diff(self.offsets))
-        out[rows, self.label_ids] = self.label_vals
+    def dense_targets(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Targets of the given images as a dense int8 [len(rows), C] block (a batch, not a whole large set)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full((len(rows), self.num_classes), self.unlisted, dtype=np.int8)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        entry = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+        out[np.repeat(np.arange(len(rows)), lengths), self.label_ids[entry]] = self.label_vals[entry]
         return out
 
     def class_counts(self) -> np.ndarray:
         """Number of images where each class is positive, int64 [C] (computed from the CSR arrays)."""
         pos = self.label_vals == 1
         return np.bincount(self.label_ids[pos], minlength=self.num_classes).astype(np.int64)
+
+    def verified_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positives, negatives) per class, int64 [C] each, never counting unknown entries.
+
+        With ``unlisted = 0`` every entry not stored is a negative (``N - pos - ignored``); with
+        ``unlisted = -1`` only the stored, verified negatives count.
+        """
+        c = self.num_classes
+        # one pass: (class, value) pairs counted together, value -1/0/1 -> column 0/1/2
+        key = self.label_ids * np.int32(3) + (self.label_vals + np.int8(1)).astype(np.int32)
+        counts = np.bincount(key, minlength=3 * c).reshape(c, 3).astype(np.int64)
+        ignored, verified_neg, pos = counts[:, 0], counts[:, 1], counts[:, 2]
+        if self.unlisted == 0:
+            return pos, len(self) - pos - ignored
+        return pos, verified_neg
+
+    def class_frequency(self) -> np.ndarray:
+        """Fraction of the images where each class is positive, float64 [C]; with unknown entries
+        (``unlisted = -1``) the fraction among the images where the class was verified."""
+        pos, neg = self.verified_counts()
+        denom = np.full(self.num_classes, max(len(self), 1), dtype=np.float64) if self.unlisted == 0 else np.maximum(pos + neg, 1)
+        return pos / denom
 
     def label_rows(self) -> np.ndarray:
         """Image index of every stored label entry (parallel to ``label_ids``), int64 [nnz]."""
@@ -307,12 +376,14 @@ class MultiLabelDataset(Dataset):
 
         Returns:
             ``{"num_samples": N, "pos": [C], "neg": [C], "combinations": [[ids], count] ...}``;
-            ``neg`` leaves out ignored (-1) entries; ``combinations`` lists each distinct set of
+            ``neg`` counts verified negatives only (see :meth:`verified_counts`); ``combinations`` lists each distinct set of
             positive classes with its number of images, most frequent first (computed on first access).
         """
-        pos = self.class_counts()
-        ignored = np.bincount(self.label_ids[self.label_vals == -1], minlength=self.num_classes)
-        neg = len(self) - pos - ignored
+        pos, neg = self.verified_counts()
+        if self.unlisted != 0:
+            logger.info(
+                "%s: labels not listed for an image are unknown; counts and 'auto' weights use verified labels only", type(self).__name__
+            )
         return LabelStats(self, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist(), classes=list(self.classes))
 
     def label_combinations(self) -> list[list]:

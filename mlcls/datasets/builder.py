@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import ConfigError
@@ -46,6 +46,22 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
         if "dataset" not in cfg:
             raise ConfigError("dataloader: missing 'dataset'")
         dataset = build_dataset(cfg["dataset"])
+    if isinstance(dataset, IterableDataset):  # a stream (WebDatasetShards): it splits itself by rank and worker
+        if cfg.get("sampler"):
+            raise ConfigError(f"dataloader: {type(dataset).__name__} is a stream and takes no sampler (repeats: its oversample_thr)")
+        num_workers = int(cfg.get("num_workers", 0))
+        batch_size = int(cfg.get("batch_size", 32))
+        if hasattr(dataset, "configure_loader"):
+            dataset.configure_loader(batch_size, num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=bool(cfg.get("pin_memory", False)) and torch.cuda.is_available(),
+            persistent_workers=False,  # each epoch's plan is read when the workers start
+            worker_init_fn=_seed_worker,
+            prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
+        )
     sampler_cfg = dict(cfg.get("sampler") or {"type": "DefaultSampler"})
     if shuffle is not None and sampler_cfg.get("type") == "DefaultSampler":
         sampler_cfg.setdefault("shuffle", shuffle)

@@ -7,22 +7,42 @@ import numpy as np
 from mlcls.datasets.samplers import repeat_factors
 
 
-def cooccurrence(dataset, chunk: int = 1 << 15) -> np.ndarray:
-    """Images where both classes are positive, int64 [C, C] (diagonal: the class counts).
+def cooccurrence(dataset, chunk: int = 1 << 15, classes: np.ndarray | None = None) -> np.ndarray:
+    """Images where both classes are positive, int64 [K, K] (diagonal: the class counts).
 
-    X^T X of the [N, C] positive-label matrix, built ``chunk`` images at a time from the CSR arrays.
+    X^T X of the [N, K] positive-label matrix, built ``chunk`` images at a time from the CSR arrays.
+    ``classes``: only these K class indices (default all C; a 20k-class set asks for its top ones).
     """
     n, c = len(dataset), dataset.num_classes
-    rows, ids = dataset.label_rows(), dataset.label_ids
-    pos = dataset.label_vals == 1
-    out = np.zeros((c, c), dtype=np.float64)
+    column = np.arange(c) if classes is None else np.full(c, -1)
+    if classes is not None:
+        column[np.asarray(classes)] = np.arange(len(classes))
+    k = c if classes is None else len(classes)
+    out = np.zeros((k, k), dtype=np.float64)
     for start in range(0, n, chunk):
-        lo, hi = dataset.offsets[start], dataset.offsets[min(n, start + chunk)]
-        keep = pos[lo:hi]
-        x = np.zeros((min(chunk, n - start), c), dtype=np.float32)
-        x[rows[lo:hi][keep] - start, ids[lo:hi][keep]] = 1.0
+        stop = min(n, start + chunk)
+        lo, hi = dataset.offsets[start], dataset.offsets[stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(dataset.offsets[start : stop + 1]))
+        col = column[dataset.label_ids[lo:hi]]
+        keep = (dataset.label_vals[lo:hi] == 1) & (col >= 0)
+        x = np.zeros((stop - start, k), dtype=np.float32)
+        x[rows[keep], col[keep]] = 1.0
         out += x.T.astype(np.float64) @ x
     return np.rint(out).astype(np.int64)
+
+
+def positives_per_image(dataset) -> np.ndarray:
+    """Positive labels of each image, int64 [N] (one reduceat over the CSR segments)."""
+    n = len(dataset)
+    out = np.zeros(n, dtype=np.int64)
+    filled = np.diff(dataset.offsets) > 0
+    if dataset.label_vals.size:
+        out[filled] = np.add.reduceat((dataset.label_vals == 1).astype(np.int64), dataset.offsets[:-1][filled])
+    return out
+
+
+#: co-occurrence pairs are counted among at most this many classes (the most frequent)
+MAX_PAIR_CLASSES = 500
 
 
 def suggest_oversample_thr(freq: np.ndarray) -> float:
@@ -45,20 +65,21 @@ def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: 
     stats = dataset.label_stats()
     pos = np.asarray(stats["pos"], dtype=np.int64)
     neg = np.asarray(stats["neg"], dtype=np.int64)
-    valid_pos = dataset.label_vals == 1
-    per_image = np.bincount(dataset.label_rows()[valid_pos], minlength=n)
+    per_image = positives_per_image(dataset)
     hist = np.bincount(per_image)
-    freq = pos / max(n, 1)
+    freq = dataset.class_frequency() if hasattr(dataset, "class_frequency") else pos / max(n, 1)
     thr = suggest_oversample_thr(freq) if oversample_thr is None else float(oversample_thr)
     r_class = np.maximum(1.0, np.sqrt(thr / np.maximum(freq, 1e-12))) if thr > 0 else np.ones(c)
     r_image = repeat_factors(dataset, thr) if thr > 0 else np.ones(n)
-    co = cooccurrence(dataset)
-    iu = np.triu_indices(c, k=1)
+    order_cls = np.argsort(-pos, kind="stable")
+    # pairs among the most frequent classes only: a C x C matrix of 20k classes would be 3 GB
+    pair_classes = order_cls[:MAX_PAIR_CLASSES] if c > MAX_PAIR_CLASSES else np.arange(c)
+    co = cooccurrence(dataset, classes=pair_classes)
+    iu = np.triu_indices(len(pair_classes), k=1)
     pair_counts = co[iu]
     order = np.argsort(-pair_counts, kind="stable")[:top_pairs]
     total_entries = int(pos.sum() + neg.sum())
     nz = pos[pos > 0]
-    order_cls = np.argsort(-pos, kind="stable")
     return {
         "num_images": n,
         "num_classes": c,
@@ -81,7 +102,7 @@ def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: 
             for i in order_cls
         ],
         "top_pairs": [
-            {"pair": [dataset.classes[iu[0][k]], dataset.classes[iu[1][k]]], "count": int(pair_counts[k])}
+            {"pair": [dataset.classes[pair_classes[iu[0][k]]], dataset.classes[pair_classes[iu[1][k]]]], "count": int(pair_counts[k])}
             for k in order
             if pair_counts[k] > 0
         ],
@@ -93,6 +114,12 @@ def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: 
             "OR": 0.0,
             "note": "a model predicting no label scores this 'accuracy' with zero recall",
         },
+        "top_pairs_note": (
+            f"pairs among the {MAX_PAIR_CLASSES} most frequent of {c} classes" if c > MAX_PAIR_CLASSES else "pairs among all classes"
+        ),
+        "labels": "verified labels only (unlisted entries are unknown)"
+        if getattr(dataset, "unlisted", 0)
+        else "unlisted entries are negatives",
         "oversample_thr": thr,
         "repeat_factor_epoch_size": float(r_image.sum()),
     }

@@ -191,7 +191,16 @@ class Trainer:
         if start == 0:
             set_random_seed(self.seed + self.epoch)
         batches = self.train_loader.batch_sampler
-        if hasattr(batches, "skip"):
+        stream = self.train_loader.dataset if hasattr(self.train_loader.dataset, "plan") else None
+        if stream is not None:  # shards: the epoch's order is a function of (seed, epoch)
+            if start:
+                raise CheckpointError(
+                    f"this checkpoint was saved inside epoch {self.epoch + 1} (after {start} batches); a shard stream cannot "
+                    "skip to the middle of an epoch: resume from a checkpoint saved at the end of an epoch (epoch_N.pth) "
+                    "and leave CheckpointHook.interval_iters off"
+                )
+            stream.set_epoch(self.epoch)
+        elif hasattr(batches, "skip"):
             batches.set_epoch(self.epoch, skip=start)
         elif start:
             raise CheckpointError("mid-epoch resume needs the train loader's SeededBatchSampler (built by mlcls.apis)")
@@ -274,7 +283,8 @@ class Trainer:
         )
 
     def predict(self, loader: DataLoader, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [N, C] and targets [N, C] for ``loader``, gathered over ranks in dataset order."""
+        """Scores [N, C] and targets [N, C] for ``loader``, gathered over ranks in dataset order (None when
+        the evaluator is class-sharded under DDP: see ``MultiLabelMetric(gather="classes")``)."""
         return predict_loader(unwrap(model or self.model), loader, self.evaluator, self.device, self._autocast, self.memory_format)
 
     def evaluate(self, loader: DataLoader) -> dict:
@@ -286,9 +296,11 @@ class Trainer:
         """
         main = self.ema.module if self.val_weights in ("ema", "both") else self.model
         self.last_eval = self.predict(loader, main)
-        metrics = self.evaluator.evaluate(*self.last_eval)
+        # None: class-sharded under DDP; no rank holds the scores, hooks that need them skip
+        metrics = self.evaluator.compute() if self.last_eval is None else self.evaluator.evaluate(*self.last_eval)
         if self.val_weights == "both":
-            raw = self.evaluator.evaluate(*self.predict(loader, self.model))
+            raw_eval = self.predict(loader, self.model)
+            raw = self.evaluator.compute() if raw_eval is None else self.evaluator.evaluate(*raw_eval)
             metrics.update({f"raw_{k}": v for k, v in raw.items() if isinstance(v, (int, float))})
         return metrics
 
@@ -401,4 +413,6 @@ def predict_loader(
         with autocast():
             scores = model(images.to(device, memory_format=memory_format), mode="predict")
         evaluator.process(scores.float(), targets, batch[2] if len(batch) > 2 else None)
+    if getattr(evaluator, "sharded", False):
+        return None  # class-sharded evaluation: the scores stay on their ranks (evaluator.compute())
     return evaluator.gathered()

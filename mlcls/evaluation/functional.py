@@ -24,6 +24,7 @@ import torch
 
 EPS = 1e-12
 _CHUNK_ELEMS = 1 << 18  # elements of a [classes, N] block handled at once (8 MB in float64)
+SPARSE_FRACTION = 0.05  # below this fraction of known entries, PositiveStats sorts the known ones only
 
 
 def as_tensors(scores, targets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,13 +87,17 @@ class PositiveStats:
     """
 
     def __init__(self, s: torch.Tensor, t: torch.Tensor) -> None:
+        valid = t >= 0
+        n_valid = int(valid.sum())
+        if n_valid < SPARSE_FRACTION * valid.numel():  # mostly unknown entries (partial labels)
+            self._init_sparse(s, t > 0.5, valid)
+            return
         if s.shape[0] == 1 and s.shape[1] > 0:
             self._init_one_class(s[0], t[0])
             return
         c, n = s.shape
         pos = t > 0.5
-        valid = t >= 0
-        all_valid = bool(valid.all())
+        all_valid = n_valid == valid.numel()
         nbins = max(n, 1)
         if all_valid:
             lo, hi = s.amin(1, keepdim=True), s.amax(1, keepdim=True)
@@ -144,6 +149,41 @@ class PositiveStats:
         self.num_pos = pos.sum(1)
         self.num_classes = c
         self.pos, self.valid, self.all_valid = pos, valid, all_valid
+
+    def _init_sparse(self, s: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> None:
+        """The same counts from the known entries alone: when most entries are unknown (Open
+        Images: about 10 verified labels of 10k per image), sorting the few known scores of each
+        class is cheaper than binning all N."""
+        cr, cc = valid.nonzero(as_tuple=True)
+        self._from_entries(cr, s[cr, cc], pos[cr, cc], s.shape[0])
+        self.pos, self.valid = pos, valid
+
+    @classmethod
+    def from_entries(cls, classes: torch.Tensor, scores: torch.Tensor, positive: torch.Tensor, num_classes: int) -> "PositiveStats":
+        """From the known entries only: their class [M], score [M] and positive flag [M]."""
+        self = cls.__new__(cls)
+        self._from_entries(classes, scores, positive, num_classes)
+        return self
+
+    def _from_entries(self, cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor, c: int) -> None:
+        order = torch.sort(v, stable=True).indices
+        order = order[torch.sort(cls[order], stable=True).indices]  # by (class, score)
+        r, v, p = cls[order], v[order], p[order]
+        m = v.numel()
+        idx = torch.arange(m)
+        new_run = torch.ones(m, dtype=torch.bool)
+        new_run[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
+        first_equal = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), 0).values if m else idx
+        row_end = torch.searchsorted(r, r, right=True)
+        pos_before = torch.zeros(m + 1, dtype=torch.long)
+        torch.cumsum(p, 0, out=pos_before[1:])
+        self.rows, self.scores = r[p], v[p]
+        # known entries of the class scoring >= it: from its run of ties to the end of the class
+        self.n_ge = (row_end - first_equal)[p]
+        self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
+        self.num_pos = torch.bincount(r[p], minlength=c)
+        self.num_classes = c
+        self.all_valid = False
 
     def _init_one_class(self, s: torch.Tensor, t: torch.Tensor) -> None:
         """The same computation for one class ([N] tensors), the usual case for large N.
@@ -318,11 +358,14 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     s, t = as_tensors(scores, targets)
     c = s.shape[1]
     thr_vec = _threshold_vector(thr, c)
+    if tune not in (None, "f1"):
+        raise ValueError(f"compute_metrics: tune must be None or 'f1', got '{tune}' (see tune_thresholds for others)")
+    known = _known_entries(t)
+    if known is not None:  # partial labels: every number below comes from the known entries alone
+        return _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics)
     ap = torch.empty(c, dtype=torch.float64)
     counts = torch.zeros(3, c, dtype=torch.long)
     num_pos = torch.zeros(c, dtype=torch.long)
-    if tune not in (None, "f1"):
-        raise ValueError(f"compute_metrics: tune must be None or 'f1', got '{tune}' (see tune_thresholds for others)")
     tuned = torch.full((c,), math.nan, dtype=torch.float64)
     per_image = _SampleMetrics(s.shape[0]) if sample_metrics else None
     for sl, sb, tb in _class_blocks(s, t):
@@ -347,6 +390,67 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     out["thr"] = thr_vec.tolist()
     if tune:
         out["tuned_thr"] = tuned.tolist()
+    return out
+
+
+def _known_entries(t: torch.Tensor, rows_per_chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(row, class) of every entry with a known target (>= 0) when under :data:`SPARSE_FRACTION`
+    of all are known, else None (found out from the first chunk of rows for dense targets)."""
+    n, c = t.shape
+    limit = SPARSE_FRACTION * n * c
+    if not n * c or int((t[: min(n, rows_per_chunk)] >= 0).sum()) > limit:
+        return None
+    rows, cols, found = [], [], 0
+    for a in range(0, n, rows_per_chunk):
+        r, cc = (t[a : a + rows_per_chunk] >= 0).nonzero(as_tuple=True)
+        found += r.numel()
+        if found > limit:
+            return None
+        rows.append(r + a)
+        cols.append(cc)
+    return torch.cat(rows), torch.cat(cols)
+
+
+def _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics) -> dict:
+    """:func:`compute_metrics` from the known entries only (the same numbers, O(known) work)."""
+    n, c = s.shape
+    rows, cols = known
+    v, y = s[rows, cols], t[rows, cols]
+    p = y > 0.5
+    stats = PositiveStats.from_entries(cols, v, p, c)
+    ap = stats.average_precision() * 100
+    m_ap, skipped = mean_average_precision(ap)
+    pred = v >= thr_vec.to(v.dtype)[cols]
+    tp = torch.bincount(cols[pred & p], minlength=c)
+    fp = torch.bincount(cols[pred & ~p], minlength=c)
+    out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
+    out.update(rates_from_counts(tp, fp, stats.num_pos - tp))
+    if topk is not None:
+        out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
+    if sample_metrics:
+        if n == 0:
+            out.update({"hamming_loss": math.nan, "subset_accuracy": math.nan, "one_error": math.nan})
+        else:
+            wrong = pred != p
+            any_wrong = torch.bincount(rows[wrong], minlength=n) > 0
+            has_pos = torch.bincount(rows[p], minlength=n) > 0
+            # the top-scored known label of each image; ties go to the lowest class index, as in the block path
+            top = torch.full((n,), -math.inf, dtype=v.dtype).scatter_reduce(0, rows, v, "amax")
+            at_top = v == top[rows]
+            first = torch.full((n,), c, dtype=torch.long).scatter_reduce(0, rows[at_top], cols[at_top], "amin")
+            chosen = at_top & (cols == first[rows])
+            top_is_pos = torch.zeros(n, dtype=torch.bool)
+            top_is_pos[rows[chosen]] = p[chosen]
+            out.update({
+                "hamming_loss": int(wrong.sum()) / max(v.numel(), 1) * 100,
+                "subset_accuracy": float((~any_wrong).double().mean()) * 100,
+                "one_error": float((~top_is_pos & has_pos).sum()) / max(int(has_pos.sum()), 1) * 100,
+            })  # fmt: skip
+    out["num_pos"] = stats.num_pos.tolist()
+    out["num_samples"] = int(n)
+    out["thr"] = thr_vec.tolist()
+    if tune:
+        out["tuned_thr"] = stats.f1_thresholds().tolist()
     return out
 
 

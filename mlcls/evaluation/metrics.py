@@ -8,7 +8,7 @@ import torch
 
 from mlcls.evaluation.functional import compute_metrics
 from mlcls.registry import METRICS
-from mlcls.utils.dist import all_gather_cat
+from mlcls.utils.dist import all_gather_cat, is_dist
 
 
 @METRICS.register_module()
@@ -21,11 +21,19 @@ class MultiLabelMetric:
     Args:
         thr: scalar or per-class thresholds (``score >= thr`` is a positive prediction).
         topk: also report the ``@k`` metrics.
+        gather: under DDP, ``all`` gathers every rank's rows on every rank (hooks that need the
+            scores, such as threshold tuning and prediction grids, get them); ``classes`` never
+            gathers the score matrix: ranks exchange column blocks and each computes its share of
+            the classes (:mod:`mlcls.evaluation.sharded`; for 10k+ classes x 100k+ images; the
+            metrics are the same, score-based hooks are skipped).
     """
 
-    def __init__(self, thr: float | Sequence[float] = 0.5, topk: int | None = None) -> None:
+    def __init__(self, thr: float | Sequence[float] = 0.5, topk: int | None = None, gather: str = "all") -> None:
+        if gather not in ("all", "classes"):
+            raise ValueError(f"MultiLabelMetric.gather: expected 'all' or 'classes', got {gather!r}")
         self.thr = thr
         self.topk = topk
+        self.gather = gather
         self.reset()
 
     def reset(self) -> None:
@@ -64,6 +72,20 @@ class MultiLabelMetric:
         """Metrics for ready arrays (scores [N, C], targets [N, C])."""
         return compute_metrics(scores, targets, thr=self.thr, topk=self.topk)
 
+    @property
+    def sharded(self) -> bool:
+        """True when :meth:`compute` evaluates class blocks without gathering the scores."""
+        return self.gather == "classes" and is_dist()
+
     def compute(self) -> dict:
-        """Metrics over everything processed so far (gathered from all ranks)."""
-        return self.evaluate(*self.gathered())
+        """Metrics over everything processed so far (over all ranks)."""
+        if not self.sharded:
+            return self.evaluate(*self.gathered())
+        from mlcls.evaluation.sharded import keep_first_occurrence, sharded_compute_metrics
+
+        scores, targets = torch.cat(self._scores), torch.cat(self._targets)
+        if self._indices:  # drop the samples a DistributedSampler repeated, locally
+            keep = keep_first_occurrence(torch.cat(self._indices))
+            scores, targets = scores[keep], targets[keep]
+        self.indices = None
+        return sharded_compute_metrics(scores, targets.to(torch.int8), thr=self.thr, topk=self.topk)

@@ -26,7 +26,7 @@ def test_parses_labels_into_compact_index(tmp_path, img_dir):
     ds = CSVDataset(ann, classes=["cat", "dog", "bird"], data_root=str(tmp_path), pipeline=[])
     assert len(ds) == 4
     assert ds.offsets.dtype == np.int64 and ds.label_ids.dtype == np.int32  # CSR arrays, no dict per image
-    assert ds.label_matrix().tolist() == [[1, 1, 0], [0, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert ds.dense_targets(range(len(ds))).tolist() == [[1, 1, 0], [0, 0, 0], [0, 1, 0], [1, 0, 1]]
     assert ds.class_counts().tolist() == [2, 2, 1]
     img, target = ds[3]
     assert img.dtype == torch.uint8 and img.shape == (3, 8, 10)
@@ -125,4 +125,4 @@ def test_a_byte_order_mark_before_the_header_is_accepted(tmp_path, img_dir):
     ann = tmp_path / "excel.csv"
     ann.write_bytes("\ufefffilename,labels\r\nimgs/0.png,cat dog\r\n".encode("utf-8"))
     ds = CSVDataset(ann, classes=["cat", "dog"], data_root=str(tmp_path))
-    assert ds.label_matrix().tolist() == [[1, 1]]
+    assert ds.dense_targets(range(len(ds))).tolist() == [[1, 1]]

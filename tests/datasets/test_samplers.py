@@ -38,7 +38,7 @@ def test_stochastic_rounding_is_deterministic_per_epoch_and_varies_across_epochs
 
 def test_rare_class_frequency_rises_as_expected(labels_only):
     s = RepeatFactorSampler(labels_only, oversample_thr=0.5, seed=0)
-    m = labels_only.label_matrix()
+    m = labels_only.dense_targets(range(len(labels_only)))
     counts = np.zeros(3)
     epochs = 400
     for e in range(epochs):

@@ -13,7 +13,7 @@ def ds(tmp_path):
 
 
 def test_cooccurrence_equals_dense_product(ds):
-    x = ds.label_matrix().astype(np.int64)
+    x = ds.dense_targets(range(len(ds))).astype(np.int64)
     np.testing.assert_array_equal(cooccurrence(ds), x.T @ x)
     np.testing.assert_array_equal(cooccurrence(ds, chunk=2), x.T @ x)  # chunking changes nothing
 

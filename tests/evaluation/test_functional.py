@@ -227,3 +227,34 @@ def test_sample_metrics_match_sklearn():
     has = targets.sum(1) > 0
     top = scores.argmax(1)
     assert m["one_error"] == pytest.approx((targets[np.arange(len(top)), top][has] == 0).mean() * 100)
+
+
+def test_mostly_unknown_entries_take_the_sparse_path_with_the_same_results(monkeypatch):
+    """Open Images-like targets (about 1 % known): the known entries alone are sorted per class;
+    every output equals the binned path's and AP equals scikit-learn's on the known entries."""
+    import math
+
+    from sklearn.metrics import average_precision_score
+
+    import mlcls.evaluation.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    n, c = 3000, 40
+    targets = torch.full((n, c), -1, dtype=torch.int8)
+    known = torch.rand(n, c, generator=g) < 0.01
+    targets[known] = (torch.rand(int(known.sum()), generator=g) < 0.6).to(torch.int8)
+    scores = (torch.rand(n, c, generator=g) * 0.7 + (targets == 1) * 0.3).mul(50).round().div(50)  # ties
+    assert float((targets >= 0).float().mean()) < F.SPARSE_FRACTION
+    sparse = F.compute_metrics(scores, targets, thr=0.5, tune="f1", topk=2, sample_metrics=True)
+    monkeypatch.setattr(F, "SPARSE_FRACTION", 0.0)
+    dense = F.compute_metrics(scores, targets, thr=0.5, tune="f1", topk=2, sample_metrics=True)
+    for key, value in dense.items():
+        if isinstance(value, list):
+            assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(sparse[key], value)), key
+        else:
+            assert sparse[key] == value or (math.isnan(value) and math.isnan(sparse[key])), key
+    for j in range(c):
+        y = targets[:, j].numpy()
+        m = y >= 0
+        if (y[m] == 1).any():
+            assert sparse["AP"][j] == pytest.approx(100 * average_precision_score(y[m], scores[:, j].numpy()[m]), abs=1e-9)
