@@ -11,6 +11,13 @@ from mlcls.registry import METRICS
 from mlcls.utils.dist import all_gather_cat, is_dist
 
 
+def first_occurrence_sorted(sorted_idx: torch.Tensor) -> torch.Tensor:
+    """Bool mask over ascending (stably sorted) indices: True at the first of each run of equal values."""
+    first = torch.ones_like(sorted_idx, dtype=torch.bool)
+    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return first
+
+
 @METRICS.register_module()
 class MultiLabelMetric:
     """Collects scores and targets batch by batch; ``compute`` returns :func:`compute_metrics`.
@@ -60,10 +67,9 @@ class MultiLabelMetric:
         if self._indices:
             idx = all_gather_cat(torch.cat(self._indices))
             order = torch.argsort(idx, stable=True)
-            idx, scores, targets = idx[order], scores[order], targets[order]
-            first = torch.ones_like(idx, dtype=torch.bool)
-            first[1:] = idx[1:] != idx[:-1]  # drop the padding duplicates
-            scores, targets, self.indices = scores[first], targets[first], idx[first]
+            first = first_occurrence_sorted(idx[order])  # drop the padding duplicates
+            order = order[first]
+            scores, targets, self.indices = scores[order], targets[order], idx[order]
         else:
             self.indices = None
         return scores, targets

@@ -87,12 +87,11 @@ def keep_first_occurrence(indices: torch.Tensor) -> torch.Tensor:
     everything = all_gather_cat(indices.long())
     sizes = all_gather_cat(torch.tensor([indices.numel()]))
     offset = int(sizes[: get_rank()].sum())
-    order = torch.argsort(everything, stable=True)
-    first = torch.ones_like(everything, dtype=torch.bool)
-    sorted_idx = everything[order]
-    first_sorted = torch.ones_like(first)
-    first_sorted[1:] = sorted_idx[1:] != sorted_idx[:-1]
-    first[order] = first_sorted
+    from mlcls.evaluation.metrics import first_occurrence_sorted
+
+    order = torch.argsort(everything, stable=True)  # stable: the earliest row (in rank order) comes first
+    first = torch.empty_like(everything, dtype=torch.bool)
+    first[order] = first_occurrence_sorted(everything[order])
     return first[offset : offset + indices.numel()]
 
 
