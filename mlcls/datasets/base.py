@@ -68,10 +68,12 @@ def load_image(path: str) -> torch.Tensor:
     """
     if path.lower().endswith(_TV_DECODABLE):
         try:
-            img = _tv_io.decode_image(_tv_io.read_file(path), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
-            return img if img.dtype == torch.uint8 else _to_uint8(img)
-        except RuntimeError:
-            pass  # e.g. a CMYK JPEG or an odd PNG: let Pillow try
+            data = _tv_io.read_file(path)
+        except RuntimeError:  # missing or unreadable: Pillow raises the usual OSError for it
+            data = None
+        img = None if data is None else _decode_with_torchvision(data)
+        if img is not None:
+            return img
     from PIL import Image
 
     with Image.open(path) as img:
@@ -80,13 +82,9 @@ def load_image(path: str) -> torch.Tensor:
 
 def load_image_bytes(data: bytes, name: str) -> torch.Tensor:
     """Decode image file bytes (from a shard, say) to uint8 RGB [3, H, W], as :func:`load_image` does."""
-    try:
-        img = _tv_io.decode_image(
-            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True
-        )
-        return img if img.dtype == torch.uint8 else _to_uint8(img)
-    except RuntimeError:
-        pass
+    img = _decode_with_torchvision(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    if img is not None:
+        return img
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -96,6 +94,16 @@ def load_image_bytes(data: bytes, name: str) -> torch.Tensor:
             return pil_to_uint8(img)
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{name}: cannot decode the image ({e})") from None
+
+
+def _decode_with_torchvision(data: torch.Tensor) -> torch.Tensor | None:
+    """Encoded bytes (uint8 [n]) -> uint8 RGB [3, H, W]; None where torchvision cannot decode
+    them (e.g. a CMYK JPEG or an odd PNG: Pillow tries next)."""
+    try:
+        img = _tv_io.decode_image(data, mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError:
+        return None
+    return img if img.dtype == torch.uint8 else _to_uint8(img)
 
 
 def _to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -152,6 +160,17 @@ class LabelStats(dict):
             raise KeyError(key)
         self[key] = self._dataset.label_combinations()
         return self[key]
+
+
+def segment_reduce(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, empty: float | int = 0) -> np.ndarray:
+    """``ufunc`` (``np.add``, ``np.maximum``) over each segment ``values[offsets[i]:offsets[i+1]]``,
+    [len(offsets) - 1]; an empty segment gets ``empty`` (``reduceat`` alone would repeat the
+    next element for it). One pass, no per-entry segment index."""
+    out = np.full(len(offsets) - 1, empty, dtype=np.result_type(values, np.min_scalar_type(empty)))
+    filled = np.diff(offsets) > 0
+    if values.size:
+        out[filled] = ufunc.reduceat(values, offsets[:-1][filled])
+    return out
 
 
 class CSRIndex:
@@ -392,8 +411,7 @@ class MultiLabelDataset(Dataset):
 
         keep = self.label_vals == 1
         ids = self.label_ids[keep]
-        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if len(keep) else np.zeros(len(self), np.int64)
-        counts[np.diff(self.offsets) == 0] = 0  # reduceat repeats the next value for empty rows
+        counts = segment_reduce(np.add, keep.astype(np.int64), self.offsets)
         bounds = np.cumsum(counts)[:-1]
         combos = Counter(tuple(sorted(a.tolist())) for a in np.split(ids, bounds))
         return [[list(k), v] for k, v in sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from mlcls.datasets.base import segment_reduce
 from mlcls.registry import SAMPLERS
 from mlcls.utils.dist import get_rank, get_world_size
 
@@ -41,11 +42,7 @@ def repeat_factors(dataset, oversample_thr: float) -> np.ndarray:
     # its entries (one reduceat over the CSR segments: no per-entry row index array)
     per_entry = r_class.astype(np.float32)[dataset.label_ids]  # float32 (7 digits) halves the traffic of this pass
     per_entry[dataset.label_vals != 1] = 1.0
-    r_image = np.ones(n, dtype=np.float64)
-    filled = np.diff(dataset.offsets) > 0
-    if per_entry.size:
-        r_image[filled] = np.maximum.reduceat(per_entry, dataset.offsets[:-1][filled])
-    return r_image
+    return segment_reduce(np.maximum, per_entry, dataset.offsets, empty=1.0).astype(np.float64)
 
 
 @SAMPLERS.register_module()

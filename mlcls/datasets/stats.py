@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlcls.datasets.base import segment_reduce
 from mlcls.datasets.samplers import repeat_factors
 
 
@@ -33,12 +34,7 @@ def cooccurrence(dataset, chunk: int = 1 << 15, classes: np.ndarray | None = Non
 
 def positives_per_image(dataset) -> np.ndarray:
     """Positive labels of each image, int64 [N] (one reduceat over the CSR segments)."""
-    n = len(dataset)
-    out = np.zeros(n, dtype=np.int64)
-    filled = np.diff(dataset.offsets) > 0
-    if dataset.label_vals.size:
-        out[filled] = np.add.reduceat((dataset.label_vals == 1).astype(np.int64), dataset.offsets[:-1][filled])
-    return out
+    return segment_reduce(np.add, (dataset.label_vals == 1).astype(np.int64), dataset.offsets)
 
 
 #: co-occurrence pairs are counted among at most this many classes (the most frequent)
