@@ -24,14 +24,70 @@ import yaml
 from mlcls.errors import ConfigError
 from mlcls.utils.fileio import atomic_open
 
-__all__ = ["load_config", "merge_config", "apply_overrides", "dump_config", "import_custom_modules"]
+__all__ = [
+    "load_config", "merge_config", "apply_overrides", "dump_config", "import_custom_modules", "unsafe_entries", "check_untrusted_config",
+]  # fmt: skip
+
+
+#: a config expands to at most this many values once aliases are followed ("billion laughs" guard)
+MAX_YAML_NODES = 1_000_000
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does.
+    """``yaml.SafeLoader`` with three changes:
 
-    PyYAML follows YAML 1.1, where ``lr: 1e-3`` would silently be the string "1e-3".
+    * ``1e-3`` (no dot) is a float, as in YAML 1.2 (PyYAML follows YAML 1.1, where ``lr: 1e-3``
+      would silently be the string "1e-3");
+    * a key given twice in one mapping is an error (PyYAML silently keeps the last);
+    * a document whose aliases expand to more than :data:`MAX_YAML_NODES` values is refused
+      before anything is built: PyYAML shares aliased nodes, but every copy of the config
+      (merging, overrides) would expand them, and nine nested aliases of nine make 387M values.
     """
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            size = _expanded_size(node, {}, MAX_YAML_NODES)
+            if size > MAX_YAML_NODES:
+                raise yaml.YAMLError(
+                    f"its aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?); a config never needs that many"
+                )
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        f"while reading a mapping (first '{key}' at line {seen[key].line + 1})",
+                        node.start_mark,
+                        f"the key '{key}' is given twice; YAML would silently keep only the last",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, memo: dict, limit: int) -> int:
+    """Values ``node`` stands for with every alias expanded (shared nodes counted per use), capped at ``limit + 1``."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once instead of looping
+    total = 1
+    children = node.value if isinstance(node, yaml.SequenceNode) else (
+        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+    )  # fmt: skip
+    for child in children:
+        total += _expanded_size(child, memo, limit)
+        if total > limit:
+            break
+    memo[key] = min(total, limit + 1)
+    return memo[key]
 
 
 _Loader.add_implicit_resolver(
@@ -49,8 +105,15 @@ _Loader.add_implicit_resolver(
 
 
 def yaml_load(text_or_stream):
-    """``yaml.safe_load`` with the float fix above (never constructs arbitrary objects)."""
-    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """``yaml.safe_load`` with the fixes above (never constructs arbitrary objects).
+
+    Raises:
+        yaml.YAMLError: syntax errors, duplicate keys, alias bombs, absurd nesting depth.
+    """
+    try:
+        return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("it is nested too deeply to be a config") from None
 
 
 BASE_KEY = "_base_"
@@ -69,6 +132,8 @@ def _read_yaml(path: Path) -> dict:
         raise ConfigError(f"YAML syntax error in {where}: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"YAML error in {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -128,6 +193,8 @@ def load_config(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
 def _parse_value(text: str) -> Any:
     try:
         return yaml_load(text) if text != "" else ""
+    except yaml.constructor.ConstructorError as e:  # a duplicate key in an inline mapping: not a plain string either
+        raise ConfigError(f"--cfg-options: '{text}': {e.problem}") from None
     except yaml.YAMLError:
         return text
 
@@ -153,7 +220,9 @@ def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
         parts = path.lstrip("+").split(".")
         if not all(parts):
             raise ConfigError(f"--cfg-options: malformed key '{path}'")
-        value = _parse_value(text)
+        # an override replaces what is there, so '_delete_: true' in its value is already done (and
+        # must not reach a constructor as an argument)
+        value = _strip_delete(_parse_value(text))
         node: Any = cfg
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
@@ -206,6 +275,50 @@ def import_custom_modules(cfg: dict) -> None:
         except ImportError as e:
             if not allow_failed:
                 raise ConfigError(f"custom_imports: cannot import '{name}': {e}") from e
+
+
+# Where a path is opened through another program: webdataset's opener runs a shell command for
+# 'pipe:', curl for http(s)/sftp/ftps/scp, gsutil for gs, and so on (mlcls reads only local files itself).
+PROGRAM_URL_SCHEMES = ("pipe:", "http://", "https://", "sftp://", "ftps://", "scp://", "gs://", "ais://", "hf://", "htgs://")
+
+TRUST_HINT = "pass your own config file, or --trust-config (trust_config=True in Python) if you made this checkpoint or trust whoever did"
+
+
+def unsafe_entries(cfg: Any, prefix: str = "") -> list[str]:
+    """The entries of a config that would make mlcls import code or start a program, as ``key = value`` strings.
+
+    These are ``custom_imports`` (importing a module runs it) and any string that an opener would
+    hand to another program (:data:`PROGRAM_URL_SCHEMES`, e.g. ``shard_url: "pipe:..."``).
+    """
+    found = []
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if where == "custom_imports" and value:
+                found.append(f"custom_imports = {value!r} (importing a module runs its code)")
+            else:
+                found += unsafe_entries(value, where)
+    elif isinstance(cfg, list):
+        for i, value in enumerate(cfg):
+            found += unsafe_entries(value, f"{prefix}.{i}")
+    elif isinstance(cfg, str) and cfg.strip().lower().startswith(PROGRAM_URL_SCHEMES):
+        found.append(f"{prefix} = {cfg!r} (opening it starts another program)")
+    return found
+
+
+def check_untrusted_config(cfg: dict, source: str, trust: bool = False) -> None:
+    """Refuse a config the user did not write themselves (one stored in a checkpoint) that would
+    import modules or start programs, unless ``trust``; see docs/security.md.
+
+    Raises:
+        ConfigError: naming the first such key and how to opt in.
+    """
+    if trust:
+        return
+    found = unsafe_entries(cfg)
+    if found:
+        more = f" (and {len(found) - 1} more such entries)" if len(found) > 1 else ""
+        raise ConfigError(f"{source}: its stored config sets {found[0]}{more}; mlcls does not run what a checkpoint asks for: {TRUST_HINT}")
 
 
 def dump_config(cfg: dict, path: str | os.PathLike) -> None:

@@ -135,16 +135,30 @@ class Registry:
             raise BuildError(f"{self.name} '{getattr(obj_cls, '__name__', obj_cls)}': {e}") from e
 
 
+def _accepted_keys(obj_cls: Callable) -> list[str] | None:
+    """The keyword arguments ``obj_cls`` accepts, following ``**kwargs`` up the classes whose
+    ``__init__`` passes them on (a dataset to :class:`MultiLabelDataset`); None when open-ended."""
+    inits = [c.__dict__["__init__"] for c in obj_cls.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj_cls) else [obj_cls]
+    names: list[str] = []
+    for init in inits:
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return None
+        names += [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self" and n not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names
+        if init in (object.__init__,) or getattr(init, "__module__", "").startswith("torch"):
+            return None  # reaches a library class that takes anything
+    return None
+
+
 def _check_kwargs(reg: str, obj_cls: Callable, kwargs: dict, user_keys: set) -> None:
     """Reject a key the component does not accept, naming it and listing the valid ones."""
-    try:
-        sig = inspect.signature(obj_cls)
-    except (TypeError, ValueError):
+    valid = _accepted_keys(obj_cls)
+    if valid is None:
         return
-    params = sig.parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    params = set(valid)
     for key in kwargs:
         if key not in params:
             if key not in user_keys:  # a default the parent offers that this class doesn't take

@@ -81,7 +81,7 @@ def test_the_readme_own_data_path_works_as_written(shapes_root, tmp_path, run_to
     r = run_tool("tools/train.py", mine, "--work-dir", wd, "--cfg-options", *small, "+model.head.loss.pos_weight=5.0")
     assert r.returncode == 0, r.stderr
     # evaluated with the config file as it is (no pos_weight): the loss's weights do not stand in the way
-    r = run_tool("tools/test.py", mine, wd / "best.pth", "--thr", "0.4", "--out", "scores.csv", "--work-dir", tmp_path / "test",
+    r = run_tool("tools/test.py", mine, wd / "best.pth", "--thr", "0.4", "--out", tmp_path / "scores.csv", "--work-dir", tmp_path / "test",
                  "--cfg-options", *[o for o in small if o.startswith(("test_", "model"))])  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "test" / "scores.csv").is_file()  # a bare --out name lands in the output folder
+    assert (tmp_path / "scores.csv").is_file() and not (tmp_path / "test" / "scores.csv").exists()  # --out is where the user says

@@ -41,7 +41,11 @@ def test_the_plugin_example_goes_through_every_tool(shapes_root, tmp_path):
     stored = yaml.safe_load((wd / "config.yaml").read_text())
     assert stored["model"]["head"]["type"] == "CosineHead" and stored["custom_imports"] == ["my_plugins"]
 
-    r = run(tools / "test.py", wd / "best.pth", cwd=tmp_path)  # checkpoint only: it imports my_plugins itself
+    # checkpoint only: its stored config is data, so importing my_plugins needs the user's word
+    r = run(tools / "test.py", wd / "best.pth", cwd=tmp_path)
+    assert r.returncode == 2 and "custom_imports" in r.stderr and "--trust-config" in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    r = run(tools / "test.py", wd / "best.pth", "--trust-config", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "mAP" in r.stdout and (wd / "test_best" / "test_metrics.json").is_file()
     r = run(
@@ -51,14 +55,17 @@ def test_the_plugin_example_goes_through_every_tool(shapes_root, tmp_path):
         shapes_root / "images" / "val",
         "--out",
         tmp_path / "p.csv",
+        "--trust-config",
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 64
-    r = run(tools / "export.py", wd / "best.pth", "--format", "onnx", "--out", tmp_path / "m.onnx", "--verify", cwd=tmp_path)
+    r = run(
+        tools / "export.py", wd / "best.pth", "--format", "onnx", "--out", tmp_path / "m.onnx", "--verify", "--trust-config", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "m.json").read_text())["classes"] == classes
 
-    r = run(tools / "test.py", wd / "best.pth", plugins=False, cwd=tmp_path)
+    r = run(tools / "test.py", wd / "best.pth", "--trust-config", plugins=False, cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "my_plugins" in r.stderr and "trained with custom components" in r.stderr

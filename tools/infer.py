@@ -20,7 +20,7 @@ from _common import cli_main
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from mlcls.apis.inference import collect_inputs, decode, init_model, predict_probs, resolve_thresholds, to_uint8_tensor  # noqa: E402
-from mlcls.errors import DataError  # noqa: E402
+from mlcls.errors import ConfigError, DataError  # noqa: E402
 from mlcls.utils.fileio import atomic_open  # noqa: E402
 from mlcls.utils.misc import get_logger  # noqa: E402
 
@@ -60,9 +60,20 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="cpu")
     p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip) or 'flip4'")
+    p.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="let the checkpoint's stored config import its custom_imports and open pipe:/URL shards (only for checkpoints you trust)",
+    )
     args = p.parse_args(argv)
+    if args.topk is not None and args.topk < 1:
+        raise ConfigError(f"--topk: expected an integer >= 1, got {args.topk}")
+    if args.out is not None and args.out.suffix.lower() not in (".jsonl", ".csv"):
+        raise ConfigError(f"--out: expected a .jsonl or .csv file name, got '{args.out.name}' (nothing was written)")
     log = get_logger(stream=sys.stderr)
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(args.config, args.checkpoint, device=args.device, trust_config=args.trust_config)
+    if args.topk is not None and args.topk > len(model.classes):
+        raise ConfigError(f"--topk: the model has {len(model.classes)} classes, got {args.topk}")
     if args.tta:
         from mlcls.apis.tta import TTAModel
 

@@ -74,6 +74,11 @@ def main(argv=None) -> None:
             gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
         )  # fmt: skip
     else:
+        if runs[0]["classes"] != runs[1]["classes"]:  # compared class by class: positions must mean the same classes
+            only_a = [c for c in runs[0]["classes"] if c not in runs[1]["classes"]]
+            only_b = [c for c in runs[1]["classes"] if c not in runs[0]["classes"]]
+            what = f"only in A: {only_a[:5]}; only in B: {only_b[:5]}" if only_a or only_b else "the same classes in another order"
+            raise DataError(f"cannot compare {files[0]} and {files[1]}: their class lists differ ({what})")
         a, b = (report_data(r["scores"], r["targets"], r["classes"], r["thr"], meta=r["meta"], gallery_classes=0) for r in runs)
         out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
         write_compare(a, b, out)

@@ -11,8 +11,6 @@ from pathlib import Path
 from _common import cli_main
 
 from mlcls.apis import prepare_config, test_model
-from mlcls.config import apply_overrides
-from mlcls.utils.checkpoint import load_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--thr-file", help="per-class thresholds from a JSON file (thresholds.json, or 'Download thresholds' in the evaluation report)"
     )
-    p.add_argument("--out", help="write per-image scores and targets (.csv or .json)")
+    p.add_argument("--out", help="write per-image scores and targets (.csv or .json; relative to the current folder)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
     p.add_argument(
         "--tune-thr", choices=["f1", "precision", "recall"], help="tune per-class thresholds first and store them in the checkpoint"
@@ -40,22 +38,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gallery-k", type=int, default=6, help="report: false positives and misses shown per class (default 6)")
     p.add_argument("--gallery-classes", type=int, default=100, help="report: at most this many classes get a gallery, lowest AP first")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="let the checkpoint's stored config import its custom_imports and open pipe:/URL shards (only for checkpoints you trust)",
+    )
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected CONFIG CHECKPOINT or CHECKPOINT")
     return args
-
-
-def tta_views(arg: str | None, cfg: dict | None):
-    """--tta NAME, or --tta config: the list under ``test_cfg.tta`` of the config."""
-    if arg == "config":
-        views = ((cfg or {}).get("test_cfg") or {}).get("tta")
-        if not views:
-            from mlcls.errors import ConfigError
-
-            raise ConfigError("--tta config: the config has no test_cfg.tta list")
-        return views
-    return arg
 
 
 @cli_main
@@ -64,10 +55,8 @@ def main(argv=None) -> None:
     if len(args.paths) == 2:
         config, checkpoint = args.paths
         cfg = prepare_config(config, args.cfg_options, work_dir=args.work_dir)
-    else:  # the checkpoint's own config, with --cfg-options applied to it
-        config, checkpoint = None, args.paths[0]
-        stored = load_checkpoint(checkpoint).get("meta", {}).get("config")
-        cfg = apply_overrides(stored, args.cfg_options) if stored is not None else None
+    else:  # the checkpoint's own config (data: checked before use), with --cfg-options applied to it
+        config, checkpoint, cfg = None, args.paths[0], None
     metrics = test_model(
         cfg,
         checkpoint,
@@ -81,9 +70,11 @@ def main(argv=None) -> None:
         min_pos=args.min_pos,
         allow_same_split=args.allow_same_split,
         on_report=print,
-        tta=tta_views(args.tta, cfg),
+        tta=args.tta,
         report=args.report,
         report_options={"gallery_k": args.gallery_k, "gallery_classes": args.gallery_classes, "config": config},
+        cfg_options=None if config else args.cfg_options,
+        trust_config=args.trust_config,
     )
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:

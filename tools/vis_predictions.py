@@ -29,6 +29,11 @@ def main(argv=None) -> None:
     p.add_argument("--cam", metavar="LABEL", help="overlay the Grad-CAM map of this class")
     p.add_argument("--sort", choices=["first", "errors"], default="first", help="'errors': images with the most mistakes first")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="let the checkpoint's stored config import its custom_imports and open pipe:/URL shards (only for checkpoints you trust)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -43,7 +48,7 @@ def main(argv=None) -> None:
     from mlcls.utils.misc import get_logger
 
     get_logger()
-    model = init_model(None if args.config == "-" else args.config, args.checkpoint)
+    model = init_model(None if args.config == "-" else args.config, args.checkpoint, trust_config=args.trust_config)
     require(model.cfg, f"{args.split}_dataloader")
     loader = build_loader(
         {**model.cfg, f"{args.split}_dataloader": {**model.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, "eval", 0

@@ -6,19 +6,19 @@ import copy
 import difflib
 import logging
 import os
+import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 import mlcls.datasets  # noqa: F401 - the imports register every built-in component
 import mlcls.engine  # noqa: F401
 import mlcls.evaluation  # noqa: F401
 import mlcls.losses  # noqa: F401
 import mlcls.models  # noqa: F401
-from mlcls.config import apply_overrides, import_custom_modules, load_config
-from mlcls.errors import CheckpointError, ConfigError
-from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint
+from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules, load_config
+from mlcls.errors import BuildError, CheckpointError, ConfigError
+from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint, load_model_state
 
 logger = logging.getLogger("mlcls")
 
@@ -27,7 +27,7 @@ KNOWN_KEYS = {
     "model", "train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator", "test_evaluator",
     "optimizer", "param_scheduler", "train_cfg", "default_hooks", "custom_hooks", "work_dir", "seed",
     "deterministic", "device", "custom_imports", "load_from", "ema", "auto_scale_lr", "sync_bn",
-    "find_unused_parameters", "dist_backend", "test_cfg",
+    "find_unused_parameters", "dist_backend", "test_cfg", "max_image_pixels",
 }  # fmt: skip
 
 
@@ -57,6 +57,7 @@ _CHECKS = [
     ("train_cfg.skip_nonfinite", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     ("train_cfg.amp", lambda v: isinstance(v, bool), "true or false"),
     ("seed", lambda v: _is_int(v), "an integer"),
+    ("max_image_pixels", lambda v: v is None or (_is_int(v) and v >= 0), "null or 0 (no limit) or a number of pixels"),
     *[
         (f"{split}_dataloader.{key}", test, allowed)
         for split in ("train", "val", "test")
@@ -83,6 +84,12 @@ _CHECKS = [
 def validate_config(cfg: dict, source: str = "config") -> None:
     """Check the types and ranges of the framework's own keys: one line naming the key, the value
     and what is allowed, before anything is built (not a traceback minutes into training)."""
+    from mlcls.datasets.builder import check_loader_keys
+
+    for split in ("train", "val", "test"):
+        section = cfg.get(f"{split}_dataloader")
+        if isinstance(section, dict):
+            check_loader_keys(section, f"{source}: {split}_dataloader")
     for path, test, allowed in _CHECKS:
         node, found = cfg, True
         for part in path.split("."):
@@ -106,6 +113,10 @@ def prepare_config(path: str | os.PathLike, options: list[str] | None = None, wo
     if seed is not None:
         cfg["seed"] = seed
     cfg.setdefault("seed", 0)
+    if "max_image_pixels" in cfg:
+        from mlcls.datasets.base import set_max_image_pixels
+
+        set_max_image_pixels(cfg["max_image_pixels"])
     import_custom_modules(cfg)
     return cfg
 
@@ -133,13 +144,20 @@ def build_loader(cfg: dict, split: str, purpose: str, seed: int):
             read without ``ClassBalancedDataset`` repeats and with the test pipeline, the
             preprocessing inference applies.
     """
-    from mlcls.datasets import build_dataloader
-
     if purpose not in ("train", "eval"):
         raise ValueError(f"purpose must be 'train' or 'eval', got '{purpose}'")
     section = cfg.get(f"{split}_dataloader")
     if not section:
         return None
+    try:
+        return _build_loader(cfg, section, split, purpose, seed)
+    except BuildError as e:  # a typo in the dataset/sampler/pipeline: say which section it is in
+        raise BuildError(f"{split}_dataloader: {e}") from None
+
+
+def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int):
+    from mlcls.datasets import build_dataloader
+
     if purpose == "train":
         return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True)
     section = {k: v for k, v in section.items() if k not in ("sampler", "drop_last")}
@@ -219,42 +237,42 @@ def fill_data_derived(user: dict, stored: dict) -> dict:
     return out
 
 
-def load_model_state(model: nn.Module, state: dict, checkpoint: str | os.PathLike) -> None:
-    """Load ``state`` into ``model`` exactly; a mismatch is one line naming the first differing tensor."""
-    own = model.state_dict()
-    for k, v in state.items():
-        if k in own and own[k].shape != v.shape:
-            raise CheckpointError(
-                f"{checkpoint}: tensor '{k}' is {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the model built "
-                "from the config (another architecture or class count?)"
-            )
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        first = (
-            f"the model has '{result.missing_keys[0]}', which the checkpoint lacks"
-            if result.missing_keys
-            else f"the checkpoint has '{result.unexpected_keys[0]}', which the model lacks"
-        )
-        n = len(result.missing_keys) + len(result.unexpected_keys)
-        raise CheckpointError(f"{checkpoint}: weights do not fit the model built from the config: {first} ({n} mismatching names)")
+def stored_custom_imports(stored: dict | None) -> list[str]:
+    """The module names a stored config lists under ``custom_imports`` (either accepted form)."""
+    spec = (stored or {}).get("custom_imports") or []
+    if isinstance(spec, dict):
+        spec = spec.get("imports") or []
+    return [spec] if isinstance(spec, str) else [str(m) for m in spec]
 
 
 def import_checkpoint_modules(cfg: dict, checkpoint: str | os.PathLike) -> None:
-    """Import the ``custom_imports`` a checkpoint's model needs (user-registered components)."""
+    """Import the ``custom_imports`` of a checkpoint's config (only with ``trust_config``)."""
     try:
         import_custom_modules(cfg)
     except ConfigError as e:
         raise ConfigError(f"{checkpoint} was trained with custom components: {e}; make that module importable (PYTHONPATH)") from None
 
 
-def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None, device: str | None = None):
+def build_from_checkpoint(
+    checkpoint: str | os.PathLike,
+    cfg: dict | None = None,
+    device: str | None = None,
+    cfg_options: list[str] | None = None,
+    trust_config: bool = False,
+):
     """The one way from a checkpoint to a ready model (test, inference, export, visualisation).
+
+    The config stored in a checkpoint is data, not the user's own config: without
+    ``trust_config`` it may not import modules (``custom_imports``) or name files that are opened
+    through another program (``pipe:`` shard URLs, see :func:`mlcls.config.unsafe_entries`).
 
     Args:
         checkpoint: any checkpoint ``tools/train.py`` writes.
-        cfg: a config to build from instead of the one stored in the checkpoint; values that
-            training derived from the labels come from the stored config (:func:`fill_data_derived`).
+        cfg: the user's config to build from instead of the one stored in the checkpoint; values
+            that training derived from the labels come from the stored config (:func:`fill_data_derived`).
         device: ``cpu``, ``cuda``, ``auto`` (default: the config's device).
+        cfg_options: ``key=value`` overrides applied to the stored config (when ``cfg`` is None).
+        trust_config: let the stored config import its ``custom_imports`` and open program URLs.
 
     Returns:
         ``(model, checkpoint dict, config)``. The model is in eval mode with the evaluation
@@ -264,18 +282,30 @@ def build_from_checkpoint(checkpoint: str | os.PathLike, cfg: dict | None = None
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.get("meta", {})
     stored = meta.get("config")
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{checkpoint}: its stored config is a {type(stored).__name__}, not a mapping")
     if cfg is None:
         if stored is None:
             raise CheckpointError(f"{checkpoint}: holds no config; pass the config file as well")
-        cfg = copy.deepcopy(stored)
+        cfg = apply_overrides(stored, cfg_options)
+        check_untrusted_config(cfg, str(checkpoint), trust_config)
     elif stored is not None and isinstance(cfg.get("model"), dict) and isinstance(stored.get("model"), dict):
         cfg = {**cfg, "model": fill_data_derived(cfg["model"], stored["model"])}
-    if stored is not None:
+    if trust_config and stored is not None:
         import_checkpoint_modules(stored, checkpoint)
     classes = meta.get("classes")
     if not classes:
         raise CheckpointError(f"{checkpoint}: holds no class names")
-    model = build_model_for(cfg, classes)
+    try:
+        model = build_model_for(cfg, classes)
+    except BuildError as e:
+        not_imported = [m for m in stored_custom_imports(stored) if m not in sys.modules]
+        if not not_imported:
+            raise
+        raise ConfigError(
+            f"{e}; {checkpoint} was trained with custom_imports {not_imported}, which mlcls does not import on a "
+            f"checkpoint's word: list them under custom_imports in your config, or pass --trust-config (trust_config=True)"
+        ) from None
     load_model_state(model, eval_state_dict(ckpt), checkpoint)
     model.to(resolve_device(device or cfg.get("device"))).eval()
     model.classes = list(classes)

@@ -49,11 +49,12 @@ def export_model(
     fmt: str = "onnx",
     out: str | os.PathLike | None = None,
     opset: int = 17,
-    dynamic_batch: bool = False,
+    dynamic_batch: bool = True,
     input_size: list[int] | None = None,
     config: str | None = None,
     verify: bool = False,
     atol: float = 1e-4,
+    trust_config: bool = False,
 ) -> dict:
     """Export ``checkpoint``; returns a summary (paths, and the verification's max differences).
 
@@ -62,7 +63,7 @@ def export_model(
     """
     if fmt not in ("onnx", "torchscript"):
         raise ConfigError(f"--format: expected 'onnx' or 'torchscript', got '{fmt}'")
-    model = init_model(config, checkpoint, device="cpu")
+    model = init_model(config, checkpoint, device="cpu", trust_config=trust_config)
     spec = input_spec(model.cfg, input_size)
     # Without a fixed size in the test pipeline the images keep their own size: export with a free
     # height/width (CNN backbones pool adaptively) and check at the data's size and one other.
@@ -77,9 +78,12 @@ def export_model(
     spec["checked_sizes"] = [[h, w], [h + 32, w + 32]] if dynamic_hw else [[h, w]]
     out = Path(out or Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt"))
     net = ProbabilityModel(model).eval()
-    batch = 2
+    # a fixed batch is 1 (one image per call); a dynamic one is traced at 2 so that no size-1
+    # dimension gets specialised away, and checked at 1 and 3
+    batch = 2 if dynamic_batch else 1
     example = torch.randn(batch, 3, h, w)
-    summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch}
+    spec["batch"] = "dynamic" if dynamic_batch or fmt == "torchscript" else batch
+    summary = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": dynamic_batch or fmt == "torchscript"}
     axes = {0: "batch"} if dynamic_batch else {}
     if dynamic_hw:
         axes.update({2: "height", 3: "width"})

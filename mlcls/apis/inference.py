@@ -8,7 +8,6 @@ threshold (0.5 by default).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,11 +18,11 @@ import torch
 import torch.nn as nn
 
 from mlcls.apis.builder import build_from_checkpoint
-from mlcls.config import load_config
+from mlcls.config import import_custom_modules, load_config
 from mlcls.datasets.base import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.errors import ConfigError, DataError
-from mlcls.utils.fileio import read_text_lines
+from mlcls.utils.fileio import loads_json_strict, read_text_lines
 
 logger = logging.getLogger("mlcls")
 
@@ -38,20 +37,27 @@ def test_pipeline_cfg(cfg: dict) -> list[dict]:
     raise ConfigError("config: no test_dataloader.dataset.pipeline or val_dataloader.dataset.pipeline to preprocess images with")
 
 
-def init_model(config: str | os.PathLike | dict | None, checkpoint: str | os.PathLike, device: str = "cpu") -> nn.Module:
+def init_model(
+    config: str | os.PathLike | dict | None, checkpoint: str | os.PathLike, device: str = "cpu", trust_config: bool = False
+) -> nn.Module:
     """Build a model from a checkpoint, ready for :func:`inference_model`.
 
     Args:
-        config: a config file or dict; ``None`` uses the config stored in the checkpoint.
+        config: a config file (its ``custom_imports`` are imported) or dict; ``None`` uses the
+            config stored in the checkpoint.
         checkpoint: an mlcls checkpoint (its evaluation weights: EMA when validation used EMA).
         device: ``cpu``, ``cuda``, ``cuda:1``, ``auto``.
+        trust_config: let the checkpoint's stored config import its ``custom_imports`` (and open
+            program URLs); without it, a stored config that asks for either is refused.
 
     Returns:
         The model in eval mode, with ``classes``, ``thresholds`` ([C] float tensor),
         ``thresholds_source``, ``cfg`` and ``pipeline`` attached.
     """
-    cfg = config if config is None or isinstance(config, dict) else load_config(config)
-    model, _, cfg = build_from_checkpoint(checkpoint, cfg, device)
+    if config is not None and not isinstance(config, dict):
+        config = load_config(config)
+        import_custom_modules(config)  # the user's own config: its plugins are theirs to import
+    model, _, cfg = build_from_checkpoint(checkpoint, config, device, trust_config=trust_config)
     model.cfg = cfg
     model.pipeline = build_pipeline(test_pipeline_cfg(cfg))
     return model
@@ -136,7 +142,7 @@ def threshold_values(thr: Any, classes: Sequence[str]) -> float | list[float]:
             )
         where = str(thr)
         try:
-            thr = json.loads(Path(thr).read_text(encoding="utf-8"))
+            thr = loads_json_strict(Path(thr).read_text(encoding="utf-8"), where)
         except OSError as e:
             raise ConfigError(f"thresholds file {where}: cannot read it ({e.strerror or e})") from None
         except ValueError as e:

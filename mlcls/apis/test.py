@@ -150,6 +150,8 @@ def test_model(
     tta: str | list | None = None,
     report: bool = False,
     report_options: dict | None = None,
+    cfg_options: list[str] | None = None,
+    trust_config: bool = False,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
@@ -164,15 +166,23 @@ def test_model(
     ``report``, also ``report.html`` (see :mod:`mlcls.report`; ``report_options``: ``gallery_k``,
     ``gallery_classes``, ``config`` for its header) and ``eval_scores.npz``, which
     ``tools/report.py`` rebuilds the page from.
-    ``on_report`` receives the report text before anything is written. ``tta`` (``flip`` or a
-    list of views, see :mod:`mlcls.apis.tta`) averages the scores over views; thresholds tuned
-    here are tuned under the same TTA. Returns the metrics dict
-    (plus ``report``, the text, and ``written``, the files).
+    ``on_report`` receives the report text before anything is written. ``tta`` (``flip``, a
+    list of views, see :mod:`mlcls.apis.tta`, or ``config``: the config's ``test_cfg.tta``)
+    averages the scores over views; thresholds tuned here are tuned under the same TTA.
+    ``cfg_options`` apply to the checkpoint's stored config when ``cfg`` is None;
+    ``trust_config`` lets that stored config import modules or open program URLs
+    (:func:`mlcls.apis.builder.build_from_checkpoint`). Files of an earlier evaluation in
+    ``work_dir`` that this one does not write again are removed (so none is left stale).
+    Returns the metrics dict (plus ``report``, the text, and ``written``, the files).
     """
     from mlcls.evaluation import compute_metrics
     from mlcls.utils.plots import bar_chart
 
-    model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg)
+    model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
+    if tta == "config":
+        tta = (cfg.get("test_cfg") or {}).get("tta")
+        if not tta:
+            raise ConfigError("--tta config: the config has no test_cfg.tta list")
     if tta:
         from mlcls.apis.tta import TTAModel
 
@@ -180,6 +190,10 @@ def test_model(
     classes = list(ckpt["meta"]["classes"])
     work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
     check_writable(work_dir)
+    if out and Path(out).suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"--out: unsupported extension '{Path(out).suffix}' (use .csv or .json)")
+    if work_dir.is_dir() and (work_dir / "test_metrics.json").is_file():
+        logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
     if tune:
         if tune_split == split and not allow_same_split:
             raise ConfigError(
@@ -244,10 +258,9 @@ def test_model(
     written = [work_dir / "test_metrics.json", work_dir / "per_class.csv", work_dir / "ap_vs_frequency.png"]
     if tune:
         written.append(work_dir / "thresholds.json")
-    if out:
-        out = work_dir / out if not os.path.dirname(str(out)) else Path(out)  # a bare name goes with the other outputs
+    if out:  # relative to where the user is, as every tool's --out
         write_scores(out, paths, classes, scores, targets)
-        written.append(out)
+        written.append(Path(out))
     if report:
         written += write_report_files(
             work_dir,
@@ -264,8 +277,17 @@ def test_model(
             tta and model.views,
             report_options,
         )
+    stale = [work_dir / n for n in OUTPUT_FILES if (work_dir / n).exists() and work_dir / n not in written]
+    for path in stale:
+        path.unlink()
+    if stale:
+        logger.info("removed %s, left in %s by an earlier evaluation", ", ".join(p.name for p in stale), work_dir)
     metrics["written"] = [str(p) for p in written]
     return metrics
+
+
+#: every file test_model may write into its output folder (an earlier run's that are not rewritten go)
+OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "ap_vs_frequency.png", "thresholds.json", "eval_scores.npz", "report.html")
 
 
 def write_report_files(work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options) -> list[Path]:

@@ -30,7 +30,7 @@ from mlcls.engine import (
 from mlcls.engine.trainer import unwrap
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.utils.dist import get_world_size, init_distributed, is_dist, is_main_process
-from mlcls.utils.fileio import sweep_stale_temporaries
+from mlcls.utils.fileio import WorkDirLock, sweep_stale_temporaries
 from mlcls.utils.misc import get_logger, set_random_seed
 
 logger = logging.getLogger("mlcls")
@@ -126,6 +126,12 @@ def build_trainer(cfg: dict) -> Trainer:
     if val_loader is not None:
         check_same_classes(classes, val_loader.dataset.classes, "train_dataloader", "val_dataloader")
     label_stats = train_loader.dataset.label_stats()
+    if not any(label_stats["pos"]):
+        logger.warning(
+            "the training set has no positive label at all (%d images): the model can only learn to predict nothing; "
+            "check the labels column and the class list (python tools/check_dataset.py CONFIG)",
+            label_stats["num_samples"],
+        )
     model = build_model_for(cfg, classes, label_stats=label_stats).to(device)
     if hasattr(model, "resolved_config"):  # 'auto' values as numbers: checkpoints rebuild without the labels
         cfg["model"] = model.resolved_config(cfg["model"])
@@ -242,31 +248,50 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
     elif launcher != "none":
         raise ConfigError(f"--launcher: expected 'none' or 'pytorch', got '{launcher}'")
     work_dir = Path(cfg["work_dir"])
+    created = not work_dir.exists()
+    lock = WorkDirLock(work_dir) if is_main_process() else None
+    if lock is not None:  # before anything in the folder is looked at or changed: one run per work dir
+        lock.acquire()
+    try:
+        return _train_in(cfg, work_dir, resume, overwrite, created)
+    finally:
+        _close_log_file(work_dir / "train.log", remove=False)  # later log lines of this process are not this run's
+        if lock is not None:
+            lock.release()
+            _remove_if_empty(work_dir, created)
+
+
+def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool) -> dict:
+    """:func:`train_model` once the work dir is locked."""
     if is_main_process():
         claim_work_dir(work_dir, resume, overwrite)
-        work_dir.mkdir(parents=True, exist_ok=True)
     get_logger(work_dir / "train.log")
     if is_main_process():
         sweep_stale_temporaries(work_dir)
     if is_dist():
         logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
-    trainer = build_trainer(cfg)
-    if is_main_process():  # after building: the config that runs (scaled lr, 'auto' values written out)
+    try:
+        trainer = build_trainer(cfg)
+        if resume == "auto":
+            candidates = resume_candidates(work_dir)
+            if not candidates:
+                logger.info("--resume auto: no %s yet, starting from scratch", work_dir / "latest.pth")
+            for i, path in enumerate(candidates):
+                try:
+                    trainer.resume(path)
+                    break
+                except CheckpointError as e:
+                    if i + 1 == len(candidates):
+                        raise CheckpointError(f"--resume: no loadable checkpoint in {work_dir}; the last one tried: {e}") from None
+                    logger.warning("--resume: %s is damaged (%s); trying the next newest, %s", path.name, e, candidates[i + 1].name)
+        elif resume:
+            trainer.resume(resume)
+    except BaseException:
+        if created and is_main_process():  # nothing was trained: leave no log of a run that never started
+            _close_log_file(work_dir / "train.log")
+        raise
+    if is_main_process():  # once the run is accepted: the config that runs (scaled lr, 'auto' values written out)
         dump_config(trainer.meta["config"], work_dir / "config.yaml")
-    if resume == "auto":
-        candidates = resume_candidates(work_dir)
-        if not candidates:
-            logger.info("--resume auto: no %s yet, starting from scratch", work_dir / "latest.pth")
-        for i, path in enumerate(candidates):
-            try:
-                trainer.resume(path)
-                break
-            except CheckpointError as e:
-                if i + 1 == len(candidates):
-                    raise CheckpointError(f"--resume: no loadable checkpoint in {work_dir}; the last one tried: {e}") from None
-                logger.warning("--resume: %s is damaged (%s); trying the next newest, %s", path.name, e, candidates[i + 1].name)
-    elif resume:
-        trainer.resume(resume)
     if resume and trainer.epoch >= trainer.max_epochs and not trainer.inner_iter:
         logger.info(
             "the run in %s is complete (%d of %d epochs); to train longer, raise max_epochs and resume: "
@@ -284,6 +309,25 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
     if is_main_process():
         report_outputs(work_dir)
     return metrics
+
+
+def _close_log_file(path: Path, remove: bool = True) -> None:
+    """Detach the run's log file from the ``mlcls`` logger; ``remove`` it too (a run that failed before it started)."""
+    log = logging.getLogger("mlcls")
+    for h in [h for h in log.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve()]:
+        log.removeHandler(h)
+        h.close()
+    if remove:
+        path.unlink(missing_ok=True)
+
+
+def _remove_if_empty(work_dir: Path, created: bool) -> None:
+    """A work dir this call created and left empty (the run failed before writing anything) is removed."""
+    try:
+        if created and work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()
+    except OSError:
+        pass
 
 
 def report_outputs(work_dir: Path) -> None:

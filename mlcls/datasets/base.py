@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 from array import array
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,7 +51,21 @@ def read_class_list(classes: Sequence[str] | str | os.PathLike, where: str = "cl
     return names
 
 
+def check_space_free(classes: Sequence[str], where: str) -> None:
+    """Class names of a list format whose labels are separated by whitespace cannot contain any."""
+    spaced = [c for c in classes if any(ch.isspace() for ch in c)]
+    if spaced:
+        raise DataError(
+            f"{where}: class name {spaced[0]!r} contains a space, but this format separates labels by spaces, so it could "
+            f"never be named in a row; rename it (e.g. {'_'.join(spaced[0].split())!r})"
+            + (f" and {len(spaced) - 1} more like it" if len(spaced) > 1 else "")
+        )
+
+
 def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataError:
+    parts = [p for p in re.split(r"[,;|]", name) if p]
+    if len(parts) > 1 and all(p.strip() in classes for p in parts):  # 'circle,square' (a quoted CSV field)
+        return DataError(f"{where}: unknown class '{name}': labels are separated by spaces, write '{' '.join(p.strip() for p in parts)}'")
     close = difflib.get_close_matches(name, classes, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
@@ -60,40 +75,155 @@ def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataEr
 import torchvision.io as _tv_io  # noqa: E402 - imported once, not per decoded image
 
 
+def max_image_pixels() -> int | None:
+    """The largest image (width x height) mlcls decodes: ``MLCLS_MAX_IMAGE_PIXELS`` when set (``0``:
+    no limit), else Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89.5 Mpx; ``None`` there: no limit).
+
+    The variable reaches DataLoader workers however they are started; see
+    :func:`set_max_image_pixels` and the ``max_image_pixels`` config key.
+    """
+    env = os.environ.get("MLCLS_MAX_IMAGE_PIXELS")
+    if env:
+        try:
+            value = int(float(env))
+        except ValueError:
+            raise DataError(f"MLCLS_MAX_IMAGE_PIXELS: expected a number of pixels, got '{env}'") from None
+        return value if value > 0 else None
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Set the pixel limit of :func:`max_image_pixels` for this process and the ones it starts."""
+    from PIL import Image
+
+    os.environ["MLCLS_MAX_IMAGE_PIXELS"] = str(int(limit or 0))
+    Image.MAX_IMAGE_PIXELS = int(limit) if limit else None  # Pillow's own check must not refuse below ours
+
+
+def _check_pixels(width: int, height: int, name: str) -> None:
+    limit = max_image_pixels()
+    if limit is not None and width * height > limit:
+        raise DataError(
+            f"{name}: {width}x{height} pixels ({width * height / 1e6:.1f} Mpx) is above the limit of {limit / 1e6:.1f} Mpx, "
+            "refused before decoding (a decompression bomb, or a scan this large?); raise the limit with the config key "
+            "max_image_pixels or MLCLS_MAX_IMAGE_PIXELS if you meant it"
+        )
+
+
+def open_image(source, name: str):
+    """``PIL.Image.open`` (header only, nothing decoded yet) with the pixel limit checked: the one
+    place where mlcls opens an image file, whatever decodes it afterwards.
+
+    Raises:
+        DataError: the image is above :func:`max_image_pixels`, or Pillow cannot identify it.
+    """
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if isinstance(source, io.BytesIO):
+            head = bytes(source.getbuffer()[:65536])
+        else:
+            with open(source, "rb") as f:
+                head = f.read(65536)
+        size = _png_size(head, any_mode=True) or _jpeg_size(head)
+        if size is not None:  # before Pillow's own check, which says less (and only above twice its limit)
+            _check_pixels(*size, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, with a clearer line
+            img = Image.open(source)
+    except Image.DecompressionBombError as e:  # above twice Pillow's limit: its check runs inside open()
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        raise DataError(f"{name}: {size.group(1) if size else 'too many'} pixels, above the limit; refused before decoding") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{name}: not an image file that Pillow or torchvision can read") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # a header cut short, an unreadable file
+        raise DataError(f"{name}: cannot read the image header ({e})") from None
+    _check_pixels(*img.size, name)
+    return img
+
+
 def load_image(path: str) -> torch.Tensor:
     """Decode an image file to a uint8 RGB tensor [3, H, W] (EXIF orientation applied).
 
     JPEG/PNG/GIF/WEBP go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng); other
-    formats, and files it cannot read, fall back to Pillow. 16-bit images are scaled to 8 bits.
+    formats, images with transparency (composited over black) and files it cannot read go
+    through Pillow, so a file decodes exactly as its PIL image does (:func:`pil_to_uint8`).
+    16-bit images are scaled to 8 bits; an animated GIF gives its first frame, as in Pillow.
+    The size in the header is checked against :func:`max_image_pixels` before decoding.
     """
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a folder, not an image file")
     if path.lower().endswith(_TV_DECODABLE):
         try:
             data = _tv_io.read_file(path)
         except RuntimeError:  # missing or unreadable: Pillow raises the usual OSError for it
             data = None
-        img = None if data is None else _decode_with_torchvision(data)
-        if img is not None:
-            return img
-    from PIL import Image
-
-    with Image.open(path) as img:
+        if data is not None:
+            return _decode_bytes(data, path)
+    with open_image(path, path) as img:
         return pil_to_uint8(img)
 
 
 def load_image_bytes(data: bytes, name: str) -> torch.Tensor:
     """Decode image file bytes (from a shard, say) to uint8 RGB [3, H, W], as :func:`load_image` does."""
-    img = _decode_with_torchvision(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-    if img is not None:
-        return img
+    return _decode_bytes(torch.frombuffer(bytearray(data), dtype=torch.uint8), name)
+
+
+def _decode_bytes(data: torch.Tensor, name: str) -> torch.Tensor:
+    """Encoded bytes (uint8 [n]) -> uint8 RGB [3, H, W]: the header's size checked first, then
+    torchvision's decoder where it gives the same pixels as Pillow, else Pillow."""
+    head = data[:65536].numpy().tobytes()
+    size = _png_size(head) or _jpeg_size(head)  # a few microseconds, where opening with Pillow costs ~40
+    if size is not None:
+        _check_pixels(*size, name)
+        decoded = _decode_with_torchvision(data)
+        if decoded is not None:
+            return decoded
     import io
 
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
+    with open_image(io.BytesIO(data.numpy().tobytes()), name) as img:
+        try:
             return pil_to_uint8(img)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{name}: cannot decode the image ({e})") from None
+        except OSError as e:  # truncated or corrupt data
+            raise DataError(f"{name}: cannot decode the image ({e})") from None
+
+
+def _png_size(head: bytes, any_mode: bool = False) -> tuple[int, int] | None:
+    """(width, height) of a PNG; unless ``any_mode``, only of one that torchvision decodes as
+    Pillow does (grey or RGB, no alpha or palette: those are composited by :func:`pil_to_uint8`)."""
+    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and (any_mode or head[25] in (0, 2)):
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame marker (within the first 64 kB), else None."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(head)
+    while i + 9 < n:
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF:
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
 
 
 def _decode_with_torchvision(data: torch.Tensor) -> torch.Tensor | None:
@@ -103,6 +233,8 @@ def _decode_with_torchvision(data: torch.Tensor) -> torch.Tensor | None:
         img = _tv_io.decode_image(data, mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError:
         return None
+    if img.dim() == 4:  # an animated GIF: its frames [N, 3, H, W]; the first is the image (as Pillow shows it)
+        img = img[0]
     return img if img.dtype == torch.uint8 else _to_uint8(img)
 
 
@@ -121,6 +253,8 @@ def pil_to_uint8(img) -> torch.Tensor:
     EXIF orientation, transparency over black, 16/32-bit greyscale scaled (not clipped) to 8 bits."""
     from PIL import ImageOps
 
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # an animated image: its first frame
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.int64)
@@ -261,6 +395,11 @@ class MultiLabelDataset(Dataset):
             self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
             self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
             self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
+        if len(self._paths) == 0 and not self.annotation_errors:
+            raise DataError(
+                f"{getattr(self, 'ann_file', None) or self.data_root or type(self).__name__}: lists no samples (only a header?)"
+            )
+        self._check_inside_root()
         self._setup_loading(pipeline, on_bad_image)
         if check_files:
             self._check_files()
@@ -415,6 +554,24 @@ class MultiLabelDataset(Dataset):
         bounds = np.cumsum(counts)[:-1]
         combos = Counter(tuple(sorted(a.tolist())) for a in np.split(ids, bounds))
         return [[list(k), v] for k, v in sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    def _check_inside_root(self) -> None:
+        """A relative path that climbs out of ``data_root`` (``../../etc/passwd``) is an error: an
+        annotation file should not reach files its data root does not hold (absolute paths are
+        the explicit way to list images elsewhere)."""
+        if not self.data_root or self._paths.dtype.kind != "S":
+            return
+        root = os.path.abspath(self.data_root)
+        for i in np.flatnonzero(np.char.find(self._paths, b"..") >= 0):
+            rel = self._paths[i].decode("utf-8", "replace")
+            if os.path.isabs(rel):
+                continue
+            full = os.path.normpath(os.path.join(root, rel))
+            if os.path.commonpath([root, full]) != root:
+                raise DataError(
+                    f"{self.source(int(i))}: '{rel}' points outside data_root ({self.data_root}); list it with an absolute "
+                    "path, or choose a data_root that contains it"
+                )
 
     def _check_files(self) -> None:
         missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]

@@ -25,6 +25,20 @@ def build_dataset(cfg: dict, **defaults):
     return DATASETS.build(cfg, **defaults)
 
 
+LOADER_KEYS = ("dataset", "batch_size", "num_workers", "sampler", "pin_memory", "persistent_workers", "drop_last", "prefetch_factor")
+
+
+def check_loader_keys(cfg: dict, where: str) -> None:
+    """An unknown key of a ``*_dataloader`` section is one line with a did-you-mean (it would otherwise be ignored)."""
+    import difflib
+
+    for key in cfg:
+        if key not in LOADER_KEYS:
+            close = difflib.get_close_matches(str(key), LOADER_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{where}: unknown key '{key}'{hint} (accepted: {', '.join(LOADER_KEYS)})")
+
+
 def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False) -> DataLoader:
     """A DataLoader from a ``*_dataloader`` config section.
 
@@ -38,10 +52,7 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
     read ``loader.batch_sampler.batch_size``.
     """
     cfg = dict(cfg)
-    allowed = {"dataset", "batch_size", "num_workers", "sampler", "pin_memory", "persistent_workers", "drop_last", "prefetch_factor"}
-    unknown = set(cfg) - allowed
-    if unknown:
-        raise ConfigError(f"dataloader: unknown key(s) {sorted(unknown)} (accepted: {', '.join(sorted(allowed))})")
+    check_loader_keys(cfg, "dataloader")
     if dataset is None:
         if "dataset" not in cfg:
             raise ConfigError("dataloader: missing 'dataset'")

@@ -6,9 +6,10 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from mlcls.datasets.base import open_image
 from mlcls.errors import DataError
 
-KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "truncated", "unreadable", "duplicate")
+KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "too-large", "truncated", "unreadable", "duplicate")
 
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png", b"GIF8": "gif", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
 
@@ -65,19 +66,29 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
 
     def check(i: int) -> dict | None:
         path = dataset.image_path(i)
+        if os.path.isdir(path):
+            return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "a folder, not an image file"}
         if not os.path.isfile(path):
             return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "file not found"}
         if os.path.getsize(path) == 0:
             return {"kind": "zero-byte", "path": path, "source": dataset.source(i), "detail": "empty file"}
         if image_format(path) is None and not path.lower().endswith((".ppm", ".pgm", ".pbm", ".tga")):
             with open(path, "rb") as f:
-                head = f.read(16)
+                head = f.read(512)
+            # what the file is, without echoing its bytes (a listed path may name any file on the machine)
+            text = all(32 <= b < 127 or b in (9, 10, 13) for b in head)
             return {
                 "kind": "not-an-image",
                 "path": path,
                 "source": dataset.source(i),
-                "detail": f"not an image (the file starts with {head!r})",
+                "detail": f"no image signature at its start ({'it holds text' if text else 'unknown binary data'}, {os.path.getsize(path)} bytes)",
             }
+        try:
+            with open_image(path, path):  # header only: the size, before anything is decoded
+                pass
+        except DataError as e:
+            kind = "too-large" if "above the limit" in str(e) else "unreadable"
+            return {"kind": kind, "path": path, "source": dataset.source(i), "detail": str(e).split(": ", 1)[-1]}
         if looks_truncated(path):
             return {"kind": "truncated", "path": path, "source": dataset.source(i), "detail": "no end-of-image marker"}
         if decode:

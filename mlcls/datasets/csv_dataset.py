@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, unknown_class_error
+from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, check_space_free, unknown_class_error
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 
@@ -29,6 +29,7 @@ class CSVDataset(MultiLabelDataset):
         super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, **kwargs)
 
     def load_annotations(self) -> LabelIndexBuilder:
+        check_space_free(self.classes, f"{type(self).__name__}.classes")
         lookup = {c: i for i, c in enumerate(self.classes)}
         index = LabelIndexBuilder()
         try:

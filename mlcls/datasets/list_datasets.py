@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, unknown_class_error
+from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, check_space_free, unknown_class_error
 from mlcls.datasets.coco import read_json
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
@@ -32,6 +32,8 @@ class TXTListDataset(MultiLabelDataset):
         super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, **kwargs)
 
     def load_annotations(self) -> LabelIndexBuilder:
+        if self.label_type == "name" and (self.delimiter is None or self.delimiter.isspace()):
+            check_space_free(self.classes, f"{type(self).__name__}.classes")
         lookup = {c: i for i, c in enumerate(self.classes)}
         n_cls = len(self.classes)
         index = LabelIndexBuilder()

@@ -29,7 +29,7 @@ HEADER = b"ImageID,Source,LabelName,Confidence"
 
 def read_class_descriptions(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """(LabelNames, DisplayNames) from ``LabelName,DisplayName`` rows (a header row is skipped)."""
-    mids, names = [], []
+    mids, names, first = [], [], {}
     try:
         f = open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
@@ -40,7 +40,11 @@ def read_class_descriptions(path: str | os.PathLike) -> tuple[list[str], list[st
                 continue
             if len(row) < 2:
                 raise DataError(f"{path}:{line_no}: expected 'LabelName,DisplayName', got {','.join(row)!r}")
-            mids.append(row[0].strip())
+            mid = row[0].strip()
+            if mid in first:
+                raise DataError(f"{path}:{line_no}: LabelName '{mid}' is listed again (first at line {first[mid]}); each class once")
+            first[mid] = line_no
+            mids.append(mid)
             names.append(row[1].strip())
     if not mids:
         raise DataError(f"{path}: no classes in the class descriptions file")
@@ -81,7 +85,7 @@ class _ClassLookup:
         h = _hash(_words(table))
         order = np.argsort(h, kind="stable")
         if len(np.unique(h)) != len(h):
-            raise DataError("class descriptions: duplicate LabelName")
+            raise DataError("class descriptions: two LabelNames share a hash; rename one")  # distinct names: practically never
         self.hashes, self.table = h[order], table[order]
         self.target = np.array([index_of.get(all_mids[i], -1) for i in order], dtype=np.int32)
 

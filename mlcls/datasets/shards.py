@@ -41,14 +41,17 @@ FORMAT = "mlcls-shards-1"
 def parse_size(text: str | int) -> int:
     """``500MB``, ``2GB``, ``64k`` or a number of bytes -> bytes."""
     if isinstance(text, int):
-        return text
+        text = f"{text}b"
     units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
     t = str(text).strip().lower()
     num = t.rstrip("kmgb")
     try:
-        return int(float(num) * units[t[len(num) :]])
+        size = int(float(num) * units[t[len(num) :]])
     except (ValueError, KeyError):
         raise ConfigError(f"--shard-size: expected a size such as 500MB, 2GB or 64KB, got {text!r}") from None
+    if size <= 0:
+        raise ConfigError(f"--shard-size: expected a positive size such as 500MB (100MB-1GB is usual), got {text!r}")
+    return size
 
 
 def write_shards(dataset: MultiLabelDataset, out: str | os.PathLike, shard_size: int, seed: int = 0, source: dict | None = None) -> dict:
@@ -310,9 +313,15 @@ class WebDatasetShards(IterableDataset):
     def _samples(self, mine, copies, wds):
         for j, budget in mine:
             url = self.shard_url.format(name=self.index["shards"][j]["name"])
+            lo, hi = int(self.shard_start[j]), int(self.shard_start[j + 1])
             yielded = 0
             for sample in _tar_samples(url, wds):
                 g = int(sample["__key__"])
+                if not lo <= g < hi:  # the index's counts no longer describe the shards (edited, or another set's)
+                    raise DataError(
+                        f"{url}: holds sample {g}, but the index says this shard holds samples {lo}..{hi - 1}; the index does "
+                        "not match the shards (edited counts?): write them again with tools/make_shards.py"
+                    )
                 n = 1 if copies is None else int(copies[g])
                 if n == 0:
                     continue
@@ -324,7 +333,10 @@ class WebDatasetShards(IterableDataset):
                 if yielded == budget:
                     break
             if yielded < budget:
-                raise DataError(f"{url}: ended after {yielded} samples, the index promised {budget}")
+                raise DataError(
+                    f"{url}: ended after {yielded} samples, the index promised {budget}; the index does not match the shards "
+                    "(edited counts, or a shard cut short?): write them again with tools/make_shards.py"
+                )
 
     def _decode(self, sample: dict, url: str):
         from mlcls.datasets.base import load_image_bytes
@@ -346,7 +358,10 @@ def _tar_samples(url: str, wds):
     opener (paths, http(s), ``pipe:`` commands). The members are parsed here, not by ``tarfile``:
     shards hold plain files, and a 512-byte header read per member is several times cheaper than
     ``tarfile``'s general machinery, which dominated the time of small images."""
-    stream = wds.gopen(url, "rb")
+    try:
+        stream = wds.gopen(url, "rb")
+    except FileNotFoundError:
+        raise DataError(f"shard not found: {url} (it is listed in the shard index; was it moved or deleted?)") from None
     try:
         sample: dict = {}
         for name, data in _tar_members(stream, url):

@@ -18,7 +18,7 @@ from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hooks import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
-from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
+from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint, state_mismatch
 from mlcls.utils.dist import all_reduce, get_rank, is_dist
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
@@ -347,6 +347,12 @@ class Trainer:
         for key in ("state_dict", "optimizer"):
             if key not in ckpt:
                 raise CheckpointError(f"{path}: no '{key}' entry; it cannot be resumed from")
+        problem = self.resume_mismatch(ckpt)
+        if problem:  # checked before anything is loaded or written: the run is left as it was
+            raise ConfigError(
+                f"--resume: {path} does not fit this config: {problem}. To start from its weights with the new config, "
+                f"set load_from: {path} and use a new --work-dir; to start this run again, use --overwrite"
+            )
         unwrap(self.model).load_state_dict(ckpt["state_dict"])
         fresh_lrs = [g["lr"] for g in self.optimizer.param_groups]  # the new schedule's step-0 values
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -360,7 +366,18 @@ class Trainer:
                 # The schedule changed (e.g. max_epochs raised to train longer): the saved state
                 # describes the old one. Replay the new schedule up to the current step instead.
                 steps = self.epoch * -(-self.iters_per_epoch // self.accumulate) + self.inner_iter // self.accumulate
-                logger.warning("lr schedule differs from the checkpoint's; fast-forwarding the new one by %d steps", steps)
+                old = (ckpt["meta"].get("schedule") or {}).get("max_epochs")
+                if old is not None and old != self.max_epochs:
+                    logger.warning(
+                        "the checkpoint's run was planned for %d epochs, this config asks for %d: training continues to epoch %d "
+                        "with the lr schedule recomputed for %d epochs (and replayed to step %d). To finish the run as planned, "
+                        "resume with --cfg-options train_cfg.max_epochs=%d",
+                        old, self.max_epochs, self.max_epochs, self.max_epochs, steps, old,
+                    )  # fmt: skip
+                else:
+                    logger.warning(
+                        "the lr schedule in this config differs from the checkpoint's: the new one is used, replayed to step %d", steps
+                    )
                 for g, lr in zip(self.optimizer.param_groups, fresh_lrs):
                     g["lr"] = lr  # torch schedulers step recursively from the current lr
                 with warnings.catch_warnings():
@@ -382,6 +399,32 @@ class Trainer:
         self.thresholds = ckpt.get("thresholds")
         where = f", batch {self.inner_iter} of epoch {self.epoch + 1}" if self.inner_iter else ""
         logger.info("resumed from %s at epoch %d (iteration %d%s)", path, self.epoch, self.iter, where)
+
+    def resume_mismatch(self, ckpt: dict) -> str | None:
+        """What keeps ``ckpt`` from being resumed by this trainer (class list, model, optimizer), or None."""
+        meta = ckpt.get("meta") or {}
+        old_classes, new_classes = meta.get("classes"), self.meta.get("classes")
+        if old_classes is not None and new_classes is not None and list(old_classes) != list(new_classes):
+            i = next((i for i, (a, b) in enumerate(zip(old_classes, new_classes)) if a != b), min(len(old_classes), len(new_classes)))
+            return (
+                f"the class list differs ({len(old_classes)} classes in the checkpoint, {len(new_classes)} now; first difference at "
+                f"index {i}: {old_classes[i] if i < len(old_classes) else '<end>'!r} vs {new_classes[i] if i < len(new_classes) else '<end>'!r})"
+            )
+        problem = state_mismatch(unwrap(self.model).state_dict(), ckpt["state_dict"])
+        if problem:
+            return f"the model differs: {problem}"
+        old_opt = ((meta.get("config") or {}).get("optimizer") or {}).get("type")
+        new_opt = type(self.optimizer).__name__
+        saved_keys = {k for g in ckpt["optimizer"].get("param_groups", []) for k in g if k != "params"}
+        own_keys = {k for g in self.optimizer.param_groups for k in g if k != "params"}
+        if (old_opt is not None and old_opt != new_opt) or (saved_keys and not saved_keys <= own_keys | {"initial_lr"}):
+            return f"the optimizer differs ({old_opt or 'another type'} in the checkpoint, {new_opt} now)"
+        if len(ckpt["optimizer"].get("param_groups", [])) != len(self.optimizer.param_groups):
+            return (
+                f"the optimizer has {len(self.optimizer.param_groups)} parameter groups now, "
+                f"{len(ckpt['optimizer']['param_groups'])} in the checkpoint (another lr decay or weight-decay setting?)"
+            )
+        return None
 
 
 @torch.no_grad()

@@ -24,15 +24,20 @@ THUMB_SIZE = 96
 
 def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
     """(JPEG data URI at most ``size`` px on a side, None) or (None, why it could not be read)."""
-    from PIL import Image
+    from PIL import ImageOps
+
+    from mlcls.datasets.base import open_image
+    from mlcls.errors import DataError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path, str(path)) as im:  # the pixel limit is checked before anything is decoded
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for big photos
-            im = im.convert("RGB")
+            im = ImageOps.exif_transpose(im).convert("RGB")  # shown as the model saw it: EXIF orientation applied
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=75)
+    except DataError as e:
+        return None, f"unreadable: {str(e).split(': ', 1)[-1]}"
     except (OSError, ValueError) as e:
         return None, f"unreadable: {e.__class__.__name__}"
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None

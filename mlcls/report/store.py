@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -50,6 +51,20 @@ def save_eval_scores(
 def load_eval_scores(path: str | os.PathLike) -> dict:
     """``{"scores", "targets" (tensors), "paths", "classes", "thr" (lists), "meta" (dict)}`` from ``path``."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the saved evaluation ({e.strerror or e})") from None
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive; say what the file is instead of numpy's "pickled data"
+        kind = (
+            "it is empty"
+            if not magic
+            else "it looks like JSON or text"
+            if magic[:1] in (b"{", b"[", b'"') or magic.isascii()
+            else "unknown data"
+        )
+        raise DataError(f"{path}: not an .npz evaluation file ({kind}); tools/test.py writes eval_scores.npz")
+    try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"scores", "targets", "paths", "classes", "thr", "meta"} - set(z.files)
             if missing:
@@ -64,8 +79,8 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
             }
     except DataError:
         raise
-    except (OSError, ValueError) as e:  # includes zipfile.BadZipFile and a pickled (object) array
-        raise DataError(f"{path}: cannot read the saved evaluation ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, or a pickled (object) array
+        raise DataError(f"{path}: cannot read the saved evaluation, damaged or cut short? ({e})") from None
     n, c = out["scores"].shape
     if out["targets"].shape != (n, c) or len(out["paths"]) != n or len(out["classes"]) != c or len(out["thr"]) != c:
         raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(out['targets'].shape)}, {len(out['paths'])} paths)")

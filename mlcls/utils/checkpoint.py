@@ -152,3 +152,30 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(sd).__name__}")
     return sd
+
+
+def state_mismatch(model_state: dict, state: dict) -> str | None:
+    """The first difference between a model's state dict and ``state`` (shape, then names), or None."""
+    for k, v in state.items():
+        if k in model_state and model_state[k].shape != v.shape:
+            return f"tensor '{k}' is {list(v.shape)} in the checkpoint but {list(model_state[k].shape)} in the model built from the config"
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    if missing or unexpected:
+        first = (
+            f"the model has '{missing[0]}', which the checkpoint lacks"
+            if missing
+            else f"the checkpoint has '{unexpected[0]}', which the model lacks"
+        )
+        return f"{first} ({len(missing) + len(unexpected)} mismatching names)"
+    return None
+
+
+def load_model_state(model: torch.nn.Module, state: dict, checkpoint: str | os.PathLike) -> None:
+    """Load ``state`` into ``model`` exactly; a mismatch is one line naming the first differing tensor."""
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointError(
+            f"{checkpoint}: weights do not fit the model built from the config: {problem} (another architecture or class count?)"
+        )
+    model.load_state_dict(state)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from mlcls.errors import WriteError
+from mlcls.errors import ConfigError, WriteError
 
 logger = logging.getLogger("mlcls")
 
@@ -150,3 +150,93 @@ def decode_error_message(path: str | os.PathLike, data: bytes, e: UnicodeDecodeE
     line = data[: e.start].count(b"\n") + 1
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
     return f"{path}:{line}: byte 0x{data[e.start]:02x} at column {column} is not valid {e.encoding}; save the file as UTF-8"
+
+
+LOCK_NAME = ".mlcls.lock"
+
+
+class WorkDirLock:
+    """One run per work dir at a time: an exclusive ``flock`` on ``<work_dir>/.mlcls.lock``.
+
+    The kernel releases the lock when its process ends, however it ends (an exception, SIGKILL,
+    a crash), so a lock is never stale: a lock file left by a dead process is simply taken over.
+    The file holds the owner's PID, host and start time, for the refusal message. Use as a
+    context manager, or :meth:`acquire` / :meth:`release`.
+
+    Raises:
+        ConfigError: another live process holds the lock (naming it).
+    """
+
+    def __init__(self, work_dir: str | os.PathLike, what: str = "training run") -> None:
+        self.path = Path(work_dir) / LOCK_NAME
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "WorkDirLock":
+        import socket
+        import time
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            logger.warning("no file locking on this platform: nothing stops a second run from writing into %s", self.path.parent)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.read(fd, 512).decode("utf-8", "replace").strip() or "unknown process"
+                os.close(fd)
+                raise ConfigError(
+                    f"{self.path.parent} is in use by another {self.what} ({owner}); wait for it to finish, stop it, "
+                    "or choose another folder with --work-dir"
+                ) from None
+            # the file may have been removed (released) between our open and our lock: lock the one on disk
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()  # while still locked: a waiting process re-checks the inode and retries
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "WorkDirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def loads_json_strict(text: str, where: str):
+    """``json.loads`` that refuses a key given twice in one object (the standard library keeps the last).
+
+    Raises:
+        ValueError: naming ``where`` and the key (the caller turns it into its own error kind).
+    """
+    import json
+
+    def pairs(items):
+        out = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"the key '{k}' is given twice in one object")
+            out[k] = v
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)

@@ -36,7 +36,18 @@ def test_flip_tta_is_the_mean_of_the_image_and_its_mirror(ckpt):
 
 def test_tta_in_test_tool_and_inference_agree(ckpt, tmp_path, shapes_root, run_tool):
     r = run_tool(
-        "tools/test.py", ckpt, "--tta", "flip", "--out", "s.csv", "--work-dir", tmp_path / "t", "--tune-thr", "f1", "--min-pos", "1"
+        "tools/test.py",
+        ckpt,
+        "--tta",
+        "flip",
+        "--out",
+        tmp_path / "t" / "s.csv",
+        "--work-dir",
+        tmp_path / "t",
+        "--tune-thr",
+        "f1",
+        "--min-pos",
+        "1",
     )
     assert r.returncode == 0, r.stderr
     assert "test-time augmentation: identity + hflip" in r.stdout

@@ -204,3 +204,23 @@ def test_make_shards_refuses_an_existing_folder_and_leaves_nothing_half_written(
     (tmp_path / "bad" / "index.json").write_text('{"format": "other"}')
     with pytest.raises(Exception, match="not an mlcls shard index"):
         WebDatasetShards(str(tmp_path / "bad" / "index.json"))
+
+
+def test_an_edited_index_or_a_deleted_shard_is_one_line(shards, tmp_path):
+    import shutil
+
+    from mlcls.errors import DataError
+
+    edited = tmp_path / "edited"
+    shutil.copytree(shards, edited)
+    index = json.loads((edited / "index.json").read_text())
+    index["shards"][0]["num_samples"] += 1  # the counts still add up, so only reading can tell
+    index["shards"][1]["num_samples"] -= 1
+    (edited / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=r"(holds sample \d+, but the index says|ended after \d+ samples, the index promised).*make_shards"):
+        list(WebDatasetShards(str(edited / "index.json"), shuffle_buffer=1))
+    gone = tmp_path / "gone"
+    shutil.copytree(shards, gone)
+    (gone / index["shards"][2]["name"]).unlink()
+    with pytest.raises(DataError, match=rf"shard not found: .*{index['shards'][2]['name']} \(it is listed in the shard index"):
+        list(WebDatasetShards(str(gone / "index.json"), shuffle_buffer=1))

@@ -64,7 +64,7 @@ def test_report_tool_says_what_it_needs(tmp_path, run_tool):
     r = run_tool("tools/report.py", tmp_path)
     assert r.returncode == 2 and "2 evaluations found, name one" in r.stderr
     r = run_tool("tools/report.py", tmp_path / "a")
-    assert r.returncode == 2 and "cannot read the saved evaluation" in r.stderr
+    assert r.returncode == 2 and "not an .npz evaluation file" in r.stderr
 
 
 def test_compare_two_evaluations_sorted_by_largest_change(evaluated, tmp_path, run_tool):

@@ -49,7 +49,7 @@ def test_test_tool_lists_its_files_and_marks_fallback_thresholds(shapes_root, tm
     ckpt = tmp_path / "run" / "latest.pth"
     out = tmp_path / "t"
     # every class has fewer than 1000 validation positives: all fall back to the global threshold
-    r = run_tool("tools/test.py", ckpt, "--work-dir", out, "--tune-thr", "f1", "--min-pos", "1000", "--out", "s.csv")
+    r = run_tool("tools/test.py", ckpt, "--work-dir", out, "--tune-thr", "f1", "--min-pos", "1000", "--out", out / "s.csv")
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.rstrip().endswith("*")]
     assert len(rows) == 10  # each class row marked

@@ -74,7 +74,7 @@ def read_weights(pretrained: str, tv_builder=None) -> tuple[dict[str, torch.Tens
     except Exception as e:  # noqa: BLE001 - URLError, OSError, hash mismatch, ...
         raise CheckpointError(
             f"pretrained: could not download torchvision weights {enum.__name__}.{name} ({e}). "
-            f"Offline? Download {weights.url} elsewhere and set 'pretrained: /path/to/file.pth'"
+            f"Offline? Download {weights.url} elsewhere and set 'pretrained: /path/to/file.pth', or 'pretrained: null' to train from scratch"
         ) from None
     return sd, f"{enum.__name__}.{name}"
 
