@@ -140,7 +140,11 @@ def _accepted_keys(obj_cls: Callable) -> list[str] | None:
     ``__init__`` passes them on (a dataset to :class:`MultiLabelDataset`); None when open-ended."""
     inits = [c.__dict__["__init__"] for c in obj_cls.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj_cls) else [obj_cls]
     names: list[str] = []
-    for init in inits:
+    for depth, init in enumerate(inits):
+        if getattr(init, "__qualname__", "") in ("Module.__init__", "object.__init__"):
+            # a class without an __init__ of its own takes nothing; **kwargs that reach nn.Module
+            # were the class's own to use (e.g. TimmBackbone's, for timm.create_model): open-ended
+            return names if depth == 0 else None
         try:
             params = inspect.signature(init).parameters
         except (TypeError, ValueError):

@@ -21,21 +21,11 @@ from pathlib import Path
 from _common import cli_main
 
 from mlcls.errors import DataError
+from mlcls.utils.misc import read_scalars
 
 
 def read_log(work_dir: Path) -> list[dict]:
-    path = work_dir / "scalars.jsonl" if work_dir.is_dir() else work_dir
-    if not path.is_file():
-        raise DataError(f"{path}: not found (expected a work_dir holding scalars.jsonl, or the file itself)")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not a JSON line ({e.msg})") from None
-    return records
+    return read_scalars(work_dir, strict=True)
 
 
 def series(records: list[dict], key: str) -> list[tuple[float, float]]:

@@ -16,6 +16,7 @@ from _common import cli_main
 
 from mlcls.apis import prepare_config
 from mlcls.datasets.check import check_images, summarize
+from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.errors import DataError
 
 
@@ -28,9 +29,7 @@ def check_config(cfg: dict, splits: list[str], decode: bool = True, out=sys.stdo
         section = cfg.get(f"{split}_dataloader")
         if not section:
             continue
-        ds_cfg = section["dataset"]
-        while ds_cfg.get("type") == "ClassBalancedDataset":  # check the images, not the repeats
-            ds_cfg = ds_cfg["dataset"]
+        ds_cfg = unwrapped_dataset_cfg(section["dataset"])  # check the images, not the repeats
         try:
             dataset = build_dataset(dict(ds_cfg, check_files=False, pipeline=[], collect_errors=True))
         except DataError as e:  # the file itself is missing or unparseable

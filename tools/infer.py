@@ -4,7 +4,9 @@
                           [--config CONFIG] [--batch-size B] [--workers N] [--device cpu]
 
 INPUT: image files, folders (searched recursively for image extensions) or list files (.txt/.lst,
-one path per line). Labels use the per-class thresholds stored in the checkpoint (tuned on
+one path per line). For a model of samples made of many images (a bag per exam): volumes
+(.npy/.npz), folders searched for volumes (a folder without any is one bag of images), or list
+files of those; a single-view model only (several views: use inference_model with {view: path}). Labels use the per-class thresholds stored in the checkpoint (tuned on
 validation) unless --thr or --topk is given. Unreadable images are reported, skipped and counted.
 """
 
@@ -19,22 +21,22 @@ from pathlib import Path
 from _common import cli_main
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from mlcls.apis.inference import collect_inputs, decode, init_model, predict_probs, resolve_thresholds, to_uint8_tensor  # noqa: E402
+from mlcls.apis.inference import bag_views, collect_inputs, decode, init_model, predict_probs, preprocess, resolve_thresholds  # noqa: E402
 from mlcls.errors import ConfigError, DataError  # noqa: E402
 from mlcls.utils.fileio import atomic_open  # noqa: E402
 from mlcls.utils.misc import get_logger  # noqa: E402
 
 
 class _Images(Dataset):
-    def __init__(self, paths, pipeline):
-        self.paths, self.pipeline = paths, pipeline
+    def __init__(self, paths, model):
+        self.paths, self.model = paths, model
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
         try:
-            return i, self.pipeline(to_uint8_tensor(self.paths[i])), None
+            return i, preprocess(self.model, self.paths[i]), None
         except DataError as e:
             return i, None, str(e)
         except Exception as e:  # noqa: BLE001 - a transform failing on an odd image is a bad image too
@@ -78,7 +80,7 @@ def main(argv=None) -> None:
         from mlcls.apis.tta import TTAModel
 
         model = TTAModel(model, args.tta)
-    paths = collect_inputs(args.inputs)
+    paths = collect_inputs(args.inputs, bags=bag_views(model) is not None)
     if not paths:
         raise DataError(f"no images found in {' '.join(args.inputs)}")
     thresholds = resolve_thresholds(model, args.thr if args.thr is not None else args.thr_file)
@@ -88,7 +90,7 @@ def main(argv=None) -> None:
         source = f"top-{args.topk}" if args.topk else model.thresholds_source
     rule = f"the {args.topk} most probable classes" if args.topk else f"the classes at or above their threshold ({source})"
     log.info("%d images, %d classes; labels: %s", len(paths), len(model.classes), rule)
-    loader = DataLoader(_Images(paths, model.pipeline), batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate)
+    loader = DataLoader(_Images(paths, model), batch_size=args.batch_size, num_workers=args.workers, collate_fn=_collate)
     results, bad = [], []
     from tqdm import tqdm
 

@@ -19,6 +19,7 @@ from _common import cli_main
 from mlcls.apis import prepare_config
 from mlcls.apis.builder import require
 from mlcls.datasets import build_dataset
+from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.datasets.shards import parse_size, write_shards
 
 
@@ -33,9 +34,8 @@ def main(argv=None) -> None:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     cfg = prepare_config(args.config, args.cfg_options)
-    ds_cfg = dict(require(require(cfg, f"{args.split}_dataloader"), "dataset", f"{args.split}_dataloader"))
-    while ds_cfg.get("type") == "ClassBalancedDataset":  # shards hold each image once; repeats happen when reading
-        ds_cfg = dict(ds_cfg["dataset"])
+    # shards hold each image once; repeats happen when reading
+    ds_cfg = unwrapped_dataset_cfg(require(require(cfg, f"{args.split}_dataloader"), "dataset", f"{args.split}_dataloader"))
     ds_cfg["pipeline"] = []  # the bytes are copied as stored, nothing is decoded
     dataset = build_dataset(ds_cfg)
     t0 = time.perf_counter()

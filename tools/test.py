@@ -25,9 +25,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="write per-image scores and targets (.csv or .json; relative to the current folder)")
     p.add_argument("--split", default="test", choices=["test", "val", "train"], help="which *_dataloader to evaluate")
     p.add_argument(
-        "--tune-thr", choices=["f1", "precision", "recall"], help="tune per-class thresholds first and store them in the checkpoint"
+        "--tune-thr",
+        choices=["f1", "precision", "recall", "specificity"],
+        help="tune per-class thresholds first and store them in the checkpoint; specificity: the highest sensitivity "
+        "at specificity >= --tune-target",
     )
-    p.add_argument("--tune-target", type=float, help="precision/recall goal in (0, 1] for --tune-thr precision|recall")
+    p.add_argument("--tune-target", type=float, help="precision/recall/specificity goal in (0, 1] for those --tune-thr objectives")
+    p.add_argument("--ci", type=int, metavar="N", help="95%% bootstrap confidence intervals from N resamples of the samples (e.g. 1000)")
+    p.add_argument("--ci-seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
     p.add_argument("--tune-split", default="val", choices=["val", "train", "test"], help="split to tune on (default val)")
     p.add_argument("--min-pos", type=int, default=5, help="classes with fewer tuning positives use the global threshold")
     p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
@@ -75,6 +80,8 @@ def main(argv=None) -> None:
         report_options={"gallery_k": args.gallery_k, "gallery_classes": args.gallery_classes, "config": config},
         cfg_options=None if config else args.cfg_options,
         trust_config=args.trust_config,
+        ci=args.ci,
+        ci_seed=args.ci_seed,
     )
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:

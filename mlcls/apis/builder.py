@@ -161,9 +161,9 @@ def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int)
     if purpose == "train":
         return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True)
     section = {k: v for k, v in section.items() if k not in ("sampler", "drop_last")}
-    dataset_cfg = dict(require(section, "dataset", f"{split}_dataloader"))
-    while dataset_cfg.get("type") == "ClassBalancedDataset" and isinstance(dataset_cfg.get("dataset"), dict):
-        dataset_cfg = dict(dataset_cfg["dataset"])
+    from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
+
+    dataset_cfg = unwrapped_dataset_cfg(require(section, "dataset", f"{split}_dataloader"))
     if split == "train":
         from mlcls.apis.inference import test_pipeline_cfg
 
@@ -179,6 +179,7 @@ def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int)
         section.pop("sampler")
     if hasattr(dataset, "return_index"):
         dataset.return_index = True
+        dataset.training = False  # long bags: evenly spaced instances, not a random subset
     else:
         from mlcls.datasets.base import IndexedDataset
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from mlcls.apis.inference import init_model, test_pipeline_cfg
+from mlcls.apis.inference import bag_views, init_model, test_pipeline_cfg
 from mlcls.errors import ConfigError, MlclsError
 from mlcls.utils.fileio import atomic_path
 
@@ -77,6 +77,10 @@ def export_model(
     spec["dynamic_hw"] = dynamic_hw
     spec["checked_sizes"] = [[h, w], [h + 32, w + 32]] if dynamic_hw else [[h, w]]
     out = Path(out or Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt"))
+    views = bag_views(model)
+    if views is not None:
+        summary = export_bags(model, views, spec, fmt, out, opset, verify, atol)
+        return _write_meta(model, spec, fmt, opset, out, summary)
     net = ProbabilityModel(model).eval()
     # a fixed batch is 1 (one image per call); a dynamic one is traced at 2 so that no size-1
     # dimension gets specialised away, and checked at 1 and 3
@@ -108,12 +112,17 @@ def export_model(
                 summary["verify"].update(
                     {f"{k}_{hw[0]}x{hw[1]}": v for k, v in verify_export(net, tmp, fmt, sizes, tuple(hw), atol).items()}
                 )
+    return _write_meta(model, spec, fmt, opset, out, summary)
+
+
+def _write_meta(model: nn.Module, spec: dict, fmt: str, opset: int, out: Path, summary: dict) -> dict:
+    """``<model stem>.json`` beside the export: classes, thresholds, what the input is."""
     meta = {
         "classes": model.classes,
         "thresholds": model.thresholds.tolist(),
         "thresholds_source": model.thresholds_source,
         "input": spec,
-        "output": "probabilities [B, C] (sigmoid applied); predicted labels: probs >= thresholds",
+        "output": "probabilities [B, C] (sigmoid applied; [1, C]: one exam per call for a model of bags); labels: probs >= thresholds",
         "format": fmt,
         **({"opset": opset} if fmt == "onnx" else {}),
     }
@@ -122,6 +131,74 @@ def export_model(
 
     write_json(meta, meta_path)
     summary["meta"] = str(meta_path)
+    return summary
+
+
+class BagProbabilityModel(nn.Module):
+    """One sample made of many images -> probabilities [1, C]: ``forward(*bags)`` takes one
+    normalised float [S_v, 3, H, W] tensor per view (any S_v)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *bags: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_one_bag(*bags)
+
+
+SLICE_COUNTS = (7, 5, 12)  # traced at the first; verified at the others (a free slice count)
+
+
+def export_bags(model: nn.Module, views: list[str], spec: dict, fmt: str, out: Path, opset: int, verify: bool, atol: float) -> dict:
+    """Export a model of bags: one input per view (``instances`` or ``instances_<view>``,
+    [slices, 3, H, W], the slice count free), probabilities [1, C] out. Verification compares
+    the exported model at two slice counts with the packed-batch forward used in training."""
+    from mlcls.datasets.bags import pack
+
+    h, w = spec["checked_sizes"][0]
+    names = [f"instances_{v}" if v else "instances" for v in views]
+    spec.update({"layout": "per view: [slices, 3, H, W], one exam per call", "inputs": names, "batch": 1, "slices": "dynamic"})
+    net = BagProbabilityModel(model).eval()
+    example = tuple(torch.randn(SLICE_COUNTS[0], 3, h, w) for _ in views)
+    axes = {n: {0: f"slices_{i}", **({2: "height", 3: "width"} if spec["dynamic_hw"] else {})} for i, n in enumerate(names)}
+    summary: dict = {"model": str(out), "format": fmt, "input": spec, "dynamic_batch": False}
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "onnx":
+                legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+                torch.onnx.export(
+                    net, example, str(tmp), **legacy, opset_version=opset, input_names=names, output_names=["probs"], dynamic_axes=axes
+                )  # fmt: skip
+            else:
+                with torch.no_grad():
+                    torch.jit.trace(net, example).save(str(tmp))
+        if verify:
+            g = torch.Generator().manual_seed(0)
+            if fmt == "onnx":
+                import onnxruntime as ort
+
+                session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+                run = lambda xs: torch.from_numpy(session.run(["probs"], {n: x.numpy() for n, x in zip(names, xs)})[0])  # noqa: E731
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    loaded = torch.jit.load(str(tmp))
+                run = lambda xs: loaded(*xs)  # noqa: E731
+            summary["verify"] = {}
+            for count in SLICE_COUNTS[1:]:
+                xs = [torch.randn(count + i, 3, h, w, generator=g) for i in range(len(views))]  # views of different lengths
+                with torch.no_grad():
+                    ref = model(pack([dict(zip(views, xs)) if views != [""] else xs[0]]), mode="predict")
+                    try:
+                        got = run(xs)
+                    except Exception as e:  # noqa: BLE001 - the runtime's own error types
+                        raise MlclsError(f"export verification failed at {count} slices: {str(e).strip().splitlines()[-1][:300]}") from None
+                diff = float((got - ref).abs().max())
+                summary["verify"][f"slices_{count}"] = diff
+                if got.shape != ref.shape or diff > atol:
+                    raise MlclsError(f"export verification failed: {count} slices: max |exported - pytorch| = {diff:.3g} > {atol}")
+            logger.info("verified %s against PyTorch's packed batches: %s", fmt, summary["verify"])
     return summary
 
 
@@ -136,6 +213,7 @@ def data_image_size(model: nn.Module) -> tuple[int, int]:
         try:
             dataset = build_dataset({**dataset_cfg, "check_files": False, "cache": False})
             image = dataset[0][0]
+            image = next(iter(image.values())) if isinstance(image, dict) else image  # a bag per view: its slices
         except (MlclsError, OSError, IndexError) as e:
             raise ConfigError(
                 f"input size unknown: the test pipeline has no Resize/CenterCrop with a size and the {split} data could not "
@@ -150,9 +228,15 @@ def data_image_size(model: nn.Module) -> tuple[int, int]:
 
 def accepts_other_sizes(model: nn.Module, hw: tuple[int, int]) -> bool:
     """Whether ``model`` runs on an input 32 px larger than ``hw`` (adaptive pooling) or needs exactly ``hw``."""
+    x = torch.zeros(1, 3, hw[0] + 32, hw[1] + 32)
+    views = bag_views(model)
+    if views is not None:  # a bag of one instance per view
+        from mlcls.datasets.bags import pack
+
+        x = pack([{v: x for v in views} if views != [""] else x])
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, hw[0] + 32, hw[1] + 32), mode="predict")
+            model(x, mode="predict")
         return True
     except (RuntimeError, AssertionError, ValueError):
         return False

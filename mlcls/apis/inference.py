@@ -102,8 +102,13 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Preprocessed images (each [3, H, W]) -> probabilities [N, C], one forward when sizes agree."""
+    """Preprocessed images (each [3, H, W]) -> probabilities [N, C], one forward when sizes agree;
+    bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one batch."""
     device = next(model.parameters()).device
+    if images and (isinstance(images[0], dict) or images[0].dim() == 4):
+        from mlcls.datasets.bags import pack
+
+        return model(pack(list(images)).to(device), mode="predict").float().cpu()
     if len({tuple(x.shape) for x in images}) == 1:
         return model(torch.stack(list(images)).to(device), mode="predict").float().cpu()
     return torch.cat([model(x.unsqueeze(0).to(device), mode="predict").float().cpu() for x in images])
@@ -223,21 +228,79 @@ def inference_model(
         model = TTAModel(model, tta)
     results: list[dict] = []
     for start in range(0, len(items), batch_size):
-        batch = [model.pipeline(to_uint8_tensor(x)) for x in items[start : start + batch_size]]
+        batch = [preprocess(model, x) for x in items[start : start + batch_size]]
         results += decode(predict_probs(model, batch), model.classes, thresholds, topk)
     return results[0] if single else results
+
+
+def bag_views(model: nn.Module) -> list[str] | None:
+    """The views of a model that reads samples made of many images (``[""]`` for one unnamed
+    view), or None for a model of single images."""
+    m = getattr(model, "model", model)  # through a TTAModel
+    if getattr(m, "views", None):
+        return list(m.views)
+    return [""] if type(getattr(m, "neck", None)).__name__ == "InstancePooling" else None
+
+
+def preprocess(model: nn.Module, item: Any):
+    """One input as the model's test pipeline prepares it: an image -> [3, H, W]; for a model of
+    bags, a volume (.npy/.npz path or [S, H, W(, C)] array), a folder of images, ``a|b|c`` image
+    paths or a [S, 3, H, W] uint8 tensor -> [S, 3, H, W], or ``{view: one of those}`` per view
+    (a single-view model also takes the bag alone). Long bags keep evenly spaced instances
+    (the test dataset's ``max_instances``)."""
+    views = bag_views(model)
+    if views is None:
+        return model.pipeline(to_uint8_tensor(item))
+    from mlcls.datasets.bags import subsample
+
+    if not isinstance(item, dict):
+        if len(views) > 1:
+            raise DataError(f"this model reads the views {views}: give {{view: volume or images}} for each")
+        item = {views[0]: item}
+    if set(item) != set(views):
+        raise DataError(f"this model reads the views {views}, got {sorted(item)}")
+    limit = (((getattr(model, "cfg", None) or {}).get("test_dataloader") or {}).get("dataset") or {}).get("max_instances")
+    out = {v: model.pipeline(subsample(to_uint8_bag(x), limit, training=False)) for v, x in item.items()}
+    return out if views != [""] else out[""]
+
+
+def to_uint8_bag(item: Any) -> torch.Tensor:
+    """A bag (see :func:`preprocess`) -> uint8 [S, 3, H, W]."""
+    from mlcls.datasets.bags import load_bag, volume_to_uint8
+
+    if isinstance(item, (str, os.PathLike)):
+        path = str(item)
+        if not (os.path.exists(path) or "|" in path):
+            raise DataError(f"input not found: {path}")
+        try:
+            return load_bag(path)
+        except FileNotFoundError as e:
+            raise DataError(f"input not found: {e.filename}") from None
+    if isinstance(item, np.ndarray):
+        return volume_to_uint8(item, f"array of shape {item.shape}")
+    if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 4 and item.shape[1] == 3:
+        return item
+    raise DataError(
+        f"unsupported bag input {type(item).__name__}: give a volume path or array, a folder, 'a|b' paths or uint8 [S, 3, H, W]"
+    )
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Files as given; folders searched recursively for image extensions; ``.txt``/``.lst`` files
-    read as one path per line (relative to the list file; ``#`` comments allowed)."""
+def collect_inputs(inputs: Sequence[str | os.PathLike], bags: bool = False) -> list[str]:
+    """Files as given; folders searched recursively for image extensions (``bags``: for volumes,
+    ``.npy``/``.npz``; a folder without volumes is itself one bag of images); ``.txt``/``.lst``
+    files read as one path per line (relative to the list file; ``#`` comments allowed)."""
+    from mlcls.datasets.bags import VOLUME_EXTENSIONS
+
     found: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if p.is_dir() and bags:
+            volumes = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VOLUME_EXTENSIONS)
+            found += volumes or [str(p)]
+        elif p.is_dir():
             found += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.suffix.lower() in (".txt", ".lst") and p.is_file():
             for line in read_text_lines(p):

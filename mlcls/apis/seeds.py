@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-SUMMARY_METRICS = ("mAP", "CF1", "OF1", "F1_macro")
+SUMMARY_METRICS = ("mAP", "mAUROC", "CF1", "OF1", "F1_macro")
 
 
 def summarize_seeds(results: dict[int, dict], classes: list[str]) -> dict:

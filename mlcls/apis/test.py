@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 import torch
 
 from mlcls.apis.builder import build_from_checkpoint, build_loader, check_same_classes
-from mlcls.engine.hooks import SUMMARY_KEYS
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
+from mlcls.evaluation.functional import SUMMARY_KEYS, THRESHOLD_KEYS
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
 
@@ -26,32 +26,53 @@ def _fmt(v: float) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}"
 
 
+def _nan_none(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
-    """One dict per class (name, positives, AP, P, R, F1, threshold), most frequent first."""
+    """One dict per class (name, positives, negatives, AP, AUROC, P, R = sensitivity, specificity,
+    F1, threshold; with ``metrics["ci"]`` the AP and AUROC intervals), most frequent first."""
+    ci = (metrics.get("ci") or {}).get("per_class", {})
     rows = []
     for i, name in enumerate(classes):
-        ap = metrics["AP"][i]
-        rows.append({
-            "class": name, "positives": metrics["num_pos"][i],
-            "AP": None if math.isnan(ap) else ap,
-            "P": metrics["precision"][i], "R": metrics["recall"][i], "F1": metrics["F1"][i],
-            "thr": metrics["thr"][i],
-        })  # fmt: skip
+        row = {
+            "class": name, "positives": metrics["num_pos"][i], "negatives": metrics["num_neg"][i],
+            "AP": _nan_none(metrics["AP"][i]), "AUROC": _nan_none(metrics["AUROC"][i]),
+            "P": metrics["precision"][i], "R": metrics["recall"][i], "spec": _nan_none(metrics["specificity"][i]),
+            "F1": metrics["F1"][i], "thr": metrics["thr"][i],
+        }  # fmt: skip
+        for key, intervals in ci.items():
+            row[f"{key}_ci"] = [_nan_none(v) for v in intervals[i]]
+        rows.append(row)
     return sorted(rows, key=lambda r: -r["positives"])
 
 
 def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (), fallback_note: str = "") -> str:
-    """The summary line and the per-class table as text; ``fallback`` classes are marked with ``*``."""
+    """The summary line and the per-class table as text; ``fallback`` classes are marked with ``*``.
+    With ``metrics["ci"]`` (:func:`mlcls.evaluation.bootstrap_ci`), the intervals follow the summary."""
     lines = ["  ".join(f"{k} {metrics[k]:.2f}" for k in SUMMARY_KEYS if k in metrics)]
-    if metrics.get("num_classes_skipped"):
-        lines.append(f"({metrics['num_classes_skipped']} classes without positives are not counted in mAP)")
+    if metrics.get("num_classes_skipped") or metrics.get("auroc_skipped"):
+        lines.append(
+            f"({metrics.get('num_classes_skipped', 0)} classes without positives are not counted in mAP, "
+            f"{metrics.get('auroc_skipped', 0)} without both positives and negatives not in mAUROC)"
+        )
+    ci = metrics.get("ci")
+    if ci:
+        lines.append(
+            f"{ci['level'] * 100:.0f}% bootstrap CI ({ci['resamples']} resamples of the samples, seed {ci['seed']}): "
+            + "  ".join(f"{k} [{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in ci["summary"].items())
+        )
     width = max(5, *(len(c) for c in classes))
-    lines.append(f"{'class':<{width}}  {'pos':>6}  {'AP':>6}  {'P':>6}  {'R':>6}  {'F1':>6}  {'thr':>6}")
+    head = f"{'class':<{width}}  {'pos':>6}  {'AP':>6}  {'AUROC':>6}  {'P':>6}  {'R/sens':>6}  {'spec':>6}  {'F1':>6}  {'thr':>6}"
+    lines.append(head + ("  AP CI            AUROC CI" if ci else ""))
     marked = set(fallback)
     for r in per_class_rows(metrics, classes):
         star = "*" if r["class"] in marked else ""
+        cis = "".join(f"  [{_fmt(lo).strip()}, {_fmt(hi).strip()}]".ljust(17) for lo, hi in (r["AP_ci"], r["AUROC_ci"])) if ci else ""
         lines.append(
-            f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}{star}"
+            f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['AUROC'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  "
+            f"{_fmt(r['spec'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}{star}{cis}"
         )
     if marked:
         lines.append(f"* {fallback_note}")
@@ -152,6 +173,8 @@ def test_model(
     report_options: dict | None = None,
     cfg_options: list[str] | None = None,
     trust_config: bool = False,
+    ci: int | None = None,
+    ci_seed: int = 0,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
@@ -170,6 +193,8 @@ def test_model(
     list of views, see :mod:`mlcls.apis.tta`, or ``config``: the config's ``test_cfg.tta``)
     averages the scores over views; thresholds tuned here are tuned under the same TTA.
     ``cfg_options`` apply to the checkpoint's stored config when ``cfg`` is None;
+    ``ci``: that many bootstrap resamples (seeded by ``ci_seed``) give 95 % confidence intervals of
+    mAP, mAUROC, CF1, OF1 and each class's AP and AUROC (printed, in the JSON and the report).
     ``trust_config`` lets that stored config import modules or open program URLs
     (:func:`mlcls.apis.builder.build_from_checkpoint`). Files of an earlier evaluation in
     ``work_dir`` that this one does not write again are removed (so none is left stale).
@@ -214,7 +239,13 @@ def test_model(
         used, source = ev_cfg.get("thr", 0.5), "config"
     scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
-    at_half = metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5)
+    if ci:
+        from mlcls.evaluation.functional import bootstrap_ci
+
+        metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
+    at_half = (
+        metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
+    )
     fallback, note = [], ""
     if source.startswith("checkpoint") and stored.get("fallback_classes"):
         fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
@@ -227,13 +258,13 @@ def test_model(
         format_report(metrics, classes, fallback, note),
     ]
     if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
-        lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in SUMMARY_KEYS[1:] if k in at_half))
+        lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in THRESHOLD_KEYS if k in at_half))
     metrics["report"] = "\n".join(lines)
     metrics["thresholds_source"] = source
     if on_report is not None:  # before any write that could fail: the numbers are never lost
         on_report(metrics["report"])
 
-    extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "num_samples")
+    extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "auroc_skipped", "num_samples")
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
     rows = per_class_rows(metrics, classes)
     results = {
@@ -243,6 +274,7 @@ def test_model(
         "thresholds": {"source": source, "values": metrics["thr"]},
         "tta": model.views if tta else None,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
+        **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if ci else {}),
         "per_class": rows,
     }
     write_json(results, work_dir / "test_metrics.json")
@@ -276,6 +308,8 @@ def test_model(
             source,
             tta and model.views,
             report_options,
+            metrics.get("ci"),
+            (metrics, at_half),
         )
     stale = [work_dir / n for n in OUTPUT_FILES if (work_dir / n).exists() and work_dir / n not in written]
     for path in stale:
@@ -290,7 +324,9 @@ def test_model(
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "ap_vs_frequency.png", "thresholds.json", "eval_scores.npz", "report.html")
 
 
-def write_report_files(work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options) -> list[Path]:
+def write_report_files(
+    work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options, ci=None, computed=(None, None)
+) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
     import time
 
@@ -310,9 +346,15 @@ def write_report_files(work_dir, scores, targets, paths, classes, thr, checkpoin
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "train_counts": ckpt["meta"].get("train_counts"),
         "run_dir": run_dir,
+        "ci": None
+        if not ci
+        else f"{ci['level'] * 100:.0f}% from {ci['resamples']} resamples: "
+        + ", ".join(f"{k} {lo:.1f}-{hi:.1f}" for k, (lo, hi) in ci["summary"].items()),
     }
     npz = save_eval_scores(work_dir / SCORES_FILE, scores, targets, paths, classes, thr, meta)
-    html = build_report(scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options)
+    html = build_report(
+        scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options, metrics=computed[0], at_half=computed[1]
+    )
     return [npz, html]
 
 

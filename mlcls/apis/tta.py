@@ -29,7 +29,11 @@ def parse_views(spec: str | Sequence) -> list:
 
 
 def apply_view(images: torch.Tensor, view) -> torch.Tensor:
-    """images [B, 3, H, W] as seen by ``view``."""
+    """images [B, 3, H, W] (or a :class:`~mlcls.datasets.bags.BagBatch`: each instance) as seen by ``view``."""
+    from mlcls.datasets.bags import BagBatch
+
+    if isinstance(images, BagBatch):
+        return images.map(lambda x: apply_view(x, view))
     if view == "identity":
         return images
     if view == "hflip":

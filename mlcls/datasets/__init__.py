@@ -4,6 +4,7 @@ from mlcls.datasets.class_balanced import ClassBalancedDataset
 from mlcls.datasets.coco import COCODataset
 from mlcls.datasets.csv_dataset import CSVDataset
 from mlcls.datasets.list_datasets import MMClsJSONDataset, TXTListDataset
+from mlcls.datasets.mrnet import MRNetDataset
 from mlcls.datasets.openimages import OpenImagesDataset
 from mlcls.datasets.samplers import DefaultSampler, RepeatFactorSampler, repeat_factors
 from mlcls.datasets.shards import WebDatasetShards
@@ -19,6 +20,7 @@ __all__ = [
     "VOCDataset",
     "COCODataset",
     "OpenImagesDataset",
+    "MRNetDataset",
     "WebDatasetShards",
     "DefaultSampler",
     "RepeatFactorSampler",

@@ -74,6 +74,8 @@ def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataEr
 
 import torchvision.io as _tv_io  # noqa: E402 - imported once, not per decoded image
 
+from mlcls.datasets import bags as _bags  # noqa: E402
+
 
 def max_image_pixels() -> int | None:
     """The largest image (width x height) mlcls decodes: ``MLCLS_MAX_IMAGE_PIXELS`` when set (``0``:
@@ -359,7 +361,20 @@ class MultiLabelDataset(Dataset):
         on_bad_image: ``raise`` (default): an unreadable image stops training with its path and
             annotation line; ``skip``: it is logged once, counted (:attr:`num_bad_images`, shown
             in the epoch log) and replaced by the next readable sample.
+        views: a sample made of one bag of images per view (``[sagittal, coronal, axial]``): each
+            path holds a ``{view}`` placeholder; see :mod:`mlcls.datasets.bags`.
+        max_instances: at most this many instances per bag (per view): a random subset in
+            training, evenly spaced ones in evaluation.
+
+    A dataset whose samples are bags (volumes, folders of images, ``a|b|c`` lists, or ``views``)
+    has :attr:`bags` set; its samples are ``[S, 3, H, W]`` (or ``{view: ...}``) and its loaders
+    pack them into a :class:`~mlcls.datasets.bags.BagBatch`.
     """
+
+    #: samples are bags of images (set at start-up from ``views`` or the first path)
+    bags = False
+    #: training loaders draw a random subset of long bags; evaluation loaders set this to False
+    training = True
 
     def __init__(
         self,
@@ -370,7 +385,13 @@ class MultiLabelDataset(Dataset):
         cache: bool = False,
         on_bad_image: str = "raise",
         collect_errors: bool = False,
+        views: Sequence[str] | None = None,
+        max_instances: int | None = None,
     ) -> None:
+        self.views = [str(v) for v in views] if views else None
+        if max_instances is not None and (not isinstance(max_instances, int) or max_instances < 1):
+            raise DataError(f"{type(self).__name__}.max_instances: expected an integer >= 1 or null, got {max_instances!r}")
+        self.max_instances = max_instances
         if on_bad_image not in ("raise", "skip"):
             raise DataError(f"{type(self).__name__}.on_bad_image: expected 'raise' or 'skip', got '{on_bad_image}'")
         self.data_root = str(data_root)
@@ -401,8 +422,11 @@ class MultiLabelDataset(Dataset):
             )
         self._check_inside_root()
         self._setup_loading(pipeline, on_bad_image)
+        self.bags = self.views is not None or (len(self) > 0 and _bags.is_bag_path(self.image_path(0)))
         if check_files:
             self._check_files()
+        if cache and self.bags:
+            raise DataError(f"{type(self).__name__}: cache: true is for datasets of single images, not of bags of images (volumes)")
         if cache:
             from mlcls.datasets.cache import ImageCache
 
@@ -479,7 +503,16 @@ class MultiLabelDataset(Dataset):
         return len(self._paths)
 
     def image_path(self, idx: int) -> str:
-        return os.path.join(self.data_root, self._paths[idx].decode("utf-8"))
+        """The file of sample ``idx`` (a bag: its volume, folder, ``a|b`` list or ``{view}`` template)."""
+        rel = self._paths[idx].decode("utf-8")
+        if _bags.LIST_SEPARATOR in rel:
+            return _bags.LIST_SEPARATOR.join(os.path.join(self.data_root, p) for p in rel.split(_bags.LIST_SEPARATOR))
+        return os.path.join(self.data_root, rel)
+
+    def view_paths(self, idx: int) -> dict[str, str]:
+        """``{view: path}`` of sample ``idx`` (``{"": path}`` without views)."""
+        path = self.image_path(idx)
+        return {v: path.replace("{view}", v) for v in self.views} if self.views else {"": path}
 
     def get_target(self, idx: int) -> torch.Tensor:
         """Target [C] (float32): 1 positive, 0 negative, -1 ignored (unlisted classes: :attr:`unlisted`)."""
@@ -574,17 +607,29 @@ class MultiLabelDataset(Dataset):
                 )
 
     def _check_files(self) -> None:
-        missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
+        if self.bags:
+            missing = [i for i in range(len(self)) if not all(_bags.bag_exists(p) for p in self.view_paths(i).values())]
+        else:
+            missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
         if missing:
             shown = "; ".join(f"{self.image_path(i)} ({self.source(i)})" for i in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise DataError(f"{len(missing)} image file(s) not found: {shown}{more}")
 
-    def read_image(self, idx: int) -> torch.Tensor:
-        """The decoded uint8 image [3, H, W] of sample ``idx``; a clear :class:`DataError` if unreadable."""
-        path = self.image_path(idx)
+    def read_image(self, idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The decoded uint8 image [3, H, W] of sample ``idx`` (a bag: [S, 3, H, W], or a dict of
+        them per view); a clear :class:`DataError` if unreadable."""
+        if self.bags:
+            out = {
+                v: self._read(idx, p, _bags.load_bag if _bags.is_bag_path(p) else lambda q: load_image(q)[None])
+                for v, p in self.view_paths(idx).items()
+            }
+            return out if self.views else out[""]
+        return self._read(idx, self.image_path(idx), load_image)
+
+    def _read(self, idx: int, path: str, reader: Callable) -> torch.Tensor:
         try:
-            return load_image(path)
+            return reader(path)
         except FileNotFoundError:
             raise DataError(f"image file not found: {path} (listed at {self.source(idx)})") from None
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad image
@@ -615,7 +660,17 @@ class MultiLabelDataset(Dataset):
                 idx = (idx + 1) % n  # known bad: substitute the next sample without retrying
                 continue
             try:
-                image = self.post_cache_pipeline(self._cache.get(idx)) if self._cache is not None else self.pipeline(self.read_image(idx))
+                if self._cache is not None:
+                    image = self.post_cache_pipeline(self._cache.get(idx))
+                elif self.bags:  # each view its own random draw; one draw for all slices of a view
+                    raw = self.read_image(idx)
+                    image = (
+                        {v: self.pipeline(_bags.subsample(b, self.max_instances, self.training)) for v, b in raw.items()}
+                        if self.views
+                        else self.pipeline(_bags.subsample(raw, self.max_instances, self.training))
+                    )
+                else:
+                    image = self.pipeline(self.read_image(idx))
                 return (image, self.get_target(idx), idx) if self.return_index else (image, self.get_target(idx))
             except DataError as e:
                 if self._bad is None:
@@ -632,6 +687,9 @@ class MultiLabelDataset(Dataset):
 def check_same_size(dataset, indices: list, samples: list) -> None:
     """A batch is one tensor: images of different sizes (no Resize/crop in the pipeline) are an
     error naming both sizes and a file of each, instead of torch.stack's bare RuntimeError."""
+    if getattr(dataset, "bags", False):  # bags differ in length: their instances must agree in size
+        samples = [(next(iter(s[0].values())) if isinstance(s[0], dict) else s[0])[0] for s in samples]
+        samples = [(x,) for x in samples]
     shapes = [tuple(s[0].shape) for s in samples if isinstance(s[0], torch.Tensor)]
     if len(set(shapes)) <= 1:
         return

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from mlcls.datasets.bags import collate_bags
 from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import ConfigError
 from mlcls.registry import DATASETS, SAMPLERS
@@ -94,4 +95,5 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
         worker_init_fn=_seed_worker,
         generator=generator,
         prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
+        collate_fn=collate_bags if getattr(dataset, "bags", False) else None,  # bags: packed, not padded
     )

@@ -65,6 +65,8 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
             seen[p] = i
 
     def check(i: int) -> dict | None:
+        if getattr(dataset, "bags", False):
+            return check_bag(i)
         path = dataset.image_path(i)
         if os.path.isdir(path):
             return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "a folder, not an image file"}
@@ -96,6 +98,20 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
                 dataset.read_image(i)
             except DataError as e:
                 return {"kind": "unreadable", "path": path, "source": dataset.source(i), "detail": str(e).rsplit(": ", 1)[-1]}
+        return None
+
+    def check_bag(i: int) -> dict | None:
+        from mlcls.datasets.bags import bag_exists
+
+        for path in dataset.view_paths(i).values():
+            if not bag_exists(path):
+                return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "not found"}
+        if decode:
+            try:
+                dataset.read_image(i)
+            except DataError as e:
+                kind = "too-large" if "above the limit" in str(e) else "unreadable"
+                return {"kind": kind, "path": dataset.image_path(i), "source": dataset.source(i), "detail": str(e).split(": ", 1)[-1]}
         return None
 
     with ThreadPoolExecutor(threads) as pool:

@@ -8,6 +8,17 @@ from torch.utils.data import Dataset
 from mlcls.datasets.samplers import fetch_seeded, repeat_factors
 from mlcls.registry import DATASETS
 
+WRAPPERS = ("ClassBalancedDataset",)
+
+
+def unwrapped_dataset_cfg(cfg: dict) -> dict:
+    """The config of the dataset that wrapper configs (``ClassBalancedDataset``) wrap: each image
+    once, as evaluation, checking and sharding read it. The one place wrappers are unwrapped."""
+    cfg = dict(cfg)
+    while cfg.get("type") in WRAPPERS and isinstance(cfg.get("dataset"), dict):
+        cfg = dict(cfg["dataset"])
+    return cfg
+
 
 @DATASETS.register_module()
 class ClassBalancedDataset(Dataset):

@@ -119,20 +119,28 @@ def sample_labels(rng: np.random.Generator, freqs=FREQUENCIES, max_objects: int 
     return labels
 
 
+def claim_generated_set(root: Path, manifest: dict, force: bool) -> bool:
+    """False when ``root`` already holds the generated set ``manifest`` describes (nothing to do);
+    else True, with the old manifest removed so that a set cut short is never taken as complete."""
+    mpath = root / "manifest.json"
+    if not force and mpath.is_file():
+        try:
+            if json.loads(mpath.read_text()) == manifest:
+                return False
+        except json.JSONDecodeError:
+            pass
+    mpath.unlink(missing_ok=True)
+    return True
+
+
 def _write_dataset(root: Path, manifest: dict, classes, splits: dict, make_image, force: bool) -> Path:
     """Write ``classes.txt``, ``{split}.csv`` and the PNGs; ``manifest.json`` last marks completion.
 
     ``make_image(rng) -> (PIL image, label indices)``. An identical existing set is kept.
     """
+    if not claim_generated_set(root, manifest, force):
+        return root
     mpath = root / "manifest.json"
-    if not force and mpath.is_file():
-        try:
-            if json.loads(mpath.read_text()) == manifest:
-                return root
-        except json.JSONDecodeError:
-            pass
-    if mpath.exists():
-        mpath.unlink()
     root.mkdir(parents=True, exist_ok=True)
     (root / "classes.txt").write_text("\n".join(classes) + "\n")
     for s_idx, (split, n) in enumerate(splits.items()):

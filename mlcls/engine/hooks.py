@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcls.evaluation.functional import SUMMARY_KEYS
 from mlcls.registry import HOOKS
 from mlcls.utils.checkpoint import link_checkpoint
 from mlcls.utils.dist import all_reduce, all_reduce_mean, get_world_size, is_main_process
-from mlcls.utils.misc import write_json
+from mlcls.utils.misc import read_scalars, write_json
 
 if TYPE_CHECKING:
     from mlcls.engine.trainer import Trainer
@@ -46,9 +47,6 @@ class Hook:
     def monitored_metrics(self) -> dict[str, str]:
         """``{option: metric name}`` this hook reads from validation metrics (checked before training)."""
         return {}
-
-
-SUMMARY_KEYS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "F1_macro")
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
@@ -149,15 +147,11 @@ def drop_records_after(path: Path, iteration: int) -> int:
     from mlcls.utils.fileio import atomic_open
 
     kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            late = int(json.loads(line).get("iter", 0)) > iteration
-        except (ValueError, AttributeError):
-            late = True  # a line cut off by the kill
-        if late:
+    for record in read_scalars(path):
+        if record is None or int(record.get("iter", 0)) > iteration:  # None: a line cut off by the kill
             dropped += 1
         else:
-            kept.append(line)
+            kept.append(json.dumps(record))
     if dropped:
         with atomic_open(path) as f:
             f.write("".join(k + "\n" for k in kept))
@@ -306,6 +300,10 @@ class LoggerHook(Hook):
     def _image_grid(self, trainer: "Trainer", step: int) -> None:
         dataset = getattr(trainer.val_loader, "dataset", None)
         if not self.val_images or trainer.last_eval is None or not hasattr(dataset, "image_path"):
+            return
+        if getattr(dataset, "bags", False):  # a sample is a series of images: no single picture to show
+            logger.info("LoggerHook: no validation image grid for samples made of many images")
+            self.val_images = 0
             return
         from mlcls.utils.plots import dataset_prediction_grid
 

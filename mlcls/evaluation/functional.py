@@ -22,6 +22,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+#: the summary line of every report (log, tools/test.py, report.html, test_metrics.json), in order:
+#: threshold-free ranking metrics first, then the rates at the thresholds in use
+RANKING_KEYS = ("mAP", "mAUROC")
+THRESHOLD_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "F1_macro", "mSpec")
+SUMMARY_KEYS = RANKING_KEYS + THRESHOLD_KEYS
+
 EPS = 1e-12
 _CHUNK_ELEMS = 1 << 18  # elements of a [classes, N] block handled at once (8 MB in float64)
 SPARSE_FRACTION = 0.05  # below this fraction of known entries, PositiveStats sorts the known ones only
@@ -69,6 +75,20 @@ def _class_blocks(scores: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple
         for start in range(0, m, step):
             stop = min(m, start + step)
             yield slice(outer + start, outer + stop), sbuf[start:stop], tbuf[start:stop]
+
+
+def sorted_runs(cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor):
+    """Entries (class [M], score [M], positive [M]) sorted by (class, score), with the start of each
+    run of equal (class, score) marked and, per entry, the index where its run starts."""
+    order = torch.sort(v, stable=True).indices
+    order = order[torch.sort(cls[order], stable=True).indices]  # by (class, score)
+    r, v, p = cls[order], v[order], p[order]
+    m = v.numel()
+    idx = torch.arange(m)
+    starts = torch.ones(m, dtype=torch.bool)
+    starts[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
+    first = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), 0).values if m else idx
+    return r, v, p, starts, first
 
 
 class PositiveStats:
@@ -166,14 +186,8 @@ class PositiveStats:
         return self
 
     def _from_entries(self, cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor, c: int) -> None:
-        order = torch.sort(v, stable=True).indices
-        order = order[torch.sort(cls[order], stable=True).indices]  # by (class, score)
-        r, v, p = cls[order], v[order], p[order]
+        r, v, p, new_run, first_equal = sorted_runs(cls, v, p)
         m = v.numel()
-        idx = torch.arange(m)
-        new_run = torch.ones(m, dtype=torch.bool)
-        new_run[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
-        first_equal = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), 0).values if m else idx
         row_end = torch.searchsorted(r, r, right=True)
         pos_before = torch.zeros(m + 1, dtype=torch.long)
         torch.cumsum(p, 0, out=pos_before[1:])
@@ -255,6 +269,89 @@ class PositiveStats:
         total = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.rows, prec)
         ap = total / self.num_pos.clamp(min=1).double()
         return torch.where(self.num_pos > 0, ap, torch.full_like(ap, math.nan))
+
+
+def roc_auc_entries(cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor, c: int) -> torch.Tensor:
+    """[c] ROC AUC in [0, 1] from known entries: class [M], score [M], positive flag [M]; NaN where a
+    class lacks positives or negatives.
+
+    The Mann-Whitney statistic with tied scores sharing their average rank, which equals the area
+    under the ROC curve with ties drawn as diagonal steps (scikit-learn's ``roc_auc_score``).
+    """
+    r, v, p, starts, first = sorted_runs(cls, v, p)
+    m = v.numel()
+    idx = torch.arange(m)
+    ends = torch.ones(m, dtype=torch.bool)
+    ends[:-1] = starts[1:]
+    last = torch.cummin(torch.where(ends, idx, m).flip(0), 0).values.flip(0) if m else idx
+    class_start = torch.searchsorted(r, r)
+    rank = (first + last).double() / 2 - class_start + 1  # 1-based within the class, ties averaged
+    n_pos = torch.bincount(r[p], minlength=c).double()
+    n_neg = torch.bincount(r, minlength=c).double() - n_pos
+    rank_sum = torch.zeros(c, dtype=torch.float64).index_add_(0, r[p], rank[p])
+    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, math.nan))
+
+
+def _block_entries(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(class, score, positive) of the known entries of a [c, n] block."""
+    valid = t >= 0
+    if bool(valid.all()):
+        return torch.arange(s.shape[0]).repeat_interleave(s.shape[1]), s.reshape(-1), (t > 0.5).reshape(-1)
+    rows, cols = valid.nonzero(as_tuple=True)
+    return rows, s[rows, cols], t[rows, cols] > 0.5
+
+
+_AUC_ELEMS = 1 << 16  # entries sorted at once by the AUROC of a block (its temporaries are ~90 bytes an entry)
+
+
+def _roc_auc_block(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """[c] ROC AUC of a [c, n] block, a few classes at a time so the sort's temporaries stay small."""
+    c, n = s.shape
+    rows = max(1, _AUC_ELEMS // max(n, 1))
+    return torch.cat([roc_auc_entries(*_block_entries(s[i : i + rows], t[i : i + rows]), min(rows, c - i)) for i in range(0, c, rows)])
+
+
+def roc_auc(scores, targets) -> torch.Tensor:
+    """Per-class area under the ROC curve [C] in [0, 1] (as ``sklearn.metrics.roc_auc_score`` on each
+    column, over its known entries); NaN for a class without both positives and negatives."""
+    s, t = as_tensors(scores, targets)
+    out = torch.empty(s.shape[1], dtype=torch.float64)
+    for sl, sb, tb in _class_blocks(s, t):
+        out[sl] = _roc_auc_block(sb, tb)
+    return out
+
+
+def class_summary(ap: torch.Tensor, auroc: torch.Tensor, tp, fp, fn, num_pos, num_neg) -> dict:
+    """The per-class numbers every evaluation path computes, and their summaries (one place).
+
+    Args:
+        ap, auroc: [C] in percent, NaN where undefined (left out of the means and counted).
+        tp, fp, fn, num_pos, num_neg: [C] counts at the thresholds in use (known entries only).
+
+    Returns:
+        ``mAP``, ``num_classes_skipped``, ``AP``, ``mAUROC``, ``auroc_skipped``, ``AUROC``, the
+        :func:`rates_from_counts` keys, per-class ``specificity`` (TN / negatives; ``recall`` is
+        the sensitivity) and its mean ``mSpec``, ``num_pos``, ``num_neg``.
+    """
+    m_ap, skipped = mean_average_precision(ap)
+    m_auc, auc_skipped = mean_average_precision(auroc)
+    out = {
+        "mAP": m_ap,
+        "num_classes_skipped": skipped,
+        "AP": ap.tolist(),
+        "mAUROC": m_auc,
+        "auroc_skipped": auc_skipped,
+        "AUROC": auroc.tolist(),
+    }
+    out.update(rates_from_counts(tp, fp, fn))
+    num_neg = torch.as_tensor(num_neg, dtype=torch.float64)
+    spec = torch.where(num_neg > 0, (num_neg - torch.as_tensor(fp, dtype=torch.float64)) / num_neg.clamp(min=1) * 100, math.nan)
+    out["specificity"] = spec.tolist()
+    out["mSpec"] = float(spec[~torch.isnan(spec)].mean()) if bool((~torch.isnan(spec)).any()) else math.nan
+    out["num_pos"] = torch.as_tensor(num_pos).tolist()
+    out["num_neg"] = num_neg.long().tolist()
+    return out
 
 
 def average_precision(scores, targets) -> torch.Tensor:
@@ -363,29 +460,28 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     known = _known_entries(t)
     if known is not None:  # partial labels: every number below comes from the known entries alone
         return _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics)
-    ap = torch.empty(c, dtype=torch.float64)
+    ap, auroc = torch.empty(c, dtype=torch.float64), torch.empty(c, dtype=torch.float64)
     counts = torch.zeros(3, c, dtype=torch.long)
-    num_pos = torch.zeros(c, dtype=torch.long)
+    num_pos, num_neg = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
     tuned = torch.full((c,), math.nan, dtype=torch.float64)
     per_image = _SampleMetrics(s.shape[0]) if sample_metrics else None
     for sl, sb, tb in _class_blocks(s, t):
         stats = PositiveStats(sb, tb)
         ap[sl] = stats.average_precision() * 100
+        auroc[sl] = _roc_auc_block(sb, tb) * 100
         num_pos[sl] = stats.num_pos
+        num_neg[sl] = stats.valid.sum(1) - stats.num_pos
         pred = sb >= thr_vec[sl, None].to(sb.dtype)
         counts[:, sl] = torch.stack(stats.confusion(pred))
         if per_image is not None:
             per_image.update(sb, pred, stats.pos, stats.valid)
         if tune:
             tuned[sl] = stats.f1_thresholds()
-    m_ap, skipped = mean_average_precision(ap)
-    out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
-    out.update(rates_from_counts(*counts))
+    out = class_summary(ap, auroc, *counts, num_pos, num_neg)
     if topk is not None:
         out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
     if per_image is not None:
         out.update(per_image.result())
-    out["num_pos"] = num_pos.tolist()
     out["num_samples"] = int(s.shape[0])
     out["thr"] = thr_vec.tolist()
     if tune:
@@ -418,13 +514,12 @@ def _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics) -> d
     v, y = s[rows, cols], t[rows, cols]
     p = y > 0.5
     stats = PositiveStats.from_entries(cols, v, p, c)
-    ap = stats.average_precision() * 100
-    m_ap, skipped = mean_average_precision(ap)
     pred = v >= thr_vec.to(v.dtype)[cols]
     tp = torch.bincount(cols[pred & p], minlength=c)
     fp = torch.bincount(cols[pred & ~p], minlength=c)
-    out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
-    out.update(rates_from_counts(tp, fp, stats.num_pos - tp))
+    num_neg = torch.bincount(cols[~p], minlength=c)
+    auroc = roc_auc_entries(cols, v, p, c) * 100
+    out = class_summary(stats.average_precision() * 100, auroc, tp, fp, stats.num_pos - tp, stats.num_pos, num_neg)
     if topk is not None:
         out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
     if sample_metrics:
@@ -446,7 +541,6 @@ def _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics) -> d
                 "subset_accuracy": float((~any_wrong).double().mean()) * 100,
                 "one_error": float((~top_is_pos & has_pos).sum()) / max(int(has_pos.sum()), 1) * 100,
             })  # fmt: skip
-    out["num_pos"] = stats.num_pos.tolist()
     out["num_samples"] = int(n)
     out["thr"] = thr_vec.tolist()
     if tune:
@@ -496,6 +590,62 @@ class _SampleMetrics:
         }
 
 
+TUNE_OBJECTIVES = ("f1", "precision", "recall", "specificity")
+
+
+def bootstrap_ci(
+    scores,
+    targets,
+    thr=0.5,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    keys: Sequence[str] = ("mAP", "mAUROC", "CF1", "OF1"),
+    per_class: Sequence[str] = ("AP", "AUROC"),
+) -> dict:
+    """Percentile bootstrap confidence intervals: ``n`` resamples of the samples (rows, with
+    replacement), :func:`compute_metrics` on each.
+
+    Small test sets (a 120-exam validation set) give wide intervals: report them with the point
+    estimates. A class whose resample lacks positives (or negatives, for AUROC) is left out of
+    that resample's per-class value (NaN, ignored by the percentiles) and of its means, as in
+    :func:`compute_metrics`.
+
+    Args:
+        scores, targets: [N, C] (targets 1 / 0 / -1).
+        thr: the thresholds of the threshold-based keys.
+        n: resamples; ``seed``: their generator's seed (the same seed gives the same intervals).
+        level: the interval's coverage (0.95: the 2.5th and 97.5th percentiles).
+        keys: summary metrics; ``per_class``: per-class metric lists.
+
+    Returns:
+        ``{"level", "resamples", "seed", "summary": {key: [low, high]}, "per_class": {key: [[low,
+        high] per class]}}`` in the metrics' units (percent).
+    """
+    s, t = as_tensors(scores, targets)
+    if not 0 < level < 1 or n < 1:
+        raise ValueError(f"bootstrap_ci: level must be in (0, 1) and n >= 1, got {level}, {n}")
+    g = torch.Generator().manual_seed(int(seed))
+    rows = s.shape[0]
+    summary = torch.empty(n, len(keys), dtype=torch.float64)
+    classes = torch.empty(n, len(per_class), s.shape[1], dtype=torch.float64)
+    for i in range(n):
+        idx = torch.randint(rows, (rows,), generator=g)
+        m = compute_metrics(s[idx], t[idx], thr=thr)
+        summary[i] = torch.tensor([m[k] for k in keys], dtype=torch.float64)
+        classes[i] = torch.tensor([m[k] for k in per_class], dtype=torch.float64)
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
+    lo_hi = torch.nanquantile(summary, q, dim=0)  # [2, keys]
+    pc = torch.nanquantile(classes, q, dim=0)  # [2, per_class, C]
+    return {
+        "level": level,
+        "resamples": n,
+        "seed": int(seed),
+        "summary": {k: lo_hi[:, j].tolist() for j, k in enumerate(keys)},
+        "per_class": {k: pc[:, j].T.tolist() for j, k in enumerate(per_class)},
+    }
+
+
 def tune_thresholds(scores, targets, objective: str = "f1", target: float | None = None, min_pos: int = 1) -> tuple[torch.Tensor, dict]:
     """Per-class thresholds chosen on a validation split (exact search, vectorised over classes).
 
@@ -507,8 +657,10 @@ def tune_thresholds(scores, targets, objective: str = "f1", target: float | None
         scores, targets: [N, C] validation scores and targets (-1 ignored).
         objective: ``f1`` (maximise F1 per class; ties go to the higher threshold),
             ``precision`` (the lowest threshold whose precision >= ``target``: the most recall at
-            that precision) or ``recall`` (the highest threshold whose recall >= ``target``).
-        target: the precision/recall goal in (0, 1] for those objectives.
+            that precision), ``recall`` (the highest threshold whose recall >= ``target``) or
+            ``specificity`` (the lowest threshold whose specificity >= ``target``: the highest
+            sensitivity at that specificity, the usual operating point in medical reports).
+        target: the precision/recall/specificity goal in (0, 1] for those objectives.
         min_pos: classes with fewer validation positives (or no feasible threshold) fall back to
             the single global threshold that maximises micro-F1.
 
@@ -516,8 +668,8 @@ def tune_thresholds(scores, targets, objective: str = "f1", target: float | None
         ``(thresholds float64 [C], info)``; ``info`` holds the objective, ``fallback`` (class
         indices that fell back) and ``global_thr``.
     """
-    if objective not in ("f1", "precision", "recall"):
-        raise ValueError(f"objective must be f1, precision or recall, got '{objective}'")
+    if objective not in TUNE_OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(TUNE_OBJECTIVES)}, got '{objective}'")
     if objective != "f1" and (target is None or not 0 < target <= 1):
         raise ValueError(f"objective '{objective}' needs target in (0, 1], got {target}")
     s, t = as_tensors(scores, targets)
@@ -530,6 +682,11 @@ def tune_thresholds(scores, targets, objective: str = "f1", target: float | None
             choice = st.f1_thresholds()
         elif objective == "precision":
             ok = st.tp_ge.double() / st.n_ge.double() >= target - 1e-12
+            choice = st.per_class_min(torch.where(ok, st.scores, math.inf))
+        elif objective == "specificity":  # negatives scoring >= a positive's score are its false positives
+            num_neg = ((tb >= 0).sum(1) - st.num_pos).double()
+            spec = 1 - (st.n_ge - st.tp_ge).double() / num_neg[st.rows].clamp(min=1)
+            ok = (spec >= target - 1e-12) & (num_neg[st.rows] > 0)  # without negatives specificity is undefined
             choice = st.per_class_min(torch.where(ok, st.scores, math.inf))
         else:
             ok = st.tp_ge.double() / st.num_pos[st.rows].double() >= target - 1e-12

@@ -26,9 +26,9 @@ from mlcls.evaluation.functional import (
     _SampleMetrics,
     _threshold_vector,
     as_tensors,
+    class_summary,
     compute_metrics,
     confusion_counts,
-    mean_average_precision,
     predict_labels,
     rates_from_counts,
 )
@@ -119,20 +119,17 @@ def sharded_compute_metrics(scores, targets, thr=0.5, topk: int | None = None, s
     held = tuple(sb.shape)
     part = compute_metrics(sb, tb, thr=thr_vec[blocks[rank]])
     del sb, tb
-    mine = torch.tensor([part["AP"], part["tp"], part["fp"], part["fn"], part["num_pos"]], dtype=torch.float64).T
-    per_class = all_gather_cat(mine)  # [C, 5], blocks in rank order = class order
-    ap = per_class[:, 0]
-    tp, fp, fn, num_pos = (per_class[:, k].long() for k in range(1, 5))
-    m_ap, skipped = mean_average_precision(ap)
-    out = {"mAP": m_ap, "num_classes_skipped": skipped, "AP": ap.tolist()}
-    out.update(rates_from_counts(tp, fp, fn))
+    fields = ("AP", "AUROC", "tp", "fp", "fn", "num_pos", "num_neg")
+    mine = torch.tensor([part[k] for k in fields], dtype=torch.float64).T
+    per_class = all_gather_cat(mine)  # [C, 7], blocks in rank order = class order
+    ap, auroc = per_class[:, 0], per_class[:, 1]
+    out = class_summary(ap, auroc, *(per_class[:, k].long() for k in range(2, 7)))
     if topk is not None:
         counts = torch.stack(confusion_counts(predict_labels(s, topk=topk), t))
         out.update(rates_from_counts(*all_reduce(counts), suffix=f"@{topk}"))
     n_total = int(all_reduce(torch.tensor([s.shape[0]]))[0])
     if sample_metrics:
         out.update(_sample_metrics(s, t, thr_vec, n_total))
-    out["num_pos"] = num_pos.tolist()
     out["num_samples"] = n_total
     out["thr"] = thr_vec.tolist()
     out["held_block"] = held

@@ -34,8 +34,12 @@ def build_report(
     out: str | os.PathLike,
     gallery_k: int = 6,
     gallery_classes: int = 100,
+    metrics: dict | None = None,
+    at_half: dict | None = None,
 ) -> Path:
-    """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``)."""
+    """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``).
+    ``metrics`` / ``at_half``: :func:`~mlcls.evaluation.functional.compute_metrics` of these
+    scores at ``thr`` (with ``sample_metrics``) and at 0.5, when the caller has them already."""
     counts = (meta.get("train_counts") or {}).get("pos")
     data = report_data(
         scores,
@@ -47,5 +51,7 @@ def build_report(
         gallery_k=gallery_k,
         gallery_classes=gallery_classes,
         work_dir=meta.get("run_dir"),
+        metrics=metrics,
+        at_half=at_half,
     )
     return write_report(data, paths, targets, out, title=f"mlcls report: {meta.get('name', '')}")

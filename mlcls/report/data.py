@@ -6,14 +6,14 @@ Everything the page shows comes from here, so the numbers can be tested in Pytho
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from mlcls.evaluation.functional import as_tensors, compute_metrics
+from mlcls.evaluation.functional import SUMMARY_KEYS, as_tensors, compute_metrics
+from mlcls.utils.misc import SCALARS_FILE, read_scalars
 
 #: Score histogram resolution: thresholds k / NUM_BINS (k = 0..NUM_BINS) are exact in the page.
 NUM_BINS = 1000
@@ -157,7 +157,7 @@ def zeros_baseline(targets: torch.Tensor) -> dict:
     return {**summary_metrics(m), "label_accuracy": 100 - m["hamming_loss"]}
 
 
-SUMMARY = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "F1_macro", "hamming_loss", "subset_accuracy")
+SUMMARY = (*SUMMARY_KEYS, "hamming_loss", "subset_accuracy")
 
 
 def summary_metrics(m: dict) -> dict:
@@ -169,20 +169,18 @@ def summary_metrics(m: dict) -> dict:
 
 def training_curves(work_dir: str | Path | None, max_points: int = 2000) -> dict | None:
     """Loss and lr by iteration, validation metrics by epoch, from ``<work_dir>/scalars.jsonl``."""
-    if work_dir is None or not (Path(work_dir) / "scalars.jsonl").is_file():
+    if work_dir is None or not (Path(work_dir) / SCALARS_FILE).is_file():
         return None
     train, val = [], []
-    for line in (Path(work_dir) / "scalars.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:  # a line cut by a crash: the rest of the file is still good
+    for r in read_scalars(work_dir):
+        if r is None:  # a line cut by a crash: the rest of the file is still good
             continue
         if r.get("mode") == "train":
             train.append([r.get("iter"), r.get("loss"), r.get("lr")])
         elif r.get("mode") == "val":
-            val.append({k: v for k, v in r.items() if k == "epoch" or k in ("mAP", "CF1", "OF1", "CP", "CR")})
+            val.append({k: v for k, v in r.items() if k == "epoch" or k in ("mAP", "mAUROC", "CF1", "OF1", "CP", "CR")})
     step = max(1, -(-len(train) // max_points))
-    return {"source": str(Path(work_dir) / "scalars.jsonl"), "train": train[::step], "val": val}
+    return {"source": str(Path(work_dir) / SCALARS_FILE), "train": train[::step], "val": val}
 
 
 def report_data(
@@ -195,6 +193,8 @@ def report_data(
     gallery_k: int = 6,
     gallery_classes: int = 100,
     work_dir: str | Path | None = None,
+    metrics: dict | None = None,
+    at_half: dict | None = None,
 ) -> dict:
     """Everything the page embeds except the thumbnails (``gallery`` names rows, see :func:`gallery`).
 
@@ -205,11 +205,16 @@ def report_data(
         train_counts: positives per class in the training set (AP-vs-frequency plot).
         gallery_classes: at most this many classes get an error gallery (the lowest AP first).
         work_dir: the training run's folder, for its ``scalars.jsonl``.
+        metrics, at_half: the evaluation's own results at ``thr`` and at 0.5 (``sample_metrics``),
+            reused instead of computed again (``tools/test.py`` passes them; a rebuild computes them).
     """
     s, t = as_tensors(scores, targets)
     t = t.to(torch.int8) if t.dtype != torch.int8 else t
-    m = compute_metrics(s, t, thr=thr, sample_metrics=True)
-    half = compute_metrics(s, t, thr=0.5, sample_metrics=True)
+    m = metrics if metrics is not None and "hamming_loss" in metrics else compute_metrics(s, t, thr=thr, sample_metrics=True)
+    if at_half is not None and "hamming_loss" in at_half:
+        half = at_half
+    else:
+        half = m if all(v == 0.5 for v in m["thr"]) else compute_metrics(s, t, thr=0.5, sample_metrics=True)
     c = s.shape[1]
     thr_vec = torch.tensor(m["thr"], dtype=torch.float64)
     ap = torch.tensor([-1.0 if math.isnan(v) else v for v in m["AP"]])
@@ -221,7 +226,9 @@ def report_data(
         per_class.append({
             "name": name, "pos": m["num_pos"][i], "neg": int((t[:, i] == 0).sum()),
             "AP": None if math.isnan(m["AP"][i]) else round(m["AP"][i], 4),
+            "AUROC": None if math.isnan(m["AUROC"][i]) else round(m["AUROC"][i], 4),
             "P": round(m["precision"][i], 4), "R": round(m["recall"][i], 4), "F1": round(m["F1"][i], 4),
+            "spec": None if math.isnan(m["specificity"][i]) else round(m["specificity"][i], 4),
             "tp": m["tp"][i], "fp": m["fp"][i], "fn": m["fn"][i], "thr": m["thr"][i],
             "ece": cal["per_class"][i]["ece"],
             "train_pos": None if train_counts is None else int(train_counts[i]),

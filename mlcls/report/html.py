@@ -26,9 +26,26 @@ def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | No
     """(JPEG data URI at most ``size`` px on a side, None) or (None, why it could not be read)."""
     from PIL import ImageOps
 
+    from mlcls.datasets import bags
     from mlcls.datasets.base import open_image
     from mlcls.errors import DataError
 
+    path = str(path)
+    if "{view}" in path:  # a sample of several views: show the first view found (views in name order)
+        import glob
+
+        found = sorted(glob.glob(glob.escape(path).replace(glob.escape("{view}"), "*")))
+        path = found[0] if found else path.replace("{view}", "?")
+    if bags.is_bag_path(path):  # a series: its middle slice stands for it
+        try:
+            bag = bags.load_bag(path)
+        except (DataError, OSError) as e:
+            return None, f"unreadable: {str(e).split(': ', 1)[-1]}"
+        from PIL import Image
+
+        path = io.BytesIO()
+        Image.fromarray(bag[bag.shape[0] // 2].permute(1, 2, 0).numpy()).save(path, format="PNG")
+        path.seek(0)
     try:
         with open_image(path, str(path)) as im:  # the pixel limit is checked before anything is decoded
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for big photos

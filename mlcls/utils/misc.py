@@ -109,3 +109,39 @@ def write_json(obj, path: str | os.PathLike) -> None:
     """Write ``obj`` as JSON atomically (NaN and inf become null, which JSON lacks)."""
     with atomic_open(path) as f:
         f.write(json.dumps(_json_safe(obj), indent=1))
+
+
+SCALARS_FILE = "scalars.jsonl"
+
+
+def read_scalars(path: str | os.PathLike, strict: bool = False) -> list[dict | None]:
+    """The records of a run's ``scalars.jsonl`` (the one reader of the file LoggerHook writes).
+
+    Args:
+        path: the file, or the run folder holding it.
+        strict: a line that is not JSON is an error naming the file and line (tools reading a
+            file the user named); otherwise it is returned as ``None`` (a line cut by a crash:
+            the rest of the file is still good).
+
+    Raises:
+        DataError: the file is missing, or (``strict``) a line is not JSON.
+    """
+    from mlcls.errors import DataError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / SCALARS_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: not found (expected a work_dir holding {SCALARS_FILE}, or the file itself)")
+    records: list[dict | None] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if strict:
+                raise DataError(f"{path}:{n}: not a JSON line ({e.msg})") from None
+            record = None
+        records.append(record if isinstance(record, dict) or record is None else None)
+    return records

@@ -268,10 +268,11 @@ def test_csv_oddities_are_one_line(shapes_root, tmp_path):
     with pytest.raises(DataError, match="class name 'traffic light' contains a space"):
         CSVDataset("quoted.csv", ["traffic light", "car"], data_root=str(tmp_path), check_files=False)
     (tmp_path / "sub").mkdir()
-    (tmp_path / "dir.csv").write_text("filename,labels\nsub,circle\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "dir.csv").write_text("filename,labels\na.png,circle\nsub,circle\n")  # a folder among images
     ds = CSVDataset("dir.csv", classes, data_root=str(tmp_path), check_files=False)
     with pytest.raises(DataError, match="is a folder, not an image file"):
-        ds.read_image(0)
+        ds.read_image(1)
 
 
 def test_animated_gif_and_transparency_decode_as_pillow_shows_them(tmp_path):

@@ -91,7 +91,7 @@ def test_tuned_thresholds_are_stored_and_used_by_default(config_file, trained_di
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "again/test_metrics.json").read_text())
     assert m["thresholds"]["values"] == pytest.approx(stored["values"]) and "checkpoint" in m["thresholds"]["source"]
-    assert (tmp_path / "again/per_class.csv").read_text().startswith("class,positives,AP,P,R,F1,thr")
+    assert (tmp_path / "again/per_class.csv").read_text().startswith("class,positives,negatives,AP,AUROC,P,R,spec,F1,thr")
     assert (tmp_path / "again/ap_vs_frequency.png").is_file()
     r = run_tool("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
     assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr"

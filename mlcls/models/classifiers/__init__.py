@@ -1,10 +1,14 @@
-"""ImageClassifier = backbone -> neck -> head."""
+"""ImageClassifier = backbone -> neck -> head (for a bag of images: backbone per instance ->
+instance pooling per view -> views concatenated -> head)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
+from mlcls.datasets.bags import BagBatch
+from mlcls.errors import ConfigError
 from mlcls.registry import MODELS
 
 
@@ -20,19 +24,58 @@ class ImageClassifier(nn.Module):
             feature map themselves (``spatial_input``: CSRA, ML-Decoder).
         num_classes: default for the head's ``num_classes`` (the builder passes the dataset's).
         label_stats: training label counts, handed to the head for its loss's ``auto`` weights.
+        views: samples made of one bag per view (``[sagittal, coronal, axial]``, the dataset's
+            ``views``): each view is pooled on its own (``neck``, e.g. ``InstancePooling``) and
+            the pooled features are concatenated before the head (``in_channels`` = views x D).
+        separate_backbones: one backbone per view instead of one shared by the views.
+        instance_chunk: run the backbone over at most this many instances at a time: in
+            evaluation this bounds the activations' memory for long series; in training it is the
+            unit of activation checkpointing (BatchNorm then normalises each chunk by its own
+            statistics, and a recomputed chunk updates the running statistics once more: prefer
+            frozen or evaluation-mode norms, ``norm_eval``, for fine-tuning with it).
+        checkpoint_instances: in training, recompute each chunk's activations in the backward
+            pass instead of keeping them (torch.utils.checkpoint): long series fit in less memory
+            for about a third more compute.
     """
 
     def __init__(
-        self, backbone: dict, head: dict, neck: dict | None = None, num_classes: int | None = None, label_stats: dict | None = None
+        self,
+        backbone: dict,
+        head: dict,
+        neck: dict | None = None,
+        num_classes: int | None = None,
+        label_stats: dict | None = None,
+        views: list[str] | None = None,
+        separate_backbones: bool = False,
+        instance_chunk: int | None = None,
+        checkpoint_instances: bool = False,
     ) -> None:
         super().__init__()
-        self.backbone = MODELS.build(backbone)
-        defaults = {"in_channels": self.backbone.out_channels, "label_stats": label_stats}
+        self.views = [str(v) for v in views] if views else None
+        names = self.views or [""]
+        if separate_backbones and not self.views:
+            raise ConfigError("model.separate_backbones: needs model.views (one backbone per view)")
+        if separate_backbones:
+            self.backbones = nn.ModuleDict({v: MODELS.build(backbone) for v in names})
+            self.backbone = self.backbones[names[0]]
+        else:
+            self.backbone = MODELS.build(backbone)
+        self.separate_backbones = bool(separate_backbones)
+        self.instance_chunk, self.checkpoint_instances = instance_chunk, bool(checkpoint_instances)
+        d = self.backbone.out_channels
+        defaults = {"in_channels": d * len(names), "label_stats": label_stats}
         if num_classes is not None:
             defaults["num_classes"] = num_classes
         self.head = MODELS.build(head, **defaults)
         spatial = getattr(self.head, "spatial_input", False)
-        self.neck = MODELS.build(neck) if neck else (nn.Identity() if spatial else MODELS.build({"type": "GlobalAveragePooling"}))
+        if self.views:  # each view pools its own bag (attention pooling has weights per view)
+            if not neck or spatial:
+                raise ConfigError("model.views: give a neck such as {type: InstancePooling, mode: max} and a head on vectors")
+            self.view_necks = nn.ModuleDict({v: MODELS.build(neck, in_channels=d) for v in names})
+            self.neck = self.view_necks[names[0]]
+        else:
+            default = nn.Identity() if spatial else MODELS.build({"type": "GlobalAveragePooling"})
+            self.neck = MODELS.build(neck, in_channels=d) if neck else default
 
     def resolved_config(self, cfg: dict) -> dict:
         """This model's config with every value derived from the training labels written out as
@@ -45,15 +88,67 @@ class ImageClassifier(nn.Module):
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def extract_feat(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, H, W] -> features [B, D] (or the map [B, D, h, w] for spatial heads)."""
+    def extract_feat(self, images: torch.Tensor | BagBatch) -> torch.Tensor:
+        """images [B, 3, H, W] -> features [B, D] (or the map [B, D, h, w] for spatial heads);
+        a :class:`BagBatch` -> [B, views x D]."""
+        if isinstance(images, BagBatch):
+            return self.bag_features(images)
+        if self.views:
+            raise ConfigError(f"this model reads bags of images with the views {self.views}, got a plain image batch")
         return self.neck(self.backbone(images))
+
+    def bag_features(self, bags: BagBatch) -> torch.Tensor:
+        """Each view's instances through the backbone (in chunks), pooled per bag, views concatenated."""
+        names = self.views or [""]
+        if set(bags.views) != set(names):
+            raise ConfigError(f"the batch has the views {sorted(bags.views)}, the model {names}")
+        if not isinstance(self.neck, nn.Module) or not hasattr(self.neck, "MODES"):
+            raise ConfigError(
+                "samples made of many images need model.neck: {type: InstancePooling, mode: max|mean|lse|attention|gated_attention}"
+            )
+        pooled = []
+        for v in names:
+            x, sizes = bags.views[v]
+            backbone = self.backbones[v] if self.separate_backbones else self.backbone
+            neck = self.view_necks[v] if self.views else self.neck
+            pooled.append(neck(self._instance_features(backbone, x), sizes))
+        return torch.cat(pooled, dim=1)
+
+    def predict_one_bag(self, *bags: torch.Tensor) -> torch.Tensor:
+        """One sample's bags, one [S_v, 3, H, W] tensor per view in :attr:`views` order -> probabilities
+        [1, C]. The same numbers as :meth:`predict` on a batch of that one sample, written without
+        data-dependent shapes so that an export keeps every slice count free."""
+        names = self.views or [""]
+        pooled = []
+        for v, x in zip(names, bags):
+            backbone = self.backbones[v] if self.separate_backbones else self.backbone
+            neck = self.view_necks[v] if self.views else self.neck
+            pooled.append(neck.pool_one(self._instance_features(backbone, x)))
+        return self.head.predict(torch.cat(pooled, dim=1))
+
+    def _instance_features(self, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] -> [N, D]: the backbone and global average pooling, ``instance_chunk`` at a time."""
+        chunk = self.instance_chunk or x.shape[0]
+
+        def run(part: torch.Tensor) -> torch.Tensor:
+            f = backbone(part)
+            return f.mean(dim=(2, 3)) if f.dim() == 4 else f
+
+        if x.shape[0] <= chunk and not (self.training and self.checkpoint_instances):
+            return run(x)
+        sizes = [min(chunk, x.shape[0] - i) for i in range(0, x.shape[0], chunk)]
+        if len(sizes) > 1 and sizes[-1] == 1:  # BatchNorm in training needs two values: no chunk of one
+            sizes[-2:] = [sizes[-2] + 1]
+        parts = x.split(sizes)
+        if self.training and self.checkpoint_instances and torch.is_grad_enabled():
+            return torch.cat([checkpoint(run, part, use_reentrant=False) for part in parts])
+        return torch.cat([run(part) for part in parts])
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None, mode: str = "tensor"):
         """One entry point, so DDP sees every call that needs gradient synchronisation.
 
         Args:
-            images: [B, 3, H, W].
+            images: [B, 3, H, W], or a :class:`BagBatch` of samples made of many images.
             targets: [B, C] (1 / 0 / -1 ignored), for ``mode='loss'``.
             mode: ``tensor`` -> logits [B, C]; ``loss`` -> ``{"loss": scalar}``;
                 ``predict`` -> probabilities [B, C].

@@ -161,10 +161,10 @@
 
   // -------------------------------------------------------------- header
   const S = D.summary, H = D.at_half, Z = D.zeros;
-  const keys = [["mAP", "mAP"], ["CP", "CP"], ["CR", "CR"], ["CF1", "CF1"], ["OP", "OP"], ["OR", "OR"], ["OF1", "OF1"], ["subset_accuracy", "exact match"], ["label_accuracy", "label accuracy"]];
+  const keys = [["mAP", "mAP"], ["mAUROC", "mean ROC AUC"], ["CP", "CP"], ["CR", "CR"], ["CF1", "CF1"], ["OP", "OP"], ["OR", "OR"], ["OF1", "OF1"], ["mSpec", "mean specificity"], ["subset_accuracy", "exact match"], ["label_accuracy", "label accuracy"]];
   const info = [
     ["checkpoint", M.checkpoint], ["config", M.config], ["split", M.split], ["images", M.num_images], ["classes", M.num_classes],
-    ["thresholds", M.thresholds_source], ["test-time augmentation", M.tta], ["written", M.created],
+    ["thresholds", M.thresholds_source], ["test-time augmentation", M.tta], ["bootstrap CI", M.ci], ["written", M.created],
   ].filter((kv) => kv[1] !== undefined && kv[1] !== null && kv[1] !== "");
   let warn = "";
   if (S.OR < 5 || S.CF1 <= Z.CF1 + 1) {
@@ -175,7 +175,7 @@
   section("header", "Summary",
     '<div class="row"><div class="kv">' + info.map((kv) => "<b>" + esc(kv[0]) + "</b><span>" + esc(kv[1]) + "</span>").join("") + "</div>" +
     '<table id="summary-table"><thead><tr><th>metric (%)</th><th title="the thresholds the header names">thresholds in use</th><th>at 0.5</th><th title="every label predicted negative">predict nothing</th><th title="with the thresholds set in the explorer">your thresholds</th></tr></thead><tbody>' +
-    keys.map((k) => "<tr><td>" + k[1] + "</td><td>" + fmt(S[k[0]]) + "</td><td>" + fmt(H[k[0]]) + "</td><td>" + fmt(Z[k[0]]) + '</td><td id="live-' + k[0] + '">' + (["mAP", "subset_accuracy", "label_accuracy"].includes(k[0]) ? "" : fmt(S[k[0]])) + "</td></tr>").join("") +
+    keys.map((k) => "<tr><td>" + k[1] + "</td><td>" + fmt(S[k[0]]) + "</td><td>" + fmt(H[k[0]]) + "</td><td>" + fmt(Z[k[0]]) + '</td><td id="live-' + k[0] + '">' + (["mAP", "mAUROC", "mSpec", "subset_accuracy", "label_accuracy"].includes(k[0]) ? "" : fmt(S[k[0]])) + "</td></tr>").join("") +
     "</tbody></table></div>" + warn +
     '<p class="note">mAP averages AP over the ' + (M.num_classes - (S.num_classes_skipped || 0)) + " classes with positives; for \u201cpredict nothing\u201d (every score 0) it is the chance level, each class's frequency. CP/CR average precision/recall over classes, OP/OR over all labels. Entries with target -1 (unknown) are left out everywhere.</p>");
 
@@ -200,8 +200,10 @@
     { key: "pos", label: "positives", title: "positives in this split" },
     ...(hasTrain ? [{ key: "train_pos", label: "train pos.", title: "positives in the training set" }] : []),
     { key: "AP", label: "AP", fmt: (v) => fmt(v), cls: (v) => (v !== null && v < 50 ? "bad" : "") },
+    { key: "AUROC", label: "AUROC", fmt: (v) => fmt(v), title: "area under the ROC curve (%)" },
     { key: "P", label: "P", fmt: (v) => fmt(v), title: "precision at the threshold in use" },
-    { key: "R", label: "R", fmt: (v) => fmt(v), cls: (v, r) => (r.pos > 0 && v < 10 ? "bad" : ""), title: "recall at the threshold in use" },
+    { key: "R", label: "R", fmt: (v) => fmt(v), cls: (v, r) => (r.pos > 0 && v < 10 ? "bad" : ""), title: "recall (sensitivity) at the threshold in use" },
+    { key: "spec", label: "spec.", fmt: (v) => fmt(v), title: "specificity at the threshold in use" },
     { key: "F1", label: "F1", fmt: (v) => fmt(v) },
     { key: "thr", label: "thr", fmt: (v) => fmt(v, 3) },
     { key: "fp", label: "FP", title: "false positives" },
@@ -224,7 +226,19 @@
     '<p class="out">P <span id="exp-p"></span> R <span id="exp-r"></span> F1 <span id="exp-f1"></span> TP <span id="exp-tp"></span> FP <span id="exp-fp"></span> FN <span id="exp-fn"></span></p>' +
     '<p><button id="exp-reset">back to the threshold in use</button><button id="exp-best">F1-best for this class</button><button id="exp-download">Download thresholds</button>' +
     '<span class="note">The JSON works with <code>tools/test.py --thr-file FILE</code> and <code>inference_model(model, images, thr="FILE")</code>; classes you did not move keep their thresholds.</span></p>' +
-    '<div class="row">' + canvas("pr-canvas", 360, 300) + canvas("hist-canvas", 520, 300) + "</div>");
+    '<p class="out">sensitivity <span id="exp-sens"></span> specificity <span id="exp-spec"></span></p>' +
+    '<div class="row">' + canvas("pr-canvas", 360, 300) + canvas("roc-canvas", 360, 300) + canvas("hist-canvas", 520, 300) + "</div>");
+
+  // ROC from the same cumulative counts: (false-positive rate, true-positive rate) at every bin edge
+  function rocCurve(c) {
+    const h = cum(c), N = h.neg[0], F = [0], T = [0];
+    for (let k = NB; k >= 0; k--) {
+      if (k < NB && h.pos[k] === h.pos[k + 1] && h.neg[k] === h.neg[k + 1]) continue;
+      F.push(N ? (100 * h.neg[k]) / N : 0);
+      T.push(h.P ? (100 * h.pos[k]) / h.P : 0);
+    }
+    return { F, T, N };
+  }
 
   function prCurve(c) {
     const h = cum(c), R = [], P = [];
@@ -245,6 +259,9 @@
     $("exp-tp").textContent = n.tp; $("exp-fp").textContent = n.fp; $("exp-fn").textContent = n.fn;
     const pr = prCurve(c);
     plot($("pr-canvas"), { title: "PR curve: " + names[c], series: [{ x: pr.R, y: pr.P, color: "#2563eb" }], points: [{ x: n.R, y: n.P }], xmin: 0, xmax: 100, ymin: 0, ymax: 100, xlabel: "recall (%)", ylabel: "precision (%)" });
+    const roc = rocCurve(c), fpr = roc.N ? (100 * n.fp) / roc.N : 0;
+    $("exp-sens").textContent = fmt(n.R); $("exp-spec").textContent = roc.N ? fmt(100 - fpr) : "n/a";
+    plot($("roc-canvas"), { title: "ROC curve: " + names[c] + (C[c].AUROC !== null ? " (AUC " + fmt(C[c].AUROC) + ")" : ""), series: [{ x: [0, 100], y: [0, 100], color: "#bbb" }, { x: roc.F, y: roc.T, color: "#7c3aed" }], points: [{ x: fpr, y: n.R }], xmin: 0, xmax: 100, ymin: 0, ymax: 100, xlabel: "1 - specificity (%)", ylabel: "sensitivity (%)" });
     const h = D.hist[c], step = 20, nb = NB / step; // 50 display bins
     const pos = new Array(nb + 1).fill(0), neg = new Array(nb + 1).fill(0);
     h.pb.forEach((b, i) => (pos[Math.min(nb, Math.floor(b / step))] += h.pc[i]));
@@ -366,7 +383,7 @@
     document.title = "mlcls comparison";
     $("title").textContent = "mlcls: " + (A.name || "A") + " vs " + (B.name || "B");
     $("subtitle").textContent = "A: " + (A.checkpoint || "") + "  |  B: " + (B.checkpoint || "");
-    const ks = ["mAP", "CP", "CR", "CF1", "OP", "OR", "OF1"];
+    const ks = ["mAP", "mAUROC", "CP", "CR", "CF1", "OP", "OR", "OF1"];
     const diffCls = (v) => (v === null || Math.abs(v) < 0.005 ? "" : v > 0 ? "good" : "bad");
     section("compare-summary", "Summary",
       '<table id="compare-summary-table"><thead><tr><th>metric (%)</th><th>A: ' + esc(A.name || "") + "</th><th>B: " + esc(B.name || "") + "</th><th>B - A</th></tr></thead><tbody>" +

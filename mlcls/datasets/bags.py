@@ -1,0 +1,198 @@
+"""Samples made of many images ("bags"): MRI/CT series, multi-view exams, photo sets.
+
+A bag is one sample's instances as one uint8 tensor ``[S, 3, H, W]`` (S varies from sample to
+sample). It is read from
+
+* a volume file: ``.npy`` / ``.npz`` holding ``(S, H, W)`` (grey) or ``(S, H, W, C)`` (C = 1 or 3);
+  uint8 as it is, uint16 scaled to 8 bits as 16-bit images are (``>> 8``), float taken as
+  0..1 when its maximum is <= 1 and as 0..255 otherwise (values outside are an error, never
+  clipped silently);
+* a folder of images, in natural sort order (``slice2.png`` before ``slice10.png``);
+* a list of image files in one annotation field, separated by ``|`` (``a.jpg|b.jpg|c.jpg``).
+
+A sample with several views (``views: [sagittal, coronal, axial]``) holds one bag per view: its
+path has a ``{view}`` placeholder (``exams/0001/{view}.npy``) and the sample is
+``{view: [S_v, 3, H, W]}``. Transforms see a bag as one tensor, so torchvision's v2 transforms
+draw one set of random parameters for all its slices (a volume is cropped and flipped as a
+whole); each view draws its own.
+
+A batch is a :class:`BagBatch`: all instances of all samples in one tensor per view plus the bag
+sizes, with no padding.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mlcls.errors import DataError
+
+VOLUME_EXTENSIONS = (".npy", ".npz")
+LIST_SEPARATOR = "|"
+
+
+def is_bag_path(path: str) -> bool:
+    """True for a volume file, a list of files or a folder (what :func:`load_bag` reads)."""
+    return path.lower().endswith(VOLUME_EXTENSIONS) or LIST_SEPARATOR in path or os.path.isdir(path)
+
+
+def bag_exists(path: str) -> bool:
+    if LIST_SEPARATOR in path:
+        return all(os.path.isfile(p) for p in path.split(LIST_SEPARATOR))
+    return os.path.isfile(path) or os.path.isdir(path)
+
+
+def natural_key(name: str) -> list:
+    """``slice2`` before ``slice10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def load_volume(path: str) -> torch.Tensor:
+    """A ``.npy``/``.npz`` volume as uint8 ``[S, 3, H, W]`` (see the module docstring for dtypes)."""
+    from mlcls.datasets.base import _check_pixels
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):  # an .npz: its only array, or the one named 'volume'
+            with data:
+                names = data.files
+                key = "volume" if "volume" in names else names[0] if len(names) == 1 else None
+                if key is None:
+                    raise DataError(f"{path}: an .npz volume needs one array or one named 'volume', found {names}")
+                data = data[key]
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: cannot read the volume ({e})") from None
+    arr = data
+    return volume_to_uint8(arr, path, _check_pixels)
+
+
+def volume_to_uint8(arr: np.ndarray, name: str, check_pixels: Callable | None = None) -> torch.Tensor:
+    """``(S, H, W)`` or ``(S, H, W, C)`` array -> uint8 ``[S, 3, H, W]``."""
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or 0 in arr.shape:
+        raise DataError(f"{name}: expected a volume of shape (slices, H, W) or (slices, H, W, 1|3), got {arr.shape}")
+    if check_pixels is not None:
+        check_pixels(arr.shape[2], arr.shape[1], f"{name} (each of {arr.shape[0]} slices)")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if not np.isfinite(arr).all() or lo < 0 or hi > 255:
+            raise DataError(f"{name}: float volume values must be finite and in 0..1 or 0..255, found {lo:g}..{hi:g}")
+        arr = np.rint(arr * 255 if hi <= 1 else arr).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise DataError(f"{name}: volume dtype {arr.dtype} is not supported (uint8, uint16 or float)")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+    return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x).contiguous()
+
+
+def load_bag(path: str) -> torch.Tensor:
+    """The instances of one bag as uint8 ``[S, 3, H, W]``: a volume file, a folder of images or
+    ``a|b|c`` image files. Images of one bag must share their size."""
+    from mlcls.datasets.base import IMG_EXTENSIONS, load_image
+
+    if path.lower().endswith(VOLUME_EXTENSIONS):
+        return load_volume(path)
+    if LIST_SEPARATOR in path:
+        files = path.split(LIST_SEPARATOR)
+    elif os.path.isdir(path):
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path), key=natural_key) if f.lower().endswith(IMG_EXTENSIONS)]
+        if not files:
+            raise DataError(f"{path}: a folder without image files ({', '.join(IMG_EXTENSIONS)})")
+    else:
+        raise DataError(f"{path}: not a volume (.npy/.npz), a folder of images or a '|'-separated list of images")
+    images = [load_image(f) for f in files]
+    sizes = {tuple(x.shape) for x in images}
+    if len(sizes) > 1:
+        a = images[0].shape
+        j = next(k for k, x in enumerate(images) if x.shape != a)
+        raise DataError(
+            f"{path}: the images of one bag differ in size: {a[-2]}x{a[-1]} ({files[0]}) and "
+            f"{images[j].shape[-2]}x{images[j].shape[-1]} ({files[j]})"
+        )
+    return torch.stack(images)
+
+
+def subsample(bag: torch.Tensor, max_instances: int | None, training: bool) -> torch.Tensor:
+    """At most ``max_instances`` instances: evenly spaced in evaluation (deterministic, covering
+    the whole series), a random subset kept in order in training (drawn from torch's RNG, which
+    mlcls seeds per batch)."""
+    s = bag.shape[0]
+    if not max_instances or s <= max_instances:
+        return bag
+    if training:
+        keep = torch.randperm(s)[:max_instances].sort().values
+    else:
+        keep = torch.linspace(0, s - 1, max_instances).round().long()
+    return bag[keep]
+
+
+@dataclass
+class BagBatch:
+    """A batch of bags, packed: per view, all instances in one tensor and each sample's count.
+
+    Attributes:
+        views: ``{view: (instances [N_v, 3, H, W], sizes [B] int64)}`` with ``N_v = sizes.sum()``;
+            a dataset without views has the single view ``""``.
+    """
+
+    views: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    def __len__(self) -> int:
+        return int(next(iter(self.views.values()))[1].numel())
+
+    @property
+    def batch_size(self) -> int:
+        return len(self)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "BagBatch":
+        """The same batch with ``fn`` applied to every view's instance tensor (sizes unchanged)."""
+        return BagBatch({v: (fn(x), n) for v, (x, n) in self.views.items()})
+
+    def to(self, device=None, non_blocking: bool = False, memory_format: torch.memory_format = torch.preserve_format, **kw) -> "BagBatch":
+        return BagBatch(
+            {v: (x.to(device, non_blocking=non_blocking, memory_format=memory_format), n.to(device)) for v, (x, n) in self.views.items()}
+        )
+
+    def flip(self, *dims: int) -> "BagBatch":
+        """Flip every instance along image dimensions (negative ``dims``: -1 width, -2 height)."""
+        if any(d >= 0 for d in dims):
+            raise ValueError("BagBatch.flip: give image dimensions as negative indices (-1 width, -2 height)")
+        return self.map(lambda x: x.flip(*dims))
+
+    def pin_memory(self) -> "BagBatch":  # called by a DataLoader with pin_memory=True
+        return BagBatch({v: (x.pin_memory(), n.pin_memory()) for v, (x, n) in self.views.items()})
+
+    def select(self, i: int) -> "BagBatch":
+        """Sample ``i`` alone, as a batch of one."""
+        out = {}
+        for v, (x, n) in self.views.items():
+            start = int(n[:i].sum())
+            out[v] = (x[start : start + int(n[i])], n[i : i + 1])
+        return BagBatch(out)
+
+
+def pack(samples: list) -> BagBatch:
+    """Bags (each ``[S, 3, H, W]`` or ``{view: [S_v, 3, H, W]}``) -> one :class:`BagBatch`."""
+    first = samples[0]
+    names = list(first) if isinstance(first, dict) else [""]
+    views = {}
+    for v in names:
+        bags = [s[v] if isinstance(s, dict) else s for s in samples]
+        views[v] = (torch.cat(bags), torch.tensor([b.shape[0] for b in bags], dtype=torch.long))
+    return BagBatch(views)
+
+
+def collate_bags(batch: list) -> tuple:
+    """``collate_fn`` of bag datasets: ``(BagBatch, targets [B, C][, indices [B]])``."""
+    fields = list(zip(*batch))
+    rest = [torch.utils.data.default_collate(list(f)) for f in fields[1:]]
+    return (pack(list(fields[0])), *rest)

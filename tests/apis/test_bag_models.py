@@ -1,0 +1,175 @@
+"""A model of samples made of many images through everything downstream: training, tools/test.py
+(AUROC, confidence intervals, report), inference on volumes and folders, TTA, ONNX/TorchScript
+export with a free slice count, and exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+def bag_config(root: Path, work_dir: Path, views=("sagittal",), mode="gated_attention", **train_cfg) -> dict:
+    pipe = [{"type": "ToFloatNormalize", "mean": [0.35] * 3, "std": [0.1] * 3}]
+    train_pipe = [{"type": "RandomHorizontalFlip"}, *pipe]
+
+    def loader(split, pipeline, shuffle):
+        ds = {
+            "type": "MRNetDataset",
+            "data_root": str(root),
+            "split": split,
+            "views": list(views),
+            "pipeline": pipeline,
+            "max_instances": 6,
+        }
+        return {"batch_size": 4, "num_workers": 0, "sampler": {"type": "DefaultSampler", "shuffle": shuffle}, "dataset": ds}
+
+    return {
+        "model": {
+            "type": "ImageClassifier", "views": list(views), "backbone": {"type": "ResNet", "depth": 18},
+            "neck": {"type": "InstancePooling", "mode": mode},
+            "head": {"type": "MultiLabelLinearClsHead", "loss": {"type": "BCEWithLogitsLoss", "pos_weight": "auto"}},
+        },  # fmt: skip
+        "train_dataloader": loader("train", train_pipe, True),
+        "val_dataloader": loader("valid", pipe, False),
+        "test_dataloader": loader("valid", pipe, False),
+        "val_evaluator": {"type": "MultiLabelMetric"},
+        "optimizer": {"type": "AdamW", "lr": 1e-3},
+        "train_cfg": {"max_epochs": 1, **train_cfg},
+        "default_hooks": {"logger": {"type": "LoggerHook", "interval": 2, "progress_bar": False},
+                          "checkpoint": {"type": "CheckpointHook", "interval": 1, "save_best": "mAUROC"}},  # fmt: skip
+        "work_dir": str(work_dir), "seed": 0, "deterministic": True, "device": "cpu",
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mrnet_root(tmp_path_factory) -> Path:
+    from mlcls.datasets.mrnet import make_mrnet_demo
+
+    return make_mrnet_demo(tmp_path_factory.mktemp("mrnet"), seed=0, exams={"train": 24, "valid": 16}, slices=(4, 9))
+
+
+@pytest.fixture(scope="module")
+def bag_ckpt(mrnet_root, tmp_path_factory) -> Path:
+    from mlcls.apis import train_model
+
+    wd = tmp_path_factory.mktemp("bagrun") / "run"
+    metrics = train_model(bag_config(mrnet_root, wd, views=("sagittal", "coronal")))
+    assert {"mAUROC", "mSpec", "AUROC"} <= set(metrics)
+    return wd / "best.pth"
+
+
+def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_tool):
+    out = tmp_path / "t"
+    r = run_tool("tools/test.py", bag_ckpt, "--work-dir", out, "--ci", "40", "--tune-thr", "specificity", "--tune-target", "0.8",
+                 "--tune-split", "val", "--allow-same-split")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "mAUROC" in r.stdout and "95% bootstrap CI (40 resamples of the samples, seed 0): mAP [" in r.stdout
+    res = json.loads((out / "test_metrics.json").read_text())
+    assert res["ci"]["resamples"] == 40 and set(res["ci"]["summary"]) == {"mAP", "mAUROC", "CF1", "OF1"}
+    rows = {row["class"]: row for row in res["per_class"]}
+    assert set(rows) == {"abnormal", "acl", "meniscus"} and all("AUROC_ci" in row and "spec" in row for row in rows.values())
+    lo, hi = res["ci"]["summary"]["mAUROC"]
+    assert lo <= res["mAUROC"] <= hi
+    html = (out / "report.html").read_text()
+    assert "mean ROC AUC" in (Path(__file__).parents[2] / "mlcls" / "report" / "assets" / "report.js").read_text()
+    assert "data:image/jpeg;base64," in html  # a slice stands for each exam in the galleries
+
+
+def test_inference_on_volumes_folders_and_views(bag_ckpt, mrnet_root, tmp_path, run_tool):
+    from mlcls.apis import inference_model, init_model
+
+    model = init_model(None, bag_ckpt)
+    exam = {v: str(mrnet_root / "valid" / v / "0003.npy") for v in ("sagittal", "coronal")}
+    a = inference_model(model, exam)
+    # the same exam as arrays and as folders of PNG slices
+    arrays = {v: np.load(p) for v, p in exam.items()}
+    folders = {}
+    for v, arr in arrays.items():
+        folders[v] = tmp_path / v
+        folders[v].mkdir()
+        for k, sl in enumerate(arr):
+            Image.fromarray(sl).save(folders[v] / f"im{k}.png")
+    b = inference_model(model, arrays)
+    c = inference_model(model, {v: str(f) for v, f in folders.items()})
+    assert a["scores"] == b["scores"] == c["scores"] and set(a["scores"]) == {"abnormal", "acl", "meniscus"}
+    flip = inference_model(model, exam, tta="flip")
+    assert flip["scores"] != a["scores"]
+    from mlcls.errors import DataError
+
+    with pytest.raises(DataError, match=r"reads the views \['sagittal', 'coronal'\]"):
+        inference_model(model, exam["sagittal"])
+
+
+def test_infer_tool_over_a_folder_of_volumes(mrnet_root, tmp_path, run_tool):
+    """A single-view model: each .npy under the folder is one exam."""
+    from mlcls.apis import train_model
+
+    wd = tmp_path / "one"
+    train_model(bag_config(mrnet_root, wd, views=("axial",), mode="max"))
+    r = run_tool("tools/infer.py", wd / "latest.pth", mrnet_root / "valid" / "axial", "--out", tmp_path / "p.csv", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(lines) == 17 and lines[1].startswith(str(mrnet_root / "valid" / "axial" / "0000.npy"))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_with_a_free_slice_count(bag_ckpt, tmp_path, fmt):
+    from mlcls.apis.export import export_model
+
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    summary = export_model(bag_ckpt, fmt, out, verify=True)
+    assert set(summary["verify"]) == {"slices_5", "slices_12"} and max(summary["verify"].values()) < 1e-4
+    meta = json.loads(out.with_name("m.json").read_text())
+    assert meta["input"]["inputs"] == ["instances_sagittal", "instances_coronal"] and meta["input"]["slices"] == "dynamic"
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(out))
+        probs = sess.run(
+            None, {"instances_sagittal": np.zeros((3, 3, 32, 32), np.float32), "instances_coronal": np.zeros((20, 3, 32, 32), np.float32)}
+        )[0]
+        assert probs.shape == (1, 3)
+
+
+def test_resume_of_a_bag_model_is_exact(mrnet_root, tmp_path):
+    from mlcls.apis import train_model
+    from mlcls.utils.checkpoint import load_checkpoint
+
+    full = bag_config(mrnet_root, tmp_path / "full", mode="lse", max_epochs=2)
+    train_model(full)
+    train_model(bag_config(mrnet_root, tmp_path / "half", mode="lse", max_epochs=1))
+    train_model(bag_config(mrnet_root, tmp_path / "half", mode="lse", max_epochs=2), resume="auto")  # as from the YAML file again
+    a, b = (load_checkpoint(tmp_path / d / "latest.pth")["state_dict"] for d in ("full", "half"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_amp_ema_and_instance_checkpointing_train_a_bag_model(mrnet_root, tmp_path):
+    from mlcls.apis import test_model, train_model
+
+    cfg = bag_config(mrnet_root, tmp_path / "amp", views=("sagittal", "axial"), mode="mean", amp=True)
+    cfg["model"].update({"separate_backbones": True, "instance_chunk": 3, "checkpoint_instances": True})
+    cfg["ema"] = {"decay": 0.9}
+    metrics = train_model(cfg)
+    assert all(np.isfinite(metrics[k]) for k in ("mAP", "mAUROC"))
+    m = test_model(None, str(tmp_path / "amp" / "latest.pth"), work_dir=str(tmp_path / "t"), tta="flip")
+    assert m["thresholds_source"] and "hflip" in m["report"] and len(m["AUROC"]) == 3
+
+
+def _ddp_bag_worker(rank: int, world: int, root: str, work_dir: str) -> None:
+    from mlcls.apis import train_model
+
+    metrics = train_model(bag_config(Path(root), Path(work_dir), views=("sagittal", "coronal"), mode="attention"), launcher="none")
+    Path(work_dir, f"rank{rank}.json").write_text(json.dumps({"mAUROC": metrics["mAUROC"], "num_samples": metrics["num_samples"]}))
+
+
+def test_two_real_ddp_processes_train_and_evaluate_a_bag_model(mrnet_root, tmp_path):
+    from tests.ddp import spawn
+
+    spawn(_ddp_bag_worker, 2, (str(mrnet_root), str(tmp_path / "wd")))
+    a, b = (json.loads((tmp_path / "wd" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert a == b and a["num_samples"] == 16  # every validation exam scored once, the same metrics on both ranks
