@@ -217,7 +217,8 @@ def test_model(
     check_writable(work_dir)
     if out and Path(out).suffix.lower() not in (".csv", ".json"):
         raise ConfigError(f"--out: unsupported extension '{Path(out).suffix}' (use .csv or .json)")
-    if work_dir.is_dir() and (work_dir / "test_metrics.json").is_file():
+    had_evaluation = work_dir.is_dir() and (work_dir / "test_metrics.json").is_file()
+    if had_evaluation:
         logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
     if tune:
         if tune_split == split and not allow_same_split:
@@ -311,7 +312,8 @@ def test_model(
             metrics.get("ci"),
             (metrics, at_half),
         )
-    stale = [work_dir / n for n in OUTPUT_FILES if (work_dir / n).exists() and work_dir / n not in written]
+    earlier = had_evaluation and (work_dir / "test_metrics.json").exists()
+    stale = [work_dir / n for n in OUTPUT_FILES if earlier and (work_dir / n).exists() and work_dir / n not in written]
     for path in stale:
         path.unlink()
     if stale:
@@ -320,8 +322,10 @@ def test_model(
     return metrics
 
 
-#: every file test_model may write into its output folder (an earlier run's that are not rewritten go)
-OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "ap_vs_frequency.png", "thresholds.json", "eval_scores.npz", "report.html")
+#: the files of an earlier evaluation that this one may not write again (--no-report) and would
+#: otherwise leave stale; the others are always rewritten, and thresholds.json is never removed (a
+#: training run's ThresholdTuningHook writes it into the work dir that --work-dir may name)
+OUTPUT_FILES = ("eval_scores.npz", "report.html")
 
 
 def write_report_files(

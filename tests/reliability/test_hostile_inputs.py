@@ -367,9 +367,10 @@ def test_an_earlier_evaluations_files_are_replaced_not_left_stale(trained_ckpt, 
     out = tmp_path / "t"
     assert run_tool("tools/test.py", trained_ckpt, "--work-dir", out).returncode == 0
     assert (out / "report.html").is_file() and (out / "eval_scores.npz").is_file()
+    (out / "thresholds.json").write_text("{}")  # e.g. a training run's tuned thresholds, when --work-dir names its folder
     r = run_tool("tools/test.py", trained_ckpt, "--work-dir", out, "--no-report")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["ap_vs_frequency.png", "per_class.csv", "test_metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["ap_vs_frequency.png", "per_class.csv", "test_metrics.json", "thresholds.json"]
 
 
 def test_onnx_export_takes_any_batch_by_default_and_says_what_is_fixed(trained_ckpt, tmp_path):
