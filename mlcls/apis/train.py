@@ -249,6 +249,9 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
         raise ConfigError(f"--launcher: expected 'none' or 'pytorch', got '{launcher}'")
     work_dir = Path(cfg["work_dir"])
     created = not work_dir.exists()
+    top = work_dir  # the outermost folder this run creates (work_dirs/ itself on a fresh checkout)
+    while not top.parent.exists():
+        top = top.parent
     lock = WorkDirLock(work_dir) if is_main_process() else None
     if lock is not None:  # before anything in the folder is looked at or changed: one run per work dir
         lock.acquire()
@@ -258,7 +261,8 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
         _close_log_file(work_dir / "train.log", remove=False)  # later log lines of this process are not this run's
         if lock is not None:
             lock.release()
-            _remove_if_empty(work_dir, created)
+            if created:
+                _remove_if_empty(work_dir, top)
 
 
 def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool) -> dict:
@@ -321,11 +325,16 @@ def _close_log_file(path: Path, remove: bool = True) -> None:
         path.unlink(missing_ok=True)
 
 
-def _remove_if_empty(work_dir: Path, created: bool) -> None:
-    """A work dir this call created and left empty (the run failed before writing anything) is removed."""
+def _remove_if_empty(work_dir: Path, top: Path) -> None:
+    """Folders this call created (``work_dir`` up to ``top``) and left empty are removed: a run that
+    failed before writing anything leaves no trace."""
+    folder = work_dir
     try:
-        if created and work_dir.is_dir() and not any(work_dir.iterdir()):
-            work_dir.rmdir()
+        while folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            if folder == top:
+                break
+            folder = folder.parent
     except OSError:
         pass
 

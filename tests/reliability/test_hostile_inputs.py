@@ -245,11 +245,11 @@ def test_resume_with_a_changed_config_is_one_line_and_touches_nothing(finished_r
 def test_a_failed_start_leaves_no_work_dir(shapes_root, tmp_path):
     from mlcls.apis import train_model
 
-    cfg = tiny_config(shapes_root, tmp_path / "new_run")
+    cfg = tiny_config(shapes_root, tmp_path / "work_dirs" / "new_run")  # work_dirs/ too is created by the run
     cfg["optimizer"] = {"type": "NoSuchOptimizer", "lr": 0.1}
     with pytest.raises(Exception, match="NoSuchOptimizer"):
         train_model(cfg)
-    assert not (tmp_path / "new_run").exists()
+    assert not (tmp_path / "work_dirs").exists() and tmp_path.is_dir()
 
 
 def test_csv_oddities_are_one_line(shapes_root, tmp_path):
