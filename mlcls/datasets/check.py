@@ -45,6 +45,12 @@ def looks_truncated(path: str) -> bool:
     return False
 
 
+def decode_problem(error: DataError, path: str, source: str) -> dict:
+    """A reader's refusal as a problem: ``too-large`` above the pixel limit, else ``unreadable``."""
+    kind = "too-large" if "above the limit" in str(error) else "unreadable"
+    return {"kind": kind, "path": path, "source": source, "detail": str(error).split(": ", 1)[-1]}
+
+
 def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
     """Problems of ``dataset``'s image files, each ``{"kind", "path", "source", "detail"}``.
 
@@ -89,8 +95,7 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
             with open_image(path, path):  # header only: the size, before anything is decoded
                 pass
         except DataError as e:
-            kind = "too-large" if "above the limit" in str(e) else "unreadable"
-            return {"kind": kind, "path": path, "source": dataset.source(i), "detail": str(e).split(": ", 1)[-1]}
+            return decode_problem(e, path, dataset.source(i))
         if looks_truncated(path):
             return {"kind": "truncated", "path": path, "source": dataset.source(i), "detail": "no end-of-image marker"}
         if decode:
@@ -110,8 +115,7 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
             try:
                 dataset.read_image(i)
             except DataError as e:
-                kind = "too-large" if "above the limit" in str(e) else "unreadable"
-                return {"kind": kind, "path": dataset.image_path(i), "source": dataset.source(i), "detail": str(e).split(": ", 1)[-1]}
+                return decode_problem(e, dataset.image_path(i), dataset.source(i))
         return None
 
     with ThreadPoolExecutor(threads) as pool:
