@@ -22,6 +22,7 @@ setup(
         "torch>=2.3,<3",
         "torchvision>=0.18,<1",
         "timm>=0.9",
+        "safetensors>=0.3",  # .safetensors weight files (timm needs it too)
         "pyyaml>=5.4",
         "tensorboard>=2.10",
         "pillow>=9.0",

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcls.utils.checkpoint import checkpoint_meta
+from mlcls.utils.misc import write_json
+
 SUMMARY_METRICS = ("mAP", "mAUROC", "CF1", "OF1", "F1_macro")
 
 
@@ -76,8 +79,6 @@ def run_seeds(cfg: dict, seeds: list[int], train) -> dict:
     Args:
         train: ``train_model``-like callable taking a config and returning the validation metrics.
     """
-    from mlcls.utils.misc import write_json
-
     base = Path(cfg["work_dir"])
     results, classes = {}, None
     for seed in seeds:
@@ -92,6 +93,4 @@ def run_seeds(cfg: dict, seeds: list[int], train) -> dict:
 
 
 def _classes(work_dir: Path) -> list[str]:
-    from mlcls.utils.checkpoint import load_checkpoint
-
-    return list(load_checkpoint(work_dir / "latest.pth")["meta"]["classes"])
+    return list(checkpoint_meta(work_dir / "latest.pth")["classes"])

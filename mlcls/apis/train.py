@@ -304,7 +304,7 @@ def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, cr
         )  # fmt: skip
         return trainer.val_metrics
     elif cfg.get("load_from"):
-        from mlcls.models.backbones._pretrained import load_model_weights
+        from mlcls.utils.checkpoint import load_model_weights
 
         load_model_weights(unwrap(trainer.model), cfg["load_from"])
         if trainer.ema is not None:  # average from the loaded weights, not the random init

@@ -71,3 +71,31 @@ def test_pretrained_errors_are_clear(tmp_path):
         MODELS.build({"type": "ResNet", "depth": 18, "pretrained": "IMAGENET_V9"})
     with pytest.raises(BuildError, match="depth must be one of"):
         MODELS.build({"type": "ResNet", "depth": 19})
+
+
+def test_every_weights_reader_checks_the_checksum(tmp_path):
+    """One reader for all weights: a plain (torchvision-format) file with one flipped byte inside a
+    tensor is refused by ``pretrained:`` and ``load_from`` as a checkpoint is by ``--resume``."""
+    import torchvision
+
+    from mlcls.utils.checkpoint import load_model_weights, read_file
+
+    tv = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "tv.pth"
+    torch.save(tv.state_dict(), path)
+    read_file(path)  # intact: reads
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x00", len(data) // 2)  # inside the tensor records, not the zip directory
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged: the checksum"):
+        MODELS.build({"type": "ResNet", "depth": 18, "pretrained": str(path)})
+    model = MODELS.build(
+        {
+            "type": "ImageClassifier",
+            "backbone": {"type": "ResNet", "depth": 18},
+            "head": {"type": "MultiLabelLinearClsHead", "num_classes": 3},
+        }
+    )
+    with pytest.raises(CheckpointError, match="damaged: the checksum"):
+        load_model_weights(model, path)

@@ -130,7 +130,7 @@ def test_pretrained_from_an_mlcls_checkpoint_and_load_from_with_another_class_co
 
 
 def test_load_from_loads_the_head_when_the_class_count_agrees(make_config, tmp_path):
-    from mlcls.models.backbones._pretrained import load_model_weights
+    from mlcls.utils.checkpoint import load_model_weights
 
     cfg = make_config()
     a = build_trainer(cfg).model

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from mlcls.errors import BuildError, CheckpointError
-from mlcls.models.backbones._pretrained import identity, load_backbone_weights, read_weights
+from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 from mlcls.registry import MODELS
 
 logger = logging.getLogger("mlcls")

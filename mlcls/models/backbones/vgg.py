@@ -9,7 +9,7 @@ import torch.nn as nn
 import torchvision.models as tvm
 
 from mlcls.errors import BuildError
-from mlcls.models.backbones._pretrained import identity, load_backbone_weights, read_weights
+from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 from mlcls.models.backbones.resnet import freeze
 from mlcls.registry import MODELS
 
