@@ -7,8 +7,8 @@ import torch.nn as nn
 import torchvision.models as tvm
 
 from mlcls.errors import BuildError
-from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 from mlcls.registry import MODELS
+from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 
 
 def freeze(modules: list[nn.Module]) -> None:

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from mlcls.errors import BuildError, CheckpointError
-from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 from mlcls.registry import MODELS
+from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 
 logger = logging.getLogger("mlcls")
 

@@ -9,9 +9,9 @@ import torch.nn as nn
 import torchvision.models as tvm
 
 from mlcls.errors import BuildError
-from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 from mlcls.models.backbones.resnet import freeze
 from mlcls.registry import MODELS
+from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
 
 
 @MODELS.register_module()
