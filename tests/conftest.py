@@ -99,7 +99,6 @@ def run_tool(capsys):
     import types
 
     def call(tool: str, *args):
-        sys.path.insert(0, str(ROOT / "tools"))
         try:
             spec = importlib.util.spec_from_file_location(f"_tool_{Path(tool).stem}", ROOT / tool)
             module = importlib.util.module_from_spec(spec)
@@ -111,7 +110,6 @@ def run_tool(capsys):
             except SystemExit as e:
                 code = e.code
         finally:
-            sys.path.remove(str(ROOT / "tools"))
             # a tool may have bound the mlcls console handler to this test's captured stream
             log = logging.getLogger("mlcls")
             for h in [h for h in log.handlers if getattr(h, "_mlcls_console", False)]:

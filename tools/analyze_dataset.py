@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import cli_main
-
 from mlcls.apis import prepare_config
 from mlcls.apis.builder import require
+from mlcls.cli import cli_main
 from mlcls.datasets import build_dataset
 from mlcls.datasets.stats import cooccurrence, dataset_statistics
 from mlcls.utils.misc import write_json

@@ -12,60 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import cli_main
-
 from mlcls.apis import prepare_config
-from mlcls.datasets.check import check_images, summarize
-from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
-from mlcls.errors import DataError
-
-
-def check_config(cfg: dict, splits: list[str], decode: bool = True, out=sys.stdout) -> int:
-    """Check ``splits`` of ``cfg``; prints a report, returns the number of problems."""
-    from mlcls.datasets import build_dataset
-
-    total = 0
-    for split in splits:
-        section = cfg.get(f"{split}_dataloader")
-        if not section:
-            continue
-        ds_cfg = unwrapped_dataset_cfg(section["dataset"])  # check the images, not the repeats
-        try:
-            dataset = build_dataset(dict(ds_cfg, check_files=False, pipeline=[], collect_errors=True))
-        except DataError as e:  # the file itself is missing or unparseable
-            print(f"[{split}] annotation error: {e}", file=out)
-            total += 1
-            continue
-        problems = [{"kind": "annotation", "path": "", "source": "", "detail": msg} for msg in dataset.annotation_errors or []]
-        problems += check_images(dataset, decode=decode)
-        print(f"[{split}] {len(dataset)} images, {dataset.num_classes} classes: {summarize(problems)}", file=out)
-        for p in problems[:50]:
-            where = f"{p['path']}  ({p['source']}: {p['detail']})" if p["path"] else p["detail"]
-            print(f"  {p['kind']:<10} {where}", file=out)
-        if len(problems) > 50:
-            print(f"  ... and {len(problems) - 50} more", file=out)
-        for warning in label_warnings(dataset):
-            print(f"  warning    {warning}", file=out)
-        total += len(problems)
-    return total
-
-
-def label_warnings(dataset) -> list[str]:
-    """What is legal but almost certainly wrong in the labels: nothing positive at all, or classes
-    that never occur (their AP is undefined and an 'auto' pos_weight would sit at its cap)."""
-    import numpy as np
-
-    counts = dataset.class_counts()
-    out = []
-    if len(dataset) and counts.sum() == 0:
-        out.append("no image has any positive label: is the labels column filled, and are labels space-separated?")
-    elif (counts == 0).any():
-        missing = [dataset.classes[i] for i in np.flatnonzero(counts == 0)]
-        out.append(
-            f"{len(missing)} class(es) with no positive image: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
-            "(no AP for them; pos_weight: auto would give them its cap)"
-        )
-    return out
+from mlcls.cli import cli_main
+from mlcls.datasets.check import check_splits
 
 
 @cli_main
@@ -77,7 +26,8 @@ def main(argv=None) -> None:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     cfg = prepare_config(args.config, args.cfg_options)
-    n = check_config(cfg, args.split, decode=not args.no_decode)
+    lines, n = check_splits(cfg, args.split, decode=not args.no_decode)
+    print("\n".join(lines))
     print(f"{'FAILED' if n else 'OK'}: {n} problem(s)")
     sys.exit(1 if n else 0)
 

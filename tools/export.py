@@ -15,9 +15,8 @@ import argparse
 import json
 import sys
 
-from _common import cli_main
-
 from mlcls.apis.export import export_model
+from mlcls.cli import cli_main
 from mlcls.utils.misc import get_logger
 
 

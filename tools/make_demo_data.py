@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import cli_main
-
+from mlcls.cli import cli_main
 from mlcls.datasets.mrnet import make_mrnet_demo
 from mlcls.datasets.shapes import make_shapes_dataset, make_sparse30_dataset
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import cli_main
-
 from mlcls.apis import prepare_config
 from mlcls.apis.builder import require
+from mlcls.cli import cli_main
 from mlcls.datasets import build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.datasets.shards import parse_size, write_shards

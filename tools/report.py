@@ -14,30 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import cli_main
-
+from mlcls.cli import cli_main
 from mlcls.errors import DataError
-from mlcls.report import SCORES_FILE
-
-
-def find_scores(path: str) -> Path:
-    """The ``eval_scores.npz`` that ``path`` (the file, a test folder or a training work dir) means."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise DataError(f"{p}: not found (expected a test output folder holding {SCORES_FILE}, or a training work dir)")
-    if (p / SCORES_FILE).is_file():
-        return p / SCORES_FILE
-    found = sorted(p.glob(f"*/{SCORES_FILE}"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise DataError(
-            f"{p}: no {SCORES_FILE} here or in its subfolders; evaluate a checkpoint first "
-            f"(python tools/test.py {p}/best.pth writes {p}/test_best/{SCORES_FILE})"
-        )
-    raise DataError(f"{p}: {len(found)} evaluations found, name one: " + ", ".join(str(f.parent) for f in found))
+from mlcls.report.store import find_scores
 
 
 def parse_args(argv=None) -> argparse.Namespace:

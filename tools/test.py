@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import cli_main
-
 from mlcls.apis import prepare_config, test_model
+from mlcls.cli import cli_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:

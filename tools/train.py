@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import cli_main
-
 from mlcls.apis import prepare_config, train_model
+from mlcls.cli import cli_main
 from mlcls.errors import DataError
 
 

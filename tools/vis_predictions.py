@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-from _common import cli_main
+import numpy as np
+
+from mlcls.cli import cli_main
 
 
 @cli_main
@@ -49,16 +50,16 @@ def main(argv=None) -> None:
 
     get_logger()
     model = init_model(None if args.config == "-" else args.config, args.checkpoint, trust_config=args.trust_config)
-    require(model.cfg, f"{args.split}_dataloader")
+    require(model.info.cfg, f"{args.split}_dataloader")
     loader = build_loader(
-        {**model.cfg, f"{args.split}_dataloader": {**model.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, "eval", 0
+        {**model.info.cfg, f"{args.split}_dataloader": {**model.info.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, "eval", 0
     )
     dataset = loader.dataset
     cam = None
     if args.cam is not None:
-        if args.cam not in model.classes:
-            raise ConfigError(f"--cam: unknown class '{args.cam}' (classes: {', '.join(model.classes)})")
-        cam = model.classes.index(args.cam)
+        if args.cam not in model.info.classes:
+            raise ConfigError(f"--cam: unknown class '{args.cam}' (classes: {', '.join(model.info.classes)})")
+        cam = model.info.classes.index(args.cam)
     thr = resolve_thresholds(model, args.thr)
     num = min(args.num, len(dataset))
     if args.sort == "errors":
@@ -78,7 +79,7 @@ def main(argv=None) -> None:
     with atomic_path(args.out) as tmp:
         Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
     print(
-        f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {'--thr' if args.thr is not None else model.thresholds_source})"
+        f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {'--thr' if args.thr is not None else model.info.thresholds_source})"
     )
 
 

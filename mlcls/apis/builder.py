@@ -18,6 +18,7 @@ import mlcls.losses  # noqa: F401
 import mlcls.models  # noqa: F401
 from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules, load_config
 from mlcls.errors import BuildError, CheckpointError, ConfigError
+from mlcls.models.info import ModelInfo
 from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint, load_model_state
 
 logger = logging.getLogger("mlcls")
@@ -277,8 +278,9 @@ def build_from_checkpoint(
 
     Returns:
         ``(model, checkpoint dict, config)``. The model is in eval mode with the evaluation
-        weights (EMA when validation scored EMA) and carries ``classes``, ``thresholds`` ([C]:
-        tuned ones stored in the checkpoint, else the evaluator's) and ``thresholds_source``.
+        weights (EMA when validation scored EMA) and carries ``model.info``, a
+        :class:`~mlcls.models.info.ModelInfo` (classes; thresholds: tuned ones stored in the
+        checkpoint, else the evaluator's; their source; the config).
     """
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.get("meta", {})
@@ -309,13 +311,13 @@ def build_from_checkpoint(
         ) from None
     load_model_state(model, eval_state_dict(ckpt), checkpoint)
     model.to(resolve_device(device or cfg.get("device"))).eval()
-    model.classes = list(classes)
     thresholds = ckpt.get("thresholds")
     if thresholds and len(thresholds.get("values", [])) == len(classes):
-        model.thresholds = torch.tensor(thresholds["values"], dtype=torch.float32)
-        model.thresholds_source = f"tuned on {thresholds.get('split', '?')} ({thresholds.get('objective', '?')})"
+        values = torch.tensor(thresholds["values"], dtype=torch.float32)
+        source = f"tuned on {thresholds.get('split', '?')} ({thresholds.get('objective', '?')})"
     else:
         thr = (cfg.get("test_evaluator") or cfg.get("val_evaluator") or {}).get("thr", 0.5)
-        model.thresholds = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
-        model.thresholds_source = "config evaluator" if thr != 0.5 else "default 0.5"
+        values = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
+        source = "config evaluator" if thr != 0.5 else "default 0.5"
+    model.info = ModelInfo(list(classes), values, source, cfg)
     return model, ckpt, cfg

@@ -64,7 +64,7 @@ def export_model(
     if fmt not in ("onnx", "torchscript"):
         raise ConfigError(f"--format: expected 'onnx' or 'torchscript', got '{fmt}'")
     model = init_model(config, checkpoint, device="cpu", trust_config=trust_config)
-    spec = input_spec(model.cfg, input_size)
+    spec = input_spec(model.info.cfg, input_size)
     # Without a fixed size in the test pipeline the images keep their own size: export with a free
     # height/width (CNN backbones pool adaptively) and check at the data's size and one other.
     dynamic_hw = not spec["size"]
@@ -118,9 +118,9 @@ def export_model(
 def _write_meta(model: nn.Module, spec: dict, fmt: str, opset: int, out: Path, summary: dict) -> dict:
     """``<model stem>.json`` beside the export: classes, thresholds, what the input is."""
     meta = {
-        "classes": model.classes,
-        "thresholds": model.thresholds.tolist(),
-        "thresholds_source": model.thresholds_source,
+        "classes": model.info.classes,
+        "thresholds": model.info.thresholds.tolist(),
+        "thresholds_source": model.info.thresholds_source,
         "input": spec,
         "output": "probabilities [B, C] (sigmoid applied; [1, C]: one exam per call for a model of bags); labels: probs >= thresholds",
         "format": fmt,
@@ -207,7 +207,7 @@ def data_image_size(model: nn.Module) -> tuple[int, int]:
     from mlcls.datasets import build_dataset
 
     for split in ("test", "val"):
-        dataset_cfg = (model.cfg.get(f"{split}_dataloader") or {}).get("dataset")
+        dataset_cfg = (model.info.cfg.get(f"{split}_dataloader") or {}).get("dataset")
         if not dataset_cfg:
             continue
         try:

@@ -8,6 +8,8 @@ threshold (0.5 by default).
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,13 +18,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from mlcls.apis.builder import build_from_checkpoint
 from mlcls.config import import_custom_modules, load_config
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, subsample, volume_to_uint8
 from mlcls.datasets.base import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.errors import ConfigError, DataError
-from mlcls.utils.fileio import loads_json_strict, read_text_lines
+from mlcls.utils.fileio import atomic_open, loads_json_strict, read_text_lines
 
 logger = logging.getLogger("mlcls")
 
@@ -51,15 +56,14 @@ def init_model(
             program URLs); without it, a stored config that asks for either is refused.
 
     Returns:
-        The model in eval mode, with ``classes``, ``thresholds`` ([C] float tensor),
-        ``thresholds_source``, ``cfg`` and ``pipeline`` attached.
+        The model in eval mode; ``model.info`` (:class:`~mlcls.models.info.ModelInfo`) holds its
+        classes, thresholds ([C] float tensor), their source, the config and the test pipeline.
     """
     if config is not None and not isinstance(config, dict):
         config = load_config(config)
         import_custom_modules(config)  # the user's own config: its plugins are theirs to import
     model, _, cfg = build_from_checkpoint(checkpoint, config, device, trust_config=trust_config)
-    model.cfg = cfg
-    model.pipeline = build_pipeline(test_pipeline_cfg(cfg))
+    model.info.pipeline = build_pipeline(test_pipeline_cfg(cfg))
     return model
 
 
@@ -183,11 +187,11 @@ def _check_values(thr: Any, classes: Sequence[str], where: str) -> float | list[
 def resolve_thresholds(model: nn.Module, thr: Any) -> torch.Tensor:
     """``thr`` (see :func:`threshold_values`) as a [C] float tensor; None: the model's own thresholds."""
     if thr is None:
-        return model.thresholds
-    values = threshold_values(thr, model.classes)
+        return model.info.thresholds
+    values = threshold_values(thr, model.info.classes)
     if isinstance(values, list):
         return torch.tensor(values, dtype=torch.float32)
-    return torch.full((len(model.classes),), values, dtype=torch.float32)
+    return torch.full((len(model.info.classes),), values, dtype=torch.float32)
 
 
 def inference_model(
@@ -217,8 +221,8 @@ def inference_model(
     """
     if thr is not None and topk is not None:
         raise ConfigError("give either thr or topk, not both")
-    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= len(model.classes)):
-        raise ConfigError(f"topk: expected an integer from 1 to {len(model.classes)} (the number of classes), got {topk!r}")
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= len(model.info.classes)):
+        raise ConfigError(f"topk: expected an integer from 1 to {len(model.info.classes)} (the number of classes), got {topk!r}")
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     thresholds = resolve_thresholds(model, thr)
@@ -229,7 +233,7 @@ def inference_model(
     results: list[dict] = []
     for start in range(0, len(items), batch_size):
         batch = [preprocess(model, x) for x in items[start : start + batch_size]]
-        results += decode(predict_probs(model, batch), model.classes, thresholds, topk)
+        results += decode(predict_probs(model, batch), model.info.classes, thresholds, topk)
     return results[0] if single else results
 
 
@@ -242,32 +246,111 @@ def bag_views(model: nn.Module) -> list[str] | None:
     return [""] if type(getattr(m, "neck", None)).__name__ == "InstancePooling" else None
 
 
-def preprocess(model: nn.Module, item: Any):
+class Preprocessor:
     """One input as the model's test pipeline prepares it: an image -> [3, H, W]; for a model of
     bags, a volume (.npy/.npz path or [S, H, W(, C)] array), a folder of images, ``a|b|c`` image
     paths or a [S, 3, H, W] uint8 tensor -> [S, 3, H, W], or ``{view: one of those}`` per view
     (a single-view model also takes the bag alone). Long bags keep evenly spaced instances
-    (the test dataset's ``max_instances``)."""
-    views = bag_views(model)
-    if views is None:
-        return model.pipeline(to_uint8_tensor(item))
-    from mlcls.datasets.bags import subsample
+    (the test dataset's ``max_instances``).
 
-    if not isinstance(item, dict):
-        if len(views) > 1:
-            raise DataError(f"this model reads the views {views}: give {{view: volume or images}} for each")
-        item = {views[0]: item}
-    if set(item) != set(views):
-        raise DataError(f"this model reads the views {views}, got {sorted(item)}")
-    limit = (((getattr(model, "cfg", None) or {}).get("test_dataloader") or {}).get("dataset") or {}).get("max_instances")
-    out = {v: model.pipeline(subsample(to_uint8_bag(x), limit, training=False)) for v, x in item.items()}
-    return out if views != [""] else out[""]
+    Holds the pipeline and the bag views, not the model: loader workers get only what they need.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.pipeline = model.info.pipeline
+        self.views = bag_views(model)
+        self.max_instances = model.info.max_instances
+
+    def __call__(self, item: Any):
+        if self.views is None:
+            return self.pipeline(to_uint8_tensor(item))
+        views = self.views
+        if not isinstance(item, dict):
+            if len(views) > 1:
+                raise DataError(f"this model reads the views {views}: give {{view: volume or images}} for each")
+            item = {views[0]: item}
+        if set(item) != set(views):
+            raise DataError(f"this model reads the views {views}, got {sorted(item)}")
+        out = {v: self.pipeline(subsample(to_uint8_bag(x), self.max_instances, training=False)) for v, x in item.items()}
+        return out if views != [""] else out[""]
+
+
+def preprocess(model: nn.Module, item: Any):
+    """One input prepared for ``model`` (see :class:`Preprocessor`)."""
+    return Preprocessor(model)(item)
+
+
+class InputFiles(Dataset):
+    """Files (or bags) to predict, prepared in loader workers; an unreadable one yields its error
+    instead of stopping the others: items are ``(index, prepared input or None, error or None)``."""
+
+    def __init__(self, paths: Sequence[str], prepare: Preprocessor) -> None:
+        self.paths, self.prepare = list(paths), prepare
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.prepare(self.paths[i]), None
+        except DataError as e:
+            return i, None, str(e)
+        except Exception as e:  # noqa: BLE001 - a transform failing on an odd image is a bad image too
+            return i, None, f"{self.paths[i]}: {e}"
+
+
+def _as_list(batch):
+    return batch  # inputs may differ in size or be missing; stacked per batch in the main process
+
+
+def predict_files(
+    model: nn.Module,
+    paths: Sequence[str],
+    thresholds: torch.Tensor,
+    topk: int | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Predict every file of ``paths``, decoding in ``workers`` loader processes.
+
+    Returns:
+        ``({"image": path, "labels": [...], "scores": {...}}`` per readable file in input order,
+        one message per skipped unreadable file).
+    """
+    loader = DataLoader(InputFiles(paths, Preprocessor(model)), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+    results, bad = [], []
+    with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:
+        for batch in loader:
+            good = [(i, x) for i, x, err in batch if x is not None]
+            for _, _, err in batch:
+                if err is not None:
+                    bad.append(err)
+                    logger.warning("skipped: %s", err)
+            if good:
+                preds = decode(predict_probs(model, [x for _, x in good]), model.info.classes, thresholds, topk)
+                results += [{"image": paths[i], **pred} for (i, _), pred in zip(good, preds)]
+            bar.update(len(batch))
+    return results, bad
+
+
+def write_results(results: list[dict], classes: list[str], out: Path) -> None:
+    """``.csv`` (image, labels, score_<class>...) or ``.jsonl`` (one JSON per image), written
+    atomically. File names that are not valid UTF-8 (possible on Linux) are written back byte for
+    byte (surrogateescape), never dropped."""
+    with atomic_open(out, newline="", errors="surrogateescape") as f:
+        if out.suffix.lower() == ".csv":
+            w = csv.writer(f)
+            w.writerow(["image", "labels", *(f"score_{c}" for c in classes)])
+            for r in results:
+                w.writerow([r["image"], " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)])
+        else:
+            for r in results:
+                f.write(json.dumps(r) + "\n")
 
 
 def to_uint8_bag(item: Any) -> torch.Tensor:
     """A bag (see :func:`preprocess`) -> uint8 [S, 3, H, W]."""
-    from mlcls.datasets.bags import load_bag, volume_to_uint8
-
     if isinstance(item, (str, os.PathLike)):
         path = str(item)
         if not (os.path.exists(path) or "|" in path):
@@ -292,8 +375,6 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], bags: bool = False) -> l
     """Files as given; folders searched recursively for image extensions (``bags``: for volumes,
     ``.npy``/``.npz``; a folder without volumes is itself one bag of images); ``.txt``/``.lst``
     files read as one path per line (relative to the list file; ``#`` comments allowed)."""
-    from mlcls.datasets.bags import VOLUME_EXTENSIONS
-
     found: list[str] = []
     for item in inputs:
         p = Path(item)

@@ -8,11 +8,13 @@ the spread between seeds of the same config.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from mlcls.errors import DataError
 from mlcls.utils.checkpoint import checkpoint_meta
 from mlcls.utils.misc import write_json
 
@@ -94,3 +96,19 @@ def run_seeds(cfg: dict, seeds: list[int], train) -> dict:
 
 def _classes(work_dir: Path) -> list[str]:
     return list(checkpoint_meta(work_dir / "latest.pth")["classes"])
+
+
+def compare_runs(a: Path, b: Path) -> list[str]:
+    """Two ``--seeds`` runs side by side: per metric the two means, their difference, the seed spread and a verdict."""
+    summaries = []
+    for d in (a, b):
+        path = d / "seeds_summary.json" if d.is_dir() else d
+        if not path.is_file():
+            raise DataError(f"{path}: not found (run tools/train.py CONFIG --seeds 0 1 2 first)")
+        summaries.append(json.loads(path.read_text()))
+    rows = compare_summaries(*summaries, names=(a.name, b.name))
+    lines = [f"{'metric':<9} {a.name:>12} {b.name:>12} {'diff':>8} {'spread':>8}  verdict"]
+    for r in rows:
+        verdict = "beyond the seed spread" if r["beyond_spread"] else "within the seed spread: not a difference"
+        lines.append(f"{r['metric']:<9} {r[a.name]:12.2f} {r[b.name]:12.2f} {r['diff']:+8.2f} {r['spread']:8.2f}  {verdict}")
+    return lines

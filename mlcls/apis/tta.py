@@ -53,9 +53,8 @@ class TTAModel(nn.Module):
         super().__init__()
         self.model = model
         self.views = parse_views(views)
-        for name in ("classes", "thresholds", "thresholds_source", "cfg", "pipeline"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
+        if hasattr(model, "info"):
+            self.info = model.info
 
     def forward(self, images: torch.Tensor, *args, mode: str = "tensor", **kwargs):
         if mode != "predict":

@@ -6,7 +6,11 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from mlcls.datasets.base import open_image
+from mlcls.datasets.builder import build_dataset
+from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.errors import DataError
 
 KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "too-large", "truncated", "unreadable", "duplicate")
@@ -126,3 +130,51 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
 def summarize(problems: list[dict]) -> str:
     counts = Counter(p["kind"] for p in problems)
     return ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k]) or "no problems"
+
+
+def check_splits(cfg: dict, splits: list[str], decode: bool = True) -> tuple[list[str], int]:
+    """Check the datasets of ``splits`` in ``cfg`` (annotations, image files, labels).
+
+    Returns:
+        the report's lines, and the number of problems found.
+    """
+    lines, total = [], 0
+    for split in splits:
+        section = cfg.get(f"{split}_dataloader")
+        if not section:
+            continue
+        ds_cfg = unwrapped_dataset_cfg(section["dataset"])  # check the images, not the repeats
+        try:
+            dataset = build_dataset(dict(ds_cfg, check_files=False, pipeline=[], collect_errors=True))
+        except DataError as e:  # the file itself is missing or unparseable
+            lines.append(f"[{split}] annotation error: {e}")
+            total += 1
+            continue
+        problems = [{"kind": "annotation", "path": "", "source": "", "detail": msg} for msg in dataset.annotation_errors or []]
+        problems += check_images(dataset, decode=decode)
+        lines.append(f"[{split}] {len(dataset)} images, {dataset.num_classes} classes: {summarize(problems)}")
+        for p in problems[:50]:
+            where = f"{p['path']}  ({p['source']}: {p['detail']})" if p["path"] else p["detail"]
+            lines.append(f"  {p['kind']:<10} {where}")
+        if len(problems) > 50:
+            lines.append(f"  ... and {len(problems) - 50} more")
+        for warning in label_warnings(dataset):
+            lines.append(f"  warning    {warning}")
+        total += len(problems)
+    return lines, total
+
+
+def label_warnings(dataset) -> list[str]:
+    """What is legal but almost certainly wrong in the labels: nothing positive at all, or classes
+    that never occur (their AP is undefined and an 'auto' pos_weight would sit at its cap)."""
+    counts = dataset.class_counts()
+    out = []
+    if len(dataset) and counts.sum() == 0:
+        out.append("no image has any positive label: is the labels column filled, and are labels space-separated?")
+    elif (counts == 0).any():
+        missing = [dataset.classes[i] for i in np.flatnonzero(counts == 0)]
+        out.append(
+            f"{len(missing)} class(es) with no positive image: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+            "(no AP for them; pos_weight: auto would give them its cap)"
+        )
+    return out

@@ -85,3 +85,23 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
     if out["targets"].shape != (n, c) or len(out["paths"]) != n or len(out["classes"]) != c or len(out["thr"]) != c:
         raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(out['targets'].shape)}, {len(out['paths'])} paths)")
     return out
+
+
+def find_scores(path: str) -> Path:
+    """The ``eval_scores.npz`` that ``path`` (the file, a test folder or a training work dir) means."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise DataError(f"{p}: not found (expected a test output folder holding {SCORES_FILE}, or a training work dir)")
+    if (p / SCORES_FILE).is_file():
+        return p / SCORES_FILE
+    found = sorted(p.glob(f"*/{SCORES_FILE}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(
+            f"{p}: no {SCORES_FILE} here or in its subfolders; evaluate a checkpoint first "
+            f"(python tools/test.py {p}/best.pth writes {p}/test_best/{SCORES_FILE})"
+        )
+    raise DataError(f"{p}: {len(found)} evaluations found, name one: " + ", ".join(str(f.parent) for f in found))

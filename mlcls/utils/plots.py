@@ -7,7 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
+from mlcls.errors import DataError
 from mlcls.utils.fileio import atomic_path
+from mlcls.utils.misc import scalar_series
 
 
 def _plt():
@@ -160,3 +162,32 @@ def dataset_prediction_grid(
         true.append([classes[c] for c in torch.nonzero(t > 0.5).flatten().tolist()])
         pred.append([classes[c] for c in np.nonzero(np.asarray(scores[k]) >= thr_arr)[0].tolist()])
     return prediction_grid(images, true, pred, overlays=overlays, ncols=ncols, title=title)
+
+
+def plot_curves(logs: dict[str, list[dict]], keys: Sequence[str], out: str | Path) -> None:
+    """One panel per logged key, one line per run (``{name: scalars.jsonl records}``); training keys
+    against the iteration, validation keys against the epoch.
+
+    Raises:
+        DataError: a key is in none of the logs (the message lists the logged keys).
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        found = False
+        for name, records in logs.items():
+            pts = scalar_series(records, key)
+            if pts:
+                found = True
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, label=name, marker="." if len(pts) < 50 else None)
+        if not found:
+            available = sorted({k for lg in logs.values() for r in lg for k in r} - {"mode", "epoch", "iter"})
+            raise DataError(f"--keys: '{key}' is in none of the logs (logged keys: {', '.join(available)})")
+        is_val = any(r.get("mode") == "val" and key in r for lg in logs.values() for r in lg)
+        ax.set_xlabel("epoch" if is_val else "iteration")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out)

@@ -38,9 +38,9 @@ def trained(shapes_root, tmp_path_factory) -> Path:
 
 def test_inference_model_on_every_input_kind(trained, shapes_root):
     model = init_model(None, trained)
-    assert model.classes[0] == "circle" and model.thresholds_source.startswith("tuned on val")
+    assert model.info.classes[0] == "circle" and model.info.thresholds_source.startswith("tuned on val")
     ckpt = load_checkpoint(trained)
-    assert model.thresholds.tolist() == pytest.approx(ckpt["thresholds"]["values"])
+    assert model.info.thresholds.tolist() == pytest.approx(ckpt["thresholds"]["values"])
     paths = sorted((shapes_root / "images" / "test").glob("*.png"))[:5]
     by_path = inference_model(model, [str(p) for p in paths])
     assert len(by_path) == 5
@@ -51,7 +51,7 @@ def test_inference_model_on_every_input_kind(trained, shapes_root):
         assert r["scores"] == pytest.approx(by_path[0]["scores"], abs=1e-5)
     # labels: exactly the classes at or above their own stored threshold, most probable first
     for r in by_path:
-        expect = [c for c, t in zip(model.classes, model.thresholds.tolist()) if r["scores"][c] >= t]
+        expect = [c for c, t in zip(model.info.classes, model.info.thresholds.tolist()) if r["scores"][c] >= t]
         assert sorted(r["labels"]) == sorted(expect)
         assert [r["scores"][c] for c in r["labels"]] == sorted((r["scores"][c] for c in r["labels"]), reverse=True)
     low = inference_model(model, paths[0], thr=0.0)

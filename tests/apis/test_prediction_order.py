@@ -41,9 +41,9 @@ def test_out_rows_equal_direct_inference_of_their_image(split, trained, tmp_path
     model = init_model(None, trained)
     from mlcls.apis.builder import build_loader
 
-    dataset = build_loader(model.cfg, split, "eval", 0).dataset
+    dataset = build_loader(model.info.cfg, split, "eval", 0).dataset
     assert paths == [dataset.image_path(i) for i in range(len(dataset))]  # every image once, in dataset order
-    direct = np.array([[res["scores"][c] for c in model.classes] for res in inference_model(model, paths)])
+    direct = np.array([[res["scores"][c] for c in model.info.classes] for res in inference_model(model, paths)])
     np.testing.assert_allclose(scores, direct, atol=1e-5)
 
 
@@ -53,7 +53,7 @@ def _ddp_worker(rank, world, ckpt, out):
     from mlcls.evaluation import MultiLabelMetric
 
     model = init_model(None, ckpt)
-    loader = build_loader(model.cfg, "train", "eval", 0)  # 96 images, 48 per rank, in DefaultSampler order
+    loader = build_loader(model.info.cfg, "train", "eval", 0)  # 96 images, 48 per rank, in DefaultSampler order
     metric = MultiLabelMetric()
     scores, _ = predict_loader(model, loader, metric, torch.device("cpu"))
     if rank == 0:
@@ -67,6 +67,6 @@ def test_two_process_evaluation_of_the_training_split_is_in_dataset_order(traine
     spawn(_ddp_worker, 2, (str(trained), str(out)))
     got = json.loads(out.read_text())
     model = init_model(None, trained)
-    direct = np.array([[res["scores"][c] for c in model.classes] for res in inference_model(model, got["paths"])])
+    direct = np.array([[res["scores"][c] for c in model.info.classes] for res in inference_model(model, got["paths"])])
     assert len(got["paths"]) == len(set(got["paths"])) == 96
     np.testing.assert_allclose(np.array(got["scores"]), direct, atol=1e-5)

@@ -86,9 +86,9 @@ def test_checkpoint_reloads_in_test_inference_and_export(case, shapes_root, tmp_
     # init_model + inference_model on the same files
     model = init_model(None, ckpt_path)
     if tuned:
-        assert model.thresholds.tolist() == pytest.approx(ckpt["thresholds"]["values"])
+        assert model.info.thresholds.tolist() == pytest.approx(ckpt["thresholds"]["values"])
     results = inference_model(model, paths)
-    direct = np.array([[r["scores"][c] for c in model.classes] for r in results])
+    direct = np.array([[r["scores"][c] for c in model.info.classes] for r in results])
     np.testing.assert_allclose(direct, a, atol=1e-5)
 
     # ONNX export (dynamic height/width: the tiny pipeline has no Resize), then onnxruntime
@@ -98,6 +98,6 @@ def test_checkpoint_reloads_in_test_inference_and_export(case, shapes_root, tmp_
     session = ort.InferenceSession(summary["model"], providers=["CPUExecutionProvider"])
     from mlcls.apis.inference import to_uint8_tensor
 
-    images = torch.stack([model.pipeline(to_uint8_tensor(p)) for p in paths[:8]]).numpy()
+    images = torch.stack([model.info.pipeline(to_uint8_tensor(p)) for p in paths[:8]]).numpy()
     exported = session.run(["probs"], {"images": images})[0]
     np.testing.assert_allclose(exported, a[:8], atol=1e-5)

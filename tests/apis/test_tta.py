@@ -55,9 +55,9 @@ def test_tta_in_test_tool_and_inference_agree(ckpt, tmp_path, shapes_root, run_t
     rows = [line.split(",") for line in (tmp_path / "t" / "s.csv").read_text().splitlines()[1:]]
     model = init_model(None, ckpt)
     paths = [r[0] for r in rows[:6]]
-    direct = np.array([[res["scores"][c] for c in model.classes] for res in inference_model(model, paths, tta="flip")])
+    direct = np.array([[res["scores"][c] for c in model.info.classes] for res in inference_model(model, paths, tta="flip")])
     np.testing.assert_allclose(np.array([[float(v) for v in r[1:11]] for r in rows[:6]]), direct, atol=1e-5)
     r = run_tool("tools/infer.py", ckpt, *paths, "--tta", "flip", "--out", tmp_path / "p.jsonl")
     assert r.returncode == 0, r.stderr
     got = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
-    np.testing.assert_allclose([[g["scores"][c] for c in model.classes] for g in got], direct, atol=1e-5)
+    np.testing.assert_allclose([[g["scores"][c] for c in model.info.classes] for g in got], direct, atol=1e-5)

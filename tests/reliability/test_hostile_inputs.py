@@ -66,7 +66,7 @@ def test_stored_custom_imports_are_not_imported(trained_ckpt, tmp_path, run_tool
     assert not marker.exists() and "evil_plugin" not in sys.modules and not (tmp_path / "m.onnx").exists()
     # the user's word opts in
     model = init_model(None, ckpt, trust_config=True)
-    assert marker.exists() and model.classes
+    assert marker.exists() and model.info.classes
     sys.modules.pop("evil_plugin", None)
 
 

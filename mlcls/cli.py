@@ -1,15 +1,12 @@
-"""Shared by the command-line tools: one clear line and exit status 2 for user errors."""
+"""What every command-line tool shares: one clear line and a distinct exit status per kind of failure."""
 
 from __future__ import annotations
 
 import functools
 import signal
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mlcls.errors import MlclsError  # noqa: E402
+from mlcls.errors import MlclsError
 
 
 def cli_main(fn):
