@@ -17,6 +17,9 @@ import importlib
 import inspect
 from typing import Any, Callable
 
+import torch
+import torchvision.transforms.v2 as T
+
 from mlcls.errors import BuildError, MlclsError
 
 __all__ = [
@@ -184,13 +187,11 @@ METRICS = Registry("metric", ("mlcls.evaluation",))
 OPTIMIZERS = Registry("optimizer", ("mlcls.engine",))
 SCHEDULERS = Registry("scheduler", ("mlcls.engine",))
 HOOKS = Registry("hook", ("mlcls.engine",))
+BATCH_AUGMENTS = Registry("batch augment", ("mlcls.datasets",))
 
 
 def _register_torch() -> None:
     """torch optimizers, lr schedulers and torchvision v2 transforms, usable by their names."""
-    import torch
-    import torchvision.transforms.v2 as T
-
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
         if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mlcls.apis.builder import check_top_level
 from mlcls.config import load_config
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.models import build_model
 from mlcls.registry import DATASETS
+from mlcls.schema import check_top_level
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,9 +34,9 @@ def test_every_config_snippet_in_readme_and_docs_loads(tmp_path):
 
     import yaml
 
-    from mlcls.apis.builder import check_top_level
     from mlcls.config import load_config
     from mlcls.config import merge_config as merge
+    from mlcls.schema import check_top_level
 
     shutil.copytree(ROOT / "configs" / "_base_", tmp_path / "configs" / "_base_")
     (tmp_path / "configs" / "examples").mkdir()

@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config
-from mlcls.apis.builder import require
 from mlcls.cli import cli_main
 from mlcls.datasets import build_dataset
 from mlcls.datasets.stats import cooccurrence, dataset_statistics
+from mlcls.schema import require
 from mlcls.utils.misc import write_json
 from mlcls.utils.plots import bar_chart, heatmap
 

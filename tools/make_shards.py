@@ -15,11 +15,11 @@ import argparse
 import time
 
 from mlcls.apis import prepare_config
-from mlcls.apis.builder import require
 from mlcls.cli import cli_main
 from mlcls.datasets import build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.datasets.shards import parse_size, write_shards
+from mlcls.schema import require
 
 
 @cli_main

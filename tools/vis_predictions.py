@@ -39,12 +39,13 @@ def main(argv=None) -> None:
 
     import torch
 
-    from mlcls.apis.builder import build_loader, require
     from mlcls.apis.inference import init_model, resolve_thresholds
+    from mlcls.apis.loaders import build_loader
     from mlcls.apis.visualize import split_prediction_grid
     from mlcls.engine.trainer import predict_loader
     from mlcls.errors import ConfigError
     from mlcls.evaluation import MultiLabelMetric
+    from mlcls.schema import require
     from mlcls.utils.fileio import atomic_path
     from mlcls.utils.misc import get_logger
 
@@ -52,7 +53,10 @@ def main(argv=None) -> None:
     model = init_model(None if args.config == "-" else args.config, args.checkpoint, trust_config=args.trust_config)
     require(model.info.cfg, f"{args.split}_dataloader")
     loader = build_loader(
-        {**model.info.cfg, f"{args.split}_dataloader": {**model.info.cfg[f"{args.split}_dataloader"], "num_workers": 0}}, args.split, "eval", 0
+        {**model.info.cfg, f"{args.split}_dataloader": {**model.info.cfg[f"{args.split}_dataloader"], "num_workers": 0}},
+        args.split,
+        "eval",
+        0,
     )
     dataset = loader.dataset
     cam = None

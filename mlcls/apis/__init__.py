@@ -1,5 +1,6 @@
-from mlcls.apis.builder import build_from_checkpoint, prepare_config
+from mlcls.apis.config import prepare_config
 from mlcls.apis.inference import inference_model, init_model
+from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.test import test_model
 from mlcls.apis.train import build_trainer, train_model
 

@@ -11,9 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from mlcls.apis.inference import bag_views, init_model, test_pipeline_cfg
+from mlcls.apis.inference import bag_views, init_model
+from mlcls.apis.loaders import test_pipeline_cfg
+from mlcls.datasets import build_dataset
+from mlcls.datasets.bags import pack
 from mlcls.errors import ConfigError, MlclsError
 from mlcls.utils.fileio import atomic_path
+from mlcls.utils.misc import write_json
 
 logger = logging.getLogger("mlcls")
 
@@ -127,7 +131,6 @@ def _write_meta(model: nn.Module, spec: dict, fmt: str, opset: int, out: Path, s
         **({"opset": opset} if fmt == "onnx" else {}),
     }
     meta_path = out.with_name(out.name.split(".")[0] + ".json")
-    from mlcls.utils.misc import write_json
 
     write_json(meta, meta_path)
     summary["meta"] = str(meta_path)
@@ -153,8 +156,6 @@ def export_bags(model: nn.Module, views: list[str], spec: dict, fmt: str, out: P
     """Export a model of bags: one input per view (``instances`` or ``instances_<view>``,
     [slices, 3, H, W], the slice count free), probabilities [1, C] out. Verification compares
     the exported model at two slice counts with the packed-batch forward used in training."""
-    from mlcls.datasets.bags import pack
-
     h, w = spec["checked_sizes"][0]
     names = [f"instances_{v}" if v else "instances" for v in views]
     spec.update({"layout": "per view: [slices, 3, H, W], one exam per call", "inputs": names, "batch": 1, "slices": "dynamic"})
@@ -204,8 +205,6 @@ def export_bags(model: nn.Module, views: list[str], spec: dict, fmt: str, out: P
 
 def data_image_size(model: nn.Module) -> tuple[int, int]:
     """(H, W) of the first test (else validation) image after the test pipeline."""
-    from mlcls.datasets import build_dataset
-
     for split in ("test", "val"):
         dataset_cfg = (model.info.cfg.get(f"{split}_dataloader") or {}).get("dataset")
         if not dataset_cfg:
@@ -231,8 +230,6 @@ def accepts_other_sizes(model: nn.Module, hw: tuple[int, int]) -> bool:
     x = torch.zeros(1, 3, hw[0] + 32, hw[1] + 32)
     views = bag_views(model)
     if views is not None:  # a bag of one instance per view
-        from mlcls.datasets.bags import pack
-
         x = pack([{v: x for v in views} if views != [""] else x])
     try:
         with torch.no_grad():

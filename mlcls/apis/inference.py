@@ -18,28 +18,21 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mlcls.apis.builder import build_from_checkpoint
+from mlcls.apis.loaders import test_pipeline_cfg
+from mlcls.apis.model import build_from_checkpoint
+from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
-from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, subsample, volume_to_uint8
-from mlcls.datasets.base import load_image, pil_to_uint8
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, subsample, volume_to_uint8
+from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.errors import ConfigError, DataError
 from mlcls.utils.fileio import atomic_open, loads_json_strict, read_text_lines
 
 logger = logging.getLogger("mlcls")
-
-
-def test_pipeline_cfg(cfg: dict) -> list[dict]:
-    """The pipeline inference applies: the test split's, else the validation split's."""
-    for split in ("test", "val"):
-        section = cfg.get(f"{split}_dataloader") or {}
-        dataset = section.get("dataset") or {}
-        if "pipeline" in dataset:
-            return list(dataset["pipeline"])
-    raise ConfigError("config: no test_dataloader.dataset.pipeline or val_dataloader.dataset.pipeline to preprocess images with")
 
 
 def init_model(
@@ -93,11 +86,7 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
         if min(item.shape[:2]) == 0:
             raise DataError(f"empty image: array of shape {item.shape}")
         return torch.from_numpy(np.array(item[:, :, :3])).permute(2, 0, 1).contiguous()  # a copy: inputs may be read-only
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(item, Image.Image):
+    if isinstance(item, Image.Image):
         if min(item.size) == 0:
             raise DataError(f"empty image: PIL image of size {item.size}")
         return pil_to_uint8(item)  # decoded as a file of the same image would be (16-bit, transparency, EXIF)
@@ -110,8 +99,6 @@ def predict_probs(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.Ten
     bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one batch."""
     device = next(model.parameters()).device
     if images and (isinstance(images[0], dict) or images[0].dim() == 4):
-        from mlcls.datasets.bags import pack
-
         return model(pack(list(images)).to(device), mode="predict").float().cpu()
     if len({tuple(x.shape) for x in images}) == 1:
         return model(torch.stack(list(images)).to(device), mode="predict").float().cpu()
@@ -227,8 +214,6 @@ def inference_model(
     items = [inputs] if single else list(inputs)
     thresholds = resolve_thresholds(model, thr)
     if tta:
-        from mlcls.apis.tta import TTAModel
-
         model = TTAModel(model, tta)
     results: list[dict] = []
     for start in range(0, len(items), batch_size):

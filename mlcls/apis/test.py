@@ -7,17 +7,25 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from mlcls.apis.builder import build_from_checkpoint, build_loader, check_same_classes
+from mlcls.apis.inference import threshold_values
+from mlcls.apis.loaders import build_loader
+from mlcls.apis.model import build_from_checkpoint, check_same_classes
+from mlcls.apis.tta import TTAModel
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
-from mlcls.evaluation.functional import SUMMARY_KEYS, THRESHOLD_KEYS
+from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
+from mlcls.evaluation.functional import SUMMARY_KEYS, THRESHOLD_KEYS, bootstrap_ci
+from mlcls.report import SCORES_FILE, build_report, save_eval_scores
+from mlcls.utils.checkpoint import save_checkpoint_keeping_links
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
+from mlcls.utils.plots import bar_chart
 
 logger = logging.getLogger("mlcls")
 
@@ -109,8 +117,6 @@ def write_per_class_csv(rows: list[dict], path: str | os.PathLike) -> None:
 
 def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(scores [N, C], targets [N, C], the image path of each row) of ``model`` on the ``{split}_dataloader``."""
-    from mlcls.evaluation import MultiLabelMetric
-
     loader = build_loader(cfg, split, "eval", int(cfg.get("seed", 0)))
     if loader is None:
         raise ConfigError(f"config: no '{split}_dataloader' section")
@@ -134,9 +140,6 @@ def tune_and_store(
     work_dir: Path,
 ) -> dict:
     """Tune per-class thresholds on ``split`` and save them in the checkpoint and thresholds.json."""
-    from mlcls.evaluation import threshold_record, tune_thresholds
-    from mlcls.utils.checkpoint import save_checkpoint_keeping_links
-
     scores, targets, _ = loader_scores(cfg, model, split, classes, checkpoint)
     thr, info = tune_thresholds(scores, targets, objective=objective, target=target, min_pos=min_pos)
     record = threshold_record(thr, info, classes, split)
@@ -196,21 +199,16 @@ def test_model(
     ``ci``: that many bootstrap resamples (seeded by ``ci_seed``) give 95 % confidence intervals of
     mAP, mAUROC, CF1, OF1 and each class's AP and AUROC (printed, in the JSON and the report).
     ``trust_config`` lets that stored config import modules or open program URLs
-    (:func:`mlcls.apis.builder.build_from_checkpoint`). Files of an earlier evaluation in
+    (:func:`mlcls.apis.model.build_from_checkpoint`). Files of an earlier evaluation in
     ``work_dir`` that this one does not write again are removed (so none is left stale).
     Returns the metrics dict (plus ``report``, the text, and ``written``, the files).
     """
-    from mlcls.evaluation import compute_metrics
-    from mlcls.utils.plots import bar_chart
-
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
     if tta == "config":
         tta = (cfg.get("test_cfg") or {}).get("tta")
         if not tta:
             raise ConfigError("--tta config: the config has no test_cfg.tta list")
     if tta:
-        from mlcls.apis.tta import TTAModel
-
         model = TTAModel(model, tta)
     classes = list(ckpt["meta"]["classes"])
     work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
@@ -230,8 +228,6 @@ def test_model(
     ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
     stored = ckpt.get("thresholds")
     if thr is not None:
-        from mlcls.apis.inference import threshold_values
-
         used = threshold_values(thr, classes)  # checked before the evaluation, not after
         source = f"file {thr}" if isinstance(thr, (str, os.PathLike)) else "--thr" if isinstance(used, float) else "given per class"
     elif stored:
@@ -241,8 +237,6 @@ def test_model(
     scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     if ci:
-        from mlcls.evaluation.functional import bootstrap_ci
-
         metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
     at_half = (
         metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
@@ -332,10 +326,6 @@ def write_report_files(
     work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options, ci=None, computed=(None, None)
 ) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
-    import time
-
-    from mlcls.report import SCORES_FILE, build_report, save_eval_scores
-
     options = dict(options or {})
     checkpoint = Path(checkpoint)
     # the run's scalars.jsonl: beside the checkpoint, else in the work dir it was trained in

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
-from mlcls.apis.builder import (
-    build_evaluator,
-    build_loader,
-    build_model_for,
-    check_same_classes,
-    require,
-    resolve_device,
-)
+from mlcls.apis.config import resolve_device
+from mlcls.apis.loaders import build_loader
+from mlcls.apis.model import build_model_for, check_same_classes
 from mlcls.config import dump_config
+from mlcls.datasets.batch_augments import BatchAugments
 from mlcls.engine import (
     CheckpointHook,
     CollapseGuardHook,
@@ -29,20 +26,14 @@ from mlcls.engine import (
 )
 from mlcls.engine.trainer import unwrap
 from mlcls.errors import CheckpointError, ConfigError
-from mlcls.utils.dist import get_world_size, init_distributed, is_dist, is_main_process
+from mlcls.evaluation.metrics import build_evaluator
+from mlcls.schema import check_config, get, require
+from mlcls.utils.checkpoint import load_model_weights
+from mlcls.utils.dist import get_rank, get_world_size, init_distributed, is_dist, is_main_process
 from mlcls.utils.fileio import WorkDirLock, sweep_stale_temporaries
 from mlcls.utils.misc import get_logger, set_random_seed
 
 logger = logging.getLogger("mlcls")
-
-TRAIN_CFG_KEYS = {"max_epochs", "val_interval", "amp", "accumulate", "grad_clip", "channels_last", "skip_nonfinite", "batch_augments"}
-EMA_KEYS = {"decay", "warmup", "val_weights"}
-
-
-def check_keys(section: dict, accepted: set[str], where: str) -> None:
-    unknown = set(section) - accepted
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (accepted: {', '.join(sorted(accepted))})")
 
 
 def scale_lr(cfg: dict, batch_size: int) -> None:
@@ -51,13 +42,12 @@ def scale_lr(cfg: dict, batch_size: int) -> None:
     The total batch is the per-process batch x processes x accumulation steps (the linear
     scaling rule of Goyal et al.; mmcls's ``--auto-scale-lr``).
     """
-    section = cfg.get("auto_scale_lr") or {}
-    if not section.get("enable", False):
+    if not get(cfg, "auto_scale_lr.enable"):
         return
-    base = section.get("base_batch_size")
+    base = get(cfg, "auto_scale_lr.base_batch_size")
     if not base:
         raise ConfigError("auto_scale_lr: 'base_batch_size' is required (the total batch size the lr was tuned for)")
-    total = batch_size * get_world_size() * int(cfg["train_cfg"].get("accumulate", 1))
+    total = batch_size * get_world_size() * get(cfg, "train_cfg.accumulate")
     old = float(require(cfg, "optimizer")["lr"])
     cfg["optimizer"]["lr"] = old * total / float(base)
     logger.info("auto_scale_lr: total batch %d vs base %d: lr %.4g -> %.4g", total, base, old, cfg["optimizer"]["lr"])
@@ -67,7 +57,7 @@ def wrap_distributed(model: torch.nn.Module, cfg: dict, device: torch.device) ->
     """SyncBN (CUDA only: torch's SyncBatchNorm has no CPU kernel) and DDP when torch.distributed is up."""
     if not is_dist():
         return model
-    if cfg.get("sync_bn"):
+    if get(cfg, "sync_bn"):
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
@@ -75,7 +65,7 @@ def wrap_distributed(model: torch.nn.Module, cfg: dict, device: torch.device) ->
     return torch.nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None,
-        find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
+        find_unused_parameters=get(cfg, "find_unused_parameters"),
     )
 
 
@@ -101,8 +91,6 @@ def build_batch_augments(cfgs: list | None, seed: int, model_cfg: dict):
     """``train_cfg.batch_augments`` as a :class:`BatchAugments` (None when absent or empty)."""
     if not cfgs:
         return None
-    from mlcls.engine.batch_augments import BatchAugments
-    from mlcls.utils.dist import get_rank
 
     if not isinstance(cfgs, list):
         raise ConfigError(f"train_cfg.batch_augments: expected a list of {{type: Mixup|CutMix, ...}}, got {cfgs!r}")
@@ -115,9 +103,10 @@ def build_batch_augments(cfgs: list | None, seed: int, model_cfg: dict):
 
 def build_trainer(cfg: dict) -> Trainer:
     """Everything :class:`Trainer` needs, built from the resolved config."""
-    seed = int(cfg.get("seed", 0))
-    set_random_seed(seed, deterministic=bool(cfg.get("deterministic", False)))
-    device = resolve_device(cfg.get("device"))
+    check_config(cfg)  # also when called with a dict that did not come through prepare_config
+    seed = get(cfg, "seed")
+    set_random_seed(seed, deterministic=get(cfg, "deterministic"))
+    device = resolve_device(get(cfg, "device"))
     train_loader = build_loader(cfg, "train", "train", seed)
     if train_loader is None:
         raise ConfigError("config: missing required key 'train_dataloader'")
@@ -135,19 +124,15 @@ def build_trainer(cfg: dict) -> Trainer:
     model = build_model_for(cfg, classes, label_stats=label_stats).to(device)
     if hasattr(model, "resolved_config"):  # 'auto' values as numbers: checkpoints rebuild without the labels
         cfg["model"] = model.resolved_config(cfg["model"])
-    train_cfg = dict(require(cfg, "train_cfg"))
-    check_keys(train_cfg, TRAIN_CFG_KEYS, "train_cfg")
-    max_epochs = int(require(train_cfg, "max_epochs", "train_cfg"))
-    accumulate = int(train_cfg.get("accumulate", 1))
+    max_epochs = get(cfg, "train_cfg.max_epochs")
+    accumulate = get(cfg, "train_cfg.accumulate")
     scale_lr(cfg, train_loader.batch_size or train_loader.batch_sampler.batch_size)
-    ema_cfg = dict(cfg.get("ema") or {})
-    check_keys(ema_cfg, EMA_KEYS, "ema")
-    ema = ModelEMA(model, decay=ema_cfg.get("decay", 0.9997), warmup=ema_cfg.get("warmup", False)) if ema_cfg else None
+    ema = ModelEMA(model, decay=get(cfg, "ema.decay"), warmup=get(cfg, "ema.warmup")) if cfg.get("ema") else None
     model = wrap_distributed(model, cfg, device)
     optimizer = build_optimizer(require(cfg, "optimizer"), unwrap(model))
     steps_per_epoch = -(-len(train_loader) // accumulate)
     scheduler = build_scheduler(cfg.get("param_scheduler"), optimizer, steps_per_epoch, max_epochs)
-    hooks = build_default_and_custom_hooks(cfg.get("default_hooks") or {}, cfg.get("custom_hooks") or [])
+    hooks = build_default_and_custom_hooks(get(cfg, "default_hooks"), get(cfg, "custom_hooks"))
     logger.info(
         "model: %s, %.2fM parameters, %d classes", cfg["model"].get("type"), sum(p.numel() for p in model.parameters()) / 1e6, len(classes)
     )
@@ -158,19 +143,19 @@ def build_trainer(cfg: dict) -> Trainer:
         max_epochs,
         scheduler=scheduler,
         val_loader=val_loader,
-        evaluator=build_evaluator(cfg.get("val_evaluator")),
-        val_interval=int(train_cfg.get("val_interval", 1)),
+        evaluator=build_evaluator(get(cfg, "val_evaluator")),
+        val_interval=get(cfg, "train_cfg.val_interval"),
         hooks=hooks,
         work_dir=cfg["work_dir"],
         device=device,
-        amp=bool(train_cfg.get("amp", False)),
+        amp=get(cfg, "train_cfg.amp"),
         accumulate=accumulate,
-        grad_clip=train_cfg.get("grad_clip"),
-        channels_last=bool(train_cfg.get("channels_last", False)),
-        skip_nonfinite=int(train_cfg.get("skip_nonfinite", 0)),
-        batch_augments=build_batch_augments(train_cfg.get("batch_augments"), seed, cfg["model"]),
+        grad_clip=get(cfg, "train_cfg.grad_clip"),
+        channels_last=get(cfg, "train_cfg.channels_last"),
+        skip_nonfinite=get(cfg, "train_cfg.skip_nonfinite"),
+        batch_augments=build_batch_augments(get(cfg, "train_cfg.batch_augments"), seed, cfg["model"]),
         ema=ema,
-        val_weights=ema_cfg.get("val_weights", "ema"),
+        val_weights=get(cfg, "ema.val_weights"),
         seed=seed,
         # the schedule's identity: a resumed run restores the scheduler state only if it matches
         meta={
@@ -207,7 +192,6 @@ def claim_work_dir(work_dir: Path, resume: str | None, overwrite: bool) -> None:
             f"{work_dir} already holds a run ({names}); continue it with --resume, start a new one with --work-dir DIR, "
             "or replace it with --overwrite"
         )
-    import shutil
 
     for p in found:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -242,8 +226,8 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
             a work dir that holds a run is refused: two runs' logs and curves never mix).
     """
     if launcher == "pytorch":
-        init_distributed(cfg.get("dist_backend"))
-        if torch.cuda.is_available() and resolve_device(cfg.get("device")).type == "cuda":
+        init_distributed(get(cfg, "dist_backend"))
+        if torch.cuda.is_available() and resolve_device(get(cfg, "device")).type == "cuda":
             cfg["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     elif launcher != "none":
         raise ConfigError(f"--launcher: expected 'none' or 'pytorch', got '{launcher}'")
@@ -304,8 +288,6 @@ def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, cr
         )  # fmt: skip
         return trainer.val_metrics
     elif cfg.get("load_from"):
-        from mlcls.utils.checkpoint import load_model_weights
-
         load_model_weights(unwrap(trainer.model), cfg["load_from"])
         if trainer.ema is not None:  # average from the loaded weights, not the random init
             trainer.ema.module.load_state_dict(unwrap(trainer.model).state_dict())

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mlcls.datasets.bags import BagBatch
 from mlcls.errors import ConfigError
 
 PRESETS = {"flip": ["identity", "hflip"], "flip4": ["identity", "hflip", "vflip", "hvflip"]}
@@ -30,8 +31,6 @@ def parse_views(spec: str | Sequence) -> list:
 
 def apply_view(images: torch.Tensor, view) -> torch.Tensor:
     """images [B, 3, H, W] (or a :class:`~mlcls.datasets.bags.BagBatch`: each instance) as seen by ``view``."""
-    from mlcls.datasets.bags import BagBatch
-
     if isinstance(images, BagBatch):
         return images.map(lambda x: apply_view(x, view))
     if view == "identity":

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mlcls.utils.plots import dataset_prediction_grid
+
 logger = logging.getLogger("mlcls")
 
 
@@ -57,8 +59,6 @@ def split_prediction_grid(
     model, dataset, indices, scores: np.ndarray, thr, cam_class: int | None = None, size: int = 96, ncols: int = 8
 ) -> np.ndarray:
     """The labelled grid of ``indices``; with ``cam_class``, its Grad-CAM drawn over each image."""
-    from mlcls.utils.plots import dataset_prediction_grid
-
     overlays = None
     if cam_class is not None:
         images = torch.stack([dataset[int(i)][0] for i in indices]).to(next(model.parameters()).device)

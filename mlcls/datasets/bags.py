@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mlcls.datasets.image_io import IMG_EXTENSIONS, check_pixels, load_image
 from mlcls.errors import DataError
 
 VOLUME_EXTENSIONS = (".npy", ".npz")
@@ -54,8 +55,6 @@ def natural_key(name: str) -> list:
 
 def load_volume(path: str) -> torch.Tensor:
     """A ``.npy``/``.npz`` volume as uint8 ``[S, 3, H, W]`` (see the module docstring for dtypes)."""
-    from mlcls.datasets.base import _check_pixels
-
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):  # an .npz: its only array, or the one named 'volume'
@@ -70,7 +69,7 @@ def load_volume(path: str) -> torch.Tensor:
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: cannot read the volume ({e})") from None
     arr = data
-    return volume_to_uint8(arr, path, _check_pixels)
+    return volume_to_uint8(arr, path, check_pixels)
 
 
 def volume_to_uint8(arr: np.ndarray, name: str, check_pixels: Callable | None = None) -> torch.Tensor:
@@ -97,8 +96,6 @@ def volume_to_uint8(arr: np.ndarray, name: str, check_pixels: Callable | None = 
 def load_bag(path: str) -> torch.Tensor:
     """The instances of one bag as uint8 ``[S, 3, H, W]``: a volume file, a folder of images or
     ``a|b|c`` image files. Images of one bag must share their size."""
-    from mlcls.datasets.base import IMG_EXTENSIONS, load_image
-
     if path.lower().endswith(VOLUME_EXTENSIONS):
         return load_volume(path)
     if LIST_SEPARATOR in path:

@@ -11,333 +11,24 @@ for partially labelled ones such as Open Images; nothing builds a dense [N, C] m
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-import re
-from array import array
-from pathlib import Path
+from collections import Counter
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_bag, subsample
+from mlcls.datasets.cache import ImageCache
+from mlcls.datasets.image_io import load_image
+from mlcls.datasets.labels import CSRIndex, LabelIndexBuilder, LabelStats, encode_paths, read_class_list, segment_reduce
+from mlcls.datasets.samplers import fetch_seeded
+from mlcls.datasets.transforms import build_pipeline, build_transform
 from mlcls.errors import DataError
 
 logger = logging.getLogger("mlcls")
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-_TV_DECODABLE = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-
-
-def read_class_list(classes: Sequence[str] | str | os.PathLike, where: str = "classes") -> list[str]:
-    """Class names from a list, or from a text file with one name per line (blank lines skipped)."""
-    if isinstance(classes, (str, os.PathLike)):
-        path = Path(classes)
-        if not path.is_file():
-            raise DataError(f"{where}: class list file not found: {path}")
-        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        where = str(path)
-    elif classes is None:
-        names = []
-    else:
-        names = [str(c) for c in classes]
-    if not names:
-        raise DataError(f"{where}: the class list is empty; give at least one class name")
-    dup = {n for n in names if names.count(n) > 1} if len(set(names)) != len(names) else set()
-    if dup:
-        raise DataError(f"{where}: duplicate class names: {sorted(dup)}")
-    return names
-
-
-def check_space_free(classes: Sequence[str], where: str) -> None:
-    """Class names of a list format whose labels are separated by whitespace cannot contain any."""
-    spaced = [c for c in classes if any(ch.isspace() for ch in c)]
-    if spaced:
-        raise DataError(
-            f"{where}: class name {spaced[0]!r} contains a space, but this format separates labels by spaces, so it could "
-            f"never be named in a row; rename it (e.g. {'_'.join(spaced[0].split())!r})"
-            + (f" and {len(spaced) - 1} more like it" if len(spaced) > 1 else "")
-        )
-
-
-def unknown_class_error(name: str, classes: Sequence[str], where: str) -> DataError:
-    parts = [p for p in re.split(r"[,;|]", name) if p]
-    if len(parts) > 1 and all(p.strip() in classes for p in parts):  # 'circle,square' (a quoted CSV field)
-        return DataError(f"{where}: unknown class '{name}': labels are separated by spaces, write '{' '.join(p.strip() for p in parts)}'")
-    close = difflib.get_close_matches(name, classes, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
-    return DataError(f"{where}: unknown class '{name}'{hint} (classes: {shown})")
-
-
-import torchvision.io as _tv_io  # noqa: E402 - imported once, not per decoded image
-
-from mlcls.datasets import bags as _bags  # noqa: E402
-
-
-def max_image_pixels() -> int | None:
-    """The largest image (width x height) mlcls decodes: ``MLCLS_MAX_IMAGE_PIXELS`` when set (``0``:
-    no limit), else Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89.5 Mpx; ``None`` there: no limit).
-
-    The variable reaches DataLoader workers however they are started; see
-    :func:`set_max_image_pixels` and the ``max_image_pixels`` config key.
-    """
-    env = os.environ.get("MLCLS_MAX_IMAGE_PIXELS")
-    if env:
-        try:
-            value = int(float(env))
-        except ValueError:
-            raise DataError(f"MLCLS_MAX_IMAGE_PIXELS: expected a number of pixels, got '{env}'") from None
-        return value if value > 0 else None
-    from PIL import Image
-
-    return Image.MAX_IMAGE_PIXELS
-
-
-def set_max_image_pixels(limit: int | None) -> None:
-    """Set the pixel limit of :func:`max_image_pixels` for this process and the ones it starts."""
-    from PIL import Image
-
-    os.environ["MLCLS_MAX_IMAGE_PIXELS"] = str(int(limit or 0))
-    Image.MAX_IMAGE_PIXELS = int(limit) if limit else None  # Pillow's own check must not refuse below ours
-
-
-def _check_pixels(width: int, height: int, name: str) -> None:
-    limit = max_image_pixels()
-    if limit is not None and width * height > limit:
-        raise DataError(
-            f"{name}: {width}x{height} pixels ({width * height / 1e6:.1f} Mpx) is above the limit of {limit / 1e6:.1f} Mpx, "
-            "refused before decoding (a decompression bomb, or a scan this large?); raise the limit with the config key "
-            "max_image_pixels or MLCLS_MAX_IMAGE_PIXELS if you meant it"
-        )
-
-
-def open_image(source, name: str):
-    """``PIL.Image.open`` (header only, nothing decoded yet) with the pixel limit checked: the one
-    place where mlcls opens an image file, whatever decodes it afterwards.
-
-    Raises:
-        DataError: the image is above :func:`max_image_pixels`, or Pillow cannot identify it.
-    """
-    import io
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if isinstance(source, io.BytesIO):
-            head = bytes(source.getbuffer()[:65536])
-        else:
-            with open(source, "rb") as f:
-                head = f.read(65536)
-        size = _png_size(head, any_mode=True) or _jpeg_size(head)
-        if size is not None:  # before Pillow's own check, which says less (and only above twice its limit)
-            _check_pixels(*size, name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, with a clearer line
-            img = Image.open(source)
-    except Image.DecompressionBombError as e:  # above twice Pillow's limit: its check runs inside open()
-        size = re.search(r"\((\d+) pixels\)", str(e))
-        raise DataError(f"{name}: {size.group(1) if size else 'too many'} pixels, above the limit; refused before decoding") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{name}: not an image file that Pillow or torchvision can read") from None
-    except FileNotFoundError:
-        raise
-    except OSError as e:  # a header cut short, an unreadable file
-        raise DataError(f"{name}: cannot read the image header ({e})") from None
-    _check_pixels(*img.size, name)
-    return img
-
-
-def load_image(path: str) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor [3, H, W] (EXIF orientation applied).
-
-    JPEG/PNG/GIF/WEBP go through ``torchvision.io.decode_image`` (libjpeg-turbo/libpng); other
-    formats, images with transparency (composited over black) and files it cannot read go
-    through Pillow, so a file decodes exactly as its PIL image does (:func:`pil_to_uint8`).
-    16-bit images are scaled to 8 bits; an animated GIF gives its first frame, as in Pillow.
-    The size in the header is checked against :func:`max_image_pixels` before decoding.
-    """
-    if os.path.isdir(path):
-        raise DataError(f"{path} is a folder, not an image file")
-    if path.lower().endswith(_TV_DECODABLE):
-        try:
-            data = _tv_io.read_file(path)
-        except RuntimeError:  # missing or unreadable: Pillow raises the usual OSError for it
-            data = None
-        if data is not None:
-            return _decode_bytes(data, path)
-    with open_image(path, path) as img:
-        return pil_to_uint8(img)
-
-
-def load_image_bytes(data: bytes, name: str) -> torch.Tensor:
-    """Decode image file bytes (from a shard, say) to uint8 RGB [3, H, W], as :func:`load_image` does."""
-    return _decode_bytes(torch.frombuffer(bytearray(data), dtype=torch.uint8), name)
-
-
-def _decode_bytes(data: torch.Tensor, name: str) -> torch.Tensor:
-    """Encoded bytes (uint8 [n]) -> uint8 RGB [3, H, W]: the header's size checked first, then
-    torchvision's decoder where it gives the same pixels as Pillow, else Pillow."""
-    head = data[:65536].numpy().tobytes()
-    size = _png_size(head) or _jpeg_size(head)  # a few microseconds, where opening with Pillow costs ~40
-    if size is not None:
-        _check_pixels(*size, name)
-        decoded = _decode_with_torchvision(data)
-        if decoded is not None:
-            return decoded
-    import io
-
-    with open_image(io.BytesIO(data.numpy().tobytes()), name) as img:
-        try:
-            return pil_to_uint8(img)
-        except OSError as e:  # truncated or corrupt data
-            raise DataError(f"{name}: cannot decode the image ({e})") from None
-
-
-def _png_size(head: bytes, any_mode: bool = False) -> tuple[int, int] | None:
-    """(width, height) of a PNG; unless ``any_mode``, only of one that torchvision decodes as
-    Pillow does (grey or RGB, no alpha or palette: those are composited by :func:`pil_to_uint8`)."""
-    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and (any_mode or head[25] in (0, 2)):
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return None
-
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker (within the first 64 kB), else None."""
-    if head[:2] != b"\xff\xd8":
-        return None
-    i, n = 2, len(head)
-    while i + 9 < n:
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker in _SOF:
-            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-        else:
-            i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
-    return None
-
-
-def _decode_with_torchvision(data: torch.Tensor) -> torch.Tensor | None:
-    """Encoded bytes (uint8 [n]) -> uint8 RGB [3, H, W]; None where torchvision cannot decode
-    them (e.g. a CMYK JPEG or an odd PNG: Pillow tries next)."""
-    try:
-        img = _tv_io.decode_image(data, mode=_tv_io.ImageReadMode.RGB, apply_exif_orientation=True)
-    except RuntimeError:
-        return None
-    if img.dim() == 4:  # an animated GIF: its frames [N, 3, H, W]; the first is the image (as Pillow shows it)
-        img = img[0]
-    return img if img.dtype == torch.uint8 else _to_uint8(img)
-
-
-def _to_uint8(img: torch.Tensor) -> torch.Tensor:
-    """An integer image of more than 8 bits (e.g. a 16-bit PNG) as uint8, scaled as torchvision scales."""
-    from torchvision.transforms.v2.functional import to_dtype
-
-    if img.dtype == torch.uint16:  # not every torch op supports uint16: go through int32
-        img = img.to(torch.int32)
-        return (img >> 8).to(torch.uint8)
-    return to_dtype(img, torch.uint8, scale=True)
-
-
-def pil_to_uint8(img) -> torch.Tensor:
-    """A PIL image as uint8 RGB [3, H, W], decoded exactly as :func:`load_image` decodes a file:
-    EXIF orientation, transparency over black, 16/32-bit greyscale scaled (not clipped) to 8 bits."""
-    from PIL import ImageOps
-
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # an animated image: its first frame
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img).astype(np.int64)
-        if img.mode == "I" and arr.max(initial=0) > 65535:
-            arr = arr >> 16  # 32-bit data
-        g = torch.from_numpy((arr >> 8).clip(0, 255).astype(np.uint8))
-        return g.unsqueeze(0).expand(3, -1, -1).contiguous()
-    if img.mode == "F":  # float greyscale, read as 0..255 (what Pillow's own conversion assumes)
-        g = torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32), 0, 255).round().astype(np.uint8))
-        return g.unsqueeze(0).expand(3, -1, -1).contiguous()
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        from PIL import Image
-
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(bg, img)
-    arr = np.asarray(img.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
-def encode_paths(paths: Sequence[str]) -> np.ndarray:
-    """Paths as one fixed-width UTF-8 byte array: 1 byte per ASCII character instead of numpy's
-    4 (``str_``) or a Python object per path (~75 bytes of overhead each)."""
-    return np.array([str(p).encode("utf-8") for p in paths], dtype=np.bytes_)
-
-
-class LabelStats(dict):
-    """``label_stats()`` result; ``combinations`` is computed on first access only (a pass over
-    every image that only the label-powerset head needs)."""
-
-    def __init__(self, dataset: "MultiLabelDataset", **counts) -> None:
-        super().__init__(**counts)
-        self._dataset = dataset
-
-    def __missing__(self, key: str):
-        if key != "combinations":
-            raise KeyError(key)
-        self[key] = self._dataset.label_combinations()
-        return self[key]
-
-
-def segment_reduce(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, empty: float | int = 0) -> np.ndarray:
-    """``ufunc`` (``np.add``, ``np.maximum``) over each segment ``values[offsets[i]:offsets[i+1]]``,
-    [len(offsets) - 1]; an empty segment gets ``empty`` (``reduceat`` alone would repeat the
-    next element for it). One pass, no per-entry segment index."""
-    out = np.full(len(offsets) - 1, empty, dtype=np.result_type(values, np.min_scalar_type(empty)))
-    filled = np.diff(offsets) > 0
-    if values.size:
-        out[filled] = ufunc.reduceat(values, offsets[:-1][filled])
-    return out
-
-
-class CSRIndex:
-    """A finished label index from a vectorised reader: paths as a bytes array [N], lines int32 [N],
-    offsets int64 [N+1], ids int32 [nnz], vals int8 [nnz]."""
-
-    def __init__(self, paths: np.ndarray, lines: np.ndarray, offsets: np.ndarray, ids: np.ndarray, vals: np.ndarray) -> None:
-        self.paths, self.lines, self.offsets, self.ids, self.vals = paths, lines, offsets, ids, vals
-
-
-class LabelIndexBuilder:
-    """Collects per-image labels into CSR arrays while an annotation file is parsed."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.lines = array("i")
-        self.offsets = array("q", [0])
-        self.ids = array("i")
-        self.vals = array("b")
-
-    def add(self, path: str, positives: Sequence[int], line: int = 0, ignored: Sequence[int] = ()) -> None:
-        self.paths.append(path)
-        self.lines.append(line)
-        self.ids.extend(positives)
-        self.vals.extend([1] * len(positives))
-        self.ids.extend(ignored)
-        self.vals.extend([-1] * len(ignored))
-        self.offsets.append(len(self.ids))
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
 
 class MultiLabelDataset(Dataset):
@@ -422,14 +113,12 @@ class MultiLabelDataset(Dataset):
             )
         self._check_inside_root()
         self._setup_loading(pipeline, on_bad_image)
-        self.bags = self.views is not None or (len(self) > 0 and _bags.is_bag_path(self.image_path(0)))
+        self.bags = self.views is not None or (len(self) > 0 and is_bag_path(self.image_path(0)))
         if check_files:
             self._check_files()
         if cache and self.bags:
             raise DataError(f"{type(self).__name__}: cache: true is for datasets of single images, not of bags of images (volumes)")
         if cache:
-            from mlcls.datasets.cache import ImageCache
-
             self._cache = ImageCache.build(self)
 
     def resolve(self, path: str | os.PathLike) -> str:
@@ -458,8 +147,6 @@ class MultiLabelDataset(Dataset):
         return self
 
     def _setup_loading(self, pipeline, on_bad_image: str) -> None:
-        from mlcls.datasets.transforms import build_pipeline, build_transform
-
         self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
         # what a cache may store: the output of a leading Resize (deterministic), else the decoded image
         steps = [] if callable(pipeline) else list(pipeline or [])
@@ -505,8 +192,8 @@ class MultiLabelDataset(Dataset):
     def image_path(self, idx: int) -> str:
         """The file of sample ``idx`` (a bag: its volume, folder, ``a|b`` list or ``{view}`` template)."""
         rel = self._paths[idx].decode("utf-8")
-        if _bags.LIST_SEPARATOR in rel:
-            return _bags.LIST_SEPARATOR.join(os.path.join(self.data_root, p) for p in rel.split(_bags.LIST_SEPARATOR))
+        if LIST_SEPARATOR in rel:
+            return LIST_SEPARATOR.join(os.path.join(self.data_root, p) for p in rel.split(LIST_SEPARATOR))
         return os.path.join(self.data_root, rel)
 
     def view_paths(self, idx: int) -> dict[str, str]:
@@ -575,12 +262,10 @@ class MultiLabelDataset(Dataset):
             logger.info(
                 "%s: labels not listed for an image are unknown; counts and 'auto' weights use verified labels only", type(self).__name__
             )
-        return LabelStats(self, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist(), classes=list(self.classes))
+        return LabelStats(self.label_combinations, num_samples=len(self), pos=pos.tolist(), neg=neg.tolist(), classes=list(self.classes))
 
     def label_combinations(self) -> list[list]:
         """Distinct sets of positive classes with their image counts: ``[[ids], count]``, most frequent first."""
-        from collections import Counter
-
         keep = self.label_vals == 1
         ids = self.label_ids[keep]
         counts = segment_reduce(np.add, keep.astype(np.int64), self.offsets)
@@ -608,7 +293,7 @@ class MultiLabelDataset(Dataset):
 
     def _check_files(self) -> None:
         if self.bags:
-            missing = [i for i in range(len(self)) if not all(_bags.bag_exists(p) for p in self.view_paths(i).values())]
+            missing = [i for i in range(len(self)) if not all(bag_exists(p) for p in self.view_paths(i).values())]
         else:
             missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
         if missing:
@@ -621,7 +306,7 @@ class MultiLabelDataset(Dataset):
         them per view); a clear :class:`DataError` if unreadable."""
         if self.bags:
             out = {
-                v: self._read(idx, p, _bags.load_bag if _bags.is_bag_path(p) else lambda q: load_image(q)[None])
+                v: self._read(idx, p, load_bag if is_bag_path(p) else lambda q: load_image(q)[None])
                 for v, p in self.view_paths(idx).items()
             }
             return out if self.views else out[""]
@@ -638,8 +323,6 @@ class MultiLabelDataset(Dataset):
     def __getitems__(self, indices) -> list:
         """A batch of samples; random augmentations seeded per batch when the batch carries a seed
         (:class:`SeededBatchSampler`), so results do not depend on the number of workers."""
-        from mlcls.datasets.samplers import fetch_seeded
-
         samples = fetch_seeded(self.__getitem__, indices)
         check_same_size(self, list(indices), samples)
         return samples
@@ -665,9 +348,9 @@ class MultiLabelDataset(Dataset):
                 elif self.bags:  # each view its own random draw; one draw for all slices of a view
                     raw = self.read_image(idx)
                     image = (
-                        {v: self.pipeline(_bags.subsample(b, self.max_instances, self.training)) for v, b in raw.items()}
+                        {v: self.pipeline(subsample(b, self.max_instances, self.training)) for v, b in raw.items()}
                         if self.views
-                        else self.pipeline(_bags.subsample(raw, self.max_instances, self.training))
+                        else self.pipeline(subsample(raw, self.max_instances, self.training))
                     )
                 else:
                     image = self.pipeline(self.read_image(idx))

@@ -9,9 +9,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from mlcls.datasets.bags import collate_bags
+from mlcls.datasets.protocols import EpochOrder, Stream
 from mlcls.datasets.samplers import SeededBatchSampler
-from mlcls.errors import ConfigError
+from mlcls.errors import CheckpointError, ConfigError
 from mlcls.registry import DATASETS, SAMPLERS
+from mlcls.schema import check_section
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -24,20 +26,6 @@ def _seed_worker(worker_id: int) -> None:
 
 def build_dataset(cfg: dict, **defaults):
     return DATASETS.build(cfg, **defaults)
-
-
-LOADER_KEYS = ("dataset", "batch_size", "num_workers", "sampler", "pin_memory", "persistent_workers", "drop_last", "prefetch_factor")
-
-
-def check_loader_keys(cfg: dict, where: str) -> None:
-    """An unknown key of a ``*_dataloader`` section is one line with a did-you-mean (it would otherwise be ignored)."""
-    import difflib
-
-    for key in cfg:
-        if key not in LOADER_KEYS:
-            close = difflib.get_close_matches(str(key), LOADER_KEYS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{where}: unknown key '{key}'{hint} (accepted: {', '.join(LOADER_KEYS)})")
 
 
 def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False) -> DataLoader:
@@ -53,7 +41,7 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
     read ``loader.batch_sampler.batch_size``.
     """
     cfg = dict(cfg)
-    check_loader_keys(cfg, "dataloader")
+    check_section(cfg, "train_dataloader", "dataloader")  # the same keys for every split
     if dataset is None:
         if "dataset" not in cfg:
             raise ConfigError("dataloader: missing 'dataset'")
@@ -63,7 +51,7 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
             raise ConfigError(f"dataloader: {type(dataset).__name__} is a stream and takes no sampler (repeats: its oversample_thr)")
         num_workers = int(cfg.get("num_workers", 0))
         batch_size = int(cfg.get("batch_size", 32))
-        if hasattr(dataset, "configure_loader"):
+        if isinstance(dataset, Stream):
             dataset.configure_loader(batch_size, num_workers)
         return DataLoader(
             dataset,
@@ -97,3 +85,30 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
         prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
         collate_fn=collate_bags if getattr(dataset, "bags", False) else None,  # bags: packed, not padded
     )
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:
+    """Position ``loader`` at ``epoch`` with its first ``skip`` batches already done: the one entry by
+    which the trainer starts an epoch, whatever kind of loader it has.
+
+    A stream (:class:`~mlcls.datasets.protocols.EpochOrder` dataset) draws its own plan; a map-style
+    dataset's :class:`SeededBatchSampler` skips exactly; any other sampler with ``set_epoch``
+    (torch's ``DistributedSampler``) reshuffles but cannot skip.
+
+    Raises:
+        CheckpointError: ``skip > 0`` (a mid-epoch resume) with a loader that cannot skip.
+    """
+    dataset = loader.dataset
+    if isinstance(dataset, IterableDataset):
+        if isinstance(dataset, EpochOrder):
+            dataset.set_epoch(epoch, skip=skip)
+        elif skip:
+            raise CheckpointError(f"mid-epoch resume: {type(dataset).__name__} is a stream that cannot skip batches")
+        return
+    if isinstance(loader.batch_sampler, SeededBatchSampler):
+        loader.batch_sampler.set_epoch(epoch, skip=skip)
+        return
+    if skip:
+        raise CheckpointError("mid-epoch resume needs the train loader's SeededBatchSampler (built by mlcls.apis)")
+    if isinstance(loader.sampler, EpochOrder) or hasattr(loader.sampler, "set_epoch"):  # torch's DistributedSampler
+        loader.sampler.set_epoch(epoch)

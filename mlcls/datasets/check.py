@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from mlcls.datasets.base import open_image
+from mlcls.datasets.bags import bag_exists
 from mlcls.datasets.builder import build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
+from mlcls.datasets.image_io import open_image
 from mlcls.errors import DataError
 
 KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "too-large", "truncated", "unreadable", "duplicate")
@@ -110,8 +111,6 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
         return None
 
     def check_bag(i: int) -> dict | None:
-        from mlcls.datasets.bags import bag_exists
-
         for path in dataset.view_paths(i).values():
             if not bag_exists(path):
                 return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "not found"}

@@ -6,7 +6,8 @@ import json
 import os
 from collections import defaultdict
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, unknown_class_error
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import LabelIndexBuilder, read_class_list, unknown_class_error
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 
@@ -56,8 +57,6 @@ class COCODataset(MultiLabelDataset):
         super().__init__(classes=None, pipeline=pipeline, data_root=data_root, **kwargs)
 
     def load_annotations(self) -> LabelIndexBuilder:
-        from mlcls.datasets.base import read_class_list
-
         data = read_json(self.ann_file)
         if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
             raise DataError(f"{self.ann_file}: not a COCO instances file (needs 'images', 'annotations' and 'categories')")

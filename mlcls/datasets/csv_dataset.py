@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import os
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, check_space_free, unknown_class_error
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import LabelIndexBuilder, check_space_free, unknown_class_error
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
+from mlcls.utils.fileio import decode_error_message
 
 
 @DATASETS.register_module()
@@ -40,8 +42,6 @@ class CSVDataset(MultiLabelDataset):
             try:
                 return self._parse(csv.reader(f), lookup, index)
             except UnicodeDecodeError as e:
-                from mlcls.utils.fileio import decode_error_message
-
                 with open(self.ann_file, "rb") as raw:
                     raise DataError(decode_error_message(self.ann_file, raw.read(), e)) from None
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, check_space_free, unknown_class_error
+from mlcls.datasets.base import MultiLabelDataset
 from mlcls.datasets.coco import read_json
+from mlcls.datasets.labels import LabelIndexBuilder, check_space_free, unknown_class_error
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 

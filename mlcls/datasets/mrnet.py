@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import LabelIndexBuilder
 from mlcls.datasets.shapes import claim_generated_set
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcls.datasets.base import CSRIndex, MultiLabelDataset
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import CSRIndex
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 

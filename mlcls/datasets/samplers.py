@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+import random
 
-from mlcls.datasets.base import segment_reduce
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, Sampler, get_worker_info
+
+from mlcls.datasets.labels import segment_reduce
 from mlcls.registry import SAMPLERS
 from mlcls.utils.dist import get_rank, get_world_size
 
@@ -160,11 +163,6 @@ def fetch_seeded(getitem, indices) -> list:
     (``num_workers=0``) they are restored afterwards, so the training loop's own randomness
     (dropout, ...) is not disturbed.
     """
-    import random
-
-    import torch
-    from torch.utils.data import get_worker_info
-
     seed = getattr(indices, "seed", None)
     if seed is None:
         return [getitem(i) for i in indices]

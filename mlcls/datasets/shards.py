@@ -29,7 +29,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mlcls.datasets.base import MultiLabelDataset
-from mlcls.errors import ConfigError, DataError
+from mlcls.datasets.image_io import load_image_bytes
+from mlcls.datasets.samplers import repeat_factors
+from mlcls.datasets.transforms import build_pipeline
+from mlcls.errors import CheckpointError, ConfigError, DataError
 from mlcls.registry import DATASETS
 from mlcls.utils.dist import get_rank, get_world_size
 
@@ -156,6 +159,8 @@ class WebDatasetShards(IterableDataset):
     """
 
     return_index = False
+    training = True  # (LabelledDataset) shards hold single images: nothing to subsample
+    bags = False
 
     def __init__(
         self,
@@ -167,8 +172,6 @@ class WebDatasetShards(IterableDataset):
         seed: int = 0,
         data_root: str = "",
     ) -> None:
-        from mlcls.datasets.transforms import build_pipeline
-
         path = Path(data_root, index) if data_root and not os.path.isabs(index) else Path(index)
         if not path.is_file():
             raise DataError(f"shard index not found: {path} (write shards with tools/make_shards.py)")
@@ -190,8 +193,6 @@ class WebDatasetShards(IterableDataset):
         self.shuffle_buffer, self.seed, self.epoch = int(shuffle_buffer), int(seed), 0
         self.factors = None
         if oversample_thr:
-            from mlcls.datasets.samplers import repeat_factors
-
             self.factors = repeat_factors(self.labels, float(oversample_thr))
         self.batch_size, self.num_workers = 1, 0
         self._place()
@@ -211,7 +212,14 @@ class WebDatasetShards(IterableDataset):
         """The image's path in the data the shards were written from (a name for reports)."""
         return self.labels._paths[idx].decode("utf-8")
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Read ``epoch``'s plan next; a stream cannot start after ``skip`` batches (an error when > 0)."""
+        if skip:
+            raise CheckpointError(
+                f"this checkpoint was saved inside epoch {epoch + 1} (after {skip} batches); a shard stream cannot "
+                "skip to the middle of an epoch: resume from a checkpoint saved at the end of an epoch (epoch_N.pth) "
+                "and leave CheckpointHook.interval_iters off"
+            )
         self.epoch = int(epoch)
         self._place()
 
@@ -339,8 +347,6 @@ class WebDatasetShards(IterableDataset):
                 )
 
     def _decode(self, sample: dict, url: str):
-        from mlcls.datasets.base import load_image_bytes
-
         key = sample["__key__"]
         labels = json.loads(sample["labels.json"])
         image_key = next((k for k in sample if k not in ("__key__", "__url__", "labels.json") and not k.startswith("_")), None)

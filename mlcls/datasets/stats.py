@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlcls.datasets.base import segment_reduce
+from mlcls.datasets.labels import segment_reduce
 from mlcls.datasets.samplers import repeat_factors
 
 

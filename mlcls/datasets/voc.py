@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset, unknown_class_error
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import LabelIndexBuilder, unknown_class_error
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 

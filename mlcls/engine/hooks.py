@@ -13,45 +13,23 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from tqdm import tqdm
+
+from mlcls.datasets.protocols import LabelledDataset
+from mlcls.engine.hook import Hook, Priority, TrainerView, scalar_metrics
+from mlcls.evaluation import threshold_record, tune_thresholds
 from mlcls.evaluation.functional import SUMMARY_KEYS
 from mlcls.registry import HOOKS
 from mlcls.utils.checkpoint import link_checkpoint
 from mlcls.utils.dist import all_reduce, all_reduce_mean, get_world_size, is_main_process
+from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import read_scalars, write_json
-
-if TYPE_CHECKING:
-    from mlcls.engine.trainer import Trainer
+from mlcls.utils.plots import dataset_prediction_grid
 
 logger = logging.getLogger("mlcls")
-
-
-class Hook:
-    """Base class; override the points you need. ``priority``: lower runs first."""
-
-    priority = 50
-
-    def before_train(self, trainer: "Trainer") -> None: ...
-    def before_epoch(self, trainer: "Trainer") -> None: ...
-    def after_step(self, trainer: "Trainer", outputs: dict) -> None: ...
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None: ...
-    def after_epoch(self, trainer: "Trainer") -> None: ...
-    def after_train(self, trainer: "Trainer") -> None: ...
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-    def monitored_metrics(self) -> dict[str, str]:
-        """``{option: metric name}`` this hook reads from validation metrics (checked before training)."""
-        return {}
-
-
-def scalar_metrics(metrics: dict) -> dict[str, float]:
-    """The scalar entries of a metrics dict (per-class lists left out)."""
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 @HOOKS.register_module()
@@ -68,7 +46,7 @@ class CheckpointHook(Hook):
             batches' augmentations are seeded by position, see ``SeededBatchSampler``).
     """
 
-    priority = 80  # after logging and evaluation-driven hooks
+    priority = Priority.CHECKPOINT  # after logging and evaluation-driven hooks
 
     def __init__(
         self, interval: int = 1, save_best: str | None = "mAP", rule: str = "greater", max_keep_ckpts: int = -1, interval_iters: int = 0
@@ -87,7 +65,7 @@ class CheckpointHook(Hook):
     def monitored_metrics(self) -> dict[str, str]:
         return {"CheckpointHook.save_best": self.save_best} if self.save_best else {}
 
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+    def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if not self.save_best:
             return
         if self.save_best not in metrics:
@@ -100,14 +78,14 @@ class CheckpointHook(Hook):
             self.best_score, self.best_epoch = score, trainer.epoch + 1
             self._pending_best = True
 
-    def after_step(self, trainer: "Trainer", outputs: dict) -> None:
+    def after_step(self, trainer: TrainerView, outputs: dict) -> None:
         if not (self.interval_iters and outputs.get("step_done") and trainer.iter % self.interval_iters == 0):
             return
         if trainer.inner_iter >= trainer.iters_per_epoch or not is_main_process():
             return  # the epoch's end writes latest.pth anyway
         trainer.save_checkpoint(Path(trainer.work_dir) / "latest.pth")
 
-    def after_epoch(self, trainer: "Trainer") -> None:
+    def after_epoch(self, trainer: TrainerView) -> None:
         if not is_main_process():
             return
         work_dir = Path(trainer.work_dir)
@@ -144,7 +122,6 @@ def drop_records_after(path: Path, iteration: int) -> int:
     """
     if not path.is_file():
         return 0
-    from mlcls.utils.fileio import atomic_open
 
     kept, dropped = [], 0
     for record in read_scalars(path):
@@ -176,7 +153,7 @@ class LoggerHook(Hook):
             and predicted labels in TensorBoard (0: none).
     """
 
-    priority = 10
+    priority = Priority.LOG
 
     def __init__(
         self,
@@ -197,12 +174,12 @@ class LoggerHook(Hook):
         self.bar = None
         self._jsonl = None
 
-    def before_train(self, trainer: "Trainer") -> None:
+    def before_train(self, trainer: TrainerView) -> None:
         # a short epoch still gets ~4 points (a 7-iteration epoch with interval 20 would get none);
         # the last iteration of every epoch is logged too (after_step)
         self.every = max(1, min(self.interval, -(-trainer.iters_per_epoch // 4)))
         self._last_logged = trainer.iter
-        trainer.grad_norm_interval = self.every  # on every rank: the norm is computed before the step
+        trainer.measure_grad_norm(self.every)  # on every rank: the norm is computed before the step
         if not is_main_process():
             return
         work_dir = Path(trainer.work_dir)
@@ -219,11 +196,9 @@ class LoggerHook(Hook):
             self._jsonl.write(json.dumps(record) + "\n")
             self._jsonl.flush()
 
-    def before_epoch(self, trainer: "Trainer") -> None:
+    def before_epoch(self, trainer: TrainerView) -> None:
         self._t0 = self._t_last = time.perf_counter()
         if is_main_process():
-            from tqdm import tqdm
-
             disable = None if self.progress_bar is None else not self.progress_bar
             self.bar = tqdm(
                 total=trainer.iters_per_epoch,
@@ -233,7 +208,7 @@ class LoggerHook(Hook):
                 leave=False,
             )
 
-    def after_step(self, trainer: "Trainer", outputs: dict) -> None:
+    def after_step(self, trainer: TrainerView, outputs: dict) -> None:
         log_now = trainer.iter % self.every == 0 or trainer.inner_iter == trainer.iters_per_epoch
         loss_t = outputs["loss"]
         if log_now:
@@ -270,7 +245,7 @@ class LoggerHook(Hook):
                 if "grad_norm" in outputs:
                     self.writer.add_scalar("train/grad_norm", float(outputs["grad_norm"]), trainer.iter)
 
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+    def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if not is_main_process():
             return
         scalars = scalar_metrics(metrics)
@@ -297,15 +272,14 @@ class LoggerHook(Hook):
             self._image_grid(trainer, step)
             self.writer.flush()
 
-    def _image_grid(self, trainer: "Trainer", step: int) -> None:
+    def _image_grid(self, trainer: TrainerView, step: int) -> None:
         dataset = getattr(trainer.val_loader, "dataset", None)
-        if not self.val_images or trainer.last_eval is None or not hasattr(dataset, "image_path"):
+        if not self.val_images or trainer.last_eval is None or not isinstance(dataset, LabelledDataset):
             return
         if getattr(dataset, "bags", False):  # a sample is a series of images: no single picture to show
             logger.info("LoggerHook: no validation image grid for samples made of many images")
             self.val_images = 0
             return
-        from mlcls.utils.plots import dataset_prediction_grid
 
         k = min(self.val_images, len(dataset))
         thr = getattr(trainer.evaluator, "thr", 0.5)
@@ -317,14 +291,12 @@ class LoggerHook(Hook):
             return
         self.writer.add_image("val/predictions", grid, step, dataformats="HWC")
 
-    def after_epoch(self, trainer: "Trainer") -> None:
+    def after_epoch(self, trainer: TrainerView) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         bad = getattr(trainer.train_loader.dataset, "num_bad_images", 0)
         if get_world_size() > 1:  # every rank takes part: each has met its own share of the data
-            import torch
-
             bad = int(all_reduce(torch.tensor([bad], dtype=torch.long)))
         if is_main_process():
             skipped = f", {bad} unreadable image(s) skipped so far (on_bad_image=skip)" if bad else ""
@@ -333,7 +305,7 @@ class LoggerHook(Hook):
                 {"mode": "epoch", "epoch": trainer.epoch, "iter": trainer.iter, "time": time.perf_counter() - self._t0, "bad_images": bad}
             )
 
-    def after_train(self, trainer: "Trainer") -> None:
+    def after_train(self, trainer: TrainerView) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -356,20 +328,19 @@ class ThresholdTuningHook(Hook):
         min_pos: classes with fewer validation positives use the global micro-F1 threshold.
     """
 
-    priority = 60  # after logging, before CheckpointHook (80)
+    priority = Priority.TUNE  # after logging, before CheckpointHook
 
     def __init__(self, objective: str = "f1", target: float | None = None, min_pos: int = 5) -> None:
         self.objective, self.target, self.min_pos = objective, target, min_pos
 
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
-        from mlcls.evaluation import threshold_record, tune_thresholds
-
+    def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if trainer.last_eval is None:
             return
         thr, info = tune_thresholds(*trainer.last_eval, objective=self.objective, target=self.target, min_pos=self.min_pos)
-        trainer.thresholds = threshold_record(thr, info, trainer.meta.get("classes") or [], "val", epoch=trainer.epoch + 1)
+        record = threshold_record(thr, info, trainer.meta.get("classes") or [], "val", epoch=trainer.epoch + 1)
+        trainer.set_thresholds(record)
         if is_main_process():
-            write_json(trainer.thresholds, Path(trainer.work_dir) / "thresholds.json")
+            write_json(record, Path(trainer.work_dir) / "thresholds.json")
 
 
 @HOOKS.register_module()
@@ -380,10 +351,10 @@ class CollapseGuardHook(Hook):
     images (std < ``min_std``) carries no information; when at least ``max_fraction`` of classes
     do, or no class is predicted positive at the evaluation threshold for any image, or every
     class is predicted for every image, it logs one warning with per-class statistics and the
-    usual causes. The check result is also stored as ``metrics['collapsed']`` (0/1).
+    usual causes. The check result is also added to the validation metrics as ``collapsed`` (0/1).
     """
 
-    priority = 5  # before LoggerHook, so the 'collapsed' flag is logged with the metrics
+    priority = Priority.GUARD  # before LoggerHook, so the 'collapsed' flag is logged with the metrics
 
     CAUSES = (
         "learning rate far too high or too low; backbone frozen with a head that cannot learn; a loss "
@@ -395,10 +366,9 @@ class CollapseGuardHook(Hook):
     def __init__(self, min_std: float = 1e-3, max_fraction: float = 0.9, show: int = 10) -> None:
         self.min_std, self.max_fraction, self.show = min_std, max_fraction, show
 
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+    def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if trainer.last_eval is None:
             return
-        import torch
 
         scores, targets = trainer.last_eval
         if scores.numel() == 0:
@@ -414,7 +384,7 @@ class CollapseGuardHook(Hook):
             problems.append("no class is predicted positive for any image at the evaluation threshold")
         elif predicted.mean() == 1:
             problems.append("every class is predicted positive for every image")
-        metrics["collapsed"] = int(bool(problems))
+        trainer.put_metric("collapsed", int(bool(problems)))
         if not problems or not is_main_process():
             return
         classes = trainer.meta.get("classes") or [str(c) for c in range(scores.shape[1])]
@@ -443,7 +413,7 @@ class EarlyStoppingHook(Hook):
         min_delta: the smallest change that counts as an improvement.
     """
 
-    priority = 90  # after the checkpoint of the epoch is written
+    priority = Priority.STOP  # after the checkpoint of the epoch is written
 
     def __init__(self, monitor: str = "mAP", patience: int = 5, rule: str = "greater", min_delta: float = 0.0) -> None:
         if rule not in ("greater", "less"):
@@ -455,7 +425,7 @@ class EarlyStoppingHook(Hook):
     def monitored_metrics(self) -> dict[str, str]:
         return {"EarlyStoppingHook.monitor": self.monitor}
 
-    def after_eval(self, trainer: "Trainer", metrics: dict) -> None:
+    def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if self.monitor not in metrics:
             raise KeyError(f"EarlyStoppingHook.monitor: metric '{self.monitor}' not among {sorted(scalar_metrics(metrics))}")
         score = float(metrics[self.monitor])
@@ -465,8 +435,7 @@ class EarlyStoppingHook(Hook):
             return
         self.bad += 1
         if self.bad >= self.patience:
-            logger.info("early stopping: %s has not improved on %.4f for %d validations", self.monitor, self.best, self.bad)
-            trainer.stop_training = True
+            trainer.request_stop(f"early stopping: {self.monitor} has not improved on {self.best:.4f} for {self.bad} validations")
 
     def state_dict(self) -> dict:
         return {"best": self.best, "bad": self.bad}
@@ -480,6 +449,6 @@ def build_hooks(cfgs: list[dict] | None) -> list[Hook]:
 
 
 __all__: list[Any] = [
-    "Hook", "CheckpointHook", "LoggerHook", "ThresholdTuningHook", "CollapseGuardHook", "EarlyStoppingHook",
+    "Hook", "Priority", "CheckpointHook", "LoggerHook", "ThresholdTuningHook", "CollapseGuardHook", "EarlyStoppingHook",
     "build_hooks", "scalar_metrics",
 ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import time
 import warnings
@@ -14,8 +15,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mlcls import __version__
+from mlcls.datasets.builder import set_loader_epoch
 from mlcls.engine.ema import ModelEMA
-from mlcls.engine.hooks import Hook
+from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint, state_mismatch
@@ -109,7 +111,7 @@ class Trainer:
         self.iter = 0  # batches processed
         self.val_metrics: dict = {}
         self.last_eval: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.thresholds: dict | None = None  # per-class thresholds, set by ThresholdTuningHook
+        self.thresholds: dict | None = None  # per-class thresholds (a hook's set_thresholds)
         self.ema = ema
         self.val_weights = val_weights if ema is not None else "raw"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -119,8 +121,8 @@ class Trainer:
                 ema.module.to(memory_format=torch.channels_last)
         self.skip_nonfinite = int(skip_nonfinite)
         self.nonfinite_steps = 0
-        self.stop_training = False  # set by hooks (early stopping) to end after the current epoch
-        self.grad_norm_interval = 0  # measure the grad norm every N iterations (LoggerHook sets it)
+        self.stop_reason: str | None = None  # a hook's request_stop: end after the current epoch
+        self.grad_norm_interval = 0  # a hook's measure_grad_norm: the grad norm every N iterations
         self.inner_iter = 0  # batches done in the current epoch (non-zero only mid-epoch)
         self.batch_augments = batch_augments
 
@@ -140,11 +142,24 @@ class Trainer:
         for h in self.hooks:
             getattr(h, name)(self, *args)
 
+    # -- what hooks may change (mlcls.engine.hook.TrainerView) -------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            logger.info("%s: training stops after epoch %d", reason, self.epoch + 1)
+        self.stop_reason = reason
+
+    def set_thresholds(self, record: dict) -> None:
+        self.thresholds = record
+
+    def measure_grad_norm(self, every: int) -> None:
+        self.grad_norm_interval = max(0, int(every))
+
+    def put_metric(self, name: str, value: float) -> None:
+        self.val_metrics[name] = value
+
     def check_monitored_metrics(self) -> None:
         """Every metric a hook monitors (``save_best``, ``monitor``) must be one validation reports:
         a typo is an error now, with a suggestion, not a KeyError after the first epoch."""
-        import difflib
-
         wanted = {k: v for h in self.hooks for k, v in h.monitored_metrics().items()}
         if not wanted or self.val_loader is None:
             return
@@ -173,8 +188,7 @@ class Trainer:
                 self.call_hooks("after_eval", self.val_metrics)
             self.epoch += 1
             self.call_hooks("after_epoch")
-            if self.stop_training:
-                logger.info("training stopped after epoch %d (requested by a hook)", self.epoch)
+            if self.stop_reason is not None:
                 break
         self.call_hooks("after_train")
         return self.val_metrics
@@ -190,22 +204,7 @@ class Trainer:
         start = self.inner_iter
         if start == 0:
             set_random_seed(self.seed + self.epoch)
-        batches = self.train_loader.batch_sampler
-        stream = self.train_loader.dataset if hasattr(self.train_loader.dataset, "plan") else None
-        if stream is not None:  # shards: the epoch's order is a function of (seed, epoch)
-            if start:
-                raise CheckpointError(
-                    f"this checkpoint was saved inside epoch {self.epoch + 1} (after {start} batches); a shard stream cannot "
-                    "skip to the middle of an epoch: resume from a checkpoint saved at the end of an epoch (epoch_N.pth) "
-                    "and leave CheckpointHook.interval_iters off"
-                )
-            stream.set_epoch(self.epoch)
-        elif hasattr(batches, "skip"):
-            batches.set_epoch(self.epoch, skip=start)
-        elif start:
-            raise CheckpointError("mid-epoch resume needs the train loader's SeededBatchSampler (built by mlcls.apis)")
-        elif hasattr(self.train_loader.sampler, "set_epoch"):
-            self.train_loader.sampler.set_epoch(self.epoch)
+        set_loader_epoch(self.train_loader, self.epoch, skip=start)
         if self.train_loader.generator is not None:
             # per rank, so processes do not draw the same augmentations (the sampler's order is
             # seeded separately and identically on every rank)
@@ -439,7 +438,7 @@ def predict_loader(
     """Run ``model(images, mode='predict')`` over ``loader``; returns gathered (scores, targets).
 
     Batches of ``(images, targets, indices)`` (evaluation loaders, see
-    :func:`mlcls.apis.builder.build_loader`) carry each sample's dataset index: the gathered rows
+    :func:`mlcls.apis.loaders.build_loader`) carry each sample's dataset index: the gathered rows
     are then in dataset order, without DistributedSampler padding, whatever the sampler did, and
     ``evaluator.indices`` names the sample of each row. Batches of ``(images, targets)`` are
     taken in loader order, which only a single process can vouch for.

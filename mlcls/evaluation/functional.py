@@ -734,3 +734,10 @@ def global_f1_threshold(scores, targets) -> float:
     f1 = 2 * st.tp_ge.double() / (st.n_ge + st.num_pos[0]).double()
     best = f1.max()
     return float(st.scores[f1 >= best].max())
+
+
+def first_occurrence_sorted(sorted_idx: torch.Tensor) -> torch.Tensor:
+    """Bool mask over ascending (stably sorted) indices: True at the first of each run of equal values."""
+    first = torch.ones_like(sorted_idx, dtype=torch.bool)
+    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return first

@@ -6,16 +6,10 @@ from typing import Sequence
 
 import torch
 
-from mlcls.evaluation.functional import compute_metrics
+from mlcls.evaluation.functional import SUMMARY_KEYS, compute_metrics, first_occurrence_sorted
+from mlcls.evaluation.sharded import keep_first_occurrence, sharded_compute_metrics
 from mlcls.registry import METRICS
 from mlcls.utils.dist import all_gather_cat, is_dist
-
-
-def first_occurrence_sorted(sorted_idx: torch.Tensor) -> torch.Tensor:
-    """Bool mask over ascending (stably sorted) indices: True at the first of each run of equal values."""
-    first = torch.ones_like(sorted_idx, dtype=torch.bool)
-    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
-    return first
 
 
 @METRICS.register_module()
@@ -42,6 +36,13 @@ class MultiLabelMetric:
         self.topk = topk
         self.gather = gather
         self.reset()
+
+    def metric_names(self) -> list[str]:
+        """The scalar names :meth:`compute` returns (options that monitor a metric are checked against them before training)."""
+        names = [*SUMMARY_KEYS, "F1_micro", "num_samples", "num_classes_skipped", "auroc_skipped"]
+        if self.topk:
+            names += [f"{k}@{self.topk}" for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")]
+        return names
 
     def reset(self) -> None:
         self._scores: list[torch.Tensor] = []
@@ -87,7 +88,6 @@ class MultiLabelMetric:
         """Metrics over everything processed so far (over all ranks)."""
         if not self.sharded:
             return self.evaluate(*self.gathered())
-        from mlcls.evaluation.sharded import keep_first_occurrence, sharded_compute_metrics
 
         scores, targets = torch.cat(self._scores), torch.cat(self._targets)
         if self._indices:  # drop the samples a DistributedSampler repeated, locally
@@ -95,3 +95,8 @@ class MultiLabelMetric:
             scores, targets = scores[keep], targets[keep]
         self.indices = None
         return sharded_compute_metrics(scores, targets.to(torch.int8), thr=self.thr, topk=self.topk)
+
+
+def build_evaluator(cfg: dict | None) -> "MultiLabelMetric":
+    """An evaluator config (default: :class:`MultiLabelMetric` at threshold 0.5) as an object."""
+    return METRICS.build(cfg or {"type": "MultiLabelMetric"})

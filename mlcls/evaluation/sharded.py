@@ -29,6 +29,7 @@ from mlcls.evaluation.functional import (
     class_summary,
     compute_metrics,
     confusion_counts,
+    first_occurrence_sorted,
     predict_labels,
     rates_from_counts,
 )
@@ -87,8 +88,6 @@ def keep_first_occurrence(indices: torch.Tensor) -> torch.Tensor:
     everything = all_gather_cat(indices.long())
     sizes = all_gather_cat(torch.tensor([indices.numel()]))
     offset = int(sizes[: get_rank()].sum())
-    from mlcls.evaluation.metrics import first_occurrence_sorted
-
     order = torch.argsort(everything, stable=True)  # stable: the earliest row (in rank order) comes first
     first = torch.empty_like(everything, dtype=torch.bool)
     first[order] = first_occurrence_sorted(everything[order])

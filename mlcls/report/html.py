@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import glob
 import io
 import json
 import logging
@@ -13,7 +14,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from PIL import Image, ImageOps
 
+from mlcls.datasets import bags
+from mlcls.datasets.image_io import open_image
+from mlcls.errors import DataError
 from mlcls.report.data import compare_data, gallery_rows, image_entries
 from mlcls.utils.fileio import atomic_open
 
@@ -24,16 +29,8 @@ THUMB_SIZE = 96
 
 def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
     """(JPEG data URI at most ``size`` px on a side, None) or (None, why it could not be read)."""
-    from PIL import ImageOps
-
-    from mlcls.datasets import bags
-    from mlcls.datasets.base import open_image
-    from mlcls.errors import DataError
-
     path = str(path)
     if "{view}" in path:  # a sample of several views: show the first view found (views in name order)
-        import glob
-
         found = sorted(glob.glob(glob.escape(path).replace(glob.escape("{view}"), "*")))
         path = found[0] if found else path.replace("{view}", "?")
     if bags.is_bag_path(path):  # a series: its middle slice stands for it
@@ -41,7 +38,6 @@ def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | No
             bag = bags.load_bag(path)
         except (DataError, OSError) as e:
             return None, f"unreadable: {str(e).split(': ', 1)[-1]}"
-        from PIL import Image
 
         path = io.BytesIO()
         Image.fromarray(bag[bag.shape[0] // 2].permute(1, 2, 0).numpy()).save(path, format="PNG")

@@ -7,16 +7,19 @@ final name and never costs the previous file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from mlcls.errors import ConfigError, WriteError
+from mlcls.errors import ConfigError, DataError, WriteError
 
 logger = logging.getLogger("mlcls")
 
@@ -137,8 +140,6 @@ def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def read_text_lines(path: str | os.PathLike, encoding: str = "utf-8") -> list[str]:
     """The lines of a text file; bytes that are not ``encoding`` are an error naming the file,
     line and column (a bare UnicodeDecodeError names neither)."""
-    from mlcls.errors import DataError
-
     data = Path(path).read_bytes()
     try:
         return data.decode(encoding).splitlines()
@@ -173,9 +174,6 @@ class WorkDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> "WorkDirLock":
-        import socket
-        import time
-
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -229,7 +227,6 @@ def loads_json_strict(text: str, where: str):
     Raises:
         ValueError: naming ``where`` and the key (the caller turns it into its own error kind).
     """
-    import json
 
     def pairs(items):
         out = {}

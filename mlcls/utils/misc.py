@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlcls.errors import DataError
+from mlcls.utils.dist import is_main_process
 from mlcls.utils.fileio import atomic_open
 
 LOGGER_NAME = "mlcls"
@@ -24,8 +26,6 @@ def get_logger(log_file: str | Path | None = None, level: int = logging.INFO, st
     Calling it again with another ``log_file`` replaces the previous file handler. ``stream``:
     the console stream (default stdout; tools whose stdout is data pass ``sys.stderr``).
     """
-    from mlcls.utils.dist import is_main_process
-
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level if is_main_process() else logging.ERROR)
     logger.propagate = False
@@ -126,8 +126,6 @@ def read_scalars(path: str | os.PathLike, strict: bool = False) -> list[dict | N
     Raises:
         DataError: the file is missing, or (``strict``) a line is not JSON.
     """
-    from mlcls.errors import DataError
-
     path = Path(path)
     if path.is_dir():
         path = path / SCALARS_FILE

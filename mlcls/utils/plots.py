@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from torchvision.transforms.v2.functional import resize
 
+from mlcls.datasets.image_io import load_image
 from mlcls.errors import DataError
 from mlcls.utils.fileio import atomic_path
 from mlcls.utils.misc import scalar_series
@@ -147,11 +150,6 @@ def dataset_prediction_grid(
         thr: scalar or per-class [C] thresholds (``score >= thr`` is predicted).
         size: each image is shown resized to ``size`` x ``size``.
     """
-    import torch
-    from torchvision.transforms.v2.functional import resize
-
-    from mlcls.datasets.base import load_image
-
     classes = list(dataset.classes)
     thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(classes),))
     images, true, pred = [], [], []

@@ -39,7 +39,7 @@ def test_out_rows_equal_direct_inference_of_their_image(split, trained, tmp_path
     assert r.returncode == 0, r.stderr
     paths, scores = read_csv(tmp_path / "s.csv")
     model = init_model(None, trained)
-    from mlcls.apis.builder import build_loader
+    from mlcls.apis.loaders import build_loader
 
     dataset = build_loader(model.info.cfg, split, "eval", 0).dataset
     assert paths == [dataset.image_path(i) for i in range(len(dataset))]  # every image once, in dataset order
@@ -48,7 +48,7 @@ def test_out_rows_equal_direct_inference_of_their_image(split, trained, tmp_path
 
 
 def _ddp_worker(rank, world, ckpt, out):
-    from mlcls.apis.builder import build_loader
+    from mlcls.apis.loaders import build_loader
     from mlcls.engine.trainer import predict_loader
     from mlcls.evaluation import MultiLabelMetric
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from mlcls.apis.builder import check_same_classes
+from mlcls.apis.model import check_same_classes
 from mlcls.datasets import COCODataset, CSVDataset, MMClsJSONDataset, TXTListDataset, VOCDataset, load_image
 from mlcls.datasets.builder import build_dataloader
 from mlcls.errors import ConfigError, DataError

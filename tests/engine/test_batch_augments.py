@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from mlcls.engine.batch_augments import BatchAugments, CutMix, Mixup, mix_targets
+from mlcls.datasets.batch_augments import BatchAugments, CutMix, Mixup, mix_targets
 from mlcls.errors import ConfigError
 
 

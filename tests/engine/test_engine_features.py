@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlcls.apis.builder import build_from_checkpoint
+from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.train import build_trainer, scale_lr
 from mlcls.engine import CollapseGuardHook, EarlyStoppingHook, Hook, ModelEMA, Trainer
 from mlcls.errors import ConfigError, TrainingError

@@ -98,7 +98,7 @@ def bomb(tmp_path_factory) -> Path:
 def test_a_decompression_bomb_is_refused_before_decoding_everywhere(bomb, trained_ckpt, tmp_path, run_tool, monkeypatch):
     import resource
 
-    from mlcls.datasets.base import load_image
+    from mlcls.datasets.image_io import load_image
     from mlcls.report.html import thumbnail
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -116,7 +116,7 @@ def test_a_decompression_bomb_is_refused_before_decoding_everywhere(bomb, traine
     assert r.returncode == 0 and "30000x30000" in r.stderr and "1 images predicted, 1 skipped" in r.stderr, r.stderr
     # a larger limit is the user's choice
     monkeypatch.setenv("MLCLS_MAX_IMAGE_PIXELS", "1e9")
-    from mlcls.datasets.base import max_image_pixels
+    from mlcls.datasets.image_io import max_image_pixels
 
     assert max_image_pixels() == 10**9
 
@@ -336,7 +336,7 @@ def test_shard_size_must_be_positive():
 
 def test_typos_in_a_config_file_name_the_file_section_and_a_suggestion(config_file, tmp_path):
     from mlcls.apis import prepare_config
-    from mlcls.apis.builder import build_loader
+    from mlcls.apis.loaders import build_loader
     from mlcls.errors import BuildError
 
     cfg = yaml.safe_load(config_file.read_text())

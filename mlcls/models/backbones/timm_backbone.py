@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -48,8 +49,6 @@ class TimmBackbone(nn.Module):
         import timm
 
         if not timm.is_model(model_name):
-            import difflib
-
             close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
             raise BuildError(f"TimmBackbone: unknown timm model '{model_name}'" + (f"; did you mean {close}?" if close else ""))
         kw = dict(kwargs)

@@ -1,4 +1,8 @@
-"""Mixup and CutMix for multi-label targets, applied to whole training batches.
+"""Mixup and CutMix for multi-label targets, applied to whole training batches (``BATCH_AUGMENTS``).
+
+They sit with the data, as in timm and torchvision; the trainer applies them to each batch on the
+device. A new one: a class registered with ``@BATCH_AUGMENTS.register_module()`` whose
+``__call__(images, targets, g)`` returns ``(images, targets, lam)``.
 
 The targets of a mixed pair are mixed with the same coefficient as the images (CutMix: the pasted
 area's fraction), so they become soft targets in [0, 1]; an entry that is -1 (unknown) in either
@@ -8,14 +12,14 @@ by (seed, rank, global iteration): a resumed run draws exactly the same mixes.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from mlcls.errors import ConfigError
+from mlcls.errors import BuildError, ConfigError
+from mlcls.registry import BATCH_AUGMENTS
 
 
 def mix_targets(targets: torch.Tensor, other: torch.Tensor, lam: float) -> torch.Tensor:
@@ -24,6 +28,7 @@ def mix_targets(targets: torch.Tensor, other: torch.Tensor, lam: float) -> torch
     return torch.where((targets < 0) | (other < 0), torch.full_like(mixed, -1.0), mixed)
 
 
+@BATCH_AUGMENTS.register_module()
 class Mixup:
     """Zhang et al. 2018: ``x = lam x_i + (1 - lam) x_j`` with ``lam ~ Beta(alpha, alpha)``.
 
@@ -41,6 +46,7 @@ class Mixup:
         return images, mix_targets(targets, targets.flip(0), lam), lam
 
 
+@BATCH_AUGMENTS.register_module()
 class CutMix:
     """Yun et al. 2019: a box of the partner image pasted in; targets mixed by the kept area.
 
@@ -68,9 +74,6 @@ class CutMix:
         return images, mix_targets(targets, targets.flip(0), lam), lam
 
 
-AUGMENTS = {"Mixup": Mixup, "CutMix": CutMix}
-
-
 class BatchAugments:
     """``train_cfg.batch_augments``: a list of ``{type: Mixup|CutMix, alpha, prob}``.
 
@@ -83,18 +86,11 @@ class BatchAugments:
         self.augments, self.probs = [], []
         for i, c in enumerate(cfgs):
             c = dict(c)
-            name = c.pop("type", None)
-            if name not in AUGMENTS:
-                close = difflib.get_close_matches(str(name), AUGMENTS, n=1)
-                raise ConfigError(
-                    f"train_cfg.batch_augments[{i}].type: unknown '{name}'"
-                    + (f"; did you mean '{close[0]}'?" if close else f" (choices: {', '.join(AUGMENTS)})")
-                )
             prob = c.pop("prob", 1.0 / len(cfgs))
             try:
-                self.augments.append(AUGMENTS[name](**c))
-            except TypeError as e:
-                raise ConfigError(f"train_cfg.batch_augments[{i}] ({name}): {e}") from None
+                self.augments.append(BATCH_AUGMENTS.build(c))
+            except BuildError as e:
+                raise ConfigError(f"train_cfg.batch_augments[{i}]: {e}") from None
             self.probs.append(float(prob))
         if any(p < 0 for p in self.probs) or sum(self.probs) > 1 + 1e-9:
             raise ConfigError(f"train_cfg.batch_augments: each prob must be >= 0 and they must add up to at most 1, got {self.probs}")
