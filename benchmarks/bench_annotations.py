@@ -123,7 +123,7 @@ def measure_openimages(path: str) -> None:
     parse = time.perf_counter() - t0
     gc.collect()
     grown = rss_mb() - base
-    arrays = ds.offsets.nbytes + ds.label_ids.nbytes + ds.label_vals.nbytes + ds._paths.nbytes + ds._lines.nbytes
+    arrays = ds.offsets.nbytes + ds.label_ids.nbytes + ds.label_vals.nbytes + ds.label_index.paths.nbytes + ds.label_index.lines.nbytes
     print(f"images {len(ds):,}, classes {ds.num_classes:,}, stored labels {len(ds.label_ids):,} "
           f"({float((ds.label_vals == 1).mean()) * len(ds.label_ids) / len(ds):.2f} positive, "
           f"{float((ds.label_vals == 0).mean()) * len(ds.label_ids) / len(ds):.2f} verified negative per image)")  # fmt: skip
@@ -167,7 +167,7 @@ def measure(csv_path: str) -> None:
     counts = ds.class_counts()
     rf = repeat_factors(ds, 0.01)
     stats_t = time.perf_counter() - t0
-    arrays = ds.offsets.nbytes + ds.label_ids.nbytes + ds.label_vals.nbytes + ds._paths.nbytes + ds._lines.nbytes
+    arrays = ds.offsets.nbytes + ds.label_ids.nbytes + ds.label_vals.nbytes + ds.label_index.paths.nbytes + ds.label_index.lines.nbytes
     print(f"images {len(ds):,}, classes {ds.num_classes}, labels {len(ds.label_ids):,} ({len(ds.label_ids) / len(ds):.2f} per image)")
     print(f"parse: {parse:.1f} s (goal < 30 s)")
     print(f"resident memory growth: {grown:.0f} MB (goal < 300 MB); arrays themselves: {arrays / 2**20:.0f} MB")

@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlcls.datasets import MultiLabelDataset, RepeatFactorSampler, repeat_factors  # noqa: E402
+from mlcls.datasets.labels import LabelIndex  # noqa: E402
 
 
 def make(n: int, c: int, seed: int = 0) -> MultiLabelDataset:
@@ -28,7 +29,7 @@ def make(n: int, c: int, seed: int = 0) -> MultiLabelDataset:
     p = 1.0 / np.arange(1, c + 1) ** 1.1
     ids = rng.choice(c, size=int(counts.sum()), p=p / p.sum()).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return MultiLabelDataset.from_csr(np.array(["x.png"] * n), offsets, ids, np.ones(len(ids), np.int8), [f"c{i}" for i in range(c)])
+    return MultiLabelDataset.from_index(LabelIndex(np.array([b"x.png"] * n), offsets, ids, np.ones(len(ids), np.int8)), [f"c{i}" for i in range(c)])
 
 
 def loop_factors(ds: MultiLabelDataset, t: float) -> np.ndarray:
@@ -56,8 +57,8 @@ def main() -> None:
     epoch = sampler.epoch_indices()
     t_epoch = time.perf_counter() - t0
     k = min(100_000, args.images)
-    sub = MultiLabelDataset.from_csr(
-        np.array(["x.png"] * k), ds.offsets[: k + 1], ds.label_ids[: ds.offsets[k]], ds.label_vals[: ds.offsets[k]], ds.classes
+    sub = MultiLabelDataset.from_index(
+        LabelIndex(np.array([b"x.png"] * k), ds.offsets[: k + 1], ds.label_ids[: ds.offsets[k]], ds.label_vals[: ds.offsets[k]]), ds.classes
     )
     t0 = time.perf_counter()
     ref = loop_factors(sub, args.thr)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_bag, subsample
 from mlcls.datasets.cache import ImageCache
 from mlcls.datasets.image_io import load_image
-from mlcls.datasets.labels import CSRIndex, LabelIndexBuilder, LabelStats, encode_paths, read_class_list, segment_reduce
+from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, read_class_list, segment_reduce
 from mlcls.datasets.samplers import fetch_seeded
 from mlcls.datasets.transforms import build_pipeline, build_transform
 from mlcls.errors import DataError
@@ -93,21 +93,8 @@ class MultiLabelDataset(Dataset):
         index = self.load_annotations()
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
-        if isinstance(index, CSRIndex):
-            self._paths, self._lines, self.offsets, self.label_ids, self.label_vals = (
-                index.paths,
-                index.lines,
-                index.offsets,
-                index.ids,
-                index.vals,
-            )
-        else:
-            self._paths = encode_paths(index.paths)
-            self._lines = np.frombuffer(index.lines, dtype=np.int32).copy()
-            self.offsets = np.frombuffer(index.offsets, dtype=np.int64).copy()
-            self.label_ids = np.frombuffer(index.ids, dtype=np.int32).copy()
-            self.label_vals = np.frombuffer(index.vals, dtype=np.int8).copy()
-        if len(self._paths) == 0 and not self.annotation_errors:
+        self.label_index = index.build() if isinstance(index, LabelIndexBuilder) else index
+        if len(self.label_index.paths) == 0 and not self.annotation_errors:
             raise DataError(
                 f"{getattr(self, 'ann_file', None) or self.data_root or type(self).__name__}: lists no samples (only a header?)"
             )
@@ -126,25 +113,28 @@ class MultiLabelDataset(Dataset):
         return str(path) if os.path.isabs(path) else os.path.join(self.data_root, str(path))
 
     @classmethod
-    def from_csr(
-        cls, paths, offsets, label_ids, label_vals, classes: Sequence[str], data_root: str = "", pipeline=None
-    ) -> "MultiLabelDataset":
-        """A dataset straight from arrays (paths [N], offsets [N+1], label_ids/label_vals [nnz])."""
-
+    def from_index(cls, index: LabelIndex, classes: Sequence[str], data_root: str = "", pipeline=None) -> "MultiLabelDataset":
+        """A dataset straight from a label index (shards' ``labels.npz``, a subset, a benchmark)."""
         self = cls.__new__(cls)
         Dataset.__init__(self)
         self.data_root = str(data_root)
         self.classes = read_class_list(classes)
-        is_bytes = isinstance(paths, np.ndarray) and paths.dtype.kind == "S"
-        self._paths = paths if is_bytes else encode_paths(paths)  # a bytes array is kept as it is
-        self._lines = np.zeros(len(self._paths), dtype=np.int32)
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.label_ids = np.asarray(label_ids, dtype=np.int32)
-        self.label_vals = np.asarray(label_vals, dtype=np.int8)
-        if len(self.offsets) != len(self._paths) + 1 or self.offsets[-1] != len(self.label_ids):
-            raise DataError("from_csr: offsets must have N+1 entries ending at len(label_ids)")
+        self.label_index = index
         self._setup_loading(pipeline, "raise")
         return self
+
+    # the label index's CSR arrays, as the statistics and samplers read them
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.label_index.offsets
+
+    @property
+    def label_ids(self) -> np.ndarray:
+        return self.label_index.ids
+
+    @property
+    def label_vals(self) -> np.ndarray:
+        return self.label_index.vals
 
     def _setup_loading(self, pipeline, on_bad_image: str) -> None:
         self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
@@ -157,7 +147,7 @@ class MultiLabelDataset(Dataset):
         self._cache = None
         self.on_bad_image = on_bad_image
         # one flag per image in shared memory: DataLoader workers mark, the main process counts
-        self._bad = torch.zeros(len(self._paths), dtype=torch.int8).share_memory_() if on_bad_image == "skip" else None
+        self._bad = torch.zeros(len(self.label_index.paths), dtype=torch.int8).share_memory_() if on_bad_image == "skip" else None
 
     @property
     def num_bad_images(self) -> int:
@@ -174,12 +164,12 @@ class MultiLabelDataset(Dataset):
     #: the value of every (image, class) entry the index does not store: 0 negative, -1 unknown
     unlisted: int = 0
 
-    def load_annotations(self) -> LabelIndexBuilder | CSRIndex:
+    def load_annotations(self) -> LabelIndexBuilder | LabelIndex:
         raise NotImplementedError
 
     def source(self, idx: int) -> str:
         """Where sample ``idx`` was declared (``file:line``), for error messages."""
-        return f"{getattr(self, 'ann_file', type(self).__name__)}:{int(self._lines[idx])}"
+        return f"{getattr(self, 'ann_file', type(self).__name__)}:{int(self.label_index.lines[idx])}"
 
     # -- accessors --------------------------------------------------------------------------------
     @property
@@ -187,11 +177,11 @@ class MultiLabelDataset(Dataset):
         return len(self.classes)
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self.label_index.paths)
 
     def image_path(self, idx: int) -> str:
         """The file of sample ``idx`` (a bag: its volume, folder, ``a|b`` list or ``{view}`` template)."""
-        rel = self._paths[idx].decode("utf-8")
+        rel = self.label_index.paths[idx].decode("utf-8")
         if LIST_SEPARATOR in rel:
             return LIST_SEPARATOR.join(os.path.join(self.data_root, p) for p in rel.split(LIST_SEPARATOR))
         return os.path.join(self.data_root, rel)
@@ -277,11 +267,11 @@ class MultiLabelDataset(Dataset):
         """A relative path that climbs out of ``data_root`` (``../../etc/passwd``) is an error: an
         annotation file should not reach files its data root does not hold (absolute paths are
         the explicit way to list images elsewhere)."""
-        if not self.data_root or self._paths.dtype.kind != "S":
+        if not self.data_root or self.label_index.paths.dtype.kind != "S":
             return
         root = os.path.abspath(self.data_root)
-        for i in np.flatnonzero(np.char.find(self._paths, b"..") >= 0):
-            rel = self._paths[i].decode("utf-8", "replace")
+        for i in np.flatnonzero(np.char.find(self.label_index.paths, b"..") >= 0):
+            rel = self.label_index.paths[i].decode("utf-8", "replace")
             if os.path.isabs(rel):
                 continue
             full = os.path.normpath(os.path.join(root, rel))

@@ -97,4 +97,4 @@ class COCODataset(MultiLabelDataset):
         return index
 
     def source(self, idx: int) -> str:
-        return f"{self.ann_file} images[{int(self._lines[idx])}]"
+        return f"{self.ann_file} images[{int(self.label_index.lines[idx])}]"

@@ -92,12 +92,42 @@ def segment_reduce(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, emp
     return out
 
 
-class CSRIndex:
-    """A finished label index from a vectorised reader: paths as a bytes array [N], lines int32 [N],
-    offsets int64 [N+1], ids int32 [nnz], vals int8 [nnz]."""
+class LabelIndex:
+    """The labels of N samples as CSR arrays: the one form every reader produces (list files, COCO,
+    VOC, Open Images, MRNet, shards' ``labels.npz``).
 
-    def __init__(self, paths: np.ndarray, lines: np.ndarray, offsets: np.ndarray, ids: np.ndarray, vals: np.ndarray) -> None:
-        self.paths, self.lines, self.offsets, self.ids, self.vals = paths, lines, offsets, ids, vals
+    Attributes:
+        paths: bytes array [N], each sample's path (relative to the data root) in UTF-8.
+        offsets: int64 [N+1]; sample i's labels are entries ``offsets[i]:offsets[i+1]``.
+        ids: int32 [nnz], class ids.
+        vals: int8 [nnz]: 1 positive, 0 verified negative, -1 ignored.
+        lines: int32 [N], where each sample is declared in its annotation file (0: unknown).
+    """
+
+    def __init__(self, paths, offsets, ids, vals, lines=None) -> None:
+        is_bytes = isinstance(paths, np.ndarray) and paths.dtype.kind == "S"
+        self.paths = paths if is_bytes else encode_paths(paths)  # a bytes array is kept as it is
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.ids = np.asarray(ids, dtype=np.int32)
+        self.vals = np.asarray(vals, dtype=np.int8)
+        self.lines = np.zeros(len(self.paths), dtype=np.int32) if lines is None else np.asarray(lines, dtype=np.int32)
+        if len(self.offsets) != len(self.paths) + 1 or self.offsets[-1] != len(self.ids) or len(self.ids) != len(self.vals):
+            raise DataError(
+                f"label index: offsets must have N+1 = {len(self.paths) + 1} entries ending at the {len(self.ids)} label "
+                f"entries, got {len(self.offsets)} ending at {self.offsets[-1] if len(self.offsets) else None}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the arrays to an ``.npz`` file (read back by :meth:`load`, no pickles)."""
+        np.savez(path, paths=self.paths, offsets=self.offsets, label_ids=self.ids, label_vals=self.vals, lines=self.lines)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LabelIndex":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["paths"], z["offsets"], z["label_ids"], z["label_vals"], z["lines"] if "lines" in z else None)
 
 
 class LabelIndexBuilder:
@@ -121,3 +151,13 @@ class LabelIndexBuilder:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def build(self) -> LabelIndex:
+        """The finished index (the collected lists as arrays)."""
+        return LabelIndex(
+            self.paths,
+            np.frombuffer(self.offsets, dtype=np.int64).copy(),
+            np.frombuffer(self.ids, dtype=np.int32).copy(),
+            np.frombuffer(self.vals, dtype=np.int8).copy(),
+            np.frombuffer(self.lines, dtype=np.int32).copy(),
+        )

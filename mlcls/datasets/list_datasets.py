@@ -112,4 +112,4 @@ class MMClsJSONDataset(MultiLabelDataset):
         return index
 
     def source(self, idx: int) -> str:
-        return f"{self.ann_file} data_list[{int(self._lines[idx])}]"
+        return f"{self.ann_file} data_list[{int(self.label_index.lines[idx])}]"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcls.datasets.base import MultiLabelDataset
-from mlcls.datasets.labels import CSRIndex
+from mlcls.datasets.labels import LabelIndex
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 
@@ -309,7 +309,7 @@ class OpenImagesDataset(MultiLabelDataset):
         classes = [n if counts[n] == 1 else f"{n} ({m})" for n, m in zip(names, mids)]
         super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, check_files=check_files, **kwargs)
 
-    def load_annotations(self) -> CSRIndex:
+    def load_annotations(self) -> LabelIndex:
         if not os.path.isfile(self.ann_file):
             raise DataError(f"annotation file not found: {self.ann_file}")
         lookup = _ClassLookup(self._all_mids, {m: i for i, m in enumerate(self.label_names)})
@@ -323,7 +323,7 @@ class OpenImagesDataset(MultiLabelDataset):
                 r["unknown"],
                 ", ".join(r["unknown_examples"]),
             )
-        return CSRIndex(r["ids"], r["lines"], r["offsets"], r["label_ids"], r["label_vals"])
+        return LabelIndex(r["ids"], r["offsets"], r["label_ids"], r["label_vals"], r["lines"])
 
     def image_path(self, idx: int) -> str:
-        return os.path.join(self.data_root, self.image_folder, self._paths[idx].decode("ascii") + self.image_ext)
+        return os.path.join(self.data_root, self.image_folder, self.label_index.paths[idx].decode("ascii") + self.image_ext)

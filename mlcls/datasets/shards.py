@@ -30,6 +30,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from mlcls.datasets.base import MultiLabelDataset
 from mlcls.datasets.image_io import load_image_bytes
+from mlcls.datasets.labels import LabelIndex
 from mlcls.datasets.samplers import repeat_factors
 from mlcls.datasets.transforms import build_pipeline
 from mlcls.errors import CheckpointError, ConfigError, DataError
@@ -101,14 +102,10 @@ def write_shards(dataset: MultiLabelDataset, out: str | os.PathLike, shard_size:
                     vals.append(val)
                     offsets.append(offsets[-1] + len(cls))
             shards.append({"name": name, "num_samples": len(members), "bytes": (partial / name).stat().st_size})
-        labels = MultiLabelDataset.from_csr(
-            np.array([p.encode() for p in paths]), np.asarray(offsets), np.concatenate(ids) if ids else [], np.concatenate(vals) if vals else [],
-            dataset.classes,
-        )  # fmt: skip
+        index = LabelIndex(paths, offsets, np.concatenate(ids) if ids else [], np.concatenate(vals) if vals else [])
+        index.save(partial / "labels.npz")
+        labels = MultiLabelDataset.from_index(index, dataset.classes)
         labels.unlisted = dataset.unlisted
-        np.savez(
-            partial / "labels.npz", offsets=labels.offsets, label_ids=labels.label_ids, label_vals=labels.label_vals, paths=labels._paths
-        )
         stats = labels.label_stats()
         index = {
             "format": FORMAT,
@@ -180,8 +177,7 @@ class WebDatasetShards(IterableDataset):
             raise DataError(f"{path}: not an mlcls shard index (format {self.index.get('format')!r}, expected {FORMAT!r})")
         self.folder = path.parent
         self.shard_url = shard_url or str(self.folder / "{name}")
-        with np.load(self.folder / "labels.npz", allow_pickle=False) as z:
-            self.labels = MultiLabelDataset.from_csr(z["paths"], z["offsets"], z["label_ids"], z["label_vals"], self.index["classes"])
+        self.labels = MultiLabelDataset.from_index(LabelIndex.load(self.folder / "labels.npz"), self.index["classes"])
         self.labels.unlisted = int(self.index["unlisted"])
         self.classes = list(self.index["classes"])
         self.unlisted = self.labels.unlisted
@@ -210,7 +206,7 @@ class WebDatasetShards(IterableDataset):
 
     def image_path(self, idx: int) -> str:
         """The image's path in the data the shards were written from (a name for reports)."""
-        return self.labels._paths[idx].decode("utf-8")
+        return self.labels.label_index.paths[idx].decode("utf-8")
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Read ``epoch``'s plan next; a stream cannot start after ``skip`` batches (an error when > 0)."""

@@ -104,7 +104,7 @@ def test_chunked_parse_equals_a_plain_loop(tmp_path, monkeypatch, chunk, newline
     monkeypatch.setattr(oi, "read_image_labels", small_chunks)
     ds = OpenImagesDataset("labels.csv", "desc.csv", data_root=str(tmp_path))
     ref = reference(rows, mids)
-    assert [ds._paths[i].decode() for i in range(len(ds))] == list(ref)
+    assert [ds.label_index.paths[i].decode() for i in range(len(ds))] == list(ref)
     for i, entries in enumerate(ref.values()):
         assert ds.get_target(i).tolist() == [entries.get(c, -1) for c in range(6)], i
 

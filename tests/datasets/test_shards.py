@@ -141,7 +141,7 @@ def test_repeat_factors_from_the_index(shapes_root, tmp_path):
     write_shards(source(shapes_root), tmp_path / "big", shard_size=48 * 1300)  # two shards of 48 images
     ds = WebDatasetShards(str(tmp_path / "big" / "index.json"), oversample_thr=0.3, seed=0)
     expected = repeat_factors(
-        source(shapes_root).__class__.from_csr(ds.labels._paths, ds.labels.offsets, ds.labels.label_ids, ds.labels.label_vals, ds.classes),
+        source(shapes_root).__class__.from_index(ds.labels.label_index, ds.classes),
         0.3,
     )
     assert np.allclose(ds.factors, expected)

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.datasets.base import LabelIndexBuilder, MultiLabelDataset
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.labels import LabelIndexBuilder
 from mlcls.engine import Hook
 from mlcls.errors import DataError
 from mlcls.losses.utils import LossBase, reduce_loss, split_targets
