@@ -126,7 +126,7 @@ TOP_LEVEL = tuple(k.path for k in KEYS if "." not in k.path)
 CLOSED_SECTIONS = ("train_cfg", "test_cfg", "ema", "auto_scale_lr", *(f"{s}_dataloader" for s in SPLITS))
 
 
-def section_keys(section: str) -> list[str]:
+def _section_keys(section: str) -> list[str]:
     """The keys the schema lists under ``section`` (``train_cfg`` -> ``max_epochs``, ...)."""
     prefix = section + "."
     return [k.path[len(prefix) :] for k in KEYS if k.path.startswith(prefix) and "." not in k.path[len(prefix) :]]
@@ -146,7 +146,7 @@ def check_top_level(cfg: dict, source: str = "config") -> None:
 
 def check_section(section: dict, name: str, where: str | None = None) -> None:
     """Every key of a closed section (``train_cfg``, ``ema``, a ``*_dataloader``) is one the schema lists."""
-    accepted = section_keys(name)
+    accepted = _section_keys(name)
     for key in section:
         if key not in accepted:
             raise ConfigError(f"{where or name}: unknown key '{key}'{_hint(key, accepted)} (accepted: {', '.join(accepted)})")

@@ -132,3 +132,32 @@ def mlcls_log(caplog):
     yield caplog
     log.removeHandler(caplog.handler)
     log.setLevel(old)
+
+
+def assert_metrics_match_sklearn(metrics: dict, scores, targets, thr: float = 0.5) -> None:
+    """``metrics`` (mAP, CP, CR, CF1, OP, OR, OF1 in %) equal scikit-learn's on ``scores``/``targets``
+    [N, C] (entries of -1 left out; mAP over the classes with a positive; C* macro over classes):
+    a known value instead of a range that any number passes."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(targets)
+    aps, ps, rs = [], [], []
+    tp = fp = fn = 0
+    for c in range(s.shape[1]):
+        known = t[:, c] >= 0
+        y, x = t[known, c] == 1, s[known, c]
+        pred = x >= thr
+        if y.any():
+            aps.append(average_precision_score(y, x))
+        ps.append(precision_score(y, pred, zero_division=0))
+        rs.append(recall_score(y, pred, zero_division=0))
+        tp, fp, fn = tp + int((pred & y).sum()), fp + int((pred & ~y).sum()), fn + int((~pred & y).sum())
+    cp, cr = 100 * np.mean(ps), 100 * np.mean(rs)
+    op, orr = 100 * tp / max(tp + fp, 1), 100 * tp / max(tp + fn, 1)
+    expected = {
+        "mAP": 100 * np.mean(aps), "CP": cp, "CR": cr, "CF1": 2 * cp * cr / (cp + cr) if cp + cr else 0.0,
+        "OP": op, "OR": orr, "OF1": 2 * op * orr / (op + orr) if op + orr else 0.0,
+    }  # fmt: skip
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-3), key

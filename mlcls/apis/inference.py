@@ -265,7 +265,7 @@ def preprocess(model: nn.Module, item: Any):
     return Preprocessor(model)(item)
 
 
-class InputFiles(Dataset):
+class _InputFiles(Dataset):
     """Files (or bags) to predict, prepared in loader workers; an unreadable one yields its error
     instead of stopping the others: items are ``(index, prepared input or None, error or None)``."""
 
@@ -303,7 +303,7 @@ def predict_files(
         ``({"image": path, "labels": [...], "scores": {...}}`` per readable file in input order,
         one message per skipped unreadable file).
     """
-    loader = DataLoader(InputFiles(paths, Preprocessor(model)), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+    loader = DataLoader(_InputFiles(paths, Preprocessor(model)), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
     results, bad = [], []
     with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:
         for batch in loader:

@@ -143,13 +143,3 @@ def read_scalars(path: str | os.PathLike, strict: bool = False) -> list[dict | N
             record = None
         records.append(record if isinstance(record, dict) or record is None else None)
     return records
-
-
-def scalar_series(records: list[dict], key: str) -> list[tuple[float, float]]:
-    """``(x, value)`` points for ``key``; a resumed run's repeated points keep the later value."""
-    points: dict[float, float] = {}
-    for r in records:
-        if key in r and r.get("mode") in ("train", "val"):
-            x = r["iter"] if r["mode"] == "train" else r["epoch"]
-            points[x] = float(r[key])
-    return sorted(points.items())

@@ -12,7 +12,6 @@ from torchvision.transforms.v2.functional import resize
 from mlcls.datasets.image_io import load_image
 from mlcls.errors import DataError
 from mlcls.utils.fileio import atomic_path
-from mlcls.utils.misc import scalar_series
 
 
 def _plt():
@@ -162,6 +161,16 @@ def dataset_prediction_grid(
     return prediction_grid(images, true, pred, overlays=overlays, ncols=ncols, title=title)
 
 
+def _series(records: list[dict], key: str) -> list[tuple[float, float]]:
+    """``(x, value)`` points for ``key``; a resumed run's repeated points keep the later value."""
+    points: dict[float, float] = {}
+    for r in records:
+        if key in r and r.get("mode") in ("train", "val"):
+            x = r["iter"] if r["mode"] == "train" else r["epoch"]
+            points[x] = float(r[key])
+    return sorted(points.items())
+
+
 def plot_curves(logs: dict[str, list[dict]], keys: Sequence[str], out: str | Path) -> None:
     """One panel per logged key, one line per run (``{name: scalars.jsonl records}``); training keys
     against the iteration, validation keys against the epoch.
@@ -174,7 +183,7 @@ def plot_curves(logs: dict[str, list[dict]], keys: Sequence[str], out: str | Pat
     for ax, key in zip(axes[0], keys):
         found = False
         for name, records in logs.items():
-            pts = scalar_series(records, key)
+            pts = _series(records, key)
             if pts:
                 found = True
                 xs, ys = zip(*pts)

@@ -17,14 +17,22 @@ def test_mixed_targets_keep_unknown_entries_unknown():
     torch.testing.assert_close(got, torch.tensor([[0.7, 0.3, -1.0, -1.0], [0.3, 0.7, -1.0, -1.0]]))
 
 
-def test_mixup_mixes_images_and_targets_with_one_coefficient():
+@pytest.mark.parametrize("augment", [Mixup(alpha=0.4), CutMix(alpha=1.0)], ids=["Mixup", "CutMix"])
+def test_each_images_target_weights_are_its_sources_shares_of_the_pixels(augment):
+    """Image i is all i and its target is one-hot on class i: after mixing, the target row of an image
+    says which sources it holds and how much, so the mean pixel value must be sum_j weight_j * j, the
+    weights must add up to 1, and only the image itself and its partner may appear."""
     import numpy as np
 
-    images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 8, 8).contiguous()
-    targets = torch.eye(4)
-    x, y, lam = Mixup(alpha=0.4)(images, targets, np.random.default_rng(3))
-    torch.testing.assert_close(x, lam * images + (1 - lam) * images.flip(0))
-    torch.testing.assert_close(y, lam * targets + (1 - lam) * targets.flip(0))
+    images = torch.arange(1.0, 9.0).view(8, 1, 1, 1).expand(8, 3, 32, 32).contiguous()  # values 1..8
+    targets = torch.eye(8)
+    for seed in range(6):
+        x, y, _ = augment(images, targets, np.random.default_rng(seed))
+        for i in range(8):
+            weights = y[i]
+            assert float(weights.sum()) == pytest.approx(1.0)
+            assert set(torch.nonzero(weights).flatten().tolist()) <= {i, 7 - i}  # itself and its partner only
+            assert float(x[i].mean()) == pytest.approx(float((weights * torch.arange(1.0, 9.0)).sum()), rel=1e-5)
 
 
 def test_cutmix_target_weights_are_the_pasted_areas_fraction():

@@ -14,6 +14,7 @@ from mlcls.apis.train import build_trainer, scale_lr
 from mlcls.engine import CollapseGuardHook, EarlyStoppingHook, Hook, ModelEMA, Trainer
 from mlcls.errors import ConfigError, TrainingError
 from mlcls.evaluation import MultiLabelMetric
+from tests.conftest import assert_metrics_match_sklearn
 from tests.engine.test_trainer import TinyModel
 
 
@@ -51,7 +52,7 @@ def test_amp_bf16_on_cpu_runs_in_bf16_and_stays_finite(make_config):
     metrics = trainer.train()
     assert torch.bfloat16 in dtypes  # the convolutions really ran under bf16 autocast
     assert losses and all(torch.isfinite(torch.tensor(losses)))
-    assert 0 <= metrics["mAP"] <= 100
+    assert_metrics_match_sklearn(metrics, *trainer.last_eval)
 
 
 def test_ema_update_formula_and_warmup():
@@ -116,7 +117,8 @@ def test_channels_last_model_and_same_result(make_config, tmp_path):
         a = trainers[False].model.eval()(images)
         b = trainers[True].model.eval()(images.to(memory_format=torch.channels_last))
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)  # same maths, NHWC kernels
-    assert trainers[True].train()["mAP"] > 0
+    metrics = trainers[True].train()
+    assert_metrics_match_sklearn(metrics, *trainers[True].last_eval)
 
 
 def test_nonfinite_loss_stops_with_location_and_keeps_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""The numbers the report page embeds, checked against compute_metrics and direct computations."""
+"""The numbers the report page embeds, checked against direct counts, scikit-learn and known values."""
 
 from __future__ import annotations
 
@@ -40,17 +40,21 @@ def scores_with_edge_cases(n: int = 400, c: int = 5, seed: int = 0) -> tuple[tor
 
 
 @pytest.mark.parametrize("k", [0, 1, 137, 138, 300, 301, 500, 999, NUM_BINS])
-def test_histogram_counts_equal_compute_metrics(k):
+def test_histogram_counts_equal_direct_counts_at_every_threshold(k):
+    """The page's counts at threshold k/1000 (read off the histograms) are the confusion counts of
+    ``score >= k/1000`` over known entries, edge cases on the bin edges included; scikit-learn's
+    precision and recall on the same entries match the evaluation's, so page and evaluation agree."""
+    from sklearn.metrics import precision_score, recall_score
+
     scores, targets = scores_with_edge_cases()
     hist = score_histograms(scores, targets)
     m = compute_metrics(scores, targets, thr=k / NUM_BINS)
     for c in range(scores.shape[1]):
-        tp, fp, fn = counts_at(hist[c], k)
-        assert (tp, fp, fn) == (m["tp"][c], m["fp"][c], m["fn"][c]), (k, c)
-        # the page's P/R/F1 formulas on these counts give compute_metrics' numbers
-        p = 100 * tp / (tp + fp) if tp + fp else 0.0
-        r = 100 * tp / (tp + fn) if tp + fn else 0.0
-        assert p == pytest.approx(m["precision"][c], abs=1e-9) and r == pytest.approx(m["recall"][c], abs=1e-9)
+        known = targets[:, c] >= 0
+        y, pred = (targets[known, c] == 1).numpy(), (scores[known, c] >= k / NUM_BINS).numpy()
+        assert counts_at(hist[c], k) == (int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())), (k, c)
+        assert m["precision"][c] == pytest.approx(100 * precision_score(y, pred, zero_division=0), abs=1e-9)
+        assert m["recall"][c] == pytest.approx(100 * recall_score(y, pred, zero_division=0), abs=1e-9)
 
 
 def test_histograms_leave_out_unknown_entries():
