@@ -29,7 +29,9 @@ def make(n: int, c: int, seed: int = 0) -> MultiLabelDataset:
     p = 1.0 / np.arange(1, c + 1) ** 1.1
     ids = rng.choice(c, size=int(counts.sum()), p=p / p.sum()).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return MultiLabelDataset.from_index(LabelIndex(np.array([b"x.png"] * n), offsets, ids, np.ones(len(ids), np.int8)), [f"c{i}" for i in range(c)])
+    return MultiLabelDataset.from_index(
+        LabelIndex(np.array([b"x.png"] * n), offsets, ids, np.ones(len(ids), np.int8)), [f"c{i}" for i in range(c)]
+    )
 
 
 def loop_factors(ds: MultiLabelDataset, t: float) -> np.ndarray:

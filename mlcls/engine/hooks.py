@@ -209,41 +209,43 @@ class LoggerHook(Hook):
             )
 
     def after_step(self, trainer: TrainerView, outputs: dict) -> None:
+        # the loss is read on the host only at logging steps: reading it every step would wait for
+        # the device each step (a sync that drains the GPU's launch queue)
         log_now = trainer.iter % self.every == 0 or trainer.inner_iter == trainer.iters_per_epoch
-        loss_t = outputs["loss"]
-        if log_now:
-            loss_t = all_reduce_mean(loss_t.float())  # every rank takes part; rank 0 logs the global mean
+        if self.bar is not None:
+            self.bar.update(1)
+        if not log_now:
+            return
+        loss_t = all_reduce_mean(outputs["loss"].float())  # every rank takes part; rank 0 logs the global mean
         if not is_main_process():
             return
         loss = float(loss_t)
         lr = trainer.current_lr()
         if self.bar is not None:
-            self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", data=f"{outputs.get('data_time', 0):.3f}s", refresh=False)
-        if log_now:
-            now = time.perf_counter()
-            ips = (trainer.iter - self._last_logged) * trainer.batch_size * get_world_size() / max(now - self._t_last, 1e-9)
-            self._t_last, self._last_logged = now, trainer.iter
-            inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
-            logger.info(
-                "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f img/s",
-                trainer.epoch + 1,
-                inner,
-                trainer.iters_per_epoch,
-                loss,
-                lr,
-                outputs.get("data_time", 0.0),
-                ips,
-            )
-            record = {"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr}
+        now = time.perf_counter()
+        ips = (trainer.iter - self._last_logged) * trainer.batch_size * get_world_size() / max(now - self._t_last, 1e-9)
+        self._t_last, self._last_logged = now, trainer.iter
+        inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
+        logger.info(
+            "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f img/s",
+            trainer.epoch + 1,
+            inner,
+            trainer.iters_per_epoch,
+            loss,
+            lr,
+            outputs.get("data_time", 0.0),
+            ips,
+        )
+        record = {"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr}
+        if "grad_norm" in outputs:
+            record["grad_norm"] = float(outputs["grad_norm"])
+        self._log(record)
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, trainer.iter)
+            self.writer.add_scalar("train/lr", lr, trainer.iter)
             if "grad_norm" in outputs:
-                record["grad_norm"] = float(outputs["grad_norm"])
-            self._log(record)
-            if self.writer is not None:
-                self.writer.add_scalar("train/loss", loss, trainer.iter)
-                self.writer.add_scalar("train/lr", lr, trainer.iter)
-                if "grad_norm" in outputs:
-                    self.writer.add_scalar("train/grad_norm", float(outputs["grad_norm"]), trainer.iter)
+                self.writer.add_scalar("train/grad_norm", float(outputs["grad_norm"]), trainer.iter)
 
     def after_eval(self, trainer: TrainerView, metrics: dict) -> None:
         if not is_main_process():

@@ -21,7 +21,7 @@ from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
 from mlcls.evaluation.metrics import MultiLabelMetric
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint, state_mismatch
-from mlcls.utils.dist import all_reduce, get_rank, is_dist
+from mlcls.utils.dist import get_rank, is_dist
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
 logger = logging.getLogger("mlcls")
@@ -120,7 +120,15 @@ class Trainer:
             if ema is not None:
                 ema.module.to(memory_format=torch.channels_last)
         self.skip_nonfinite = int(skip_nonfinite)
-        self.nonfinite_steps = 0
+        self.nonfinite_steps = 0  # skipped steps acted on so far (see _poll_nonfinite)
+        # counted on the device, read without a sync (see _step_unless_poisoned and _poll_nonfinite)
+        self._bad_losses = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._skipped_steps: torch.Tensor | int = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._pending = None
+        # a fused optimizer (Adam, AdamW, SGD with fused=True) skips a step from a flag tensor inside its kernel
+        self.scaler_free_skip = all(g.get("fused") for g in optimizer.param_groups)
+        # on CUDA the counts are read once the device has reached them, never by waiting for it
+        self._async_counts = self.device.type == "cuda"
         self.stop_reason: str | None = None  # a hook's request_stop: end after the current epoch
         self.grad_norm_interval = 0  # a hook's measure_grad_norm: the grad norm every N iterations
         self.inner_iter = 0  # batches done in the current epoch (non-zero only mid-epoch)
@@ -212,6 +220,7 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         n = self.iters_per_epoch
+        loss = None
         t_data = time.perf_counter()
         for i, (images, targets) in enumerate(self.train_loader, start=start):
             images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
@@ -226,21 +235,20 @@ class Trainer:
                 with self._autocast():
                     losses = self.model(images, targets, mode="loss")
                 loss = losses["loss"]
-                if self._nonfinite(loss, i):  # every rank skips the same step, so DDP stays in step
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.iter += 1
-                    self.inner_iter = i + 1
-                    t_data = time.perf_counter()
-                    continue
-                self.scaler.scale(loss / self.accumulate).backward()
+                # A non-finite loss poisons this rank's gradients (all NaN); under DDP the gradient
+                # all-reduce spreads the poison, so every rank finds it at the optimizer step and skips
+                # that step alike. No collective and no host-device sync of its own: x 1.0 is exact.
+                finite = torch.isfinite(loss.detach())
+                self._bad_losses += ~finite
+                poison = torch.where(finite, 1.0, float("nan")).to(loss.dtype)
+                self.scaler.scale(loss * poison / self.accumulate).backward()
             outputs = {"loss": loss.detach(), "data_time": data_time}
             if step_now:
                 # the global grad norm: needed to clip, and measured at logging steps for TensorBoard
                 log_norm = self.grad_norm_interval and (self.iter + 1) % self.grad_norm_interval == 0
                 if self.grad_clip or log_norm:
                     outputs["grad_norm"] = self._grad_norm()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                self._step_unless_poisoned()
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scheduler is not None:
                     self.scheduler.step()
@@ -248,9 +256,12 @@ class Trainer:
                     self.ema.update(unwrap(self.model))
             self.iter += 1
             self.inner_iter = i + 1
+            self._poll_nonfinite(loss, i)  # this step's count on CPU; on CUDA the newest one the device has finished
             outputs["step_done"] = step_now  # an optimizer-step boundary: a safe point to checkpoint
             self.call_hooks("after_step", outputs)
             t_data = time.perf_counter()
+        if loss is not None:
+            self._poll_nonfinite(loss, n - 1, wait=True)  # the epoch's last steps, before its checkpoint
         self.inner_iter = 0
 
     def _grad_norm(self) -> torch.Tensor:
@@ -261,21 +272,68 @@ class Trainer:
         norms = [torch.linalg.vector_norm(p.grad) for p in self.model.parameters() if p.grad is not None]
         return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
-    def _nonfinite(self, loss: torch.Tensor, i: int) -> bool:
-        """True when this step's loss is NaN/inf on any rank and may be skipped; raises otherwise."""
-        # every rank must take the same branch, or one would wait forever in the next all-reduce
-        bad = all_reduce((~torch.isfinite(loss.detach())).reshape(1).to(torch.int32), "max")
-        if not bool(bad):
-            return False
-        self.nonfinite_steps += 1
-        where = f"epoch {self.epoch + 1}, iteration {i + 1}/{self.iters_per_epoch} (global {self.iter + 1})"
+    def _step_unless_poisoned(self) -> None:
+        """The optimizer step, skipped when the gradients are poisoned (a non-finite loss on any rank).
+
+        fp16 AMP: the GradScaler finds non-finite gradients itself (overflow or poison) and skips.
+        Otherwise one gradient element tells (poison makes every gradient NaN): a fused optimizer
+        (``fused=True``) takes the flag as a tensor and skips inside its kernel, without a host-device
+        sync; any other optimizer reads the flag once per optimizer step (free on CPU, a sync on CUDA).
+        """
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        sentinel = next((p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None), None)
+        if sentinel is None:
+            return
+        found = ~torch.isfinite(sentinel.reshape(-1)[0])
+        if self.scaler_free_skip:
+            self._skipped_steps += found
+            self.optimizer.grad_scale, self.optimizer.found_inf = None, found.float()
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.grad_scale, self.optimizer.found_inf
+        elif not bool(found):
+            self.optimizer.step()
+        else:
+            self._skipped_steps += 1
+
+    def _poll_nonfinite(self, loss: torch.Tensor, i: int, wait: bool = False) -> None:
+        """Act on the non-finite losses counted on the device: log each skipped step, stop past the limit.
+
+        The count is read without stalling the device: on CUDA a copy queued after each step is
+        read once the device has reached it (one or a few steps late; ``wait`` at the epoch's end).
+        The steps themselves were already skipped on the device, so acting late costs nothing.
+        """
+        count = self._bad_losses if self.scaler.is_enabled() else self._skipped_steps  # fp16: this rank's losses
+        if self._async_counts:
+            if self._pending is None:
+                host = count.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+                self._pending = (event, host, loss.detach(), i, self.iter)
+            event, host, bad_loss, at, global_iter = self._pending
+            if not (wait or event.query()):
+                return
+            event.synchronize()
+            self._pending = None
+            seen = int(host)
+        else:
+            seen, bad_loss, at, global_iter = int(count), loss.detach(), i, self.iter
+        if seen <= self.nonfinite_steps:
+            return
+        self.nonfinite_steps = seen
+        where = f"epoch {self.epoch + 1}, iteration {at + 1}/{self.iters_per_epoch} (global {global_iter})"
         if self.nonfinite_steps <= self.skip_nonfinite:
             logger.warning("non-finite loss at %s: step skipped (%d of %d allowed)", where, self.nonfinite_steps, self.skip_nonfinite)
-            return True
+            return
         latest = self.work_dir / "latest.pth"
         kept = f"the last good checkpoint {latest} is intact" if latest.is_file() else "no checkpoint was written yet"
+        value = f"{float(bad_loss):.4g}" if not torch.isfinite(bad_loss) else "non-finite on another rank"
         raise TrainingError(
-            f"loss is {float(loss.detach()):.4g} at {where}; training stopped and {kept}. Likely causes: learning "
+            f"loss is {value} at {where}; training stopped and {kept}. Likely causes: learning "
             f"rate too high (now {self.current_lr():.3g}), a loss/optimizer eps too small, fp16 overflow "
             "under AMP, or NaN/inf in the inputs or targets. Lower the lr, add train_cfg.grad_clip, or set "
             "train_cfg.skip_nonfinite: N to skip up to N such steps"

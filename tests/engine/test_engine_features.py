@@ -156,6 +156,55 @@ def test_skip_nonfinite_skips_the_allowed_number_of_steps(tmp_path):
         trainer2.train()
 
 
+def test_a_fused_optimizer_skips_the_poisoned_step_inside_its_kernel(tmp_path):
+    """The sync-free path: a fused AdamW gets the non-finite flag as a tensor and leaves weights and
+    its own step count alone on the poisoned step; the result equals a run without that batch's update."""
+    torch.manual_seed(0)
+    model = TinyModel()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, fused=True)
+    trainer = Trainer(model, opt, tensor_loader(nan_at=20), 1, work_dir=tmp_path, skip_nonfinite=1)
+    assert trainer.scaler_free_skip
+    trainer.train()
+    assert trainer.nonfinite_steps == 1 and torch.isfinite(model.fc.weight).all()
+    assert int(opt.state[model.fc.weight]["step"]) == 3  # 4 batches, the third skipped in the kernel
+
+
+class FakeEvent:
+    """A CUDA event the device reaches only at the second query (the copy of the count is still in flight)."""
+
+    def __init__(self):
+        self.queries = 0
+
+    def record(self):
+        pass
+
+    def query(self):
+        self.queries += 1
+        return self.queries > 1
+
+    def synchronize(self):
+        pass
+
+
+def test_counts_read_late_still_name_the_bad_step(tmp_path, monkeypatch):
+    """The CUDA path reads the skipped-step count once the device has reached it, never waiting: the
+    decision comes a step late but names the iteration of the bad loss, and the weights stay finite."""
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    trainer = tiny_trainer(tmp_path, loader=tensor_loader(nan_at=20), max_epochs=1)
+    trainer._async_counts = True  # the branch a CUDA device takes
+    seen_at = []
+
+    class Record(Hook):
+        def after_step(self, t, outputs):
+            seen_at.append((t.iter, t.nonfinite_steps))
+
+    trainer.hooks.append(Record())
+    with pytest.raises(TrainingError, match=r"loss is nan at epoch 1, iteration 3/4"):
+        trainer.train()
+    assert seen_at == [(1, 0), (2, 0), (3, 0)]  # at the bad step itself the count was still in flight
+    assert torch.isfinite(trainer.model.fc.weight).all()
+
+
 class ConstantModel(TinyModel):
     def __init__(self, bias: float):
         super().__init__()
