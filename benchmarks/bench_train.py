@@ -98,11 +98,34 @@ def plain_loop(root, items, classes, epochs) -> list[float]:
     return times
 
 
-def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False) -> list[float]:
-    from mlcls.apis import build_trainer
-    from mlcls.engine import Hook
+def compute_only(classes, n, epochs) -> list[float]:
+    """The model's own step (same model, batch, optimizer, loss, threads) on batches already in memory:
+    the ceiling any data path can reach."""
+    import torchvision
 
-    cfg = {
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=len(classes))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    crit = nn.BCEWithLogitsLoss()
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(BATCH, 3, 48, 48, generator=g), (torch.rand(BATCH, len(classes), generator=g) > 0.8).float())
+               for _ in range(8)]  # fmt: skip
+    times = []
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for b in range(-(-n // BATCH)):
+            x, y = batches[b % len(batches)]
+            loss = crit(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) -> dict:
+    return {
         "model": {
             "type": "ImageClassifier",
             "backbone": {"type": "ResNet", "depth": 18},
@@ -131,20 +154,94 @@ def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False) -> 
         "seed": 0,
         "device": "cpu",
     }
+
+
+def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False, breakdown: dict | None = None) -> list[float]:
+    from mlcls.apis import build_trainer
+    from mlcls.engine import Hook
+
+    cfg = mlcls_config(root, ann, epochs, work_dir, channels_last, cache)
     times: list[float] = []
+
+    parts = {"wait for the loader": [], "hooks and logging": []}
 
     class Timer(Hook):
         def before_epoch(self, trainer):
             self.t0 = time.perf_counter()
+            for v in parts.values():
+                v.append(0.0)
+
+        def after_step(self, trainer, outputs):
+            parts["wait for the loader"][-1] += outputs["data_time"]
 
         def after_epoch(self, trainer):
             times.append(time.perf_counter() - self.t0)
 
     trainer = build_trainer(cfg)
-    trainer.hooks.append(Timer())
     trainer.hooks = [h for h in trainer.hooks if type(h).__name__ != "CheckpointHook"]  # the plain loop saves nothing
+    trainer.hooks.insert(0, Timer())
+    call_hooks = trainer.call_hooks
+
+    def timed_hooks(name, *args):  # the time every hook takes at each step, the Timer's own included
+        t0 = time.perf_counter()
+        call_hooks(name, *args)
+        if name == "after_step":
+            parts["hooks and logging"][-1] += time.perf_counter() - t0
+
+    trainer.call_hooks = timed_hooks
     trainer.train()
+    if breakdown is not None:  # seconds per timed epoch; the step is the rest (copy to the device included)
+        timed = slice(1, None) if len(times) > 1 else slice(None)
+        for k, v in parts.items():
+            breakdown[k] = sum(v[timed]) / len(v[timed])
+        breakdown["forward, backward, optimizer"] = sum(times[timed]) / len(times[timed]) - sum(breakdown.values())
     return times
+
+
+def per_image_costs(root, items, classes, reps: int = 3) -> dict[str, float]:
+    """Microseconds per image of each part of the data path, in one process: decode, the transforms,
+    collate (per image of a batch) and the transfer of a batch from a worker process."""
+    from torch.utils.data import default_collate
+
+    from mlcls.datasets import CSVDataset
+    from mlcls.datasets.image_io import load_image
+
+    ds = CSVDataset(str(root / "train.csv"), str(root / "classes.txt"), data_root=str(root),
+                    pipeline=[{"type": "ToFloatNormalize", "mean": MEAN, "std": STD}])  # fmt: skip
+    paths = [ds.image_path(i) for i in range(min(len(ds), 512))]
+    out = {}
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        decoded = [load_image(p) for p in paths]
+    out["decode (torchvision, 48 px PNG)"] = (time.perf_counter() - t0) / (reps * len(paths)) * 1e6
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        normed = [ds.pipeline(x) for x in decoded]
+    out["transforms (ToFloatNormalize)"] = (time.perf_counter() - t0) / (reps * len(paths)) * 1e6
+    samples = [(x, ds.get_target(i)) for i, x in enumerate(normed)]
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for b in range(0, len(samples), BATCH):
+            default_collate(samples[b : b + BATCH])
+    out["collate"] = (time.perf_counter() - t0) / (reps * len(samples)) * 1e6
+
+    class Ready(Dataset):  # a batch that costs nothing to make: what remains is the transfer
+        def __len__(self):
+            return len(samples)
+
+        def __getitem__(self, i):
+            return samples[i]
+
+    loader = DataLoader(Ready(), batch_size=BATCH, num_workers=1)
+    for _ in loader:  # start the worker
+        break
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for _ in loader:
+            pass
+    collate = out["collate"]
+    out["worker -> main transfer"] = max((time.perf_counter() - t0) / (reps * len(samples)) * 1e6 - collate, 0.0)
+    return out
 
 
 MM_SCRIPT = r"""
@@ -216,18 +313,22 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1024, help="training images per epoch (from the demo train split)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per way; the first is warm-up")
     p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
-    p.add_argument("--ways", nargs="+", default=["plain", "mlcls", "mlcls_channels_last", "mlcls_cache", "mlcls_fast", "mmpretrain"])
+    p.add_argument("--ways", nargs="+",
+                   default=["compute_only", "plain", "mlcls", "mlcls_channels_last", "mlcls_cache", "mlcls_fast", "mmpretrain"])  # fmt: skip
     args = p.parse_args()
     root = make_shapes_dataset(ROOT / "data/shapes")
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     classes, items = subset_csv(root, args.images, work / "train_subset.csv")
     n = len(items)
     results: dict[str, list[float] | str] = {}
+    breakdown: dict[str, float] = {}
     for way in args.ways:
-        if way == "plain":
+        if way == "compute_only":
+            results[way] = compute_only(classes, n, args.epochs)
+        elif way == "plain":
             results[way] = plain_loop(root, items, classes, args.epochs)
         elif way == "mlcls":
-            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls")
+            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls", breakdown=breakdown)
         elif way == "mlcls_channels_last":
             results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cl", channels_last=True)
         elif way == "mlcls_cache":
@@ -246,16 +347,28 @@ def main() -> None:
         return n * len(timed) / sum(timed)
 
     base = ips(results["plain"]) if isinstance(results.get("plain"), list) else None
+    ceiling = ips(results["compute_only"]) if isinstance(results.get("compute_only"), list) else None
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {n} images/epoch at 48 px, batch {BATCH}, {WORKERS} workers, "
           f"{args.epochs - 1} timed epoch(s) after 1 warm-up")  # fmt: skip
-    print("| way | images/s | vs plain loop |\n|---|---|---|")
+    print("| way | images/s | vs plain loop | vs compute_only |\n|---|---|---|---|")
     for way, res in results.items():
         if isinstance(res, list):
             v = ips(res)
-            print(f"| {way} | {v:.1f} | {v / base:.3f}x |" if base else f"| {way} | {v:.1f} | - |")
+            print(f"| {way} | {v:.1f} | {f'{v / base:.3f}x' if base else '-'} | {f'{v / ceiling:.3f}x' if ceiling else '-'} |")
         else:
-            print(f"| {way} | {res} | - |")
+            print(f"| {way} | {res} | - | - |")
+    if breakdown:
+        total = sum(breakdown.values())
+        print("\nwhere an mlcls epoch's time goes (default data path, mean of the timed epochs):")
+        print("| part | s/epoch | share |\n|---|---|---|")
+        for k, v in breakdown.items():
+            print(f"| {k} | {v:.2f} | {100 * v / total:.0f}% |")
+    costs = per_image_costs(root, items, classes)
+    print("\nper image, in one process (us):")
+    print("| part | us/image |\n|---|---|")
+    for k, v in costs.items():
+        print(f"| {k} | {v:.1f} |")
 
 
 if __name__ == "__main__":

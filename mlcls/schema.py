@@ -69,7 +69,7 @@ KEYS: tuple[Key, ...] = (
     *(Key(f"{s}_dataloader.batch_size", *_int_at_least(1), default=32) for s in SPLITS),
     *(Key(f"{s}_dataloader.num_workers", *_int_at_least(0), default=0) for s in SPLITS),
     *(Key(f"{s}_dataloader.sampler", lambda v: v is None or _is_mapping(v), "null or a sampler mapping") for s in SPLITS),
-    *(Key(f"{s}_dataloader.pin_memory", *BOOL, default=False) for s in SPLITS),
+    *(Key(f"{s}_dataloader.pin_memory", lambda v: v is None or _is_bool(v), "null (when CUDA is there), true or false") for s in SPLITS),
     *(Key(f"{s}_dataloader.persistent_workers", *BOOL, default=False) for s in SPLITS),
     *(Key(f"{s}_dataloader.drop_last", *BOOL, default=False) for s in SPLITS),
     *(Key(f"{s}_dataloader.prefetch_factor", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1") for s in SPLITS),

@@ -45,7 +45,7 @@ def build_loader(cfg: dict, split: str, purpose: str, seed: int):
 
 def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int):
     if purpose == "train":
-        return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True)
+        return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True, batch_normalize=True)
     section = {k: v for k, v in section.items() if k not in ("sampler", "drop_last")}
     dataset_cfg = unwrapped_dataset_cfg(require(section, "dataset", f"{split}_dataloader"))
     if split == "train":
@@ -60,4 +60,4 @@ def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int)
         dataset.training = False  # long bags: evenly spaced instances, not a random subset
     else:
         dataset = IndexedDataset(dataset)
-    return build_dataloader(section, seed=seed, dataset=dataset)
+    return build_dataloader(section, seed=seed, dataset=dataset, batch_normalize=True)

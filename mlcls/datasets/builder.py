@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from mlcls.datasets.bags import collate_bags
+from mlcls.datasets.base import MultiLabelDataset
+from mlcls.datasets.class_balanced import ClassBalancedDataset
 from mlcls.datasets.protocols import EpochOrder, Stream
 from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import CheckpointError, ConfigError
@@ -28,12 +31,31 @@ def build_dataset(cfg: dict, **defaults):
     return DATASETS.build(cfg, **defaults)
 
 
-def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False) -> DataLoader:
+def _pin_memory(cfg: dict) -> bool:
+    # page-locked batches let the copy to the GPU run asynchronously (non_blocking); null: when CUDA is there
+    wanted = cfg.get("pin_memory")
+    return torch.cuda.is_available() and (wanted is None or bool(wanted))
+
+
+class Loader(DataLoader):
+    """A DataLoader with a transform for whole batches on the device (``batch_transform``), applied by
+    the trainer and the evaluation after the copy: e.g. the normalisation of uint8 batches."""
+
+    batch_transform: Callable | None = None
+
+
+def build_dataloader(
+    cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False, batch_normalize: bool = False
+) -> DataLoader:
     """A DataLoader from a ``*_dataloader`` config section.
 
     Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``,
     ``sampler`` (default ``{type: DefaultSampler, shuffle: <shuffle>}``), ``pin_memory``,
     ``persistent_workers``, ``drop_last``.
+
+    ``batch_normalize``: a pipeline's final ``ToFloatNormalize`` moves from each sample to the
+    whole batch (:meth:`MultiLabelDataset.take_batch_normalize`): samples stay uint8 and the
+    returned :class:`Loader`'s ``batch_transform`` normalises each batch where it is used.
 
     ``seeded_batches`` (training): batches come from a :class:`SeededBatchSampler`, so random
     augmentation is seeded per batch position (independent of ``num_workers``; exact mid-epoch
@@ -57,7 +79,7 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
             dataset,
             batch_size=batch_size,
             num_workers=num_workers,
-            pin_memory=bool(cfg.get("pin_memory", False)) and torch.cuda.is_available(),
+            pin_memory=_pin_memory(cfg),
             persistent_workers=False,  # each epoch's plan is read when the workers start
             worker_init_fn=_seed_worker,
             prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
@@ -74,17 +96,21 @@ def build_dataloader(cfg: dict, seed: int = 0, dataset=None, shuffle: bool | Non
         batching = {"batch_sampler": SeededBatchSampler(sampler, batch_size, drop_last, seed)}
     else:
         batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
-    return DataLoader(
+    reader = dataset.dataset if isinstance(dataset, ClassBalancedDataset) else dataset  # repeats read through it
+    normalize = reader.take_batch_normalize() if batch_normalize and isinstance(reader, MultiLabelDataset) else None
+    loader = Loader(
         dataset,
         **batching,
         num_workers=num_workers,
-        pin_memory=bool(cfg.get("pin_memory", False)) and torch.cuda.is_available(),
+        pin_memory=_pin_memory(cfg),
         persistent_workers=bool(cfg.get("persistent_workers", False)) and num_workers > 0,
         worker_init_fn=_seed_worker,
         generator=generator,
         prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
         collate_fn=collate_bags if getattr(dataset, "bags", False) else None,  # bags: packed, not padded
     )
+    loader.batch_transform = normalize
+    return loader
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:

@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mlcls import __version__
-from mlcls.datasets.builder import set_loader_epoch
+from mlcls.datasets.builder import Loader, set_loader_epoch
 from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
@@ -222,9 +222,12 @@ class Trainer:
         n = self.iters_per_epoch
         loss = None
         t_data = time.perf_counter()
+        batch_transform = self.train_loader.batch_transform if isinstance(self.train_loader, Loader) else None
         for i, (images, targets) in enumerate(self.train_loader, start=start):
             images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
+            if batch_transform is not None:  # uint8 batches normalised here, once, on the device
+                images = batch_transform(images).contiguous(memory_format=self.memory_format)
             if self.batch_augments is not None:  # Mixup/CutMix: drawn from (seed, rank, iteration), so resume replays them
                 images, targets = self.batch_augments(images, targets, self.iter)
             data_time = time.perf_counter() - t_data
@@ -503,6 +506,7 @@ def predict_loader(
     """
     model.eval()
     evaluator.reset()
+    batch_transform = loader.batch_transform if isinstance(loader, Loader) else None
     for batch in loader:
         images, targets = batch[0], batch[1]
         if len(batch) < 3 and is_dist():
@@ -510,8 +514,11 @@ def predict_loader(
                 "evaluation under DDP needs each sample's dataset index: use an mlcls dataset or wrap yours "
                 "in mlcls.datasets.IndexedDataset so it yields (image, target, index)"
             )
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        if batch_transform is not None:
+            images = batch_transform(images).contiguous(memory_format=memory_format)
         with autocast():
-            scores = model(images.to(device, memory_format=memory_format), mode="predict")
+            scores = model(images, mode="predict")
         evaluator.process(scores.float(), targets, batch[2] if len(batch) > 2 else None)
     if getattr(evaluator, "sharded", False):
         return None  # class-sharded evaluation: the scores stay on their ranks (evaluator.compute())

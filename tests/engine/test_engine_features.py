@@ -112,7 +112,9 @@ def test_channels_last_model_and_same_result(make_config, tmp_path):
         trainers[cl] = build_trainer(make_config(tmp_path / f"cl{cl}", max_epochs=1, channels_last=cl))
         conv = trainers[cl].model.backbone.stem[0].weight
         assert conv.is_contiguous(memory_format=torch.channels_last) == cl
-    images, _ = next(iter(trainers[False].train_loader))
+    loader = trainers[False].train_loader
+    images, _ = next(iter(loader))
+    images = loader.batch_transform(images)  # uint8 batches are normalised after the copy to the device
     with torch.no_grad():
         a = trainers[False].model.eval()(images)
         b = trainers[True].model.eval()(images.to(memory_format=torch.channels_last))
