@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
 
 BATCH, WORKERS, LR = 32, 2, 1e-3
+DEVICE, AMP = torch.device("cpu"), False  # set from --device / --amp
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -81,19 +82,18 @@ def plain_loop(root, items, classes, epochs) -> list[float]:
     import torchvision
 
     torch.manual_seed(0)
-    loader = DataLoader(PILListDataset(root, items, classes), batch_size=BATCH, shuffle=True, num_workers=WORKERS)
-    model = torchvision.models.resnet18(num_classes=len(classes))
+    cuda = DEVICE.type == "cuda"
+    loader = DataLoader(PILListDataset(root, items, classes), batch_size=BATCH, shuffle=True, num_workers=WORKERS, pin_memory=cuda)
+    model = torchvision.models.resnet18(num_classes=len(classes)).to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
-    crit = nn.BCEWithLogitsLoss()
+    step = make_step(model, opt, nn.BCEWithLogitsLoss())
     times = []
     for _ in range(epochs):
         model.train()
         t0 = time.perf_counter()
         for x, y in loader:
-            loss = crit(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(x.to(DEVICE, non_blocking=cuda), y.to(DEVICE, non_blocking=cuda))
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -104,24 +104,44 @@ def compute_only(classes, n, epochs) -> list[float]:
     import torchvision
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=len(classes))
+    model = torchvision.models.resnet18(num_classes=len(classes)).to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
     crit = nn.BCEWithLogitsLoss()
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(BATCH, 3, 48, 48, generator=g), (torch.rand(BATCH, len(classes), generator=g) > 0.8).float())
+    batches = [(torch.randn(BATCH, 3, 48, 48, generator=g).to(DEVICE), (torch.rand(BATCH, len(classes), generator=g) > 0.8).float().to(DEVICE))
                for _ in range(8)]  # fmt: skip
+    step = make_step(model, opt, crit)
     times = []
     for _ in range(epochs):
         model.train()
         t0 = time.perf_counter()
         for b in range(-(-n // BATCH)):
-            x, y = batches[b % len(batches)]
-            loss = crit(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(*batches[b % len(batches)])
+        sync()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_step(model, opt, crit):
+    """One training step as a hand-written script does it (with --amp: fp16 autocast + GradScaler on CUDA, bf16 on CPU)."""
+    scaler = torch.amp.GradScaler(DEVICE.type, enabled=AMP and DEVICE.type == "cuda")
+    dtype = torch.float16 if DEVICE.type == "cuda" else torch.bfloat16
+
+    def step(x, y):
+        with torch.autocast(DEVICE.type, dtype=dtype, enabled=AMP):
+            out = model(x)
+        loss = crit(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
 
 
 def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) -> dict:
@@ -145,14 +165,14 @@ def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) 
             },
         },
         "optimizer": {"type": "AdamW", "lr": LR},
-        "train_cfg": {"max_epochs": epochs, "channels_last": channels_last},
+        "train_cfg": {"max_epochs": epochs, "channels_last": channels_last, "amp": AMP},
         "default_hooks": {
             "logger": {"type": "LoggerHook", "interval": 20, "progress_bar": False},
             "checkpoint": {"type": "CheckpointHook", "interval": 0, "save_best": None},
         },
         "work_dir": str(work_dir),
         "seed": 0,
-        "device": "cpu",
+        "device": str(DEVICE),
     }
 
 
@@ -175,6 +195,7 @@ def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False, bre
             parts["wait for the loader"][-1] += outputs["data_time"]
 
         def after_epoch(self, trainer):
+            sync()
             times.append(time.perf_counter() - self.t0)
 
     trainer = build_trainer(cfg)
@@ -315,7 +336,11 @@ def main() -> None:
     p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
     p.add_argument("--ways", nargs="+",
                    default=["compute_only", "plain", "mlcls", "mlcls_channels_last", "mlcls_cache", "mlcls_fast", "mmpretrain"])  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/bench_gpu.sh)")
+    p.add_argument("--amp", action="store_true", help="mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU, for every way")
     args = p.parse_args()
+    global DEVICE, AMP
+    DEVICE, AMP = torch.device(args.device), args.amp
     root = make_shapes_dataset(ROOT / "data/shapes")
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     classes, items = subset_csv(root, args.images, work / "train_subset.csv")
@@ -348,7 +373,9 @@ def main() -> None:
 
     base = ips(results["plain"]) if isinstance(results.get("plain"), list) else None
     ceiling = ips(results["compute_only"]) if isinstance(results.get("compute_only"), list) else None
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
+    print(f"\nmachine: {platform.processor() or platform.machine()}{gpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"device {DEVICE}{' with AMP' if AMP else ''}, "
           f"{torch.get_num_threads()} threads; {n} images/epoch at 48 px, batch {BATCH}, {WORKERS} workers, "
           f"{args.epochs - 1} timed epoch(s) after 1 warm-up")  # fmt: skip
     print("| way | images/s | vs plain loop | vs compute_only |\n|---|---|---|---|")
