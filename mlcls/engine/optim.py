@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import re
 
@@ -15,6 +16,21 @@ from mlcls.registry import OPTIMIZERS, SCHEDULERS
 logger = logging.getLogger("mlcls")
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+
+
+FUSABLE = ("Adam", "AdamW", "SGD")
+
+
+def _prefer_fused(cfg: dict, model: nn.Module) -> None:
+    """On CUDA, Adam/AdamW/SGD default to ``fused=True``: one kernel per step, and a non-finite step is
+    skipped inside it from a flag tensor (no host-device sync; see ``Trainer._step_unless_poisoned``).
+    A config that sets ``fused`` or ``foreach`` keeps its choice."""
+    if cfg.get("type") not in FUSABLE or "fused" in cfg or "foreach" in cfg:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+        if "fused" in inspect.signature(OPTIMIZERS.get(cfg["type"])).parameters:
+            cfg["fused"] = True
 
 
 def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
@@ -39,6 +55,7 @@ def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
     if "lr" not in cfg:
         raise ConfigError("optimizer: 'lr' is required")
     base_lr, base_wd = float(cfg["lr"]), float(cfg.get("weight_decay", 0.0))
+    _prefer_fused(cfg, model)
     if not pw:
         params = [p for p in model.parameters() if p.requires_grad]
         return OPTIMIZERS.build(cfg, params=params)
