@@ -59,13 +59,6 @@ def score_histograms(scores: torch.Tensor, targets: torch.Tensor, bins: int = NU
     return out
 
 
-def counts_at(hist: dict, k: int) -> tuple[int, int, int]:
-    """(tp, fp, fn) of one class at threshold ``k / bins`` from its :func:`score_histograms` entry."""
-    tp = sum(c for b, c in zip(hist["pb"], hist["pc"]) if b >= k)
-    fp = sum(c for b, c in zip(hist["nb"], hist["nc"]) if b >= k)
-    return tp, fp, sum(hist["pc"]) - tp
-
-
 def calibration(scores: torch.Tensor, targets: torch.Tensor, bins: int = CALIBRATION_BINS) -> dict:
     """Reliability diagram and expected calibration error over all known entries and per class.
 

@@ -14,7 +14,6 @@ from mlcls.report.data import (
     NUM_BINS,
     bin_edges,
     calibration,
-    counts_at,
     gallery,
     report_data,
     score_histograms,
@@ -37,6 +36,14 @@ def scores_with_edge_cases(n: int = 400, c: int = 5, seed: int = 0) -> tuple[tor
     scores[25:30, 1] = 0.0
     scores[30:40, 2] = edges[137] - 1e-7  # just below one
     return scores, targets
+
+
+def counts_at(hist: dict, k: int) -> tuple[int, int, int]:
+    """(tp, fp, fn) at threshold k / bins as the page reads them off a class's sparse histograms
+    (report.js countsAt; the browser tests check the page itself)."""
+    tp = sum(c for b, c in zip(hist["pb"], hist["pc"]) if b >= k)
+    fp = sum(c for b, c in zip(hist["nb"], hist["nc"]) if b >= k)
+    return tp, fp, sum(hist["pc"]) - tp
 
 
 @pytest.mark.parametrize("k", [0, 1, 137, 138, 300, 301, 500, 999, NUM_BINS])
