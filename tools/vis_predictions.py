@@ -59,6 +59,7 @@ def main(argv=None) -> None:
         0,
     )
     dataset = loader.dataset
+    prepare = loader.batch_transform or (lambda x: x)  # samples may be uint8, normalised per batch
     cam = None
     if args.cam is not None:
         if args.cam not in model.info.classes:
@@ -76,8 +77,8 @@ def main(argv=None) -> None:
     else:
         order = list(range(num))
         with torch.no_grad():
-            chosen = model(torch.stack([dataset[i][0] for i in order]), mode="predict").numpy()
-    grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols)
+            chosen = model(prepare(torch.stack([dataset[i][0] for i in order])), mode="predict").numpy()
+    grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols, prepare=prepare)
     from PIL import Image
 
     with atomic_path(args.out) as tmp:

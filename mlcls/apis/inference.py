@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
 from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, subsample, volume_to_uint8
 from mlcls.datasets.image_io import load_image, pil_to_uint8
-from mlcls.datasets.transforms import build_pipeline
+from mlcls.datasets.transforms import build_pipeline, split_final_normalize
 from mlcls.errors import ConfigError, DataError
 from mlcls.utils.fileio import atomic_open, loads_json_strict, read_text_lines
 
@@ -94,15 +94,17 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.Tensor:
+def predict_probs(model: nn.Module, images: Sequence[torch.Tensor], batch_transform: Callable | None = None) -> torch.Tensor:
     """Preprocessed images (each [3, H, W]) -> probabilities [N, C], one forward when sizes agree;
-    bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one batch."""
+    bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one batch. ``batch_transform``
+    (e.g. the normalisation a :class:`Preprocessor` handed over) runs on each batch on the device."""
     device = next(model.parameters()).device
+    prepare = batch_transform or (lambda x: x)
     if images and (isinstance(images[0], dict) or images[0].dim() == 4):
         return model(pack(list(images)).to(device), mode="predict").float().cpu()
     if len({tuple(x.shape) for x in images}) == 1:
-        return model(torch.stack(list(images)).to(device), mode="predict").float().cpu()
-    return torch.cat([model(x.unsqueeze(0).to(device), mode="predict").float().cpu() for x in images])
+        return model(prepare(torch.stack(list(images)).to(device)), mode="predict").float().cpu()
+    return torch.cat([model(prepare(x.unsqueeze(0).to(device)), mode="predict").float().cpu() for x in images])
 
 
 def decode(probs: torch.Tensor, classes: Sequence[str], thresholds: torch.Tensor, topk: int | None = None) -> list[dict]:
@@ -239,12 +241,17 @@ class Preprocessor:
     (the test dataset's ``max_instances``).
 
     Holds the pipeline and the bag views, not the model: loader workers get only what they need.
+    ``batch_normalize``: single images stay uint8 and a final ``ToFloatNormalize`` becomes
+    :attr:`batch_transform`, for :func:`predict_probs` to run once per batch on the device.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, batch_normalize: bool = False) -> None:
         self.pipeline = model.info.pipeline
         self.views = bag_views(model)
         self.max_instances = model.info.max_instances
+        self.batch_transform = None
+        if batch_normalize and self.views is None:
+            self.pipeline, self.batch_transform = split_final_normalize(self.pipeline)
 
     def __call__(self, item: Any):
         if self.views is None:
@@ -303,7 +310,8 @@ def predict_files(
         ``({"image": path, "labels": [...], "scores": {...}}`` per readable file in input order,
         one message per skipped unreadable file).
     """
-    loader = DataLoader(_InputFiles(paths, Preprocessor(model)), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+    prepare = Preprocessor(model, batch_normalize=True)
+    loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
     results, bad = [], []
     with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:
         for batch in loader:
@@ -313,7 +321,8 @@ def predict_files(
                     bad.append(err)
                     logger.warning("skipped: %s", err)
             if good:
-                preds = decode(predict_probs(model, [x for _, x in good]), model.info.classes, thresholds, topk)
+                probs = predict_probs(model, [x for _, x in good], prepare.batch_transform)
+                preds = decode(probs, model.info.classes, thresholds, topk)
                 results += [{"image": paths[i], **pred} for (i, _), pred in zip(good, preds)]
             bar.update(len(batch))
     return results, bad

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import torch
@@ -56,12 +57,24 @@ def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> torch.
 
 
 def split_prediction_grid(
-    model, dataset, indices, scores: np.ndarray, thr, cam_class: int | None = None, size: int = 96, ncols: int = 8
+    model,
+    dataset,
+    indices,
+    scores: np.ndarray,
+    thr,
+    cam_class: int | None = None,
+    size: int = 96,
+    ncols: int = 8,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """The labelled grid of ``indices``; with ``cam_class``, its Grad-CAM drawn over each image."""
+    """The labelled grid of ``indices``; with ``cam_class``, its Grad-CAM drawn over each image.
+
+    ``prepare``: what turns a batch of the dataset's samples into the model's input on the device
+    (an evaluation loader's ``batch_transform``, the normalisation of uint8 samples)."""
     overlays = None
     if cam_class is not None:
         images = torch.stack([dataset[int(i)][0] for i in indices]).to(next(model.parameters()).device)
+        images = prepare(images) if prepare is not None else images
         cams = grad_cam(model, images, cam_class)
         overlays = [F.interpolate(c[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy() for c in cams]
     title = f"Grad-CAM: {dataset.classes[cam_class]}" if cam_class is not None else ""

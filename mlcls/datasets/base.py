@@ -25,7 +25,7 @@ from mlcls.datasets.cache import ImageCache
 from mlcls.datasets.image_io import load_image
 from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, read_class_list, segment_reduce
 from mlcls.datasets.samplers import fetch_seeded
-from mlcls.datasets.transforms import ImagePipeline, ToFloatNormalize, build_pipeline, build_transform
+from mlcls.datasets.transforms import build_pipeline, build_transform, split_final_normalize
 from mlcls.errors import DataError
 
 logger = logging.getLogger("mlcls")
@@ -146,14 +146,16 @@ class MultiLabelDataset(Dataset):
         """
         if self.bags:
             return None
-        pipes = {id(p): p for p in (self.pipeline, self.post_cache_pipeline) if isinstance(p, ImagePipeline)}
-        if not pipes or not all(p.transforms and isinstance(p.transforms[-1], ToFloatNormalize) for p in pipes.values()):
+        pipeline, normalize = split_final_normalize(self.pipeline)
+        if normalize is None:
             return None
-        normalize = self.pipeline.transforms[-1]
-        stripped = {key: ImagePipeline(p.transforms[:-1]) for key, p in pipes.items()}
-        same = self.post_cache_pipeline is self.pipeline
-        self.pipeline = stripped[id(self.pipeline)]
-        self.post_cache_pipeline = self.pipeline if same else stripped[id(self.post_cache_pipeline)]
+        if self.post_cache_pipeline is self.pipeline:
+            self.pipeline = self.post_cache_pipeline = pipeline
+            return normalize
+        post, post_normalize = split_final_normalize(self.post_cache_pipeline)
+        if post_normalize is None:
+            return None
+        self.pipeline, self.post_cache_pipeline = pipeline, post
         return normalize
 
     def _setup_loading(self, pipeline, on_bad_image: str) -> None:

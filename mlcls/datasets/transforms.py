@@ -107,3 +107,12 @@ class ToFloatNormalize(T.Transform):
             return torch.addcmul(self._shift, img.to(torch.float32), self._scale)
         x = T.functional.to_dtype(img, torch.float32, scale=True)
         return T.functional.normalize(x, self.mean, self.std)
+
+
+def split_final_normalize(pipeline: Callable) -> tuple[Callable, "ToFloatNormalize | None"]:
+    """``(pipeline without its final ToFloatNormalize, that transform)``, or ``(pipeline, None)`` when it
+    does not end with one. Samples then stay uint8 and the normalisation runs once per batch, where
+    the batch is used (the same arithmetic per element, so the same numbers)."""
+    if isinstance(pipeline, ImagePipeline) and pipeline.transforms and isinstance(pipeline.transforms[-1], ToFloatNormalize):
+        return ImagePipeline(pipeline.transforms[:-1]), pipeline.transforms[-1]
+    return pipeline, None
