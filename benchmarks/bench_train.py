@@ -336,6 +336,7 @@ def main() -> None:
     p.add_argument("--mmpretrain-python", default="/tmp/venv_mm/bin/python", help="interpreter with mmpretrain installed")
     p.add_argument("--ways", nargs="+",
                    default=["compute_only", "plain", "mlcls", "mlcls_channels_last", "mlcls_cache", "mlcls_fast", "mmpretrain"])  # fmt: skip
+    p.add_argument("--rounds", type=int, default=3, help="every way once per round, in rotated order")
     p.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/bench_gpu.sh)")
     p.add_argument("--amp", action="store_true", help="mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU, for every way")
     args = p.parse_args()
@@ -345,46 +346,56 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     classes, items = subset_csv(root, args.images, work / "train_subset.csv")
     n = len(items)
-    results: dict[str, list[float] | str] = {}
+    runs = {
+        "compute_only": lambda r: compute_only(classes, n, args.epochs),
+        "plain": lambda r: plain_loop(root, items, classes, args.epochs),
+        "mlcls": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"mlcls{r}", breakdown=breakdown),
+        "mlcls_channels_last": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"cl{r}", channels_last=True),
+        "mlcls_cache": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"cache{r}", cache=True),
+        "mlcls_fast": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"fast{r}", channels_last=True, cache=True),
+        "mmpretrain": lambda r: (
+            mmpretrain_run(args.mmpretrain_python, root, items, classes, args.epochs, work / f"mm{r}")
+            if Path(args.mmpretrain_python).is_file()
+            else f"skipped: no {args.mmpretrain_python}"
+        ),
+    }
+    # Rounds: every way once per round, the order rotated between rounds, so a slow spell of this
+    # shared machine hits every way alike; ratios are taken within a round, then summarised.
+    results: dict[str, list] = {way: [] for way in args.ways}
     breakdown: dict[str, float] = {}
-    for way in args.ways:
-        if way == "compute_only":
-            results[way] = compute_only(classes, n, args.epochs)
-        elif way == "plain":
-            results[way] = plain_loop(root, items, classes, args.epochs)
-        elif way == "mlcls":
-            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls", breakdown=breakdown)
-        elif way == "mlcls_channels_last":
-            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cl", channels_last=True)
-        elif way == "mlcls_cache":
-            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_cache", cache=True)
-        elif way == "mlcls_fast":
-            results[way] = mlcls_run(root, work / "train_subset.csv", args.epochs, work / "mlcls_fast", channels_last=True, cache=True)
-        elif way == "mmpretrain":
-            if Path(args.mmpretrain_python).is_file():
-                results[way] = mmpretrain_run(args.mmpretrain_python, root, items, classes, args.epochs, work)
-            else:
-                results[way] = f"skipped: no {args.mmpretrain_python}"
-        print(f"{way}: {results[way]}", flush=True)
+    for r in range(args.rounds):
+        order = args.ways[r % len(args.ways) :] + args.ways[: r % len(args.ways)]
+        for way in order:
+            (work / f"mm{r}").mkdir(exist_ok=True)
+            results[way].append(runs[way](r))
+            print(f"round {r + 1} {way}: {results[way][-1]}", flush=True)
 
     def ips(times):
         timed = times[1:] or times
         return n * len(timed) / sum(timed)
 
-    base = ips(results["plain"]) if isinstance(results.get("plain"), list) else None
-    ceiling = ips(results["compute_only"]) if isinstance(results.get("compute_only"), list) else None
+    def spread(values: list[float], fmt: str) -> str:
+        values = sorted(values)
+        mid = values[len(values) // 2]
+        return f"{mid:{fmt}}" + (f" ({values[0]:{fmt}}-{values[-1]:{fmt}})" if len(values) > 1 else "")
+
     gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
     print(f"\nmachine: {platform.processor() or platform.machine()}{gpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"device {DEVICE}{' with AMP' if AMP else ''}, "
-          f"{torch.get_num_threads()} threads; {n} images/epoch at 48 px, batch {BATCH}, {WORKERS} workers, "
-          f"{args.epochs - 1} timed epoch(s) after 1 warm-up")  # fmt: skip
+          f"device {DEVICE}{' with AMP' if AMP else ''}, {torch.get_num_threads()} threads; {n} images/epoch at 48 px, "
+          f"batch {BATCH}, {WORKERS} workers, {args.epochs - 1} timed epoch(s) after 1 warm-up, {args.rounds} round(s); "
+          "median (min-max) over rounds, ratios within each round")  # fmt: skip
     print("| way | images/s | vs plain loop | vs compute_only |\n|---|---|---|---|")
     for way, res in results.items():
-        if isinstance(res, list):
-            v = ips(res)
-            print(f"| {way} | {v:.1f} | {f'{v / base:.3f}x' if base else '-'} | {f'{v / ceiling:.3f}x' if ceiling else '-'} |")
-        else:
-            print(f"| {way} | {res} | - | - |")
+        ok = [i for i, x in enumerate(res) if isinstance(x, list)]
+        if not ok:
+            print(f"| {way} | {res[0]} | - | - |")
+            continue
+        v = [ips(res[i]) for i in ok]
+        vs = {}
+        for base in ("plain", "compute_only"):
+            rounds = [i for i in ok if base in results and isinstance(results[base][i], list)]
+            vs[base] = spread([ips(res[i]) / ips(results[base][i]) for i in rounds], ".3f") + "x" if rounds else "-"
+        print(f"| {way} | {spread(v, '.1f')} | {vs['plain']} | {vs['compute_only']} |")
     if breakdown:
         total = sum(breakdown.values())
         print("\nwhere an mlcls epoch's time goes (default data path, mean of the timed epochs):")

@@ -94,12 +94,15 @@ def to_uint8_tensor(item: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, images: Sequence[torch.Tensor], batch_transform: Callable | None = None) -> torch.Tensor:
-    """Preprocessed images (each [3, H, W]) -> probabilities [N, C], one forward when sizes agree;
-    bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one batch. ``batch_transform``
-    (e.g. the normalisation a :class:`Preprocessor` handed over) runs on each batch on the device."""
+def predict_probs(model: nn.Module, images: Sequence[torch.Tensor] | torch.Tensor, batch_transform: Callable | None = None) -> torch.Tensor:
+    """Preprocessed images (each [3, H, W], or already stacked [N, 3, H, W]) -> probabilities [N, C],
+    one forward when sizes agree; bags (each [S, 3, H, W] or ``{view: ...}``) are packed into one
+    batch. ``batch_transform`` (e.g. the normalisation a :class:`Preprocessor` handed over) runs on
+    each batch on the device."""
     device = next(model.parameters()).device
     prepare = batch_transform or (lambda x: x)
+    if isinstance(images, torch.Tensor):
+        return model(prepare(images.to(device)), mode="predict").float().cpu()
     if images and (isinstance(images[0], dict) or images[0].dim() == 4):
         return model(pack(list(images)).to(device), mode="predict").float().cpu()
     if len({tuple(x.shape) for x in images}) == 1:
@@ -291,8 +294,15 @@ class _InputFiles(Dataset):
             return i, None, f"{self.paths[i]}: {e}"
 
 
-def _as_list(batch):
-    return batch  # inputs may differ in size or be missing; stacked per batch in the main process
+def _collate_inputs(batch: list) -> tuple[list[int], torch.Tensor | list, list[str]]:
+    """``(indices, inputs, errors)`` of a batch of :class:`_InputFiles` items. Images of one size are
+    stacked in the worker: one shared-memory tensor crosses to the main process instead of one per
+    image. Bags, images of different sizes and unreadable files stay lists."""
+    good = [(i, x) for i, x, err in batch if x is not None]
+    inputs = [x for _, x in good]
+    if inputs and all(isinstance(x, torch.Tensor) and x.dim() == 3 for x in inputs) and len({x.shape for x in inputs}) == 1:
+        inputs = torch.stack(inputs)
+    return [i for i, _ in good], inputs, [err for _, _, err in batch if err is not None]
 
 
 def predict_files(
@@ -311,20 +321,18 @@ def predict_files(
         one message per skipped unreadable file).
     """
     prepare = Preprocessor(model, batch_normalize=True)
-    loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
+    loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_collate_inputs)
     results, bad = [], []
     with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:
-        for batch in loader:
-            good = [(i, x) for i, x, err in batch if x is not None]
-            for _, _, err in batch:
-                if err is not None:
-                    bad.append(err)
-                    logger.warning("skipped: %s", err)
-            if good:
-                probs = predict_probs(model, [x for _, x in good], prepare.batch_transform)
+        for indices, inputs, errors in loader:
+            for err in errors:
+                bad.append(err)
+                logger.warning("skipped: %s", err)
+            if indices:
+                probs = predict_probs(model, inputs, prepare.batch_transform)
                 preds = decode(probs, model.info.classes, thresholds, topk)
-                results += [{"image": paths[i], **pred} for (i, _), pred in zip(good, preds)]
-            bar.update(len(batch))
+                results += [{"image": paths[i], **pred} for i, pred in zip(indices, preds)]
+            bar.update(len(indices) + len(errors))
     return results, bad
 
 
