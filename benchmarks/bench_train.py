@@ -246,22 +246,25 @@ def per_image_costs(root, items, classes, reps: int = 3) -> dict[str, float]:
             default_collate(samples[b : b + BATCH])
     out["collate"] = (time.perf_counter() - t0) / (reps * len(samples)) * 1e6
 
-    class Ready(Dataset):  # a batch that costs nothing to make: what remains is the transfer
-        def __len__(self):
-            return len(samples)
+    def transfer(items) -> float:
+        class Ready(Dataset):  # samples that cost nothing to make: what remains is collate + transfer
+            def __len__(self):
+                return len(items)
 
-        def __getitem__(self, i):
-            return samples[i]
+            def __getitem__(self, i):
+                return items[i]
 
-    loader = DataLoader(Ready(), batch_size=BATCH, num_workers=1)
-    for _ in loader:  # start the worker
-        break
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        for _ in loader:
-            pass
-    collate = out["collate"]
-    out["worker -> main transfer"] = max((time.perf_counter() - t0) / (reps * len(samples)) * 1e6 - collate, 0.0)
+        loader = DataLoader(Ready(), batch_size=BATCH, num_workers=1)
+        for _ in loader:  # start the worker
+            break
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for _ in loader:
+                pass
+        return max((time.perf_counter() - t0) / (reps * len(items)) * 1e6 - out["collate"], 0.0)
+
+    out["worker -> main transfer, float32 samples"] = transfer(samples)
+    out["worker -> main transfer, uint8 samples (mlcls)"] = transfer([(x, t) for x, (_, t) in zip(decoded, samples)])
     return out
 
 
