@@ -35,6 +35,10 @@ class LabelledDataset(Protocol):
     def class_counts(self) -> np.ndarray:
         """int [C]: positive samples per class."""
 
+    def class_frequency(self) -> np.ndarray:
+        """float [C]: the fraction of samples where each class is positive (among those where it was
+        verified, for partially labelled sets): what repeat factors and statistics use."""
+
     def label_stats(self) -> dict:
         """``num_samples``, ``pos`` and ``neg`` counts per class, ``classes`` (feeds ``auto`` loss weights)."""
 

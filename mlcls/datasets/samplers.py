@@ -38,8 +38,7 @@ def repeat_factors(dataset, oversample_thr: float) -> np.ndarray:
     """
     if not oversample_thr > 0:
         raise ValueError(f"oversample_thr must be positive, got {oversample_thr}")
-    n = len(dataset)
-    freq = dataset.class_frequency() if hasattr(dataset, "class_frequency") else dataset.class_counts() / max(n, 1)
+    freq = dataset.class_frequency()
     r_class = np.maximum(1.0, np.sqrt(oversample_thr / np.maximum(freq, 1e-12)))
     # per stored entry: its class's factor if positive, else 1; the image's factor is the max over
     # its entries (one reduceat over the CSR segments: no per-entry row index array)

@@ -204,6 +204,9 @@ class WebDatasetShards(IterableDataset):
     def class_counts(self) -> np.ndarray:
         return self.labels.class_counts()
 
+    def class_frequency(self) -> np.ndarray:
+        return self.labels.class_frequency()
+
     def image_path(self, idx: int) -> str:
         """The image's path in the data the shards were written from (a name for reports)."""
         return self.labels.label_index.paths[idx].decode("utf-8")

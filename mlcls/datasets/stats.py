@@ -63,7 +63,7 @@ def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: 
     neg = np.asarray(stats["neg"], dtype=np.int64)
     per_image = positives_per_image(dataset)
     hist = np.bincount(per_image)
-    freq = dataset.class_frequency() if hasattr(dataset, "class_frequency") else pos / max(n, 1)
+    freq = dataset.class_frequency()
     thr = suggest_oversample_thr(freq) if oversample_thr is None else float(oversample_thr)
     r_class = np.maximum(1.0, np.sqrt(thr / np.maximum(freq, 1e-12))) if thr > 0 else np.ones(c)
     r_image = repeat_factors(dataset, thr) if thr > 0 else np.ones(n)
