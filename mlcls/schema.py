@@ -177,8 +177,7 @@ def _lookup(cfg: dict, path: str) -> tuple[bool, Any]:
 def get(cfg: dict, path: str, where: str = "config") -> Any:
     """The value at ``path`` in ``cfg``, or the schema's default for it (a missing required key is an error).
 
-    ``path`` may be relative to a section that was taken out of the config (``get(train_cfg,
-    "max_epochs")`` is not allowed: use the full path with the whole config).
+    ``path`` is the full dotted path and ``cfg`` the whole config (``get(cfg, "train_cfg.max_epochs")``).
     """
     key = BY_PATH[path]  # a KeyError here is a bug: every key read must be in the schema
     found, value = _lookup(cfg, path)

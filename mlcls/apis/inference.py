@@ -220,9 +220,10 @@ def inference_model(
     thresholds = resolve_thresholds(model, thr)
     if tta:
         model = TTAModel(model, tta)
+    prepare = Preprocessor(model)
     results: list[dict] = []
     for start in range(0, len(items), batch_size):
-        batch = [preprocess(model, x) for x in items[start : start + batch_size]]
+        batch = [prepare(x) for x in items[start : start + batch_size]]
         results += decode(predict_probs(model, batch), model.info.classes, thresholds, topk)
     return results[0] if single else results
 

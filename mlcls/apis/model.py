@@ -10,6 +10,7 @@ import torch
 
 from mlcls.apis.config import resolve_device
 from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules
+from mlcls.datasets.labels import first_difference
 from mlcls.errors import BuildError, CheckpointError, ConfigError
 from mlcls.models import build_model
 from mlcls.models.info import ModelInfo
@@ -18,11 +19,12 @@ from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint, load_model_
 
 
 def check_same_classes(a: list[str], b: list[str], what_a: str, what_b: str) -> None:
-    if list(a) != list(b):
-        n = min(len(a), len(b))
-        i = next((i for i in range(n) if a[i] != b[i]), n)
-        first = f"index {i}: '{a[i] if i < len(a) else '<end>'}' vs '{b[i] if i < len(b) else '<end>'}'"
-        raise ConfigError(f"class lists differ between {what_a} ({len(a)}) and {what_b} ({len(b)}); first difference at {first}")
+    diff = first_difference(a, b)
+    if diff is not None:
+        i, x, y = diff
+        raise ConfigError(
+            f"class lists differ between {what_a} ({len(a)}) and {what_b} ({len(b)}); first difference at index {i}: '{x}' vs '{y}'"
+        )
 
 
 def fill_data_derived(user: dict, stored: dict) -> dict:

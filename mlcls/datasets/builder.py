@@ -136,5 +136,5 @@ def set_loader_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:
         return
     if skip:
         raise CheckpointError("mid-epoch resume needs the train loader's SeededBatchSampler (built by mlcls.apis)")
-    if isinstance(loader.sampler, EpochOrder) or hasattr(loader.sampler, "set_epoch"):  # torch's DistributedSampler
+    if hasattr(loader.sampler, "set_epoch"):  # torch's DistributedSampler: set_epoch(epoch), no skip
         loader.sampler.set_epoch(epoch)

@@ -39,6 +39,16 @@ def read_class_list(classes: Sequence[str] | str | os.PathLike, where: str = "cl
     return names
 
 
+def first_difference(a: Sequence[str], b: Sequence[str]) -> tuple[int, str, str] | None:
+    """Where two class lists first differ: ``(index, a's name, b's name)`` (``<end>`` past a list's
+    end), or None when they are equal."""
+    if list(a) == list(b):
+        return None
+    n = min(len(a), len(b))
+    i = next((i for i in range(n) if a[i] != b[i]), n)
+    return i, a[i] if i < len(a) else "<end>", b[i] if i < len(b) else "<end>"
+
+
 def check_space_free(classes: Sequence[str], where: str) -> None:
     """Class names of a list format whose labels are separated by whitespace cannot contain any."""
     spaced = [c for c in classes if any(ch.isspace() for ch in c)]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from mlcls import __version__
 from mlcls.datasets.builder import Loader, set_loader_epoch
+from mlcls.datasets.labels import first_difference
 from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
@@ -25,6 +26,20 @@ from mlcls.utils.dist import get_rank, is_dist
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
 logger = logging.getLogger("mlcls")
+
+
+def _batch_transform(loader: DataLoader):
+    """What runs on each whole batch after the copy (a :class:`Loader`'s uint8 normalisation), or None."""
+    return loader.batch_transform if isinstance(loader, Loader) else None
+
+
+def _images_to(images, device: torch.device, memory_format: torch.memory_format, batch_transform=None):
+    """A batch (tensor or ``BagBatch``) on ``device`` in the model's memory format; uint8 batches are
+    normalised there, once (``batch_transform``)."""
+    images = images.to(device, non_blocking=True, memory_format=memory_format)
+    if batch_transform is not None:
+        images = batch_transform(images).contiguous(memory_format=memory_format)
+    return images
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -123,7 +138,7 @@ class Trainer:
         self.nonfinite_steps = 0  # skipped steps acted on so far (see _poll_nonfinite)
         # counted on the device, read without a sync (see _step_unless_poisoned and _poll_nonfinite)
         self._bad_losses = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._skipped_steps: torch.Tensor | int = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._skipped_steps = torch.zeros((), dtype=torch.int64, device=self.device)
         self._pending = None
         # a fused optimizer (Adam, AdamW, SGD with fused=True) skips a step from a flag tensor inside its kernel
         self.scaler_free_skip = all(g.get("fused") for g in optimizer.param_groups)
@@ -222,12 +237,10 @@ class Trainer:
         n = self.iters_per_epoch
         loss = None
         t_data = time.perf_counter()
-        batch_transform = self.train_loader.batch_transform if isinstance(self.train_loader, Loader) else None
+        batch_transform = _batch_transform(self.train_loader)
         for i, (images, targets) in enumerate(self.train_loader, start=start):
-            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            images = _images_to(images, self.device, self.memory_format, batch_transform)
             targets = targets.to(self.device, non_blocking=True)
-            if batch_transform is not None:  # uint8 batches normalised here, once, on the device
-                images = batch_transform(images).contiguous(memory_format=self.memory_format)
             if self.batch_augments is not None:  # Mixup/CutMix: drawn from (seed, rank, iteration), so resume replays them
                 images, targets = self.batch_augments(images, targets, self.iter)
             data_time = time.perf_counter() - t_data
@@ -464,11 +477,12 @@ class Trainer:
         """What keeps ``ckpt`` from being resumed by this trainer (class list, model, optimizer), or None."""
         meta = ckpt.get("meta") or {}
         old_classes, new_classes = meta.get("classes"), self.meta.get("classes")
-        if old_classes is not None and new_classes is not None and list(old_classes) != list(new_classes):
-            i = next((i for i, (a, b) in enumerate(zip(old_classes, new_classes)) if a != b), min(len(old_classes), len(new_classes)))
+        diff = first_difference(old_classes, new_classes) if old_classes is not None and new_classes is not None else None
+        if diff is not None:
+            i, old_name, new_name = diff
             return (
                 f"the class list differs ({len(old_classes)} classes in the checkpoint, {len(new_classes)} now; first difference at "
-                f"index {i}: {old_classes[i] if i < len(old_classes) else '<end>'!r} vs {new_classes[i] if i < len(new_classes) else '<end>'!r})"
+                f"index {i}: {old_name!r} vs {new_name!r})"
             )
         problem = state_mismatch(unwrap(self.model).state_dict(), ckpt["state_dict"])
         if problem:
@@ -506,7 +520,7 @@ def predict_loader(
     """
     model.eval()
     evaluator.reset()
-    batch_transform = loader.batch_transform if isinstance(loader, Loader) else None
+    batch_transform = _batch_transform(loader)
     for batch in loader:
         images, targets = batch[0], batch[1]
         if len(batch) < 3 and is_dist():
@@ -514,9 +528,7 @@ def predict_loader(
                 "evaluation under DDP needs each sample's dataset index: use an mlcls dataset or wrap yours "
                 "in mlcls.datasets.IndexedDataset so it yields (image, target, index)"
             )
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        if batch_transform is not None:
-            images = batch_transform(images).contiguous(memory_format=memory_format)
+        images = _images_to(images, device, memory_format, batch_transform)
         with autocast():
             scores = model(images, mode="predict")
         evaluator.process(scores.float(), targets, batch[2] if len(batch) > 2 else None)
