@@ -144,7 +144,7 @@ def make_step(model, opt, crit):
     return step
 
 
-def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) -> dict:
+def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False, workers=None) -> dict:
     return {
         "model": {
             "type": "ImageClassifier",
@@ -153,7 +153,7 @@ def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) 
         },
         "train_dataloader": {
             "batch_size": BATCH,
-            "num_workers": WORKERS,
+            "num_workers": WORKERS if workers is None else workers,
             "sampler": {"type": "DefaultSampler", "shuffle": True},
             "dataset": {
                 "type": "CSVDataset",
@@ -176,11 +176,11 @@ def mlcls_config(root, ann, epochs, work_dir, channels_last=False, cache=False) 
     }
 
 
-def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False, breakdown: dict | None = None) -> list[float]:
+def mlcls_run(root, ann, epochs, work_dir, channels_last=False, cache=False, breakdown: dict | None = None, workers=None) -> list[float]:
     from mlcls.apis import build_trainer
     from mlcls.engine import Hook
 
-    cfg = mlcls_config(root, ann, epochs, work_dir, channels_last, cache)
+    cfg = mlcls_config(root, ann, epochs, work_dir, channels_last, cache, workers)
     times: list[float] = []
 
     parts = {"wait for the loader": [], "hooks and logging": []}
@@ -356,6 +356,9 @@ def main() -> None:
         "mlcls_channels_last": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"cl{r}", channels_last=True),
         "mlcls_cache": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"cache{r}", cache=True),
         "mlcls_fast": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"fast{r}", channels_last=True, cache=True),
+        "mlcls_w0": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"w0{r}", workers=0),
+        "mlcls_cache_w0": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"cw0{r}", cache=True, workers=0),
+        "mlcls_w1": lambda r: mlcls_run(root, work / "train_subset.csv", args.epochs, work / f"w1{r}", workers=1),
         "mmpretrain": lambda r: (
             mmpretrain_run(args.mmpretrain_python, root, items, classes, args.epochs, work / f"mm{r}")
             if Path(args.mmpretrain_python).is_file()

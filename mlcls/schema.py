@@ -72,6 +72,7 @@ KEYS: tuple[Key, ...] = (
     *(Key(f"{s}_dataloader.pin_memory", lambda v: v is None or _is_bool(v), "null (when CUDA is there), true or false") for s in SPLITS),
     *(Key(f"{s}_dataloader.persistent_workers", *BOOL, default=False) for s in SPLITS),
     *(Key(f"{s}_dataloader.drop_last", *BOOL, default=False) for s in SPLITS),
+    *(Key(f"{s}_dataloader.decode_on_device", *BOOL, default=False) for s in SPLITS),
     *(Key(f"{s}_dataloader.prefetch_factor", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1") for s in SPLITS),
     Key("val_evaluator", *MAPPING, default={"type": "MultiLabelMetric"}),
     Key("test_evaluator", *MAPPING),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,7 +23,8 @@ from torch.utils.data import Dataset
 
 from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_bag, subsample
 from mlcls.datasets.cache import ImageCache
-from mlcls.datasets.image_io import load_image
+from mlcls.datasets.device_decode import DeviceDecode, EncodedImage
+from mlcls.datasets.image_io import load_image, read_jpeg
 from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, read_class_list, segment_reduce
 from mlcls.datasets.samplers import fetch_seeded
 from mlcls.datasets.transforms import build_pipeline, build_transform, split_final_normalize
@@ -158,6 +160,22 @@ class MultiLabelDataset(Dataset):
         self.pipeline, self.post_cache_pipeline = pipeline, post
         return normalize
 
+    def take_device_decode(self) -> DeviceDecode:
+        """Hand decoding, the pipeline and the normalisation over to the device (``decode_on_device``):
+        samples become the files' undecoded JPEG bytes, and the returned :class:`DeviceDecode` makes
+        the batch where the model runs.
+
+        Raises:
+            DataError: the samples are bags or views, or the images are cached (already decoded).
+        """
+        if self.bags:
+            raise DataError(f"{type(self).__name__}: decode_on_device is for datasets of single images, not of bags of images")
+        if self._cache is not None:
+            raise DataError(f"{type(self).__name__}: decode_on_device and cache: true exclude each other (the cache holds decoded images)")
+        pipeline, normalize = split_final_normalize(self.pipeline)
+        self._encoded = True
+        return DeviceDecode(pipeline, normalize)
+
     def _setup_loading(self, pipeline, on_bad_image: str) -> None:
         self.pipeline = pipeline if callable(pipeline) else build_pipeline(pipeline or [])
         # what a cache may store: the output of a leading Resize (deterministic), else the decoded image
@@ -167,6 +185,7 @@ class MultiLabelDataset(Dataset):
         else:
             self.cache_transform, self.post_cache_pipeline = None, self.pipeline
         self._cache = None
+        self._encoded = False  # decode_on_device: samples are the files' bytes (take_device_decode)
         self.on_bad_image = on_bad_image
         # one flag per image in shared memory: DataLoader workers mark, the main process counts
         self._bad = torch.zeros(len(self.label_index.paths), dtype=torch.int8).share_memory_() if on_bad_image == "skip" else None
@@ -335,6 +354,9 @@ class MultiLabelDataset(Dataset):
     def __getitems__(self, indices) -> list:
         """A batch of samples; random augmentations seeded per batch when the batch carries a seed
         (:class:`SeededBatchSampler`), so results do not depend on the number of workers."""
+        if self._encoded:  # decoded and augmented on the device (DeviceDecode), from the batch's seed
+            seed = getattr(indices, "seed", None)
+            return [(replace(s[0], seed=seed), *s[1:]) for s in map(self.__getitem__, indices)]
         samples = fetch_seeded(self.__getitem__, indices)
         check_same_size(self, list(indices), samples)
         return samples
@@ -357,6 +379,9 @@ class MultiLabelDataset(Dataset):
             try:
                 if self._cache is not None:
                     image = self.post_cache_pipeline(self._cache.get(idx))
+                elif self._encoded:
+                    path = self.image_path(idx)
+                    image = EncodedImage(*self._read(idx, path, read_jpeg), path=path, seed=None)
                 elif self.bags:  # each view its own random draw; one draw for all slices of a view
                     raw = self.read_image(idx)
                     image = (

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from mlcls.datasets.bags import collate_bags
 from mlcls.datasets.base import MultiLabelDataset
 from mlcls.datasets.class_balanced import ClassBalancedDataset
+from mlcls.datasets.device_decode import collate_encoded
 from mlcls.datasets.protocols import EpochOrder, Stream
 from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import CheckpointError, ConfigError
@@ -51,11 +52,15 @@ def build_dataloader(
 
     Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``,
     ``sampler`` (default ``{type: DefaultSampler, shuffle: <shuffle>}``), ``pin_memory``,
-    ``persistent_workers``, ``drop_last``.
+    ``persistent_workers``, ``drop_last``, ``decode_on_device``.
 
     ``batch_normalize``: a pipeline's final ``ToFloatNormalize`` moves from each sample to the
     whole batch (:meth:`MultiLabelDataset.take_batch_normalize`): samples stay uint8 and the
     returned :class:`Loader`'s ``batch_transform`` normalises each batch where it is used.
+
+    ``decode_on_device: true`` (JPEG datasets): workers only read the files; the ``batch_transform``
+    (a :class:`~mlcls.datasets.device_decode.DeviceDecode`) decodes, augments and normalises each
+    batch on the device it is moved to -- nvjpeg on a GPU.
 
     ``seeded_batches`` (training): batches come from a :class:`SeededBatchSampler`, so random
     augmentation is seeded per batch position (independent of ``num_workers``; exact mid-epoch
@@ -71,6 +76,10 @@ def build_dataloader(
     if isinstance(dataset, IterableDataset):  # a stream (WebDatasetShards): it splits itself by rank and worker
         if cfg.get("sampler"):
             raise ConfigError(f"dataloader: {type(dataset).__name__} is a stream and takes no sampler (repeats: its oversample_thr)")
+        if cfg.get("decode_on_device"):
+            raise ConfigError(
+                f"dataloader.decode_on_device: {type(dataset).__name__} is a stream of decoded samples; it takes no decode_on_device"
+            )
         num_workers = int(cfg.get("num_workers", 0))
         batch_size = int(cfg.get("batch_size", 32))
         if isinstance(dataset, Stream):
@@ -97,7 +106,13 @@ def build_dataloader(
     else:
         batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
     reader = dataset.dataset if isinstance(dataset, ClassBalancedDataset) else dataset  # repeats read through it
-    normalize = reader.take_batch_normalize() if batch_normalize and isinstance(reader, MultiLabelDataset) else None
+    collate = collate_bags if getattr(dataset, "bags", False) else None  # bags: packed, not padded
+    if cfg.get("decode_on_device"):
+        if not isinstance(reader, MultiLabelDataset):
+            raise ConfigError(f"dataloader.decode_on_device: needs an mlcls image dataset, not {type(reader).__name__}")
+        batch_transform, collate = reader.take_device_decode(), collate_encoded
+    else:
+        batch_transform = reader.take_batch_normalize() if batch_normalize and isinstance(reader, MultiLabelDataset) else None
     loader = Loader(
         dataset,
         **batching,
@@ -107,9 +122,9 @@ def build_dataloader(
         worker_init_fn=_seed_worker,
         generator=generator,
         prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
-        collate_fn=collate_bags if getattr(dataset, "bags", False) else None,  # bags: packed, not padded
+        collate_fn=collate,
     )
-    loader.batch_transform = normalize
+    loader.batch_transform = batch_transform
     return loader
 
 

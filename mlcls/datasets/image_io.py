@@ -164,6 +164,65 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def read_jpeg(path: str) -> tuple[torch.Tensor, int]:
+    """A JPEG file's encoded bytes (uint8 [n]) and its EXIF orientation (1-8, 1 when absent), the size
+    in its header checked against :func:`max_image_pixels`: what a DataLoader worker hands over when
+    the decoding happens on the device (``decode_on_device``).
+
+    Raises:
+        DataError: the file is not a JPEG (only JPEG has a batched device decoder), or is too large.
+    """
+    data = _tv_io.read_file(path)
+    head = data[:65536].numpy().tobytes()
+    size = _jpeg_size(head)
+    if size is None:
+        raise DataError(
+            f"{path}: not a JPEG file (decode_on_device decodes JPEG only; drop decode_on_device from the "
+            "dataloader section to decode other formats in the workers)"
+        )
+    check_pixels(*size, path)
+    return data, jpeg_orientation(head)
+
+
+def jpeg_orientation(head: bytes) -> int:
+    """The EXIF orientation tag (1-8) of a JPEG from its first bytes; 1 (as stored) when it has none."""
+    i, n = 2, len(head)
+    while i + 4 <= n and head[i] == 0xFF:
+        marker, length = head[i + 1], int.from_bytes(head[i + 2 : i + 4], "big")
+        if marker == 0xDA or marker in _SOF:  # image data or its frame: EXIF comes before them
+            return 1
+        if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(head[i + 10 : i + 2 + length])
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            return 1
+        if int.from_bytes(entry[:2], order) == 0x0112:  # Orientation, a SHORT stored in the value field
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """An image [..., H, W] as EXIF ``orientation`` (1-8) says to show it: what decoding with
+    ``apply_exif_orientation=True`` does on the CPU, for decoders that cannot (nvjpeg)."""
+    if orientation in (5, 6, 7, 8):
+        img = img.transpose(-1, -2)
+    dims = {2: (-1,), 3: (-2, -1), 4: (-2,), 6: (-1,), 7: (-2, -1), 8: (-2,)}.get(orientation)
+    return img.flip(dims) if dims else img
+
+
 def _decode_with_torchvision(data: torch.Tensor) -> torch.Tensor | None:
     """Encoded bytes (uint8 [n]) -> uint8 RGB [3, H, W]; None where torchvision cannot decode
     them (e.g. a CMYK JPEG or an odd PNG: Pillow tries next)."""

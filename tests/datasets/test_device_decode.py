@@ -1,0 +1,133 @@
+"""decode_on_device: workers read JPEG bytes, the batch is decoded, augmented and normalised where the
+model runs. On the CPU this is the same code a GPU run takes (only decode_jpeg's device differs), and
+its batches must equal the workers' own decoding bit for bit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torchvision.io as tv_io
+from PIL import Image, ImageOps
+
+from mlcls.datasets import build_dataloader
+from mlcls.datasets import device_decode as dd
+from mlcls.datasets.image_io import apply_orientation, jpeg_orientation, load_image
+from mlcls.engine.trainer import _batch_transform, _images_to
+from mlcls.errors import ConfigError, DataError
+from mlcls.schema import check_config
+
+CLASSES = ["a", "b", "c"]
+PIPELINE = [
+    {"type": "RandomResizedCrop", "size": 32, "scale": [0.5, 1.0], "antialias": True},
+    {"type": "RandomHorizontalFlip"},
+    {"type": "ToFloatNormalize"},
+]
+
+
+def _jpeg(arr: np.ndarray, orientation: int = 1, mode: str | None = None) -> bytes:
+    im = Image.fromarray(arr) if mode is None else Image.fromarray(arr).convert(mode)
+    exif = im.getexif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def jpeg_root(tmp_path_factory):
+    """24 JPEGs of 40x36 px (not square, so a transposing orientation shows), every EXIF orientation,
+    some greyscale, with labels in a CSV."""
+    root = tmp_path_factory.mktemp("jpegs")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    rows = [["filename", "labels"]]
+    for i in range(24):
+        arr = (rng.random((36, 40, 3)) * 255).astype(np.uint8)
+        (root / "images" / f"{i:02d}.jpg").write_bytes(_jpeg(arr, orientation=1 + i % 8, mode="L" if i % 5 == 0 else None))
+        rows.append([f"images/{i:02d}.jpg", " ".join(c for j, c in enumerate(CLASSES) if (i >> j) & 1)])
+    with open(root / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return root
+
+
+def _section(root, **extra) -> dict:
+    dataset = {"type": "CSVDataset", "ann_file": str(root / "train.csv"), "classes": CLASSES, "data_root": str(root), "pipeline": PIPELINE}
+    return {"batch_size": 8, "num_workers": 2, "dataset": dataset, **extra}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_read_from_the_header_matches_pillow_and_torchvision(orientation):
+    arr = (np.random.default_rng(orientation).random((20, 30, 3)) * 255).astype(np.uint8)
+    data = _jpeg(arr, orientation)
+    assert jpeg_orientation(data[:65536]) == orientation
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    ours = apply_orientation(tv_io.decode_jpeg(encoded, mode=tv_io.ImageReadMode.RGB), orientation)
+    assert torch.equal(ours, tv_io.decode_jpeg(encoded, mode=tv_io.ImageReadMode.RGB, apply_exif_orientation=True))
+    pil = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))  # independent reference
+    assert ours.permute(1, 2, 0).shape == pil.shape
+    assert np.abs(ours.permute(1, 2, 0).numpy().astype(int) - pil.astype(int)).mean() < 2  # same geometry (decoders may differ by a level)
+
+
+def test_batches_decoded_on_the_device_equal_the_workers_bit_for_bit(jpeg_root):
+    in_workers = build_dataloader(_section(jpeg_root), seed=5, seeded_batches=True, batch_normalize=True)
+    on_device = build_dataloader(_section(jpeg_root, decode_on_device=True), seed=5, seeded_batches=True)
+    assert isinstance(on_device.batch_transform, dd.DeviceDecode)
+    n = 0
+    for (a, ya), (b, yb) in zip(in_workers, on_device):
+        assert isinstance(b, dd.EncodedBatch) and b.data.dtype == torch.uint8 and len(b) == 8  # undecoded bytes crossed from the workers
+        x = _images_to(b, torch.device("cpu"), torch.channels_last, _batch_transform(on_device))  # the trainer's own helper
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, in_workers.batch_transform(a)) and torch.equal(ya, yb)  # crops and flips drawn alike
+        n += 1
+    assert n == 3
+
+
+def test_a_file_that_is_not_jpeg_is_named(jpeg_root, tmp_path):
+    png = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(png)
+    (tmp_path / "l.csv").write_text(f"filename,labels\n{jpeg_root / 'images/00.jpg'},a\n{png},b\n")
+    section = _section(jpeg_root, decode_on_device=True, num_workers=0)
+    section["dataset"] = {**section["dataset"], "ann_file": str(tmp_path / "l.csv"), "data_root": ""}
+    with pytest.raises(DataError, match=r"x\.png.*not a JPEG file.*drop decode_on_device"):
+        next(iter(build_dataloader(section)))
+
+
+def test_an_image_the_device_decoder_refuses_is_decoded_on_the_cpu_with_a_warning(jpeg_root, monkeypatch, caplog):
+    """nvjpeg refuses some JPEGs (CMYK, lossless): the batch call fails as a whole, the file is found
+    and decoded by the workers' decoder instead, and the log names it. The refusal is simulated."""
+    real = tv_io.decode_jpeg
+    refused = str(jpeg_root / "images/03.jpg")
+    refused_bytes = (jpeg_root / "images/03.jpg").read_bytes()
+
+    def device_decoder(data, mode, device):
+        items = data if isinstance(data, list) else [data]
+        if any(bytes(t.numpy()) == refused_bytes for t in items):
+            raise RuntimeError("nvjpegDecode failed: 6")
+        return real(data, mode=mode, device=device)
+
+    monkeypatch.setattr(dd.tv_io, "decode_jpeg", device_decoder)
+    loader = build_dataloader({**_section(jpeg_root, decode_on_device=True, num_workers=0), "batch_size": 24})
+    batch = next(iter(loader))[0]
+    with caplog.at_level(logging.WARNING, logger="mlcls"):
+        images = loader.batch_transform.decode(batch)
+    assert [r.getMessage().count(refused) for r in caplog.records] == [1]
+    for path, x in zip(batch.paths, images):
+        assert torch.equal(x, load_image(path))  # oriented, the same pixels as the workers' decoder
+
+
+def test_decode_on_device_refuses_what_it_cannot_do(jpeg_root, tmp_path):
+    with pytest.raises(DataError, match="decode_on_device and cache: true exclude each other"):
+        build_dataloader(_section(jpeg_root, decode_on_device=True) | {"dataset": {**_section(jpeg_root)["dataset"], "cache": True}})
+    with pytest.raises(ConfigError, match="train_dataloader.decode_on_device must be true or false, got 'yes'"):
+        check_config({"train_dataloader": _section(jpeg_root, decode_on_device="yes")})
+    with pytest.raises(DataError, match="decode_on_device is for datasets of single images"):
+        (tmp_path / "bags.csv").write_text("filename,labels\nimages/00.jpg|images/01.jpg,a\n")  # a bag of two images
+        bags = {**_section(jpeg_root)["dataset"], "ann_file": str(tmp_path / "bags.csv")}
+        build_dataloader({"dataset": bags, "decode_on_device": True})
