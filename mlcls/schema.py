@@ -67,7 +67,8 @@ KEYS: tuple[Key, ...] = (
     *(Key(f"{s}_dataloader", *MAPPING) for s in SPLITS),
     *(Key(f"{s}_dataloader.dataset", *MAPPING, default=REQUIRED) for s in SPLITS),
     *(Key(f"{s}_dataloader.batch_size", *_int_at_least(1), default=32) for s in SPLITS),
-    *(Key(f"{s}_dataloader.num_workers", *_int_at_least(0), default=0) for s in SPLITS),
+    *(Key(f"{s}_dataloader.num_workers", lambda v: v == "auto" or (_is_int(v) and v >= 0), "'auto' or an integer >= 0", default="auto")
+      for s in SPLITS),
     *(Key(f"{s}_dataloader.sampler", lambda v: v is None or _is_mapping(v), "null or a sampler mapping") for s in SPLITS),
     *(Key(f"{s}_dataloader.pin_memory", lambda v: v is None or _is_bool(v), "null (when CUDA is there), true or false") for s in SPLITS),
     *(Key(f"{s}_dataloader.persistent_workers", *BOOL, default=False) for s in SPLITS),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch.utils.data import IterableDataset
 
+from mlcls.apis.config import resolve_device
 from mlcls.datasets import IndexedDataset, build_dataloader, build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.datasets.protocols import LabelledDataset
 from mlcls.errors import BuildError, ConfigError
-from mlcls.schema import require
+from mlcls.schema import get, require
 
 
 def test_pipeline_cfg(cfg: dict) -> list[dict]:
@@ -44,8 +45,9 @@ def build_loader(cfg: dict, split: str, purpose: str, seed: int):
 
 
 def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int):
+    device = resolve_device(get(cfg, "device"))  # what num_workers: auto is chosen for
     if purpose == "train":
-        return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True, batch_normalize=True)
+        return build_dataloader(section, seed=seed, shuffle=True, seeded_batches=True, batch_normalize=True, device=device)
     section = {k: v for k, v in section.items() if k not in ("sampler", "drop_last")}
     dataset_cfg = unwrapped_dataset_cfg(require(section, "dataset", f"{split}_dataloader"))
     if split == "train":
@@ -60,4 +62,4 @@ def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int)
         dataset.training = False  # long bags: evenly spaced instances, not a random subset
     else:
         dataset = IndexedDataset(dataset)
-    return build_dataloader(section, seed=seed, dataset=dataset, batch_normalize=True)
+    return build_dataloader(section, seed=seed, dataset=dataset, batch_normalize=True, device=device)

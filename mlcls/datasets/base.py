@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_bag, subsample
 from mlcls.datasets.cache import ImageCache
 from mlcls.datasets.device_decode import DeviceDecode, EncodedImage
-from mlcls.datasets.image_io import load_image, read_jpeg
+from mlcls.datasets.image_io import check_batch_sizes, load_image, read_jpeg
 from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, read_class_list, segment_reduce
 from mlcls.datasets.samplers import fetch_seeded
 from mlcls.datasets.transforms import build_pipeline, build_transform, split_final_normalize
@@ -405,21 +405,12 @@ class MultiLabelDataset(Dataset):
 
 
 def check_same_size(dataset, indices: list, samples: list) -> None:
-    """A batch is one tensor: images of different sizes (no Resize/crop in the pipeline) are an
-    error naming both sizes and a file of each, instead of torch.stack's bare RuntimeError."""
+    """The images of a batch agree in size (a bag's instances: each bag's first), else one clear error."""
     if getattr(dataset, "bags", False):  # bags differ in length: their instances must agree in size
         samples = [(next(iter(s[0].values())) if isinstance(s[0], dict) else s[0])[0] for s in samples]
         samples = [(x,) for x in samples]
-    shapes = [tuple(s[0].shape) for s in samples if isinstance(s[0], torch.Tensor)]
-    if len(set(shapes)) <= 1:
-        return
-    first = shapes[0]
-    j = next(k for k, sh in enumerate(shapes) if sh != first)
-    raise DataError(
-        f"images of different sizes in one batch: {first[-2]}x{first[-1]} ({dataset.image_path(int(indices[0]))}) and "
-        f"{shapes[j][-2]}x{shapes[j][-1]} ({dataset.image_path(int(indices[j]))}); add a Resize (e.g. "
-        "{type: Resize, size: [224, 224]}) or a crop to the pipeline so every image has the same size"
-    )
+    tensors = [k for k, s in enumerate(samples) if isinstance(s[0], torch.Tensor)]
+    check_batch_sizes([tuple(samples[k][0].shape) for k in tensors], lambda j: dataset.image_path(int(indices[tensors[j]])))
 
 
 class IndexedDataset(Dataset):

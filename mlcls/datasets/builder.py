@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from typing import Callable
 
@@ -18,6 +20,8 @@ from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.registry import DATASETS, SAMPLERS
 from mlcls.schema import check_section
+
+logger = logging.getLogger("mlcls")
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -38,6 +42,37 @@ def _pin_memory(cfg: dict) -> bool:
     return torch.cuda.is_available() and (wanted is None or bool(wanted))
 
 
+def auto_num_workers(device: torch.device) -> tuple[int, str]:
+    """The DataLoader worker processes ``num_workers: auto`` starts for a loader feeding ``device``, and why.
+
+    On a GPU the CPU cores are free to decode: one worker per core this process may use (the cores
+    shared among the local ranks of a torchrun job), one core kept for the training loop, at most 8.
+    On the CPU the compute threads already use the cores, and a worker can only preempt them: an
+    intra-op parallel region waits for its slowest thread, so each worker wake-up stalls the whole
+    step, and each batch costs a shared-memory round trip as well. Images then load in the training
+    process between steps (measured in docs/benchmarks.md), unless cores are left over.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        free = cores - threads
+        if free <= 0:
+            return 0, f"training on the CPU, whose {cores} core(s) the {threads} compute thread(s) use: images load between steps"
+        return min(free, 8), f"the {free} of {cores} cores that the {threads} compute thread(s) leave free"
+    return min(8, max(1, cores - 1)), f"{cores} core(s) for this process, one kept for the training loop"
+
+
+def resolve_num_workers(value, device: torch.device | str | None = None) -> int:
+    """``num_workers`` as configured, ``auto`` (the default) resolved by :func:`auto_num_workers` and logged."""
+    if value != "auto":
+        return int(value)
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    n, why = auto_num_workers(device)
+    logger.info("num_workers auto: %d (%s)", n, why)
+    return n
+
+
 class Loader(DataLoader):
     """A DataLoader with a transform for whole batches on the device (``batch_transform``), applied by
     the trainer and the evaluation after the copy: e.g. the normalisation of uint8 batches."""
@@ -46,11 +81,18 @@ class Loader(DataLoader):
 
 
 def build_dataloader(
-    cfg: dict, seed: int = 0, dataset=None, shuffle: bool | None = None, seeded_batches: bool = False, batch_normalize: bool = False
+    cfg: dict,
+    seed: int = 0,
+    dataset=None,
+    shuffle: bool | None = None,
+    seeded_batches: bool = False,
+    batch_normalize: bool = False,
+    device: torch.device | str | None = None,
 ) -> DataLoader:
     """A DataLoader from a ``*_dataloader`` config section.
 
-    Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``,
+    Keys: ``dataset`` (required unless ``dataset`` is passed), ``batch_size``, ``num_workers``
+    (``auto``, the default: chosen for ``device`` by :func:`auto_num_workers`),
     ``sampler`` (default ``{type: DefaultSampler, shuffle: <shuffle>}``), ``pin_memory``,
     ``persistent_workers``, ``drop_last``, ``decode_on_device``.
 
@@ -80,7 +122,7 @@ def build_dataloader(
             raise ConfigError(
                 f"dataloader.decode_on_device: {type(dataset).__name__} is a stream of decoded samples; it takes no decode_on_device"
             )
-        num_workers = int(cfg.get("num_workers", 0))
+        num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), device)
         batch_size = int(cfg.get("batch_size", 32))
         if isinstance(dataset, Stream):
             dataset.configure_loader(batch_size, num_workers)
@@ -97,7 +139,7 @@ def build_dataloader(
     if shuffle is not None and sampler_cfg.get("type") == "DefaultSampler":
         sampler_cfg.setdefault("shuffle", shuffle)
     sampler = SAMPLERS.build(sampler_cfg, dataset=dataset, seed=seed)
-    num_workers = int(cfg.get("num_workers", 0))
+    num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), device)
     generator = torch.Generator()
     generator.manual_seed(seed)
     batch_size, drop_last = int(cfg.get("batch_size", 32)), bool(cfg.get("drop_last", False))

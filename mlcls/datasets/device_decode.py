@@ -20,9 +20,8 @@ import torch
 import torchvision.io as tv_io
 from torch.utils.data import default_collate
 
-from mlcls.datasets.image_io import _decode_bytes, apply_orientation
+from mlcls.datasets.image_io import apply_orientation, check_batch_sizes, load_image_bytes
 from mlcls.datasets.samplers import SeededBatch, fetch_seeded
-from mlcls.errors import DataError
 
 logger = logging.getLogger("mlcls")
 
@@ -97,14 +96,7 @@ class DeviceDecode:
         order = SeededBatch(range(len(images)))
         order.seed = batch.seed
         images = fetch_seeded(lambda k: self.pipeline(images[k]), order)  # the worker's random draws
-        shapes = {tuple(x.shape) for x in images}
-        if len(shapes) > 1:
-            first = images[0].shape
-            j = next(k for k, x in enumerate(images) if x.shape != first)
-            raise DataError(
-                f"images of different sizes in one batch: {first[-2]}x{first[-1]} ({batch.paths[0]}) and "
-                f"{images[j].shape[-2]}x{images[j].shape[-1]} ({batch.paths[j]}); add a Resize or a crop to the pipeline"
-            )
+        check_batch_sizes([tuple(x.shape) for x in images], lambda k: batch.paths[k])
         out = torch.stack(images)
         return self.normalize(out) if self.normalize is not None else out
 
@@ -125,4 +117,6 @@ class DeviceDecode:
             if path not in self._warned:
                 self._warned.add(path)
                 logger.warning("decode_on_device: %s: the %s decoder refused it (%s); decoded on the CPU instead", path, batch.device, e)
-            return _decode_bytes(data, path).to(batch.device)  # the workers' decoder (torchvision, else Pillow), oriented
+            return load_image_bytes(data.numpy().tobytes(), path).to(
+                batch.device
+            )  # the workers' decoder (torchvision, else Pillow), oriented

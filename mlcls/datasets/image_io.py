@@ -11,6 +11,7 @@ import io
 import os
 import re
 import warnings
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -162,6 +163,19 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
         else:
             i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
     return None
+
+
+def check_batch_sizes(shapes: Sequence[tuple[int, ...]], name: Callable[[int], str]) -> None:
+    """A batch is one tensor: images of different sizes (no Resize or crop in the pipeline) are one
+    error naming both sizes and a file of each (``name(k)``), not torch.stack's bare RuntimeError."""
+    first = shapes[0] if shapes else None
+    j = next((k for k, sh in enumerate(shapes) if sh != first), None)
+    if j is None:
+        return
+    raise DataError(
+        f"images of different sizes in one batch: {first[-2]}x{first[-1]} ({name(0)}) and {shapes[j][-2]}x{shapes[j][-1]} "
+        f"({name(j)}); add a Resize (e.g. {{type: Resize, size: [224, 224]}}) or a crop to the pipeline so every image has the same size"
+    )
 
 
 def read_jpeg(path: str) -> tuple[torch.Tensor, int]:

@@ -99,7 +99,7 @@ def test_a_file_that_is_not_jpeg_is_named(jpeg_root, tmp_path):
         next(iter(build_dataloader(section)))
 
 
-def test_an_image_the_device_decoder_refuses_is_decoded_on_the_cpu_with_a_warning(jpeg_root, monkeypatch, caplog):
+def test_an_image_the_device_decoder_refuses_is_decoded_on_the_cpu_with_a_warning(jpeg_root, monkeypatch, mlcls_log):
     """nvjpeg refuses some JPEGs (CMYK, lossless): the batch call fails as a whole, the file is found
     and decoded by the workers' decoder instead, and the log names it. The refusal is simulated."""
     real = tv_io.decode_jpeg
@@ -115,9 +115,9 @@ def test_an_image_the_device_decoder_refuses_is_decoded_on_the_cpu_with_a_warnin
     monkeypatch.setattr(dd.tv_io, "decode_jpeg", device_decoder)
     loader = build_dataloader({**_section(jpeg_root, decode_on_device=True, num_workers=0), "batch_size": 24})
     batch = next(iter(loader))[0]
-    with caplog.at_level(logging.WARNING, logger="mlcls"):
-        images = loader.batch_transform.decode(batch)
-    assert [r.getMessage().count(refused) for r in caplog.records] == [1]
+    images = loader.batch_transform.decode(batch)
+    warned = {id(r): r.getMessage() for r in mlcls_log.records if r.levelno == logging.WARNING}  # a record may reach the handler twice
+    assert [m.count(refused) for m in warned.values()] == [1]
     for path, x in zip(batch.paths, images):
         assert torch.equal(x, load_image(path))  # oriented, the same pixels as the workers' decoder
 
@@ -131,3 +131,37 @@ def test_decode_on_device_refuses_what_it_cannot_do(jpeg_root, tmp_path):
         (tmp_path / "bags.csv").write_text("filename,labels\nimages/00.jpg|images/01.jpg,a\n")  # a bag of two images
         bags = {**_section(jpeg_root)["dataset"], "ann_file": str(tmp_path / "bags.csv")}
         build_dataloader({"dataset": bags, "decode_on_device": True})
+
+
+def test_training_with_decode_on_device_gives_the_same_model(jpeg_root, tmp_path):
+    """The trainer's path end to end (train loader, batch transform, channels_last, evaluation): one
+    epoch each way, the same weights and validation scores bit for bit."""
+    from mlcls.apis import build_trainer
+    from tests.conftest import tiny_config
+
+    def run(on_device: bool):
+        cfg = tiny_config(jpeg_root, tmp_path / str(on_device), max_epochs=1, channels_last=True)
+        for split in ("train", "val"):
+            cfg[f"{split}_dataloader"]["dataset"] = _section(jpeg_root)["dataset"]
+            cfg[f"{split}_dataloader"]["decode_on_device"] = on_device
+        cfg["val_dataloader"]["dataset"]["pipeline"] = [{"type": "Resize", "size": [32, 32]}, {"type": "ToFloatNormalize"}]
+        del cfg["test_dataloader"]
+        cfg["default_hooks"]["checkpoint"] = {"type": "CheckpointHook", "interval": 0, "save_best": None}
+        trainer = build_trainer(cfg)
+        trainer.train()
+        return trainer.model.state_dict(), trainer.last_eval[0]  # the validation scores [N, C]
+
+    (a, sa), (b, sb) = run(False), run(True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sa.shape == (24, 3) and torch.equal(sa, sb)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/bench_gpu.sh runs it)")
+def test_nvjpeg_batches_match_the_cpu_decoder(jpeg_root):
+    loader = build_dataloader(_section(jpeg_root, decode_on_device=True, num_workers=0), seed=1, seeded_batches=True)
+    for batch, _ in loader:
+        gpu = loader.batch_transform.decode(batch.to("cuda"))
+        cpu = loader.batch_transform.decode(batch)
+        for g, c in zip(gpu, cpu):
+            assert g.device.type == "cuda" and g.shape == c.shape  # EXIF orientation applied on the GPU too
+            assert (g.cpu().int() - c.int()).abs().float().mean() < 2  # nvjpeg and libjpeg-turbo differ by a level at most

@@ -30,7 +30,7 @@ def expect_error(r, pattern):
         ("train_dataloader.batch_size=eight", ["train_dataloader.batch_size must be an integer >= 1", "'eight'"]),
         ("train_cfg.max_epochs=0", ["train_cfg.max_epochs must be an integer >= 1", "got 0"]),
         ("train_dataloader.batch_size=0", ["train_dataloader.batch_size must be an integer >= 1"]),
-        ("train_dataloader.num_workers=-1", ["train_dataloader.num_workers must be an integer >= 0"]),
+        ("train_dataloader.num_workers=-1", ["train_dataloader.num_workers must be 'auto' or an integer >= 0"]),
         ("optimizer.lr=[1,2]", ["optimizer.lr must be a positive number", "[1, 2]"]),
         ("val_evaluator.thr=2", ["val_evaluator.thr must be a number in [0, 1]"]),
     ],
