@@ -165,3 +165,13 @@ def test_nvjpeg_batches_match_the_cpu_decoder(jpeg_root):
         for g, c in zip(gpu, cpu):
             assert g.device.type == "cuda" and g.shape == c.shape  # EXIF orientation applied on the GPU too
             assert (g.cpu().int() - c.int()).abs().float().mean() < 2  # nvjpeg and libjpeg-turbo differ by a level at most
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_images_of_different_sizes_in_a_batch_name_a_file_of_each(jpeg_root, on_device):
+    """Orientations 5-8 turn the 40x36 files into 36x40 images: without a crop they cannot be stacked."""
+    section = _section(jpeg_root, decode_on_device=on_device, num_workers=0)
+    section["dataset"] = {**section["dataset"], "pipeline": [{"type": "ToFloatNormalize"}]}
+    loader = build_dataloader(section, batch_normalize=True, shuffle=False)
+    with pytest.raises(DataError, match=r"different sizes in one batch: 36x40 \(.*images/00\.jpg\) and 40x36 \(.*images/04\.jpg\); add a Resize"):
+        _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, _batch_transform(loader))
