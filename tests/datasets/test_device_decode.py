@@ -173,5 +173,7 @@ def test_images_of_different_sizes_in_a_batch_name_a_file_of_each(jpeg_root, on_
     section = _section(jpeg_root, decode_on_device=on_device, num_workers=0)
     section["dataset"] = {**section["dataset"], "pipeline": [{"type": "ToFloatNormalize"}]}
     loader = build_dataloader(section, batch_normalize=True, shuffle=False)
-    with pytest.raises(DataError, match=r"different sizes in one batch: 36x40 \(.*images/00\.jpg\) and 40x36 \(.*images/04\.jpg\); add a Resize"):
+    with pytest.raises(
+        DataError, match=r"different sizes in one batch: 36x40 \(.*images/00\.jpg\) and 40x36 \(.*images/04\.jpg\); add a Resize"
+    ):
         _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, _batch_transform(loader))

@@ -77,6 +77,17 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     assert r.returncode == 0, r.stderr
     assert "batch 4 of epoch 2" in (wd / "train.log").read_text()
 
+    # first where the runs part, if they do: iterations 1-10 of wd were logged by the killed run, 11-12 after the resume
+    losses = [
+        {
+            r["iter"]: (r["loss"], r["grad_norm"])
+            for r in map(json.loads, (d / "scalars.jsonl").read_text().splitlines())
+            if r["mode"] == "train"
+        }
+        for d in (ref, wd)
+    ]
+    parted = [i for i in losses[0] if losses[0][i] != losses[1].get(i)]
+    assert not parted, f"(loss, grad norm) differ from iteration {parted[0]} on: {losses[0][parted[0]]} vs {losses[1].get(parted[0])}"
     a = torch.load(ref / "latest.pth", weights_only=True)
     b = torch.load(wd / "latest.pth", weights_only=True)
     assert a["meta"]["epoch"] == b["meta"]["epoch"] == 2
