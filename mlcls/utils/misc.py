@@ -59,6 +59,14 @@ def set_random_seed(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+        # oneDNN (CPU convolutions) may reduce with atomics unless told otherwise, and the switch
+        # above does not tell it: without this, two CPU runs can part in the last bits
+        if hasattr(torch.backends.mkldnn, "deterministic"):
+            torch.backends.mkldnn.deterministic = True
+        else:
+            logging.getLogger(LOGGER_NAME).warning(
+                "deterministic: this torch %s has no oneDNN deterministic switch; CPU runs may differ in the last bits", torch.__version__
+            )
 
 
 def get_rng_state() -> dict:
