@@ -103,6 +103,12 @@ def main() -> None:
         loader = build_loader(cfg, "test", "eval", 0)
         predict_loader(model, loader, MultiLabelMetric(), torch.device("cpu"))
 
+    auto_cfg = {"test_dataloader": {k: v for k, v in cfg["test_dataloader"].items() if k != "num_workers"}}
+
+    def mlcls_eval_auto():  # num_workers: auto, the default (none on a CPU whose cores the compute uses)
+        loader = build_loader(auto_cfg, "test", "eval", 0)
+        predict_loader(model, loader, MultiLabelMetric(), torch.device("cpu"))
+
     from mlcls.apis.inference import predict_files
     from mlcls.datasets.transforms import build_pipeline
 
@@ -111,7 +117,12 @@ def main() -> None:
     def mlcls_infer():
         predict_files(model, paths, model.info.thresholds, batch_size=BATCH, workers=WORKERS, progress=False)
 
-    results = {way: timed(fn, args.reps, n) for way, fn in [("plain", plain), ("mlcls_eval", mlcls_eval), ("mlcls_infer", mlcls_infer)]}
+    def mlcls_infer_in_process():
+        predict_files(model, paths, model.info.thresholds, batch_size=BATCH, workers=0, progress=False)
+
+    ways = [("plain", plain), ("mlcls_eval", mlcls_eval), ("mlcls_eval_auto", mlcls_eval_auto), ("mlcls_infer", mlcls_infer),
+            ("mlcls_infer_in_process", mlcls_infer_in_process)]  # fmt: skip
+    results = {way: timed(fn, args.reps, n) for way, fn in ways}
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; {n} images at 48 px, batch {BATCH}, {WORKERS} workers, best of {args.reps}"

@@ -23,6 +23,12 @@ from mlcls.errors import ConfigError, DataError
 from mlcls.utils.misc import get_logger
 
 
+def _workers(value: str) -> int | str:
+    if value == "auto" or (value.isdigit() and int(value) >= 0):
+        return value if value == "auto" else int(value)
+    raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got '{value}'")
+
+
 @cli_main
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,7 +41,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, help="results file: .jsonl (one JSON per image) or .csv (image, labels, score_<class>...)")
     p.add_argument("--config", help="config file (default: the one stored in the checkpoint)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="DataLoader worker processes for decoding: auto (default; none on a CPU whose cores the model uses) or a number")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip) or 'flip4'")
     p.add_argument(

@@ -27,6 +27,7 @@ from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
 from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, subsample, volume_to_uint8
+from mlcls.datasets.builder import resolve_num_workers
 from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline, split_final_normalize
 from mlcls.errors import ConfigError, DataError
@@ -312,16 +313,19 @@ def predict_files(
     thresholds: torch.Tensor,
     topk: int | None = None,
     batch_size: int = 32,
-    workers: int = 2,
+    workers: int | str = "auto",
     progress: bool | None = None,
 ) -> tuple[list[dict], list[str]]:
-    """Predict every file of ``paths``, decoding in ``workers`` loader processes.
+    """Predict every file of ``paths``, decoding in ``workers`` loader processes (``auto``: chosen for
+    the model's device as for ``num_workers: auto``, see :func:`mlcls.datasets.builder.auto_num_workers`).
 
     Returns:
         ``({"image": path, "labels": [...], "scores": {...}}`` per readable file in input order,
         one message per skipped unreadable file).
     """
     prepare = Preprocessor(model, batch_normalize=True)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    workers = resolve_num_workers(workers, device)
     loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_collate_inputs)
     results, bad = [], []
     with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:

@@ -58,7 +58,7 @@ def auto_num_workers(device: torch.device) -> tuple[int, str]:
         threads = torch.get_num_threads()
         free = cores - threads
         if free <= 0:
-            return 0, f"training on the CPU, whose {cores} core(s) the {threads} compute thread(s) use: images load between steps"
+            return 0, f"the model runs on the CPU, whose {cores} core(s) its {threads} compute thread(s) use: images load between batches"
         return min(free, 8), f"the {free} of {cores} cores that the {threads} compute thread(s) leave free"
     return min(8, max(1, cores - 1)), f"{cores} core(s) for this process, one kept for the training loop"
 

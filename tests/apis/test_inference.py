@@ -14,6 +14,7 @@ from PIL import Image
 
 from mlcls.apis import train_model
 from mlcls.apis.inference import inference_model, init_model
+from mlcls.datasets.builder import auto_num_workers
 from mlcls.errors import ConfigError, DataError
 from mlcls.models import build_model
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint
@@ -87,6 +88,9 @@ def test_infer_tool_over_a_folder_with_a_corrupt_file(trained, shapes_root, tmp_
         "tools/infer.py", trained, *(folder / f for f in sorted(p.name for p in folder.glob("0*.png"))), "--topk", "1", "--out", csv_out
     )
     assert r.returncode == 0, r.stderr
+    assert (
+        f"num_workers auto: {auto_num_workers(torch.device('cpu'))[0]} (" in r.stderr
+    )  # --workers' default, chosen for the model's device
     lines = csv_out.read_text().splitlines()
     assert (
         lines[0].startswith("image,labels,score_circle") and len(lines) == 7 and all(len(x.split(",")[1].split()) == 1 for x in lines[1:])
