@@ -42,6 +42,7 @@ def main(argv=None) -> None:
     from mlcls.apis.inference import init_model, resolve_thresholds
     from mlcls.apis.loaders import build_loader
     from mlcls.apis.visualize import split_prediction_grid
+    from mlcls.datasets.device_decode import stack_images
     from mlcls.engine.trainer import predict_loader
     from mlcls.errors import ConfigError
     from mlcls.evaluation import MultiLabelMetric
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
     else:
         order = list(range(num))
         with torch.no_grad():
-            chosen = model(prepare(torch.stack([dataset[i][0] for i in order])), mode="predict").numpy()
+            chosen = model(prepare(stack_images([dataset[i][0] for i in order])), mode="predict").numpy()
     grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols, prepare=prepare)
     from PIL import Image
 

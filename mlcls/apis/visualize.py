@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mlcls.datasets.device_decode import EncodedBatch, EncodedImage
+from mlcls.datasets.device_decode import stack_images
 from mlcls.utils.plots import dataset_prediction_grid
 
 logger = logging.getLogger("mlcls")
@@ -74,9 +74,7 @@ def split_prediction_grid(
     (an evaluation loader's ``batch_transform``, the normalisation of uint8 samples)."""
     overlays = None
     if cam_class is not None:
-        samples = [dataset[int(i)][0] for i in indices]
-        batch = EncodedBatch.of(samples) if isinstance(samples[0], EncodedImage) else torch.stack(samples)  # decode_on_device
-        images = batch.to(next(model.parameters()).device)
+        images = stack_images([dataset[int(i)][0] for i in indices]).to(next(model.parameters()).device)
         images = prepare(images) if prepare is not None else images
         cams = grad_cam(model, images, cam_class)
         overlays = [F.interpolate(c[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy() for c in cams]

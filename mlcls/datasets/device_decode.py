@@ -72,6 +72,12 @@ class EncodedBatch:
         return len(self.paths)
 
 
+def stack_images(samples: Sequence) -> "EncodedBatch | torch.Tensor":
+    """A dataset's images (uint8 [3, H, W] tensors, or :class:`EncodedImage` under ``decode_on_device``)
+    as one batch for the loader's ``batch_transform``, as its collate would make it."""
+    return EncodedBatch.of(samples) if isinstance(samples[0], EncodedImage) else torch.stack(list(samples))
+
+
 def collate_encoded(batch: list) -> tuple:
     """``collate_fn`` of ``decode_on_device`` loaders: ``(EncodedBatch, targets [B, C][, indices [B]])``."""
     fields = list(zip(*batch))
@@ -117,6 +123,5 @@ class DeviceDecode:
             if path not in self._warned:
                 self._warned.add(path)
                 logger.warning("decode_on_device: %s: the %s decoder refused it (%s); decoded on the CPU instead", path, batch.device, e)
-            return load_image_bytes(data.numpy().tobytes(), path).to(
-                batch.device
-            )  # the workers' decoder (torchvision, else Pillow), oriented
+            # the workers' decoder (torchvision, else Pillow), EXIF orientation included
+            return load_image_bytes(data.numpy().tobytes(), path).to(batch.device)

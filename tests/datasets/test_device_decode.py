@@ -177,3 +177,15 @@ def test_images_of_different_sizes_in_a_batch_name_a_file_of_each(jpeg_root, on_
         DataError, match=r"different sizes in one batch: 36x40 \(.*images/00\.jpg\) and 40x36 \(.*images/04\.jpg\); add a Resize"
     ):
         _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, _batch_transform(loader))
+
+
+def test_samples_read_one_by_one_stack_into_the_loaders_batch(jpeg_root):
+    """What vis_predictions and Grad-CAM do with dataset[i]: the same batch the loader makes, either way."""
+    for on_device in (False, True):
+        section = _section(jpeg_root, decode_on_device=on_device, num_workers=0)
+        section["dataset"] = {**section["dataset"], "pipeline": [{"type": "Resize", "size": [32, 32]}, {"type": "ToFloatNormalize"}]}
+        loader = build_dataloader(section, batch_normalize=True, shuffle=False)
+        by_loader = _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, loader.batch_transform)
+        one_by_one = loader.batch_transform(dd.stack_images([loader.dataset[i][0] for i in range(8)]))
+        assert isinstance(dd.stack_images([loader.dataset[0][0]]), dd.EncodedBatch if on_device else torch.Tensor)
+        assert torch.equal(by_loader, one_by_one)
