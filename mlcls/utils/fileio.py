@@ -155,12 +155,35 @@ def decode_error_message(path: str | os.PathLike, data: bytes, e: UnicodeDecodeE
 
 LOCK_NAME = ".mlcls.lock"
 
+# The descriptors of the locks this process holds. A forked child (a DataLoader or evaluation
+# worker) shares the parent's open file description, and an flock lives as long as any process
+# holds it open: workers that outlive a SIGKILLed run by seconds (PyTorch's watchdog) would keep
+# the work dir locked against an immediate --resume. Each child closes its copies right after the
+# fork, so the lock belongs to the run's own process only. (Exec'd subprocesses never get them:
+# Python opens files non-inheritable.)
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_HELD_LOCK_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
 
 class WorkDirLock:
     """One run per work dir at a time: an exclusive ``flock`` on ``<work_dir>/.mlcls.lock``.
 
     The kernel releases the lock when its process ends, however it ends (an exception, SIGKILL,
     a crash), so a lock is never stale: a lock file left by a dead process is simply taken over.
+    Children forked while it is held (DataLoader workers) close their copy at once, so none of
+    them keeps the lock after the run dies.
     The file holds the owner's PID, host and start time, for the refusal message. Use as a
     context manager, or :meth:`acquire` / :meth:`release`.
 
@@ -202,6 +225,7 @@ class WorkDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
         self._fd = fd
+        _HELD_LOCK_FDS.add(fd)
         return self
 
     def release(self) -> None:
@@ -211,6 +235,7 @@ class WorkDirLock:
             self.path.unlink()  # while still locked: a waiting process re-checks the inode and retries
         except OSError:
             pass
+        _HELD_LOCK_FDS.discard(self._fd)
         os.close(self._fd)
         self._fd = None
 

@@ -55,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     (tmp_path / "plugins" / "killer.py").write_text(KILLER)
     env = {"PYTHONPATH": str(tmp_path / "plugins")}
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=2)
-    cfg["train_dataloader"]["num_workers"] = 1  # the workers' seeding is part of the guarantee
+    cfg["train_dataloader"]["num_workers"] = 2  # the workers' seeding is part of the guarantee
     cfg["train_dataloader"]["dataset"]["pipeline"][:0] = [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}]
     cfg["default_hooks"]["checkpoint"]["interval_iters"] = 2
     cfg["default_hooks"]["logger"]["interval"] = 1  # iteration 11 is logged after the last checkpoint (10)
@@ -69,8 +69,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
 
     ref, wd = tmp_path / "ref", tmp_path / "wd"
     assert run(["tools/train.py", plain, "--work-dir", ref]).returncode == 0
-    r = run(["tools/train.py", killed, "--work-dir", wd], env)
-    assert r.returncode == -9, r.stderr  # really killed, in epoch 2
+    # output to files, not pipes: waiting for a pipe's end would wait for the orphaned workers too,
+    # and the resume below comes the moment the killed process is gone, as a scheduler's requeue does
+    with open(tmp_path / "killed.out", "w") as out:
+        r = subprocess.run([sys.executable, "tools/train.py", killed, "--work-dir", wd], cwd=ROOT, stdout=out, stderr=out, env={**os.environ, **env})
+    assert r.returncode == -9, (tmp_path / "killed.out").read_text()  # really killed, in epoch 2
     meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
     assert (meta["epoch"], meta["inner_iter"]) == (1, 4)  # 1 epoch + 4 batches done
     r = run(["tools/train.py", plain, "--work-dir", wd, "--resume"])
