@@ -200,8 +200,31 @@ def _parse_value(text: str) -> Any:
 
 
 def _suggest(key: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, [str(o) for o in options], n=3, cutoff=0.5)
+    # keys that start with '_' hold YAML anchors (or are markers): setting one changes nothing
+    close = difflib.get_close_matches(key, [str(o) for o in options if not str(o).startswith("_")], n=3, cutoff=0.5)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _find_paths(node: Any, match, prefix: str = "") -> list[str]:
+    """The key paths (``a.b.0.c``) below ``node`` of the entries for which ``match(key, value)``
+    holds (the search stops at a match), skipping the '_' keys that only hold anchors."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    found = []
+    for key, child in items:
+        if isinstance(key, str) and key.startswith("_"):
+            continue
+        where = f"{prefix}.{key}" if prefix else str(key)
+        found += [where] if match(key, child) else _find_paths(child, match, where)
+    return found
+
+
+def _anchor_holder_message(cfg: dict, key: str, path: str) -> str:
+    """Why ``--cfg-options _key=...`` would do nothing, and which keys to set instead."""
+    head = f"--cfg-options: '{path.lstrip('+')}' has no effect: keys that start with '_' only hold values for YAML anchors (&name), which were resolved when the file was read"
+    if key not in cfg:
+        return head
+    fed = _find_paths(cfg, lambda _, v: v == cfg[key])
+    return head + (f"; set the keys it fed instead: {', '.join(fed)}" if fed else "; nothing in the config uses its value")
 
 
 def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
@@ -220,6 +243,8 @@ def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
         parts = path.lstrip("+").split(".")
         if not all(parts):
             raise ConfigError(f"--cfg-options: malformed key '{path}'")
+        if parts[0].startswith("_"):
+            raise ConfigError(_anchor_holder_message(cfg, parts[0], path))
         # an override replaces what is there, so '_delete_: true' in its value is already done (and
         # must not reach a constructor as an argument)
         value = _strip_delete(_parse_value(text))
@@ -244,10 +269,9 @@ def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
                 raise ConfigError(f"--cfg-options: '{where}': its parent is a {type(node).__name__}, not a mapping")
             if part not in node:
                 if not add:
-                    raise ConfigError(
-                        f"--cfg-options: key '{where}' does not exist in the config{_suggest(part, node)} "
-                        f"(prefix it with '+' to add a new key)"
-                    )
+                    deeper = _find_paths(node, lambda k, _: k == part, ".".join(parts[:depth]))
+                    hint = f"; it is at {', '.join(deeper[:6])}" if deeper else _suggest(part, node)
+                    raise ConfigError(f"--cfg-options: key '{where}' does not exist in the config{hint} (prefix it with '+' to add a new key)")
                 node[part] = value if last else {}
             elif last:
                 node[part] = value

@@ -102,6 +102,27 @@ def test_unknown_override_key_suggests_close_names():
         apply_overrides(cfg, ["optimiser.lr=0.2"])
 
 
+def test_anchor_holders_are_never_suggested_and_setting_one_names_the_keys_it_fed(tmp_path):
+    # '_data_root: &root ...' feeds '*root' when the file is read; afterwards it changes nothing
+    path = write(tmp_path / "c.yaml", """
+        _data_root: &root data/shapes
+        train_dataloader: {dataset: {data_root: *root, ann_file: train.csv}}
+        val_dataloader: {dataset: {data_root: *root}}
+        work_dir: data/shapes
+    """)
+    cfg = load_config(path)
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(cfg, ["data_root=/my/data"])
+    assert "_data_root" not in str(e.value)
+    assert "it is at train_dataloader.dataset.data_root, val_dataloader.dataset.data_root" in str(e.value)
+    for opt in ("_data_root=/my/data", "+_data_root=/my/data"):
+        with pytest.raises(ConfigError, match=r"'_data_root' has no effect.*set the keys it fed instead: "
+                           r"train_dataloader.dataset.data_root, val_dataloader.dataset.data_root, work_dir$"):  # fmt: skip
+            apply_overrides(cfg, [opt])
+    with pytest.raises(ConfigError, match="did you mean 'train_dataloader'"):  # no '_' key among the suggestions
+        apply_overrides({"_train": 1, "train_dataloader": {}}, ["train_dataloaders.x=1"])
+
+
 def test_plus_adds_new_keys_and_parents():
     out = apply_overrides({"model": {"head": {}}}, ["+model.head.loss.pos_weight=3.0"])
     assert out["model"]["head"]["loss"] == {"pos_weight": 3.0}
