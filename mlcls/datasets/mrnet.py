@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from mlcls.datasets.base import MultiLabelDataset
-from mlcls.datasets.labels import LabelIndexBuilder
+from mlcls.datasets.labels import LabelIndexBuilder, read_class_list
 from mlcls.datasets.shapes import claim_generated_set
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
@@ -42,19 +42,41 @@ class MRNetDataset(MultiLabelDataset):
         split: ``train`` or ``valid``.
         views: any of ``sagittal``, ``coronal``, ``axial`` (default all three). With one view the
             model still reads ``{view: bag}`` samples: set the model's ``views`` to the same list.
+        classes: the tasks to train on, a subset of ``abnormal``, ``acl``, ``meniscus`` in any order
+            (default all three); ``[acl]`` is the one-model-per-task set-up of the MRNet paper.
         **kwargs: as :class:`MultiLabelDataset` (``pipeline``, ``max_instances``, ``on_bad_image``, ...).
     """
 
-    def __init__(self, data_root: str, split: str = "train", views: Sequence[str] = MRNET_VIEWS, pipeline=None, **kwargs) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str = "train",
+        views: Sequence[str] = MRNET_VIEWS,
+        classes: Sequence[str] | str | None = None,
+        pipeline=None,
+        **kwargs,
+    ) -> None:
         if split not in ("train", "valid"):
             raise DataError(f"MRNetDataset.split: expected 'train' or 'valid', got {split!r}")
         unknown = [v for v in views if v not in MRNET_VIEWS]
         if unknown or not views:
             raise DataError(f"MRNetDataset.views: expected some of {', '.join(MRNET_VIEWS)}, got {list(views)}")
-        kwargs.pop("classes", None)
+        if classes is None:
+            classes = list(MRNET_CLASSES)
+        elif isinstance(classes, str) and classes in MRNET_CLASSES:  # classes=acl on the command line
+            classes = [classes]
+        elif isinstance(classes, (str, os.PathLike)):  # a class-list file, relative to data_root like every reader's
+            classes = read_class_list(classes if os.path.isabs(classes) else os.path.join(str(data_root), str(classes)))
+        classes = [str(c) for c in classes]
+        wrong = [c for c in classes if c not in MRNET_CLASSES]
+        if wrong or not classes or len(set(classes)) != len(classes):
+            raise DataError(
+                f"MRNetDataset.classes: expected a subset of {', '.join(MRNET_CLASSES)} in any order, each once "
+                f"(one model per task: [acl]), got {classes}"
+            )
         self.split = split
-        self.ann_file = os.path.join(str(data_root), f"{split}-abnormal.csv")
-        super().__init__(classes=list(MRNET_CLASSES), pipeline=pipeline, data_root=data_root, views=list(views), **kwargs)
+        self.ann_file = os.path.join(str(data_root), f"{split}-{classes[0]}.csv")
+        super().__init__(classes=classes, pipeline=pipeline, data_root=data_root, views=list(views), **kwargs)
 
     def load_annotations(self) -> LabelIndexBuilder:
         labels: dict[str, list[int]] = {}

@@ -129,6 +129,15 @@ def test_mrnet_layout(tmp_path):
     assert torch.equal(sample["axial"][:, 0], torch.from_numpy(np.load(root / "valid" / "axial" / "0002.npy")))
     # ACL and meniscal tears are abnormal
     assert all(ds.get_target(i)[0] == 1 for i in range(6) if ds.get_target(i)[1:].any())
+    # one model per task (the MRNet paper's set-up), or the tasks in another order
+    for classes in (["acl"], "acl", ["meniscus", "abnormal"]):
+        sub = MRNetDataset(str(root), "valid", views=["axial"], classes=classes)
+        names = [classes] if isinstance(classes, str) else classes
+        assert sub.classes == names
+        assert [sub.get_target(i).tolist() for i in range(6)] == [[expected[c][i] for c in names] for i in range(6)]
+    for bad in (["ACL"], ["acl", "acl"], []):
+        with pytest.raises(DataError, match=r"MRNetDataset.classes: expected a subset of abnormal, acl, meniscus"):
+            MRNetDataset(str(root), "valid", classes=bad)
     (root / "valid-acl.csv").write_text("0000,1\n0001,x\n")
     with pytest.raises(DataError, match=r"valid-acl\.csv:2: expected 'exam id,0\|1'"):
         MRNetDataset(str(root), "valid")
