@@ -11,6 +11,7 @@ import torch
 from mlcls.apis.config import resolve_device
 from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules
 from mlcls.datasets.labels import first_difference
+from mlcls.datasets.transforms import pipeline_min_side
 from mlcls.errors import BuildError, CheckpointError, ConfigError
 from mlcls.models import build_model
 from mlcls.models.info import ModelInfo
@@ -143,4 +144,10 @@ def build_model_for(cfg: dict, classes: list[str], label_stats: dict | None = No
             f"model.head.num_classes is {model.num_classes} but the dataset has {len(classes)} classes; "
             "remove num_classes from the head (it is taken from the dataset) or fix the class list"
         )
+    # at build time when a pipeline fixes the image size (else the first batch says it)
+    check = getattr(model, "check_input_size", None)
+    for split in ("train", "val", "test"):
+        side = pipeline_min_side(((cfg.get(f"{split}_dataloader") or {}).get("dataset") or {}).get("pipeline"))
+        if check and side:
+            check(side, f"the images {split}_dataloader.dataset.pipeline puts out")
     return model

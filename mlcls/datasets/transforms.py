@@ -116,3 +116,23 @@ def split_final_normalize(pipeline: Callable) -> tuple[Callable, "ToFloatNormali
     if isinstance(pipeline, ImagePipeline) and pipeline.transforms and isinstance(pipeline.transforms[-1], ToFloatNormalize):
         return ImagePipeline(pipeline.transforms[:-1]), pipeline.transforms[-1]
     return pipeline, None
+
+
+#: transforms whose ``size`` fixes the output: an int is the smaller side (Resize) or a square (crops)
+_SIZING = {"Resize": "short", "RandomResizedCrop": "square", "CenterCrop": "square", "RandomCrop": "square"}
+
+
+def pipeline_min_side(cfgs: Sequence[dict] | None) -> int | None:
+    """The smallest side, in pixels, of every image the pipeline ``cfgs`` puts out, when its last
+    sizing transform (Resize, RandomResizedCrop, CenterCrop, RandomCrop) fixes it; else None."""
+    for cfg in reversed(list(cfgs or [])):
+        kind = _SIZING.get(cfg.get("type")) if isinstance(cfg, dict) else None
+        if kind is None:
+            continue
+        size = cfg.get("size")
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (list, tuple)) and size and all(isinstance(s, int) for s in size):
+            return min(size) if len(size) == 2 or kind == "square" else size[0]
+        return None
+    return None

@@ -99,3 +99,22 @@ def test_every_weights_reader_checks_the_checksum(tmp_path):
     )
     with pytest.raises(CheckpointError, match="damaged: the checksum"):
         load_model_weights(model, path)
+
+
+def test_images_smaller_than_the_backbone_takes_are_one_clear_error(make_config):
+    # VGG's five 2x2 max-pools need 32 px: 28 px slices failed deep inside torch after training began
+    from mlcls.apis.train import build_trainer
+    from mlcls.errors import ConfigError
+
+    vgg = {"type": "ImageClassifier", "backbone": {"type": "VGG", "depth": 11}, "head": {"type": "MultiLabelLinearClsHead"}}
+    model = build_model(vgg, num_classes=3)
+    with pytest.raises(ConfigError, match=r"VGG takes images of at least 32x32 px, the smaller side of a batch of 28x40 images is 28 px"):
+        model(torch.zeros(1, 3, 28, 40))  # the first batch, where no pipeline fixes the size
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    cfg = make_config()
+    cfg["model"]["backbone"] = {"type": "VGG", "depth": 11}
+    cfg["val_dataloader"]["dataset"]["pipeline"].insert(0, {"type": "Resize", "size": [28, 28]})
+    with pytest.raises(ConfigError, match=r"the smaller side of the images val_dataloader.dataset.pipeline puts out is 28 px; add a Resize"):
+        build_trainer(cfg)  # at build time: before any training
+    resnet = build_model({**vgg, "backbone": {"type": "ResNet", "depth": 18}}, num_classes=3)
+    assert resnet(torch.zeros(2, 3, 28, 28)).shape == (2, 3)  # a ResNet takes them

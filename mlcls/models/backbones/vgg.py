@@ -43,6 +43,8 @@ class VGG(nn.Module):
                 cur = []
         self.features = nn.Sequential(*blocks)
         self.out_channels = 512
+        # five 2x2 max-pools: a side under 32 px leaves nothing for the last one
+        self.min_input_size = 32
         self.frozen_stages = frozen_stages
         if pretrained:
             load_backbone_weights(self, *read_weights(pretrained, builder))

@@ -88,6 +88,26 @@ class ImageClassifier(nn.Module):
     def num_classes(self) -> int:
         return self.head.num_classes
 
+    def check_input_size(self, side: int, where: str = "the input") -> None:
+        """``side``: the smaller side of the images, in pixels. One clear error when images are smaller than the backbone takes (its ``min_input_size``),
+        instead of a deep traceback from the first layer that runs out of pixels.
+
+        Raises:
+            ConfigError: naming the backbone, its smallest input and the size given.
+        """
+        need = getattr(self.backbone, "min_input_size", None)
+        if need and side < need:
+            raise ConfigError(
+                f"model.backbone: {type(self.backbone).__name__} takes images of at least {need}x{need} px, "
+                f"the smaller side of {where} is {side} px; add a Resize to the pipeline (e.g. {{type: Resize, size: [{need}, {need}]}}) "
+                "or use a backbone that takes smaller images (ResNet)"
+            )
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()):
+            self.check_input_size(min(int(x.shape[-2]), int(x.shape[-1])), f"a batch of {x.shape[-2]}x{x.shape[-1]} images")
+        return x
+
     def extract_feat(self, images: torch.Tensor | BagBatch) -> torch.Tensor:
         """images [B, 3, H, W] -> features [B, D] (or the map [B, D, h, w] for spatial heads);
         a :class:`BagBatch` -> [B, views x D]."""
@@ -95,7 +115,7 @@ class ImageClassifier(nn.Module):
             return self.bag_features(images)
         if self.views:
             raise ConfigError(f"this model reads bags of images with the views {self.views}, got a plain image batch")
-        return self.neck(self.backbone(images))
+        return self.neck(self.backbone(self._checked(images)))
 
     def bag_features(self, bags: BagBatch) -> torch.Tensor:
         """Each view's instances through the backbone (in chunks), pooled per bag, views concatenated."""
@@ -128,6 +148,7 @@ class ImageClassifier(nn.Module):
 
     def _instance_features(self, backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] -> [N, D]: the backbone and global average pooling, ``instance_chunk`` at a time."""
+        self._checked(x)
         chunk = self.instance_chunk or x.shape[0]
 
         def run(part: torch.Tensor) -> torch.Tensor:
