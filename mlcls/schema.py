@@ -120,6 +120,9 @@ KEYS: tuple[Key, ...] = (
     Key("find_unused_parameters", *BOOL, default=False),
     Key("dist_backend", lambda v: v is None or isinstance(v, str), "null or a torch.distributed backend"),
     Key("max_image_pixels", lambda v: v is None or (_is_int(v) and v >= 0), "null or 0 (no limit) or a number of pixels"),
+    Key("max_volume_slices", lambda v: v is None or (_is_int(v) and v >= 0), "null or 0 (no limit) or a number of slices"),
+    Key("max_volume_bytes", lambda v: v is None or (_is_int(v) and v >= 0), "null or 0 (no limit) or a number of bytes"),
+    Key("volume_uint16", lambda v: v in ("range", "full", "12bit"), "'range', 'full' or '12bit'", "range"),
 )  # fmt: skip
 
 BY_PATH = {k.path: k for k in KEYS}

@@ -22,7 +22,7 @@ def top_level_rows() -> dict[str, str]:
     for line in table.splitlines():
         if line.startswith("| `"):
             first, rest = line[2:].split(" | ", 1)
-            for key in re.findall(r"`([a-z_]+)`", first):
+            for key in re.findall(r"`([a-z][a-z0-9_]*)`", first):
                 rows[key] = rest
     return rows
 

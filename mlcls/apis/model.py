@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from mlcls.apis.config import resolve_device
+from mlcls.apis.config import apply_reader_limits, resolve_device
 from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules
 from mlcls.datasets.labels import first_difference
 from mlcls.datasets.transforms import pipeline_min_side
@@ -103,6 +103,7 @@ def build_from_checkpoint(
         check_untrusted_config(cfg, str(checkpoint), trust_config)
     elif stored is not None and isinstance(cfg.get("model"), dict) and isinstance(stored.get("model"), dict):
         cfg = {**cfg, "model": fill_data_derived(cfg["model"], stored["model"])}
+    apply_reader_limits(cfg)  # e.g. the uint16 rule the model was trained with
     if trust_config and stored is not None:
         import_checkpoint_modules(stored, checkpoint)
     classes = meta.get("classes")

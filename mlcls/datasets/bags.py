@@ -4,9 +4,11 @@ A bag is one sample's instances as one uint8 tensor ``[S, 3, H, W]`` (S varies f
 sample). It is read from
 
 * a volume file: ``.npy`` / ``.npz`` holding ``(S, H, W)`` (grey) or ``(S, H, W, C)`` (C = 1 or 3);
-  uint8 as it is, uint16 scaled to 8 bits as 16-bit images are (``>> 8``), float taken as
-  0..1 when its maximum is <= 1 and as 0..255 otherwise (values outside are an error, never
-  clipped silently);
+  uint8 as it is, uint16 scaled to 8 bits by the rule ``volume_uint16`` (default ``range``:
+  ``x * 255 / max``, which keeps 12-bit MRI; see :func:`uint16_to_uint8`), float taken as
+  0..1 when its maximum is <= 1 and as 0..255 otherwise (values outside, NaN or infinite are an
+  error, never clipped silently); the header is checked first against ``max_volume_slices``
+  and ``max_volume_bytes`` (:func:`volume_settings`), so an oversized file is refused unread;
 * a folder of images, in natural sort order (``slice2.png`` before ``slice10.png``);
 * a list of image files in one annotation field, separated by ``|`` (``a.jpg|b.jpg|c.jpg``).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,23 +56,151 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+#: what a volume may hold before mlcls reads it (checked from the file's header): the defaults
+#: admit any MRI/CT series (MRNet: at most 51 slices of 256x256) and refuse a file that would need
+#: gigabytes once expanded to RGB and float
+DEFAULT_MAX_VOLUME_SLICES = 2048
+DEFAULT_MAX_VOLUME_BYTES = 1 << 30
+#: how uint16 volumes become 8 bits (see :func:`uint16_to_uint8`)
+UINT16_RULES = ("range", "full", "12bit")
+
+
+def volume_settings() -> dict:
+    """The volume limits and uint16 rule in force: the config keys ``max_volume_slices``,
+    ``max_volume_bytes`` (0: no limit) and ``volume_uint16``, handed to DataLoader workers through
+    the variables ``MLCLS_MAX_VOLUME_SLICES``, ``MLCLS_MAX_VOLUME_BYTES``, ``MLCLS_VOLUME_UINT16``."""
+    out = {}
+    for key, env, default in (
+        ("max_slices", "MLCLS_MAX_VOLUME_SLICES", DEFAULT_MAX_VOLUME_SLICES),
+        ("max_bytes", "MLCLS_MAX_VOLUME_BYTES", DEFAULT_MAX_VOLUME_BYTES),
+    ):
+        text = os.environ.get(env)
+        try:
+            value = int(float(text)) if text else default
+        except ValueError:
+            raise DataError(f"{env}: expected a number, got '{text}'") from None
+        out[key] = value if value > 0 else None
+    rule = os.environ.get("MLCLS_VOLUME_UINT16") or "range"
+    if rule not in UINT16_RULES:
+        raise DataError(f"MLCLS_VOLUME_UINT16: expected one of {', '.join(UINT16_RULES)}, got '{rule}'")
+    out["uint16"] = rule
+    return out
+
+
+def set_volume_settings(max_slices: int | None = None, max_bytes: int | None = None, uint16: str | None = None) -> None:
+    """Set :func:`volume_settings` for this process and the ones it starts (None: leave as is)."""
+    if max_slices is not None:
+        os.environ["MLCLS_MAX_VOLUME_SLICES"] = str(int(max_slices))
+    if max_bytes is not None:
+        os.environ["MLCLS_MAX_VOLUME_BYTES"] = str(int(max_bytes))
+    if uint16 is not None:
+        if uint16 not in UINT16_RULES:
+            raise DataError(f"volume_uint16: expected one of {', '.join(UINT16_RULES)}, got '{uint16}'")
+        os.environ["MLCLS_VOLUME_UINT16"] = uint16
+
+
+def _npy_header(f, name: str) -> tuple[tuple, np.dtype]:
+    """``(shape, dtype)`` from an open ``.npy`` stream's header, nothing else read."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+    except ValueError:
+        raise DataError(f"{name}: not a NumPy .npy array (its first bytes are not the NPY header)") from None
+    try:
+        shape, _, dtype = fmt._read_array_header(f, version) if hasattr(fmt, "_read_array_header") else fmt.read_array_header_1_0(f)
+    except ValueError as e:
+        raise DataError(f"{name}: the .npy header is malformed ({e})") from None
+    if dtype.hasobject:
+        raise DataError(f"{name}: holds Python objects (a pickled array), which mlcls never unpickles (it could run code)")
+    return shape, dtype
+
+
+def volume_header(path: str) -> tuple[tuple, np.dtype, str | None]:
+    """``(shape, dtype, npz member)`` of a ``.npy``/``.npz`` volume from its header alone.
+
+    Raises:
+        DataError: not an .npy/.npz file, a pickled (object) array, an .npz without one clear array.
+    """
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # an .npz is a zip archive
+            f.seek(0)
+            return (*_npy_header(f, path), None)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+            key = "volume" if "volume" in names else names[0] if len(names) == 1 else None
+            if key is None:
+                raise DataError(f"{path}: an .npz volume needs one array or one named 'volume', found {names}")
+            with z.open(key + ".npy") as member:
+                return (*_npy_header(member, f"{path} ({key})"), key)
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{path}: not a readable .npz archive ({e})") from None
+
+
+def check_volume_size(shape: tuple, dtype: np.dtype, name: str) -> None:
+    """A volume's slices and bytes (as stored) against :func:`volume_settings`, before it is read.
+
+    Raises:
+        DataError: naming the volume, what it holds and the limit (and how to raise it).
+    """
+    limits = volume_settings()
+    slices = int(shape[0]) if shape else 0
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if limits["max_slices"] is not None and slices > limits["max_slices"]:
+        raise DataError(
+            f"{name}: {slices} slices of shape {tuple(shape[1:])} is above the limit of {limits['max_slices']} slices, refused before "
+            "reading it; raise the limit with the config key max_volume_slices (0: no limit) if you meant it"
+        )
+    if limits["max_bytes"] is not None and nbytes > limits["max_bytes"]:
+        raise DataError(
+            f"{name}: {nbytes / 2**20:.0f} MiB of {dtype} data (shape {tuple(shape)}) is above the limit of "
+            f"{limits['max_bytes'] / 2**20:.0f} MiB, refused before reading it; raise the limit with the config key "
+            "max_volume_bytes (0: no limit) if you meant it"
+        )
+
+
 def load_volume(path: str) -> torch.Tensor:
-    """A ``.npy``/``.npz`` volume as uint8 ``[S, 3, H, W]`` (see the module docstring for dtypes)."""
+    """A ``.npy``/``.npz`` volume as uint8 ``[S, 3, H, W]`` (see the module docstring for dtypes).
+
+    Its header is read first: the format, the dtype and the size limits are checked before any
+    data is read, and nothing is ever unpickled.
+    """
+    shape, dtype, member = volume_header(path)
+    check_volume_size(shape, dtype, path)
     try:
         data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):  # an .npz: its only array, or the one named 'volume'
+        if member is not None:
             with data:
-                names = data.files
-                key = "volume" if "volume" in names else names[0] if len(names) == 1 else None
-                if key is None:
-                    raise DataError(f"{path}: an .npz volume needs one array or one named 'volume', found {names}")
-                data = data[key]
-    except FileNotFoundError:
-        raise
+                data = data[member]
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: cannot read the volume ({e})") from None
-    arr = data
-    return volume_to_uint8(arr, path, check_pixels)
+    return volume_to_uint8(data, path, check_pixels)
+
+
+def uint16_to_uint8(arr: np.ndarray, name: str, rule: str) -> np.ndarray:
+    """uint16 -> uint8 by ``rule`` (config key ``volume_uint16``):
+
+    * ``range`` (default): ``x * 255 / max`` over the volume, so 12-bit MRI, or values that never
+      leave the low byte, keep their contrast (an all-zero volume stays zero);
+    * ``full``: ``x >> 8``, the whole 16-bit range as 16-bit images are shown (values under 256
+      become 0, so such a volume is refused rather than turned black);
+    * ``12bit``: ``x >> 4`` for data in 0..4095 (a larger value is an error, never clipped).
+    """
+    if rule == "range":
+        hi = int(arr.max())
+        return arr.astype(np.uint8) if hi == 0 else np.rint(arr.astype(np.float32) * (255.0 / hi)).astype(np.uint8)
+    if rule == "12bit":
+        hi = int(arr.max())
+        if hi > 4095:
+            raise DataError(f"{name}: volume_uint16 is '12bit' but the volume holds {hi} (above 4095); use 'range' or 'full'")
+        return (arr >> 4).astype(np.uint8)
+    out = (arr >> 8).astype(np.uint8)
+    if arr.any() and not out.any():
+        raise DataError(
+            f"{name}: volume_uint16 is 'full' (x >> 8) but every value is below 256 (max {int(arr.max())}), so the "
+            "volume would be all zeros; use volume_uint16: range (the default) or 12bit"
+        )
+    return out
 
 
 def volume_to_uint8(arr: np.ndarray, name: str, check_pixels: Callable | None = None) -> torch.Tensor:
@@ -81,11 +212,17 @@ def volume_to_uint8(arr: np.ndarray, name: str, check_pixels: Callable | None = 
     if check_pixels is not None:
         check_pixels(arr.shape[2], arr.shape[1], f"{name} (each of {arr.shape[0]} slices)")
     if arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
+        arr = uint16_to_uint8(arr, name, volume_settings()["uint16"])
     elif arr.dtype.kind == "f":
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        if not np.isfinite(arr).all() or lo < 0 or hi > 255:
-            raise DataError(f"{name}: float volume values must be finite and in 0..1 or 0..255, found {lo:g}..{hi:g}")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = int((~finite).sum())
+            kinds = ", ".join(k for k, m in (("NaN", np.isnan(arr)), ("infinite", np.isinf(arr))) if m.any())
+            seen = f"; the finite values span {float(arr[finite].min()):g}..{float(arr[finite].max()):g}" if finite.any() else ""
+            raise DataError(f"{name}: float volume holds {bad} {kinds} value(s) of {arr.size}{seen}; values must be finite")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{name}: float volume values must be in 0..1 or 0..255, found {lo:g}..{hi:g}")
         arr = np.rint(arr * 255 if hi <= 1 else arr).astype(np.uint8)
     elif arr.dtype != np.uint8:
         raise DataError(f"{name}: volume dtype {arr.dtype} is not supported (uint8, uint16 or float)")

@@ -58,6 +58,9 @@ class MultiLabelDataset(Dataset):
             path holds a ``{view}`` placeholder; see :mod:`mlcls.datasets.bags`.
         max_instances: at most this many instances per bag (per view): a random subset in
             training, evenly spaced ones in evaluation.
+        allow_outside_root: follow a symbolic link under ``data_root`` that leads outside it
+            (refused by default, like a relative path with ``..`` that climbs out of it; paths
+            listed as absolute are always taken as given).
 
     A dataset whose samples are bags (volumes, folders of images, ``a|b|c`` lists, or ``views``)
     has :attr:`bags` set; its samples are ``[S, 3, H, W]`` (or ``{view: ...}``) and its loaders
@@ -68,6 +71,8 @@ class MultiLabelDataset(Dataset):
     bags = False
     #: training loaders draw a random subset of long bags; evaluation loaders set this to False
     training = True
+    #: follow symbolic links that lead outside data_root (the constructor's argument)
+    allow_outside_root = False
 
     def __init__(
         self,
@@ -80,7 +85,9 @@ class MultiLabelDataset(Dataset):
         collect_errors: bool = False,
         views: Sequence[str] | None = None,
         max_instances: int | None = None,
+        allow_outside_root: bool = False,
     ) -> None:
+        self.allow_outside_root = bool(allow_outside_root)
         self.views = [str(v) for v in views] if views else None
         if max_instances is not None and (not isinstance(max_instances, int) or max_instances < 1):
             raise DataError(f"{type(self).__name__}.max_instances: expected an integer >= 1 or null, got {max_instances!r}")
@@ -322,15 +329,44 @@ class MultiLabelDataset(Dataset):
                     "path, or choose a data_root that contains it"
                 )
 
+    def outside_root(self, path: str) -> str | None:
+        """Where ``path`` really leads when a symbolic link takes it out of ``data_root`` (else None).
+
+        One ``lstat`` per file: the real path of each folder is computed once and kept, so a
+        million files in a few folders cost a million ``lstat`` calls, not a million ``realpath``.
+        """
+        if self.allow_outside_root or not self.data_root or LIST_SEPARATOR in path:
+            return None
+        cache = self.__dict__.setdefault("_real_dirs", {})  # per dataset (and per worker process)
+        root = cache.get("") or cache.setdefault("", os.path.realpath(self.data_root))
+        folder = os.path.dirname(path)
+        real_dir = cache.get(folder) or cache.setdefault(folder, os.path.realpath(folder))
+        full = os.path.realpath(path) if os.path.islink(path) else os.path.join(real_dir, os.path.basename(path))
+        return None if full == root or full.startswith(root.rstrip(os.sep) + os.sep) else full
+
+    def check_inside_root(self, idx: int, path: str) -> None:
+        """Refuse a relative path of sample ``idx`` that a symbolic link leads outside ``data_root``."""
+        target = self.outside_root(path) if not os.path.isabs(self.label_index.paths[idx].decode("utf-8", "replace")) else None
+        if target is not None:
+            raise DataError(
+                f"{path} (listed at {self.source(idx)}) is a symbolic link that leads outside data_root ({self.data_root}) to "
+                f"{target}; list the file by its absolute path, or set allow_outside_root: true in this dataset's config"
+            )
+
     def _check_files(self) -> None:
-        if self.bags:
-            missing = [i for i in range(len(self)) if not all(bag_exists(p) for p in self.view_paths(i).values())]
-        else:
-            missing = [i for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
+        missing = []  # (sample, the paths of it that do not exist)
+        for i in range(len(self)):
+            paths = self.view_paths(i).values()
+            gone = [p for p in paths if not (bag_exists(p) if self.bags else os.path.isfile(p))]
+            if gone:
+                missing.append((i, gone))
+            elif not self.allow_outside_root and self.data_root:
+                for p in paths:
+                    self.check_inside_root(i, p)
         if missing:
-            shown = "; ".join(f"{self.image_path(i)} ({self.source(i)})" for i in missing[:5])
+            shown = "; ".join(f"{', '.join(gone)} ({self.source(i)})" for i, gone in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise DataError(f"{len(missing)} image file(s) not found: {shown}{more}")
+            raise DataError(f"{len(missing)} {'sample' if self.bags else 'image file'}(s) not found: {shown}{more}")
 
     def read_image(self, idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """The decoded uint8 image [3, H, W] of sample ``idx`` (a bag: [S, 3, H, W], or a dict of
@@ -344,6 +380,8 @@ class MultiLabelDataset(Dataset):
         return self._read(idx, self.image_path(idx), load_image)
 
     def _read(self, idx: int, path: str, reader: Callable) -> torch.Tensor:
+        if self.bags:  # a bag is read whole: one more lstat is nothing (images are checked at start-up)
+            self.check_inside_root(idx, path)
         try:
             return reader(path)
         except FileNotFoundError:

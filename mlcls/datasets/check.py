@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from mlcls.datasets.bags import bag_exists
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, bag_exists, check_volume_size, volume_header
 from mlcls.datasets.base import MultiLabelDataset
 from mlcls.datasets.builder import build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
@@ -16,7 +16,7 @@ from mlcls.datasets.image_io import open_image
 from mlcls.errors import DataError
 from mlcls.registry import DATASETS
 
-KINDS = ("annotation", "missing", "zero-byte", "not-an-image", "too-large", "truncated", "unreadable", "duplicate")
+KINDS = ("annotation", "missing", "outside-root", "zero-byte", "not-an-image", "too-large", "truncated", "unreadable", "duplicate")
 
 _SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png", b"GIF8": "gif", b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
 
@@ -116,11 +116,21 @@ def check_images(dataset, decode: bool = True, threads: int = 4) -> list[dict]:
         for path in dataset.view_paths(i).values():
             if not bag_exists(path):
                 return {"kind": "missing", "path": path, "source": dataset.source(i), "detail": "not found"}
+            try:
+                dataset.check_inside_root(i, path)
+            except DataError as e:
+                return {"kind": "outside-root", "path": path, "source": dataset.source(i), "detail": str(e).split("; ")[0]}
+            if path.lower().endswith(VOLUME_EXTENSIONS):  # the header, also without decoding: format, dtype, size
+                try:
+                    check_volume_size(*volume_header(path)[:2], path)
+                except DataError as e:
+                    return decode_problem(e, path, dataset.source(i))
         if decode:
             try:
                 dataset.read_image(i)
             except DataError as e:
-                return decode_problem(e, dataset.image_path(i), dataset.source(i))
+                failed = next((p for p in dataset.view_paths(i).values() if p in str(e)), dataset.image_path(i))  # the view's file
+                return decode_problem(e, failed, dataset.source(i))
         return None
 
     with ThreadPoolExecutor(threads) as pool:

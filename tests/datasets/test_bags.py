@@ -3,6 +3,8 @@ transforms shared by the slices of a bag, packing, and the tools that read datas
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -23,13 +25,15 @@ def test_volume_dtypes_and_layouts(tmp_path):
     np.savez(tmp_path / "c.npz", volume=rgb, spacing=np.ones(3))
     assert torch.equal(load_bag(str(tmp_path / "c.npz")), torch.from_numpy(rgb).permute(0, 3, 1, 2))
     np.save(tmp_path / "u16.npy", grey.astype(np.uint16) * 256 + 7)
-    assert torch.equal(load_bag(str(tmp_path / "u16.npy")), x)  # 16 bits -> 8 as 16-bit images are
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCLS_VOLUME_UINT16", "full")
+        assert torch.equal(load_bag(str(tmp_path / "u16.npy")), x)  # 16 bits -> 8 as 16-bit images are
     np.save(tmp_path / "f1.npy", grey / 255.0)
     assert torch.equal(load_bag(str(tmp_path / "f1.npy")), x)
     np.save(tmp_path / "f255.npy", grey.astype(np.float32))
     assert torch.equal(load_bag(str(tmp_path / "f255.npy")), x)
     np.save(tmp_path / "hu.npy", grey.astype(np.float32) - 1000)  # CT Hounsfield units: say so, never clip silently
-    with pytest.raises(DataError, match=r"hu\.npy: float volume values must be finite and in 0\.\.1 or 0\.\.255, found -1000"):
+    with pytest.raises(DataError, match=r"hu\.npy: float volume values must be in 0\.\.1 or 0\.\.255, found -1000"):
         load_bag(str(tmp_path / "hu.npy"))
     np.save(tmp_path / "flat.npy", grey[0])
     with pytest.raises(DataError, match=r"expected a volume of shape \(slices, H, W\)"):
@@ -38,8 +42,60 @@ def test_volume_dtypes_and_layouts(tmp_path):
     with pytest.raises(DataError, match="one array or one named 'volume'"):
         load_bag(str(tmp_path / "two.npz"))
     np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match="cannot read the volume"):  # never unpickled
+    with pytest.raises(DataError, match=r"obj\.npy: holds Python objects \(a pickled array\), which mlcls never unpickles"):
         load_bag(str(tmp_path / "obj.npy"))
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(DataError, match=r"text\.npy: not a NumPy \.npy array"):  # not "pickled data"
+        load_bag(str(tmp_path / "text.npy"))
+
+
+def test_uint16_volumes_keep_their_information_by_a_stated_rule(tmp_path, monkeypatch):
+    # 12-bit MRI, and values that never leave the low byte, became all zeros with a fixed >> 8
+    low = np.arange(0, 200, dtype=np.uint16).reshape(2, 10, 10)
+    np.save(tmp_path / "low.npy", low)
+    out = load_bag(str(tmp_path / "low.npy"))[:, 0].numpy()
+    assert np.array_equal(out, np.rint(low * (255 / 199)).astype(np.uint8)) and out.max() == 255  # default: range
+    monkeypatch.setenv("MLCLS_VOLUME_UINT16", "full")
+    with pytest.raises(DataError, match=r"low\.npy: volume_uint16 is 'full' \(x >> 8\) but every value is below 256 \(max 199\)"):
+        load_bag(str(tmp_path / "low.npy"))
+    monkeypatch.setenv("MLCLS_VOLUME_UINT16", "12bit")
+    mri = np.array([0, 16, 4095], dtype=np.uint16).reshape(1, 1, 3)
+    np.save(tmp_path / "mri.npy", mri)
+    assert load_bag(str(tmp_path / "mri.npy"))[0, 0, 0].tolist() == [0, 1, 255]
+    np.save(tmp_path / "mri.npy", mri + 1)
+    with pytest.raises(DataError, match=r"volume_uint16 is '12bit' but the volume holds 4096 \(above 4095\)"):
+        load_bag(str(tmp_path / "mri.npy"))
+    monkeypatch.setenv("MLCLS_VOLUME_UINT16", "linear")
+    with pytest.raises(DataError, match="MLCLS_VOLUME_UINT16: expected one of range, full, 12bit, got 'linear'"):
+        load_bag(str(tmp_path / "mri.npy"))
+
+
+def test_volumes_are_checked_from_their_header_before_they_are_read(tmp_path, monkeypatch):
+    # 4,000 slices of 256x256 (a header only: nothing past it is read, so no data is needed)
+    with open(tmp_path / "long.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (4000, 256, 256)})
+    with pytest.raises(DataError, match=r"long\.npy: 4000 slices of shape \(256, 256\) is above the limit of 2048 slices, refused before reading"):
+        load_bag(str(tmp_path / "long.npy"))
+    monkeypatch.setenv("MLCLS_MAX_VOLUME_SLICES", "0")  # no slice limit: the byte limit (1 GiB) still holds
+    with open(tmp_path / "wide.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1200, 512, 512)})
+    with pytest.raises(DataError, match=r"wide\.npy: 1200 MiB of float32 data \(shape \(1200, 512, 512\)\) is above the limit of 1024 MiB"):
+        load_bag(str(tmp_path / "wide.npy"))
+    np.savez(tmp_path / "z.npz", volume=np.zeros((5, 4, 4), np.uint8))
+    monkeypatch.setenv("MLCLS_MAX_VOLUME_SLICES", "4")
+    with pytest.raises(DataError, match=r"z\.npz: 5 slices .* above the limit of 4 slices"):  # .npz members too
+        load_bag(str(tmp_path / "z.npz"))
+    # NaN: the message says NaN and the range of the finite values; all-NaN without a numpy warning
+    vol = np.full((2, 3, 3), 100, np.float32)
+    vol[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", vol)
+    with pytest.raises(DataError, match=r"nan\.npy: float volume holds 1 NaN value\(s\) of 18; the finite values span 100\.\.100"):
+        load_bag(str(tmp_path / "nan.npy"))
+    np.save(tmp_path / "allnan.npy", np.full((2, 3, 3), np.nan, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"allnan\.npy: float volume holds 18 NaN value\(s\) of 18; values must be finite"):
+            load_bag(str(tmp_path / "allnan.npy"))
 
 
 def test_folders_in_natural_order_and_lists_of_images(tmp_path):
@@ -160,3 +216,34 @@ def test_check_dataset_and_bad_bags(tmp_path, volumes_csv):
     assert [skip[i][0].shape[0] for i in range(4)] == [3, 2, 2, 4] and skip.num_bad_images == 1
     with pytest.raises(DataError, match="cache: true is for datasets of single images"):
         CSVDataset("l.csv", ["a", "b"], data_root=str(volumes_csv), cache=True)
+
+
+def test_symlinks_out_of_the_data_root_and_missing_views_are_named(tmp_path):
+    from mlcls.datasets import MRNetDataset
+    from mlcls.datasets.check import check_images
+    from mlcls.datasets.mrnet import make_mrnet_demo
+
+    root = make_mrnet_demo(tmp_path / "mrnet", seed=3, exams={"train": 4, "valid": 3}, slices=(3, 4))
+    outside = tmp_path / "elsewhere.npy"
+    np.save(outside, np.zeros((3, 32, 32), np.uint8))
+    link = root / "valid" / "axial" / "0001.npy"
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(DataError, match=r"0001\.npy \(listed at .*valid-abnormal\.csv:2\) is a symbolic link that leads outside data_root"):
+        MRNetDataset(str(root), "valid")  # at start-up
+    ds = MRNetDataset(str(root), "valid", check_files=False)
+    with pytest.raises(DataError, match="leads outside data_root .* allow_outside_root: true"):
+        ds[1]  # and when it is read
+    assert [p["kind"] for p in check_images(ds)] == ["outside-root"]
+    assert MRNetDataset(str(root), "valid", allow_outside_root=True)[1][0]["axial"].shape[0] == 3  # asked for: followed
+    # a link that stays inside the root is fine
+    link.unlink()
+    link.symlink_to(root / "valid" / "axial" / "0002.npy")
+    assert len(MRNetDataset(str(root), "valid")) == 3
+    # a missing view names its file, not a '{view}' template
+    (root / "valid" / "coronal" / "0002.npy").unlink()
+    with pytest.raises(DataError) as e:
+        MRNetDataset(str(root), "valid")
+    assert "1 sample(s) not found: " + str(root / "valid" / "coronal" / "0002.npy") + " (" in str(e.value) and "{view}" not in str(e.value)
+    problems = check_images(MRNetDataset(str(root), "valid", check_files=False))
+    assert [(p["kind"], p["path"]) for p in problems] == [("missing", str(root / "valid" / "coronal" / "0002.npy"))]
