@@ -269,9 +269,11 @@ def apply_overrides(cfg: dict, options: Iterable[str] | None) -> dict:
                 raise ConfigError(f"--cfg-options: '{where}': its parent is a {type(node).__name__}, not a mapping")
             if part not in node:
                 if not add:
-                    deeper = _find_paths(node, lambda k, _: k == part, ".".join(parts[:depth]))
+                    deeper = _find_paths(node, lambda k, _, name=part: k == name, ".".join(parts[:depth]))
                     hint = f"; it is at {', '.join(deeper[:6])}" if deeper else _suggest(part, node)
-                    raise ConfigError(f"--cfg-options: key '{where}' does not exist in the config{hint} (prefix it with '+' to add a new key)")
+                    raise ConfigError(
+                        f"--cfg-options: key '{where}' does not exist in the config{hint} (prefix it with '+' to add a new key)"
+                    )
                 node[part] = value if last else {}
             elif last:
                 node[part] = value

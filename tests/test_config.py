@@ -104,12 +104,15 @@ def test_unknown_override_key_suggests_close_names():
 
 def test_anchor_holders_are_never_suggested_and_setting_one_names_the_keys_it_fed(tmp_path):
     # '_data_root: &root ...' feeds '*root' when the file is read; afterwards it changes nothing
-    path = write(tmp_path / "c.yaml", """
+    path = write(
+        tmp_path / "c.yaml",
+        """
         _data_root: &root data/shapes
         train_dataloader: {dataset: {data_root: *root, ann_file: train.csv}}
         val_dataloader: {dataset: {data_root: *root}}
         work_dir: data/shapes
-    """)
+    """,
+    )
     cfg = load_config(path)
     with pytest.raises(ConfigError) as e:
         apply_overrides(cfg, ["data_root=/my/data"])

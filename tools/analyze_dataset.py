@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, number_in
 from mlcls.datasets import build_dataset
 from mlcls.datasets.stats import cooccurrence, dataset_statistics
 from mlcls.schema import require
@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     p.add_argument("config")
     p.add_argument("--split", default="train", choices=["train", "val", "test"])
     p.add_argument("--out", help="output folder (default: <work_dir>/dataset_stats)")
-    p.add_argument("--oversample-thr", type=float, help="repeat-factor threshold t (default: the suggested one)")
+    p.add_argument("--oversample-thr", type=number_in(0, 1, low_open=True), help="repeat-factor threshold t (default: the suggested one)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     cfg = prepare_config(args.config, args.cfg_options)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, int_at_least
 from mlcls.errors import DataError
 from mlcls.report.store import find_scores
 
@@ -24,8 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("paths", nargs="+", metavar="DIR", help="one evaluation (rebuild) or two (compare A B)")
     p.add_argument("--out", help="the HTML file (default: report.html in the test folder; compare_<A>.html in B's for two)")
     p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
-    p.add_argument("--gallery-k", type=int, default=6, help="false positives and misses shown per class")
-    p.add_argument("--gallery-classes", type=int, default=100, help="at most this many classes get a gallery, lowest AP first")
+    p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="false positives and misses shown per class")
+    p.add_argument("--gallery-classes", type=int_at_least(0), default=100, help="at most this many classes get a gallery, lowest AP first")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected one folder (rebuild) or two (compare)")

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config, test_model
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, int_at_least, number_in
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -17,7 +17,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("paths", nargs="+", metavar="CONFIG CHECKPOINT", help="config file (optional) and checkpoint")
     p.add_argument("--work-dir", help="where the results go (default: test_<checkpoint name> beside the checkpoint)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--thr", type=float, help="global threshold (default: the checkpoint's tuned ones, else the evaluator's, 0.5)")
+    g.add_argument("--thr", type=number_in(0, 1), help="global threshold (default: the checkpoint's tuned ones, else the evaluator's, 0.5)")
     g.add_argument(
         "--thr-file", help="per-class thresholds from a JSON file (thresholds.json, or 'Download thresholds' in the evaluation report)"
     )
@@ -29,18 +29,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="tune per-class thresholds first and store them in the checkpoint; specificity: the highest sensitivity "
         "at specificity >= --tune-target",
     )
-    p.add_argument("--tune-target", type=float, help="precision/recall/specificity goal in (0, 1] for those --tune-thr objectives")
-    p.add_argument("--ci", type=int, metavar="N", help="95%% bootstrap confidence intervals from N resamples of the samples (e.g. 1000)")
+    p.add_argument(
+        "--tune-target",
+        type=number_in(0, 1, low_open=True),
+        help="precision/recall/specificity goal in (0, 1] for those --tune-thr objectives",
+    )
+    p.add_argument(
+        "--ci", type=int_at_least(1), metavar="N", help="95%% bootstrap confidence intervals from N resamples of the samples (e.g. 1000)"
+    )
     p.add_argument("--ci-seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
     p.add_argument("--tune-split", default="val", choices=["val", "train", "test"], help="split to tune on (default val)")
-    p.add_argument("--min-pos", type=int, default=5, help="classes with fewer tuning positives use the global threshold")
+    p.add_argument("--min-pos", type=int_at_least(0), default=5, help="classes with fewer tuning positives use the global threshold")
     p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
     p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip), 'flip4', or the config's test_cfg.tta")
     p.add_argument(
         "--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html, the evaluation report (default: on)"
     )
-    p.add_argument("--gallery-k", type=int, default=6, help="report: false positives and misses shown per class (default 6)")
-    p.add_argument("--gallery-classes", type=int, default=100, help="report: at most this many classes get a gallery, lowest AP first")
+    p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="report: false positives and misses shown per class (default 6)")
+    p.add_argument(
+        "--gallery-classes", type=int_at_least(0), default=100, help="report: at most this many classes get a gallery, lowest AP first"
+    )
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--trust-config",

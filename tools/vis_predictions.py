@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, int_at_least, number_in
 
 
 @cli_main
@@ -24,9 +24,9 @@ def main(argv=None) -> None:
     p.add_argument("config", help="config file, or '-' for the checkpoint's own")
     p.add_argument("checkpoint")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
-    p.add_argument("--num", type=int, default=32, help="images to draw")
-    p.add_argument("--ncols", type=int, default=8)
-    p.add_argument("--thr", type=float, help="one threshold for every class (default: the checkpoint's)")
+    p.add_argument("--num", type=int_at_least(1), default=32, help="images to draw")
+    p.add_argument("--ncols", type=int_at_least(1), default=8)
+    p.add_argument("--thr", type=number_in(0, 1), help="one threshold for every class (default: the checkpoint's)")
     p.add_argument("--cam", metavar="LABEL", help="overlay the Grad-CAM map of this class")
     p.add_argument("--sort", choices=["first", "errors"], default="first", help="'errors': images with the most mistakes first")
     p.add_argument("--out", type=Path, required=True)

@@ -293,7 +293,7 @@ class _InputFiles(Dataset):
         except DataError as e:
             return i, None, str(e)
         except Exception as e:  # noqa: BLE001 - a transform failing on an odd image is a bad image too
-            return i, None, f"{self.paths[i]}: {e}"
+            return i, None, f"{input_name(self.paths[i])['image']}: {e}"
 
 
 def _collate_inputs(batch: list) -> tuple[list[int], torch.Tensor | list, list[str]]:
@@ -328,7 +328,8 @@ def predict_files(
     workers = resolve_num_workers(workers, device)
     loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_collate_inputs)
     results, bad = [], []
-    with tqdm(total=len(paths), disable=None if progress is None else not progress, unit="img") as bar:
+    unit = "img" if prepare.views is None else "exam" if any(prepare.views) else "sample"
+    with tqdm(total=len(paths), disable=None if progress is None else not progress, unit=unit) as bar:
         for indices, inputs, errors in loader:
             for err in errors:
                 bad.append(err)
@@ -336,9 +337,17 @@ def predict_files(
             if indices:
                 probs = predict_probs(model, inputs, prepare.batch_transform)
                 preds = decode(probs, model.info.classes, thresholds, topk)
-                results += [{"image": paths[i], **pred} for i, pred in zip(indices, preds)]
+                results += [{**input_name(paths[i]), **pred} for i, pred in zip(indices, preds)]
             bar.update(len(indices) + len(errors))
     return results, bad
+
+
+def input_name(item) -> dict:
+    """How a result row names its input: ``{"image": path}``, or for an :class:`Exam`
+    ``{"image": exam name, "files": {view: file}}`` (real files, never a ``{view}`` template)."""
+    if isinstance(item, Exam):
+        return {"image": item.name, "files": dict(item)}
+    return {"image": str(item)}
 
 
 def write_results(results: list[dict], classes: list[str], out: Path) -> None:
@@ -348,9 +357,11 @@ def write_results(results: list[dict], classes: list[str], out: Path) -> None:
     with atomic_open(out, newline="", errors="surrogateescape") as f:
         if out.suffix.lower() == ".csv":
             w = csv.writer(f)
-            w.writerow(["image", "labels", *(f"score_{c}" for c in classes)])
+            views = list(results[0].get("files", {})) if results else []
+            w.writerow(["image", *(f"file_{v}" for v in views), "labels", *(f"score_{c}" for c in classes)])
             for r in results:
-                w.writerow([r["image"], " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)])
+                files = [r["files"][v] for v in views]
+                w.writerow([r["image"], *files, " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)])
         else:
             for r in results:
                 f.write(json.dumps(r) + "\n")
@@ -378,14 +389,76 @@ def to_uint8_bag(item: Any) -> torch.Tensor:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike], bags: bool = False) -> list[str]:
+class Exam(dict):
+    """One sample of a multi-view model as ``{view: file}``, with the ``name`` its result row carries
+    (``valid/0000`` for ``valid/sagittal/0000.npy``, ``valid/coronal/0000.npy``, ...)."""
+
+    def __init__(self, name: str, files: dict[str, str]) -> None:
+        super().__init__(files)
+        self.name = name
+
+
+def _exams_in(folder: Path, views: list[str]) -> list[Exam] | None:
+    """The exams of ``folder`` when it is laid out by view, else None:
+
+    * ``folder/<view>/<exam>.npy`` (the MRNet release: a split folder such as ``valid/``), or
+    * ``folder/<exam>/<view>.npy`` (one folder per exam; ``folder`` itself when it holds the views).
+
+    Every view of the model must be there; an exam missing one is listed with the missing file,
+    which is then reported (not silently predicted from the other views).
+    """
+
+    def volumes(d: Path) -> dict[str, Path]:
+        return {f.stem: f for f in sorted(d.iterdir()) if f.is_file() and f.suffix.lower() in VOLUME_EXTENSIONS}
+
+    if all((folder / v).is_dir() for v in views):  # by view, then exam
+        per_view = {v: volumes(folder / v) for v in views}
+        names = sorted(set().union(*per_view.values()))
+        return [
+            Exam(str(folder / n), {v: str(per_view[v].get(n, folder / v / f"{n}{VOLUME_EXTENSIONS[0]}")) for v in views}) for n in names
+        ]
+
+    def exam(d: Path) -> Exam | None:
+        files = volumes(d)
+        if not any(v in files for v in views):
+            return None
+        return Exam(str(d), {v: str(files.get(v, d / f"{v}{VOLUME_EXTENSIONS[0]}")) for v in views})
+
+    one = exam(folder)
+    if one is not None:
+        return [one]
+    found = [e for e in (exam(d) for d in sorted(folder.iterdir()) if d.is_dir()) if e is not None]
+    return found or None
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike], bags: bool = False, views: Sequence[str] | None = None) -> list:
     """Files as given; folders searched recursively for image extensions (``bags``: for volumes,
     ``.npy``/``.npz``; a folder without volumes is itself one bag of images); ``.txt``/``.lst``
-    files read as one path per line (relative to the list file; ``#`` comments allowed)."""
-    found: list[str] = []
+    files read as one path per line (relative to the list file; ``#`` comments allowed).
+
+    With the named ``views`` of a multi-view or single-view exam model, a folder laid out by view
+    (``split/<view>/<exam>.npy`` as MRNet ships it, or ``<exam>/<view>.npy``) gives one
+    :class:`Exam` per exam holding the model's views only; a folder of split folders is searched
+    for them. Another folder is, for a single-view model, searched for volumes as for any bag
+    model, and for a multi-view model an error that says what was expected.
+    """
+    named = [v for v in views or [] if v]
+    found: list = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir() and bags:
+        exams = None
+        if p.is_dir() and named:
+            exams = _exams_in(p, named)
+            if exams is None:  # a release root: its split folders
+                exams = [e for d in sorted(p.iterdir()) if d.is_dir() for e in (_exams_in(d, named) or [])]
+            if not exams and len(named) > 1:
+                raise DataError(
+                    f"{p}: no exams with the views {named} found; expected <view>/<exam>.npy (MRNet's layout) or "
+                    f"<exam>/<view>.npy inside it"
+                )
+        if exams:
+            found += exams
+        elif p.is_dir() and bags:  # (a single-view model: a plain folder of volumes holds exams of its view)
             volumes = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VOLUME_EXTENSIONS)
             found += volumes or [str(p)]
         elif p.is_dir():

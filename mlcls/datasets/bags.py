@@ -240,7 +240,7 @@ def load_bag(path: str) -> torch.Tensor:
     elif os.path.isdir(path):
         files = [os.path.join(path, f) for f in sorted(os.listdir(path), key=natural_key) if f.lower().endswith(IMG_EXTENSIONS)]
         if not files:
-            raise DataError(f"{path}: a folder without image files ({', '.join(IMG_EXTENSIONS)})")
+            raise DataError(f"{path}: a folder with neither image files ({', '.join(IMG_EXTENSIONS)}) nor volumes (.npy, .npz) in it")
     else:
         raise DataError(f"{path}: not a volume (.npy/.npz), a folder of images or a '|'-separated list of images")
     images = [load_image(f) for f in files]

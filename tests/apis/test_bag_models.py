@@ -4,6 +4,7 @@ export with a free slice count, and exact resume."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -115,6 +116,40 @@ def test_infer_tool_over_a_folder_of_volumes(mrnet_root, tmp_path, run_tool):
     assert r.returncode == 0, r.stderr
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert len(lines) == 17 and lines[1].startswith(str(mrnet_root / "valid" / "axial" / "0000.npy"))
+    # the split folder, laid out by view: one row per exam, read from the model's view only
+    r = run_tool("tools/infer.py", wd / "latest.pth", mrnet_root / "valid", "--out", tmp_path / "split.csv", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "split.csv").open()))
+    assert len(rows) == 16 and "16 exams predicted, 0 skipped" in r.stderr
+    assert rows[3]["image"] == str(mrnet_root / "valid" / "0003") and rows[3]["file_axial"] == str(
+        mrnet_root / "valid" / "axial" / "0003.npy"
+    )
+    assert not any("sagittal" in v or "coronal" in v for row in rows for v in row.values())
+    # nothing predicted is a failure: an empty folder, a folder without volumes
+    (tmp_path / "empty").mkdir()
+    r = run_tool("tools/infer.py", wd / "latest.pth", tmp_path / "empty", "--workers", "0")
+    assert r.returncode == 2 and "none of the 1 exams could be predicted" in r.stderr and "nor volumes (.npy, .npz)" in r.stderr
+
+
+def test_infer_tool_predicts_exams_with_all_the_model_views(bag_ckpt, mrnet_root, tmp_path, run_tool):
+    # a two-view model on MRNet's release folder: one row per exam and split, each with both views' files
+    r = run_tool("tools/infer.py", bag_ckpt, mrnet_root, "--out", tmp_path / "p.jsonl", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 + 16 and "skipped" not in r.stderr.split("predicted")[0]
+    assert rows[0]["image"] == str(mrnet_root / "train" / "0000")
+    assert rows[0]["files"] == {v: str(mrnet_root / "train" / v / "0000.npy") for v in ("sagittal", "coronal")}
+    # an exam without one of the views is named, not predicted from the other one
+    (tmp_path / "split" / "sagittal").mkdir(parents=True)
+    (tmp_path / "split" / "coronal").mkdir()
+    for v in ("sagittal", "coronal"):
+        (tmp_path / "split" / v / "0001.npy").write_bytes((mrnet_root / "valid" / v / "0001.npy").read_bytes())
+    (tmp_path / "split" / "sagittal" / "0002.npy").write_bytes((mrnet_root / "valid" / "sagittal" / "0002.npy").read_bytes())
+    r = run_tool("tools/infer.py", bag_ckpt, tmp_path / "split", "--workers", "0")
+    assert r.returncode == 0 and "1 exams predicted, 1 skipped" in r.stderr
+    assert str(tmp_path / "split" / "coronal" / "0002.npy") in r.stderr
+    r = run_tool("tools/infer.py", bag_ckpt, tmp_path / "split" / "coronal", "--workers", "0")
+    assert r.returncode == 2 and "no exams with the views ['sagittal', 'coronal'] found" in r.stderr
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -74,7 +74,9 @@ def test_volumes_are_checked_from_their_header_before_they_are_read(tmp_path, mo
     # 4,000 slices of 256x256 (a header only: nothing past it is read, so no data is needed)
     with open(tmp_path / "long.npy", "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (4000, 256, 256)})
-    with pytest.raises(DataError, match=r"long\.npy: 4000 slices of shape \(256, 256\) is above the limit of 2048 slices, refused before reading"):
+    with pytest.raises(
+        DataError, match=r"long\.npy: 4000 slices of shape \(256, 256\) is above the limit of 2048 slices, refused before reading"
+    ):
         load_bag(str(tmp_path / "long.npy"))
     monkeypatch.setenv("MLCLS_MAX_VOLUME_SLICES", "0")  # no slice limit: the byte limit (1 GiB) still holds
     with open(tmp_path / "wide.npy", "wb") as f:

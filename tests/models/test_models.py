@@ -114,7 +114,9 @@ def test_images_smaller_than_the_backbone_takes_are_one_clear_error(make_config)
     cfg = make_config()
     cfg["model"]["backbone"] = {"type": "VGG", "depth": 11}
     cfg["val_dataloader"]["dataset"]["pipeline"].insert(0, {"type": "Resize", "size": [28, 28]})
-    with pytest.raises(ConfigError, match=r"the smaller side of the images val_dataloader.dataset.pipeline puts out is 28 px; add a Resize"):
+    with pytest.raises(
+        ConfigError, match=r"the smaller side of the images val_dataloader.dataset.pipeline puts out is 28 px; add a Resize"
+    ):
         build_trainer(cfg)  # at build time: before any training
     resnet = build_model({**vgg, "backbone": {"type": "ResNet", "depth": 18}}, num_classes=3)
     assert resnet(torch.zeros(2, 3, 28, 28)).shape == (2, 3)  # a ResNet takes them

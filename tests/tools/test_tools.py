@@ -124,3 +124,25 @@ def test_tuning_thresholds_keeps_the_linked_checkpoint_names_one_file(trained_di
     from mlcls.utils.checkpoint import load_checkpoint
 
     assert load_checkpoint(wd / "epoch_1.pth")["thresholds"]["split"] == "val"
+
+
+@pytest.mark.parametrize(
+    "tool, args, message",
+    [
+        ("test.py", ["--ci", "-5"], "argument --ci: expected an integer >= 1, got -5"),
+        ("test.py", ["--tune-target", "1.5"], "argument --tune-target: expected a number in (0, 1], got 1.5"),
+        ("test.py", ["--tune-target", "nan"], "argument --tune-target: expected a number in (0, 1], got nan"),
+        ("test.py", ["--thr", "x"], "argument --thr: expected a number in [0, 1], got 'x'"),
+        ("infer.py", ["in", "--topk", "0"], "argument --topk: expected an integer >= 1, got 0"),
+        ("report.py", ["--gallery-k", "-1"], "argument --gallery-k: expected an integer >= 0, got -1"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_usage_errors(tool, args, message, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{tool[:-3]}", ROOT / "tools" / tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as e:
+        module.parse_args(["a.pth", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err  # argparse's usage error, no traceback

@@ -72,7 +72,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     # output to files, not pipes: waiting for a pipe's end would wait for the orphaned workers too,
     # and the resume below comes the moment the killed process is gone, as a scheduler's requeue does
     with open(tmp_path / "killed.out", "w") as out:
-        r = subprocess.run([sys.executable, "tools/train.py", killed, "--work-dir", wd], cwd=ROOT, stdout=out, stderr=out, env={**os.environ, **env})
+        r = subprocess.run(
+            [sys.executable, "tools/train.py", killed, "--work-dir", wd], cwd=ROOT, stdout=out, stderr=out, env={**os.environ, **env}
+        )
     assert r.returncode == -9, (tmp_path / "killed.out").read_text()  # really killed, in epoch 2
     meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
     assert (meta["epoch"], meta["inner_iter"]) == (1, 4)  # 1 epoch + 4 batches done

@@ -87,7 +87,7 @@ def test_the_lock_dies_with_its_process_not_with_its_dataloader_workers(tmp_path
             cmd = [sys.executable, str(script), str(wd), str(pids)]
             runs.append((wd, pids, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         deadline = time.monotonic() + 180
-        for wd, pids, proc in runs:
+        for _, pids, proc in runs:
             while len(os.listdir(pids)) < 2:  # both workers forked (with the lock held) and busy
                 assert proc.poll() is None and time.monotonic() < deadline, "a lock holder did not start its workers"
                 time.sleep(0.05)
