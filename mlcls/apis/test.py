@@ -13,10 +13,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from mlcls.apis.inference import threshold_values
+from mlcls.apis.inference import bag_views, threshold_values
 from mlcls.apis.loaders import build_loader
 from mlcls.apis.model import build_from_checkpoint, check_same_classes
 from mlcls.apis.tta import TTAModel
+from mlcls.datasets.bags import exam_name, view_files
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
@@ -87,22 +88,34 @@ def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (
     return "\n".join(lines)
 
 
-def write_scores(path: str | os.PathLike, paths: list[str], classes: list[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
-    """Per-image scores and targets as CSV (one score and one target column per class) or JSON."""
+def write_scores(
+    path: str | os.PathLike,
+    paths: list[str],
+    classes: list[str],
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    views: list[str] | None = None,
+) -> None:
+    """Per-sample scores and targets as CSV (one score and one target column per class) or JSON.
+    Samples of several ``views`` are named by exam, with the file of each view (never a
+    ``{view}`` template)."""
     path = Path(path)
+    named = [v for v in views or [] if v]
+    files = [view_files(p, named) if named else {} for p in paths]
+    names = [exam_name(p) if named else p for p in paths]
     if path.suffix.lower() == ".json":
         rows = [
-            {"image": p, "scores": dict(zip(classes, s)), "targets": dict(zip(classes, t))}
-            for p, s, t in zip(paths, scores.tolist(), targets.int().tolist())
+            {"image": n, **({"files": f} if f else {}), "scores": dict(zip(classes, s)), "targets": dict(zip(classes, t))}
+            for n, f, s, t in zip(names, files, scores.tolist(), targets.int().tolist())
         ]
         with atomic_open(path) as f:
             f.write(json.dumps(rows))
     elif path.suffix.lower() == ".csv":
         with atomic_open(path, newline="") as f:
             w = csv.writer(f)
-            w.writerow(["image", *[f"score_{c}" for c in classes], *[f"target_{c}" for c in classes]])
-            for p, s, t in zip(paths, scores.tolist(), targets.int().tolist()):
-                w.writerow([p, *[f"{v:.6f}" for v in s], *t])
+            w.writerow(["image", *[f"file_{v}" for v in named], *[f"score_{c}" for c in classes], *[f"target_{c}" for c in classes]])
+            for n, fs, s, t in zip(names, files, scores.tolist(), targets.int().tolist()):
+                w.writerow([n, *[fs[v] for v in named], *[f"{v:.6f}" for v in s], *t])
     else:
         raise ConfigError(f"--out: unsupported extension '{path.suffix}' (use .csv or .json)")
 
@@ -200,7 +213,8 @@ def test_model(
     mAP, mAUROC, CF1, OF1 and each class's AP and AUROC (printed, in the JSON and the report).
     ``trust_config`` lets that stored config import modules or open program URLs
     (:func:`mlcls.apis.model.build_from_checkpoint`). Files of an earlier evaluation in
-    ``work_dir`` that this one does not write again are removed (so none is left stale).
+    ``work_dir`` that this one does not write again are kept, and named in the log as that
+    evaluation's; ``test_metrics.json`` lists this one's ``files``.
     Returns the metrics dict (plus ``report``, the text, and ``written``, the files).
     """
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
@@ -271,7 +285,10 @@ def test_model(
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if ci else {}),
         "per_class": rows,
-    }
+        # the files of this evaluation (a report.html beside them that is not listed is an earlier one's)
+        "files": ["test_metrics.json", "per_class.csv", "ap_vs_frequency.png", *(["thresholds.json"] if tune else []),
+                  *([SCORES_FILE, "report.html"] if report else [])],
+    }  # fmt: skip
     write_json(results, work_dir / "test_metrics.json")
     write_per_class_csv(rows, work_dir / "per_class.csv")
     ordered = [r for r in rows if r["AP"] is not None]
@@ -286,7 +303,7 @@ def test_model(
     if tune:
         written.append(work_dir / "thresholds.json")
     if out:  # relative to where the user is, as every tool's --out
-        write_scores(out, paths, classes, scores, targets)
+        write_scores(out, paths, classes, scores, targets, views=bag_views(model))
         written.append(Path(out))
     if report:
         written += write_report_files(
@@ -305,25 +322,42 @@ def test_model(
             report_options,
             metrics.get("ci"),
             (metrics, at_half),
+            model_views=bag_views(model),
         )
-    earlier = had_evaluation and (work_dir / "test_metrics.json").exists()
-    stale = [work_dir / n for n in OUTPUT_FILES if earlier and (work_dir / n).exists() and work_dir / n not in written]
-    for path in stale:
-        path.unlink()
-    if stale:
-        logger.info("removed %s, left in %s by an earlier evaluation", ", ".join(p.name for p in stale), work_dir)
+    # what an earlier evaluation wrote and this one did not write again stays (it is that
+    # evaluation's, and may be all that is left of it); the log and test_metrics.json say which is which
+    older = [work_dir / n for n in OUTPUT_FILES if had_evaluation and (work_dir / n).exists() and work_dir / n not in written]
+    if older:
+        logger.warning(
+            "%s in %s %s from an earlier evaluation, not this one (written: %s)",
+            ", ".join(p.name for p in older), work_dir, "is" if len(older) == 1 else "are", ", ".join(p.name for p in written),
+        )  # fmt: skip
     metrics["written"] = [str(p) for p in written]
     return metrics
 
 
-#: the files of an earlier evaluation that this one may not write again (--no-report) and would
-#: otherwise leave stale; the others are always rewritten, and thresholds.json is never removed (a
-#: training run's ThresholdTuningHook writes it into the work dir that --work-dir may name)
+#: the files of an earlier evaluation that this one may not write again (--no-report): they are
+#: kept and named as the earlier evaluation's; the others are always rewritten
 OUTPUT_FILES = ("eval_scores.npz", "report.html")
 
 
 def write_report_files(
-    work_dir, scores, targets, paths, classes, thr, checkpoint, ckpt, cfg, split, source, views, options, ci=None, computed=(None, None)
+    work_dir,
+    scores,
+    targets,
+    paths,
+    classes,
+    thr,
+    checkpoint,
+    ckpt,
+    cfg,
+    split,
+    source,
+    views,
+    options,
+    ci=None,
+    computed=(None, None),
+    model_views=None,
 ) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
     options = dict(options or {})
@@ -339,6 +373,7 @@ def write_report_files(
         "tta": " + ".join(map(str, views)) if views else None,
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "train_counts": ckpt["meta"].get("train_counts"),
+        "views": model_views,  # the report shows a multi-view sample by the model's own view
         "run_dir": run_dir,
         "ci": None
         if not ci

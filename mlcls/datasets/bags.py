@@ -51,6 +51,26 @@ def bag_exists(path: str) -> bool:
     return os.path.isfile(path) or os.path.isdir(path)
 
 
+VIEW_PLACEHOLDER = "{view}"
+
+
+def view_files(path: str, views: list[str] | None) -> dict[str, str]:
+    """``{view: file}`` of a sample path: the ``{view}`` placeholder filled with each of ``views``
+    (a path without it: ``{"": path}``)."""
+    if VIEW_PLACEHOLDER not in path or not views:
+        return {"": path}
+    return {v: path.replace(VIEW_PLACEHOLDER, v) for v in views}
+
+
+def exam_name(path: str) -> str:
+    """A multi-view sample's name: its path without the view (``valid/{view}/0003.npy`` ->
+    ``valid/0003``, ``exams/0003/{view}.npy`` -> ``exams/0003``); other paths as they are."""
+    if VIEW_PLACEHOLDER not in path:
+        return path
+    name = path.replace(os.sep + VIEW_PLACEHOLDER, "").replace("/" + VIEW_PLACEHOLDER, "").replace(VIEW_PLACEHOLDER, "")
+    return name[: -len(ext)] if (ext := os.path.splitext(name)[1].lower()) in VOLUME_EXTENSIONS else name
+
+
 def natural_key(name: str) -> list:
     """``slice2`` before ``slice10``: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

@@ -54,4 +54,4 @@ def build_report(
         metrics=metrics,
         at_half=at_half,
     )
-    return write_report(data, paths, targets, out, title=f"mlcls report: {meta.get('name', '')}")
+    return write_report(data, paths, targets, out, title=f"mlcls report: {meta.get('name', '')}", views=meta.get("views"))

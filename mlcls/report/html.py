@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import glob
 import io
 import json
 import logging
@@ -27,20 +26,33 @@ ASSETS = Path(__file__).with_name("assets")
 THUMB_SIZE = 96
 
 
-def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | None, str | None]:
-    """(JPEG data URI at most ``size`` px on a side, None) or (None, why it could not be read)."""
+def thumbnail(
+    path: str | os.PathLike, size: int = THUMB_SIZE, views: Sequence[str] | None = None
+) -> tuple[str | None, str | None, str | None]:
+    """(JPEG data URI at most ``size`` px on a side, None, caption) or (None, why it could not be read, caption).
+
+    A sample of several views (a ``{view}`` path) is shown by the first of the model's ``views``,
+    never by a folder picked from the disk; a series by its middle slice. The caption names the
+    sample, the view and the slice (``0045: sagittal, slice 12 of 24``).
+    """
     path = str(path)
-    if "{view}" in path:  # a sample of several views: show the first view found (views in name order)
-        found = sorted(glob.glob(glob.escape(path).replace(glob.escape("{view}"), "*")))
-        path = found[0] if found else path.replace("{view}", "?")
+    caption = None
+    view = ""
+    if bags.VIEW_PLACEHOLDER in path:
+        if not views or not views[0]:
+            return None, "the model's views are not recorded with these scores", os.path.basename(bags.exam_name(path))
+        view = views[0]
+        path = path.replace(bags.VIEW_PLACEHOLDER, view)
     if bags.is_bag_path(path):  # a series: its middle slice stands for it
+        name = os.path.basename(bags.exam_name(path) if not view else os.path.splitext(path)[0])
         try:
             bag = bags.load_bag(path)
         except (DataError, OSError) as e:
-            return None, f"unreadable: {str(e).split(': ', 1)[-1]}"
-
+            return None, f"unreadable: {str(e).split(': ', 1)[-1]}", name
+        k = bag.shape[0] // 2
+        caption = f"{name}: {view + ', ' if view else ''}slice {k + 1} of {bag.shape[0]}"
         path = io.BytesIO()
-        Image.fromarray(bag[bag.shape[0] // 2].permute(1, 2, 0).numpy()).save(path, format="PNG")
+        Image.fromarray(bag[k].permute(1, 2, 0).numpy()).save(path, format="PNG")
         path.seek(0)
     try:
         with open_image(path, str(path)) as im:  # the pixel limit is checked before anything is decoded
@@ -50,10 +62,10 @@ def thumbnail(path: str | os.PathLike, size: int = THUMB_SIZE) -> tuple[str | No
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=75)
     except DataError as e:
-        return None, f"unreadable: {str(e).split(': ', 1)[-1]}"
+        return None, f"unreadable: {str(e).split(': ', 1)[-1]}", caption
     except (OSError, ValueError) as e:
-        return None, f"unreadable: {e.__class__.__name__}"
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None
+        return None, f"unreadable: {e.__class__.__name__}", caption
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None, caption
 
 
 def _clean(obj):
@@ -80,7 +92,14 @@ def render(data: dict, title: str) -> str:
     return re.sub("|".join(parts), lambda m: parts[m.group(0)], page)
 
 
-def write_report(data: dict, paths: Sequence[str], targets: torch.Tensor, out: str | os.PathLike, title: str = "mlcls report") -> Path:
+def write_report(
+    data: dict,
+    paths: Sequence[str],
+    targets: torch.Tensor,
+    out: str | os.PathLike,
+    title: str = "mlcls report",
+    views: Sequence[str] | None = None,
+) -> Path:
     """Embed the gallery's thumbnails into ``data`` and write ``out`` (atomically).
 
     Args:
@@ -88,12 +107,13 @@ def write_report(data: dict, paths: Sequence[str], targets: torch.Tensor, out: s
         paths: image path of every row of the scores.
         targets: [N, C] (the gallery's true labels).
         out: the HTML file to write.
+        views: the model's views, for samples of several (the first one is shown).
     """
     rows = gallery_rows(data)
     images = image_entries(rows, paths, targets)
     unreadable = 0
     for entry in images.values():
-        entry["thumb"], entry["error"] = thumbnail(entry["file"])
+        entry["thumb"], entry["error"], entry["caption"] = thumbnail(entry["file"], views=views)
         unreadable += entry["error"] is not None
     if unreadable:
         logger.warning(

@@ -100,8 +100,23 @@ def find_scores(path: str) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise DataError(
-            f"{p}: no {SCORES_FILE} here or in its subfolders; evaluate a checkpoint first "
-            f"(python tools/test.py {p}/best.pth writes {p}/test_best/{SCORES_FILE})"
-        )
+        raise DataError(f"{p}: no {SCORES_FILE} here or in its subfolders; {_evaluate_hint(p)}")
     raise DataError(f"{p}: {len(found)} evaluations found, name one: " + ", ".join(str(f.parent) for f in found))
+
+
+def _evaluate_hint(folder: Path) -> str:
+    """What to run to get scores for ``folder``, naming only files that exist."""
+    metrics = folder / "test_metrics.json"
+    if metrics.is_file():  # an evaluation written without its scores (--no-report)
+        try:
+            checkpoint = json.loads(metrics.read_text(encoding="utf-8")).get("checkpoint")
+        except (OSError, ValueError, AttributeError):
+            checkpoint = None
+        if checkpoint and Path(checkpoint).is_file():
+            return f"it was evaluated with --no-report; run python tools/test.py {checkpoint} --work-dir {folder} to write them"
+        return "it was evaluated with --no-report; evaluate its checkpoint again without --no-report"
+    checkpoints = sorted(folder.glob("*.pth"), key=lambda f: (f.name != "best.pth", f.name != "latest.pth", f.name))
+    if checkpoints:
+        c = checkpoints[0]
+        return f"evaluate a checkpoint first (python tools/test.py {c} writes {folder / ('test_' + c.stem) / SCORES_FILE})"
+    return "evaluate a checkpoint first with python tools/test.py CHECKPOINT, then give its test_* folder"

@@ -79,6 +79,29 @@ def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_
     html = (out / "report.html").read_text()
     assert "mean ROC AUC" in (Path(__file__).parents[2] / "mlcls" / "report" / "assets" / "report.js").read_text()
     assert "data:image/jpeg;base64," in html  # a slice stands for each exam in the galleries
+    # ... a slice of the model's first view (sagittal), never a view picked from the disk (axial
+    # comes first by name there), captioned with the exam, the view and the slice
+    from mlcls.report.html import thumbnail
+    from tests.report.conftest import embedded_data
+
+    images = embedded_data(out / "report.html")["images"]
+    assert images
+    for entry in images.values():
+        assert "{view}" in entry["file"]
+        exam = Path(entry["file"]).stem
+        sagittal = np.load(Path(entry["file"].replace("{view}", "sagittal")))
+        assert entry["caption"] == f"{exam}: sagittal, slice {sagittal.shape[0] // 2 + 1} of {sagittal.shape[0]}"
+        assert entry["thumb"] == thumbnail(entry["file"].replace("{view}", "sagittal"))[0]
+        assert entry["thumb"] != thumbnail(entry["file"].replace("{view}", "axial"))[0]
+    # --out rows name each exam and its real files
+    r = run_tool("tools/test.py", bag_ckpt, "--work-dir", tmp_path / "t2", "--no-report", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert len(rows) == 16 and not any("{view}" in v for row in rows for v in row.values())
+    assert rows[0]["image"].endswith("valid/0000")
+    assert [rows[0][f"file_{v}"] for v in ("sagittal", "coronal")] == [
+        rows[0]["image"].replace("valid/", f"valid/{v}/") + ".npy" for v in ("sagittal", "coronal")
+    ]
 
 
 def test_inference_on_volumes_folders_and_views(bag_ckpt, mrnet_root, tmp_path, run_tool):

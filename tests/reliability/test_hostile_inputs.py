@@ -104,7 +104,7 @@ def test_a_decompression_bomb_is_refused_before_decoding_everywhere(bomb, traine
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(DataError, match=r"bomb\.png: 30000x30000 pixels \(900\.0 Mpx\) is above the limit of 89\.5 Mpx"):
         load_image(str(bomb))
-    data, why = thumbnail(bomb)
+    data, why, _ = thumbnail(bomb)
     assert data is None and "30000x30000" in why
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: nothing near 900 Mpx was allocated
     # infer: the bomb is skipped with its line, the other image predicted
@@ -294,8 +294,11 @@ def test_animated_gif_and_transparency_decode_as_pillow_shows_them(tmp_path):
 def test_infer_argument_mistakes_write_nothing(trained_ckpt, tmp_path, run_tool):
     img = tmp_path / "a.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
-    one_line_error(run_tool("tools/infer.py", trained_ckpt, img, "--topk", "-3"), "--topk: expected an integer >= 1, got -3")
-    one_line_error(run_tool("tools/infer.py", trained_ckpt, img, "--topk", "0"), "--topk")
+    for k in ("-3", "0"):  # argparse's usage error: exit 2, the argument named, no traceback
+        r = run_tool("tools/infer.py", trained_ckpt, img, "--topk", k)
+        assert (
+            r.returncode == 2 and f"error: argument --topk: expected an integer >= 1, got {k}" in r.stderr and "Traceback" not in r.stderr
+        )
     one_line_error(run_tool("tools/infer.py", trained_ckpt, img, "--topk", "11"), "the model has 10 classes")
     one_line_error(run_tool("tools/infer.py", trained_ckpt, img, "--out", tmp_path / "x.xlsx"), "expected a .jsonl or .csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
@@ -363,14 +366,31 @@ def test_a_training_set_without_any_label_is_warned_about(shapes_root, tmp_path,
     assert "the training set has no positive label at all (96 images)" in mlcls_log.text
 
 
-def test_an_earlier_evaluations_files_are_replaced_not_left_stale(trained_ckpt, tmp_path, run_tool):
+def test_an_earlier_evaluations_files_are_kept_and_named_as_its_own(trained_ckpt, tmp_path, run_tool):
     out = tmp_path / "t"
-    assert run_tool("tools/test.py", trained_ckpt, "--work-dir", out).returncode == 0
+    assert run_tool("tools/test.py", trained_ckpt, "--work-dir", out, "--ci", "20").returncode == 0
     assert (out / "report.html").is_file() and (out / "eval_scores.npz").is_file()
+    report = (out / "report.html").read_bytes()
     (out / "thresholds.json").write_text("{}")  # e.g. a training run's tuned thresholds, when --work-dir names its folder
     r = run_tool("tools/test.py", trained_ckpt, "--work-dir", out, "--no-report")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["ap_vs_frequency.png", "per_class.csv", "test_metrics.json", "thresholds.json"]
+    # the earlier report (with its intervals) is not deleted by a run that does not write one
+    assert (out / "report.html").read_bytes() == report and (out / "eval_scores.npz").is_file()
+    assert (out / "thresholds.json").read_text() == "{}"
+    assert f"eval_scores.npz, report.html in {out} are from an earlier evaluation, not this one" in r.stderr
+    assert json.loads((out / "test_metrics.json").read_text())["files"] == ["test_metrics.json", "per_class.csv", "ap_vs_frequency.png"]
+    # tools/report.py's hints name files that exist
+    (out / "eval_scores.npz").unlink()
+    r = run_tool("tools/report.py", out)
+    assert r.returncode == 2 and f"it was evaluated with --no-report; run python tools/test.py {trained_ckpt} --work-dir {out}" in r.stderr
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "latest.pth").write_bytes(b"")
+    r = run_tool("tools/report.py", run_dir)
+    assert (
+        r.returncode == 2
+        and f"python tools/test.py {run_dir / 'latest.pth'} writes {run_dir / 'test_latest' / 'eval_scores.npz'}" in r.stderr
+    )
 
 
 def test_onnx_export_takes_any_batch_by_default_and_says_what_is_fixed(trained_ckpt, tmp_path):

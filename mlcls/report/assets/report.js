@@ -309,7 +309,7 @@
   section("gallery", "Errors of the selected class", '<p class="note">' + esc(D.gallery_note || "") + '</p><div id="gallery-body"></div>');
   function thumb(row, score, kind, c) {
     const im = D.images[row] || {};
-    const file = (im.file || "").split(/[\\/]/).pop();
+    const file = im.caption || (im.file || "").split(/[\\/]/).pop();
     const labels = (im.labels || []).map((i) => names[i]).join(", ") || "(none)";
     const below = kind === "miss" && score < C[c].thr ? " (missed)" : "";
     const pic = im.thumb ? '<img src="' + im.thumb + '" alt="' + esc(file) + '">' : '<div class="missing">' + esc(im.error || "no thumbnail") + "</div>";
