@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from torch.utils.data import IterableDataset
 
 from mlcls.apis.config import resolve_device
@@ -63,3 +65,49 @@ def _build_loader(cfg: dict, section: dict, split: str, purpose: str, seed: int)
     else:
         dataset = IndexedDataset(dataset)
     return build_dataloader(section, seed=seed, dataset=dataset, batch_normalize=True, device=device)
+
+
+#: dataset keys that change how samples are read or shown, not which samples they are
+_NOT_WHICH_SAMPLES = {"type", "pipeline", "check_files", "cache", "on_bad_image", "collect_errors", "max_instances", "views",
+                      "classes", "allow_outside_root", "holdout", "label_fixes"}  # fmt: skip
+#: dataset keys that name files or folders (compared as absolute paths; relative ones are relative to data_root)
+_PATH_KEYS = {"ann_file", "class_descriptions", "trainable_classes", "image_folder"}
+
+
+def _what_is_read(ds_cfg: dict) -> tuple[dict, dict | None]:
+    """(the dataset config reduced to which samples it reads, with paths resolved; its hold-out)."""
+    ds = unwrapped_dataset_cfg(ds_cfg)
+    root = os.path.abspath(str(ds.get("data_root", "") or "."))
+    which = {"data_root": root}
+    for key, value in ds.items():
+        if key in _NOT_WHICH_SAMPLES or key == "data_root":
+            continue
+        if key in _PATH_KEYS and isinstance(value, str) and value:
+            value = os.path.normpath(value if os.path.isabs(value) else os.path.join(root, value))
+        which[key] = value
+    which.setdefault("split", None)
+    return which, ds.get("holdout")
+
+
+def shared_samples(cfg: dict, split_a: str, split_b: str) -> str | None:
+    """Why the ``{split_a}_dataloader`` and ``{split_b}_dataloader`` of ``cfg`` read the same samples
+    (or some of them), or None when they read different ones.
+
+    What is compared is what is read: the resolved data root and annotation files, the reader's
+    split and its hold-out part, not the sections' names. Two hold-out parts of one source
+    (same fraction and seed, parts ``train`` and ``val``) are disjoint; any other pair of the
+    same source shares samples.
+    """
+    sections = [(cfg.get(f"{s}_dataloader") or {}).get("dataset") for s in (split_a, split_b)]
+    if not all(isinstance(d, dict) for d in sections):
+        return None
+    (which_a, hold_a), (which_b, hold_b) = (_what_is_read(d) for d in sections)
+    if which_a != which_b:
+        return None
+    if isinstance(hold_a, dict) and isinstance(hold_b, dict):
+        same_cut = all(hold_a.get(k, d) == hold_b.get(k, d) for k, d in (("fraction", 0.15), ("seed", 0)))
+        if same_cut and hold_a.get("part") != hold_b.get("part"):
+            return None
+    where = ", ".join(f"{k}={v}" for k, v in which_a.items() if v is not None)
+    held = lambda h: f" (hold-out part {h.get('part')})" if isinstance(h, dict) else ""  # noqa: E731
+    return f"{split_a}_dataloader{held(hold_a)} and {split_b}_dataloader{held(hold_b)} read the same samples ({where})"

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from mlcls.apis.inference import bag_views, threshold_values
-from mlcls.apis.loaders import build_loader
+from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint, check_same_classes
 from mlcls.apis.tta import TTAModel
 from mlcls.datasets.bags import exam_name, view_files
@@ -232,12 +232,25 @@ def test_model(
     had_evaluation = work_dir.is_dir() and (work_dir / "test_metrics.json").is_file()
     if had_evaluation:
         logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
+    # what is read decides, not the sections' names: a val and a test loader on the same exams are one split
+    same = [] if not tune else [f"thresholds tuned on them: {why}" for why in [shared_samples(cfg, tune_split, split)] if why]
+    stored_split = (ckpt.get("thresholds") or {}).get("split")
+    if not tune and thr is None and stored_split in ("train", "val", "test"):
+        same += [f"the stored thresholds were tuned on them: {why}" for why in [shared_samples(cfg, stored_split, split)] if why]
+    if same and not allow_same_split:
+        doing = "tune thresholds on the samples reported on" if tune else "report on the samples the thresholds were chosen on"
+        raise ConfigError(
+            f"refusing to {doing} (optimistic numbers): {same[0]}; "
+            "hold samples out for validation (a dataset's holdout: {fraction: 0.15, part: val}), tune on another split, "
+            "or pass --allow-same-split (the report then says so)"
+        )
+    picked_by = (((cfg.get("default_hooks") or {}).get("checkpoint")) or {}).get("save_best")
+    selected = shared_samples(cfg, "val", split) if picked_by and Path(checkpoint).name.startswith("best") else None
+    if selected:  # best.pth: the epoch with the best validation score, chosen on the samples reported on
+        same.append(f"the checkpoint was selected on them (best {picked_by}): {selected}")
+    for why in same:
+        logger.warning("the numbers below are optimistic: %s", why)
     if tune:
-        if tune_split == split and not allow_same_split:
-            raise ConfigError(
-                f"refusing to tune thresholds on '{tune_split}' and report on the same split (optimistic numbers); "
-                "tune on another split (--tune-split val) or pass --allow-same-split"
-            )
         ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
     ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
     stored = ckpt.get("thresholds")
@@ -284,6 +297,7 @@ def test_model(
         "tta": model.views if tta else None,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if ci else {}),
+        "same_samples": same,  # why these numbers are optimistic (empty: reported on samples nothing was chosen on)
         "per_class": rows,
         # the files of this evaluation (a report.html beside them that is not listed is an earlier one's)
         "files": ["test_metrics.json", "per_class.csv", "ap_vs_frequency.png", *(["thresholds.json"] if tune else []),
@@ -323,6 +337,7 @@ def test_model(
             metrics.get("ci"),
             (metrics, at_half),
             model_views=bag_views(model),
+            same_samples=same,
         )
     # what an earlier evaluation wrote and this one did not write again stays (it is that
     # evaluation's, and may be all that is left of it); the log and test_metrics.json say which is which
@@ -358,6 +373,7 @@ def write_report_files(
     ci=None,
     computed=(None, None),
     model_views=None,
+    same_samples=None,
 ) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
     options = dict(options or {})
@@ -374,6 +390,7 @@ def write_report_files(
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "train_counts": ckpt["meta"].get("train_counts"),
         "views": model_views,  # the report shows a multi-view sample by the model's own view
+        "same_samples": same_samples or [],
         "run_dir": run_dir,
         "ci": None
         if not ci

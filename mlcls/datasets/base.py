@@ -58,6 +58,10 @@ class MultiLabelDataset(Dataset):
             path holds a ``{view}`` placeholder; see :mod:`mlcls.datasets.bags`.
         max_instances: at most this many instances per bag (per view): a random subset in
             training, evenly spaced ones in evaluation.
+        holdout: carve a seeded hold-out out of these samples, multi-label stratified (iterative
+            stratification, Sechidis et al. 2011): ``{fraction: 0.15, part: train|val, seed: 0}``;
+            ``part: train`` keeps the rest, ``part: val`` the held-out samples, so a train and a
+            val loader on the same split never share a sample (see :func:`holdout_rows`).
         allow_outside_root: follow a symbolic link under ``data_root`` that leads outside it
             (refused by default, like a relative path with ``..`` that climbs out of it; paths
             listed as absolute are always taken as given).
@@ -86,6 +90,7 @@ class MultiLabelDataset(Dataset):
         views: Sequence[str] | None = None,
         max_instances: int | None = None,
         allow_outside_root: bool = False,
+        holdout: dict | None = None,
     ) -> None:
         self.allow_outside_root = bool(allow_outside_root)
         self.views = [str(v) for v in views] if views else None
@@ -103,6 +108,9 @@ class MultiLabelDataset(Dataset):
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
         self.label_index = index.build() if isinstance(index, LabelIndexBuilder) else index
+        self.holdout = check_holdout(holdout, type(self).__name__)
+        if self.holdout is not None:
+            self.label_index = self.label_index.take(holdout_rows(self.label_index, len(self.classes), **self.holdout))
         if len(self.label_index.paths) == 0 and not self.annotation_errors:
             raise DataError(
                 f"{getattr(self, 'ann_file', None) or self.data_root or type(self).__name__}: lists no samples (only a header?)"
@@ -440,6 +448,41 @@ class MultiLabelDataset(Dataset):
                 logger.warning("on_bad_image=skip: %s", e)
                 idx = (idx + 1) % n
         raise DataError(f"{type(self).__name__}: no readable image among its {n} samples")
+
+
+def check_holdout(holdout: dict | None, where: str) -> dict | None:
+    """``holdout`` with its defaults filled (``fraction`` 0.15, ``seed`` 0), or one clear error."""
+    if holdout is None:
+        return None
+    if not isinstance(holdout, dict) or set(holdout) - {"fraction", "part", "seed"}:
+        raise DataError(f"{where}.holdout: expected {{fraction: 0.15, part: train|val, seed: 0}}, got {holdout!r}")
+    out = {"fraction": holdout.get("fraction", 0.15), "part": holdout.get("part"), "seed": holdout.get("seed", 0)}
+    if out["part"] not in ("train", "val"):
+        raise DataError(
+            f"{where}.holdout.part: expected 'train' (the samples kept for training) or 'val' (the held-out ones), got {out['part']!r}"
+        )
+    f = out["fraction"]
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+        raise DataError(f"{where}.holdout.fraction: expected a number in (0, 1), got {f!r}")
+    if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
+        raise DataError(f"{where}.holdout.seed: expected an integer, got {out['seed']!r}")
+    return out
+
+
+def holdout_rows(index: LabelIndex, num_classes: int, fraction: float, part: str, seed: int) -> np.ndarray:
+    """The rows of ``index`` in the ``part`` (``train`` or ``val``) of a seeded, multi-label
+    stratified hold-out of ``fraction`` of the samples (iterative stratification: each class's
+    positives split in about the same proportion; unknown entries count as not positive).
+    The same arguments give the same rows on every machine, in sorted order."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    n = len(index)
+    if round(n * fraction) < 1 or round(n * (1 - fraction)) < 1:
+        raise DataError(f"holdout: {fraction:g} of {n} samples leaves one part empty")
+    y = index.positives(num_classes)
+    split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    keep, held = next(split.split(np.zeros(n), y))
+    return np.sort(held if part == "val" else keep)
 
 
 def check_same_size(dataset, indices: list, samples: list) -> None:

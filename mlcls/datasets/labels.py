@@ -130,6 +130,23 @@ class LabelIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def take(self, rows: Sequence[int] | np.ndarray) -> "LabelIndex":
+        """The index of the samples ``rows`` (in that order), their lines kept."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        entry = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        return LabelIndex(self.paths[rows], offsets, self.ids[entry], self.vals[entry], self.lines[rows])
+
+    def positives(self, num_classes: int) -> np.ndarray:
+        """Dense uint8 [N, C]: 1 where a sample's class is positive (for splitting small sets)."""
+        out = np.zeros((len(self), num_classes), dtype=np.uint8)
+        rows = np.repeat(np.arange(len(self)), np.diff(self.offsets))
+        keep = self.vals == 1
+        out[rows[keep], self.ids[keep]] = 1
+        return out
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the arrays to an ``.npz`` file (read back by :meth:`load`, no pickles)."""
         np.savez(path, paths=self.paths, offsets=self.offsets, label_ids=self.ids, label_vals=self.vals, lines=self.lines)

@@ -65,12 +65,24 @@ def bag_ckpt(mrnet_root, tmp_path_factory) -> Path:
 
 
 def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_tool):
+    # val and test read the same exams (split: valid) under other names: tuning there is refused ...
+    r = run_tool("tools/test.py", bag_ckpt, "--work-dir", tmp_path / "x", "--tune-thr", "specificity", "--tune-target", "0.8")
+    assert r.returncode == 2 and "refusing to tune thresholds on the samples reported on" in r.stderr
+    assert "val_dataloader and test_dataloader read the same samples" in r.stderr
     out = tmp_path / "t"
     r = run_tool("tools/test.py", bag_ckpt, "--work-dir", out, "--ci", "40", "--tune-thr", "specificity", "--tune-target", "0.8",
                  "--tune-split", "val", "--allow-same-split")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "mAUROC" in r.stdout and "95% bootstrap CI (40 resamples of the samples, seed 0): mAP [" in r.stdout
     res = json.loads((out / "test_metrics.json").read_text())
+    # ... and, when allowed, said in the JSON and the page's header: thresholds and best.pth were chosen there
+    assert [w.split(":")[0] for w in res["same_samples"]] == [
+        "thresholds tuned on them",
+        "the checkpoint was selected on them (best mAUROC)",
+    ]
+    from tests.report.conftest import embedded_data
+
+    assert embedded_data(out / "report.html")["meta"]["same_samples"] == res["same_samples"]
     assert res["ci"]["resamples"] == 40 and set(res["ci"]["summary"]) == {"mAP", "mAUROC", "CF1", "OF1"}
     rows = {row["class"]: row for row in res["per_class"]}
     assert set(rows) == {"abnormal", "acl", "meniscus"} and all("AUROC_ci" in row and "spec" in row for row in rows.values())
@@ -94,7 +106,7 @@ def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_
         assert entry["thumb"] == thumbnail(entry["file"].replace("{view}", "sagittal"))[0]
         assert entry["thumb"] != thumbnail(entry["file"].replace("{view}", "axial"))[0]
     # --out rows name each exam and its real files
-    r = run_tool("tools/test.py", bag_ckpt, "--work-dir", tmp_path / "t2", "--no-report", "--out", tmp_path / "s.csv")
+    r = run_tool("tools/test.py", bag_ckpt, "--work-dir", tmp_path / "t2", "--no-report", "--out", tmp_path / "s.csv", "--allow-same-split")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert len(rows) == 16 and not any("{view}" in v for row in rows for v in row.values())

@@ -249,3 +249,51 @@ def test_symlinks_out_of_the_data_root_and_missing_views_are_named(tmp_path):
     assert "1 sample(s) not found: " + str(root / "valid" / "coronal" / "0002.npy") + " (" in str(e.value) and "{view}" not in str(e.value)
     problems = check_images(MRNetDataset(str(root), "valid", check_files=False))
     assert [(p["kind"], p["path"]) for p in problems] == [("missing", str(root / "valid" / "coronal" / "0002.npy"))]
+
+
+def test_a_stratified_holdout_splits_a_reader_in_two_disjoint_parts(tmp_path):
+    from mlcls.datasets import MRNetDataset
+    from mlcls.datasets.mrnet import make_mrnet_demo
+
+    root = make_mrnet_demo(tmp_path / "mrnet", seed=1, exams={"train": 80, "valid": 4}, slices=(3, 4))
+    full = MRNetDataset(str(root), "train", check_files=False)
+    parts = {p: MRNetDataset(str(root), "train", holdout={"fraction": 0.25, "part": p, "seed": 3}) for p in ("train", "val")}
+    names = {p: set(d.label_index.paths.tolist()) for p, d in parts.items()}
+    assert not names["train"] & names["val"] and names["train"] | names["val"] == set(full.label_index.paths.tolist())
+    assert len(parts["val"]) == 20
+    # stratified: each class's positives split 1:3 up to one
+    pos = {p: d.class_counts() for p, d in parts.items()}
+    assert np.all(np.abs(pos["val"] - full.class_counts() * 0.25) <= 1), (pos, full.class_counts())
+    # labels and lines travel with their exam
+    for i in range(len(parts["val"])):
+        j = full.label_index.paths.tolist().index(parts["val"].label_index.paths[i])
+        assert torch.equal(parts["val"].get_target(i), full.get_target(j)) and parts["val"].source(i) == full.source(j)
+    again = MRNetDataset(str(root), "train", holdout={"fraction": 0.25, "part": "val", "seed": 3})
+    other = MRNetDataset(str(root), "train", holdout={"fraction": 0.25, "part": "val", "seed": 4})
+    assert again.label_index.paths.tolist() == parts["val"].label_index.paths.tolist() != other.label_index.paths.tolist()
+    for bad, msg in [({"fraction": 0.2}, "holdout.part: expected 'train'"), ({"part": "val", "fraction": 1.5}, r"fraction: expected a number in \(0, 1\)"),
+                     ({"part": "val", "frac": 0.2}, "expected {fraction: 0.15, part: train|val, seed: 0}")]:  # fmt: skip
+        with pytest.raises(DataError, match=msg):
+            MRNetDataset(str(root), "train", holdout=bad)
+
+
+def test_which_splits_read_the_same_samples_is_decided_by_what_they_read(tmp_path):
+    from mlcls.apis.loaders import shared_samples
+
+    def ds(**kw):
+        return {"dataset": {"type": "MRNetDataset", "data_root": str(tmp_path), "pipeline": [], **kw}}
+
+    cfg = {"val_dataloader": ds(split="valid"), "test_dataloader": ds(split="valid", views=["axial"])}
+    assert "val_dataloader and test_dataloader read the same samples" in shared_samples(cfg, "val", "test")
+    cfg["test_dataloader"] = ds(split="train")
+    assert shared_samples(cfg, "val", "test") is None
+    cfg = {"train_dataloader": ds(split="train", holdout={"fraction": 0.2, "part": "train"}),
+           "val_dataloader": ds(split="train", holdout={"fraction": 0.2, "part": "val"}), "test_dataloader": ds(split="train")}  # fmt: skip
+    assert shared_samples(cfg, "train", "val") is None  # the two parts of one hold-out
+    assert "(hold-out part val) and test_dataloader read the same samples" in shared_samples(cfg, "val", "test")  # a part of the whole
+    csv = {"type": "CSVDataset", "data_root": str(tmp_path), "classes": "c.txt"}
+    cfg = {
+        "val_dataloader": {"dataset": {**csv, "ann_file": "a.csv"}},
+        "test_dataloader": {"dataset": {**csv, "ann_file": str(tmp_path / "a.csv")}},
+    }
+    assert shared_samples(cfg, "val", "test")  # relative and absolute: the same file

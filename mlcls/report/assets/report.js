@@ -167,8 +167,12 @@
     ["thresholds", M.thresholds_source], ["test-time augmentation", M.tta], ["bootstrap CI", M.ci], ["written", M.created],
   ].filter((kv) => kv[1] !== undefined && kv[1] !== null && kv[1] !== "");
   let warn = "";
+  if (M.same_samples && M.same_samples.length) {
+    warn += '<div class="warn" id="same-samples-warning"><b>These numbers are optimistic.</b> Something was chosen on the samples they are reported on: ' +
+      M.same_samples.map(esc).join("; ") + ". Report on samples held out of every choice (docs/bags.md, \u201cMRNet has no test split\u201d).</div>";
+  }
   if (S.OR < 5 || S.CF1 <= Z.CF1 + 1) {
-    warn = '<div class="warn" id="collapse-warning"><b>The model predicts almost nothing.</b> At the thresholds in use it finds ' + fmt(S.OR, 1) +
+    warn += '<div class="warn" id="collapse-warning"><b>The model predicts almost nothing.</b> At the thresholds in use it finds ' + fmt(S.OR, 1) +
       "% of the true labels (overall recall). Its label accuracy (" + fmt(S.label_accuracy, 1) + "%) is close to that of predicting no label at all (" +
       fmt(Z.label_accuracy, 1) + "%): with rare labels, accuracy says nothing. Look at recall, F1 and AP per class below; lower thresholds or a weighted loss may help.</div>";
   }
