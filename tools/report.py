@@ -2,7 +2,9 @@
 
     python tools/report.py TEST_DIR                 # rebuild TEST_DIR/report.html
     python tools/report.py WORK_DIR                 # the run's one test_* folder
-    python tools/report.py TEST_DIR_A TEST_DIR_B    # per-class AP/F1 of A and B side by side
+    python tools/report.py TEST_DIR_A TEST_DIR_B    # A and B side by side: per-class AUROC with DeLong's
+                                                    # test, paired bootstrap intervals of the AUROC, AP
+                                                    # and F1 differences (same samples, checked)
 
 A test folder is what ``tools/test.py`` wrote (it holds ``eval_scores.npz``); the file itself may
 be given too. ``--thr-file`` rebuilds the report at other thresholds (for instance the JSON the
@@ -12,6 +14,7 @@ report's threshold explorer downloads).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mlcls.cli import cli_main, int_at_least
@@ -26,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
     p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="false positives and misses shown per class")
     p.add_argument("--gallery-classes", type=int_at_least(0), default=100, help="at most this many classes get a gallery, lowest AP first")
+    p.add_argument("--resamples", type=int_at_least(1), default=1000, help="compare: paired bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="compare: seed of the resamples (default 0)")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected one folder (rebuild) or two (compare)")
@@ -36,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     from mlcls.apis.inference import threshold_values
     from mlcls.report import build_report, load_eval_scores, report_data, write_compare
+    from mlcls.report.data import format_paired, paired_comparison, same_samples_problem
+    from mlcls.utils.misc import write_json
 
     args = parse_args(argv)
     files = [find_scores(p) for p in args.paths]
@@ -59,8 +66,17 @@ def main(argv=None) -> None:
             what = f"only in A: {only_a[:5]}; only in B: {only_b[:5]}" if only_a or only_b else "the same classes in another order"
             raise DataError(f"cannot compare {files[0]} and {files[1]}: their class lists differ ({what})")
         a, b = (report_data(r["scores"], r["targets"], r["classes"], r["thr"], meta=r["meta"], gallery_classes=0) for r in runs)
+        problem = same_samples_problem(*runs)
+        paired = None
+        if problem:
+            print(f"warning: no paired statistics (DeLong, paired bootstrap): {problem}", file=sys.stderr)
+        else:
+            paired = paired_comparison(*runs, resamples=args.resamples, seed=args.seed)
+            print(format_paired(paired, runs[0]["meta"]["name"], runs[1]["meta"]["name"]))
         out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
-        write_compare(a, b, out)
+        write_compare(a, b, out, paired=paired)
+        if paired is not None:
+            write_json(paired, out.with_suffix(".json"))
     print(f"wrote {out}")
 
 

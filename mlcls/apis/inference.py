@@ -26,7 +26,7 @@ from mlcls.apis.loaders import test_pipeline_cfg
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
-from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, subsample, volume_to_uint8
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, sample_unit, subsample, volume_to_uint8
 from mlcls.datasets.builder import resolve_num_workers
 from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline, split_final_normalize
@@ -328,7 +328,7 @@ def predict_files(
     workers = resolve_num_workers(workers, device)
     loader = DataLoader(_InputFiles(paths, prepare), batch_size=batch_size, num_workers=workers, collate_fn=_collate_inputs)
     results, bad = [], []
-    unit = "img" if prepare.views is None else "exam" if any(prepare.views) else "sample"
+    unit = sample_unit(prepare.views is not None, prepare.views)
     with tqdm(total=len(paths), disable=None if progress is None else not progress, unit=unit) as bar:
         for indices, inputs, errors in loader:
             for err in errors:

@@ -39,10 +39,19 @@ def _nan_none(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
+#: bootstrap_ci's per-class keys -> the row's column names
+_CI_COLUMNS = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec", "F1": "F1"}
+
+
+def _key_of(column: str) -> str:
+    return next(k for k, c in _CI_COLUMNS.items() if c == column)
+
+
 def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
     """One dict per class (name, positives, negatives, AP, AUROC, P, R = sensitivity, specificity,
-    F1, threshold; with ``metrics["ci"]`` the AP and AUROC intervals), most frequent first."""
-    ci = (metrics.get("ci") or {}).get("per_class", {})
+    F1, threshold; with ``metrics["ci"]`` the intervals of AP, AUROC, R, spec and F1 as
+    ``<column>_ci``), in the dataset's class order."""
+    ci = {_CI_COLUMNS.get(k, k): v for k, v in ((metrics.get("ci") or {}).get("per_class", {})).items()}
     rows = []
     for i, name in enumerate(classes):
         row = {
@@ -54,7 +63,7 @@ def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
         for key, intervals in ci.items():
             row[f"{key}_ci"] = [_nan_none(v) for v in intervals[i]]
         rows.append(row)
-    return sorted(rows, key=lambda r: -r["positives"])
+    return rows
 
 
 def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (), fallback_note: str = "") -> str:
@@ -74,11 +83,12 @@ def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (
         )
     width = max(5, *(len(c) for c in classes))
     head = f"{'class':<{width}}  {'pos':>6}  {'AP':>6}  {'AUROC':>6}  {'P':>6}  {'R/sens':>6}  {'spec':>6}  {'F1':>6}  {'thr':>6}"
-    lines.append(head + ("  AP CI            AUROC CI" if ci else ""))
+    shown = [k for k in ("AP", "AUROC", "R", "spec", "F1") if ci and _key_of(k) in ci.get("per_class", {})]
+    lines.append(head + "".join(f"  {(('sens' if k == 'R' else k) + ' CI'):<15}" for k in shown).rstrip())
     marked = set(fallback)
     for r in per_class_rows(metrics, classes):
         star = "*" if r["class"] in marked else ""
-        cis = "".join(f"  [{_fmt(lo).strip()}, {_fmt(hi).strip()}]".ljust(17) for lo, hi in (r["AP_ci"], r["AUROC_ci"])) if ci else ""
+        cis = "".join(f"  [{_fmt(lo).strip()}, {_fmt(hi).strip()}]".ljust(17) for lo, hi in (r[f"{k}_ci"] for k in shown))
         lines.append(
             f"{r['class']:<{width}}  {r['positives']:>6}  {_fmt(r['AP'])}  {_fmt(r['AUROC'])}  {_fmt(r['P'])}  {_fmt(r['R'])}  "
             f"{_fmt(r['spec'])}  {_fmt(r['F1'])}  {r['thr']:6.3f}{star}{cis}"

@@ -71,6 +71,14 @@ def exam_name(path: str) -> str:
     return name[: -len(ext)] if (ext := os.path.splitext(name)[1].lower()) in VOLUME_EXTENSIONS else name
 
 
+def sample_unit(bags: bool, views: list[str] | None = None) -> str:
+    """What tools count: ``img`` for single images, ``exam`` for samples of named views (an MRI
+    exam's series), ``sample`` for other bags of images."""
+    if not bags:
+        return "img"
+    return "exam" if views and any(views) else "sample"
+
+
 def natural_key(name: str) -> list:
     """``slice2`` before ``slice10``: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from mlcls.datasets.bags import sample_unit
 from mlcls.datasets.protocols import LabelledDataset
 from mlcls.engine.hook import Hook, Priority, TrainerView, scalar_metrics
 from mlcls.evaluation import threshold_record, tune_thresholds
@@ -155,6 +156,9 @@ class LoggerHook(Hook):
 
     priority = Priority.LOG
 
+    #: what the throughput counts (img, exam or sample per second), set from the training set
+    _unit = "img"
+
     def __init__(
         self,
         interval: int = 10,
@@ -182,6 +186,8 @@ class LoggerHook(Hook):
         trainer.measure_grad_norm(self.every)  # on every rank: the norm is computed before the step
         if not is_main_process():
             return
+        dataset = getattr(trainer.train_loader, "dataset", None)
+        self._unit = sample_unit(bool(getattr(dataset, "bags", False)), getattr(dataset, "views", None))  # img/s or exam/s
         work_dir = Path(trainer.work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         drop_records_after(work_dir / "scalars.jsonl", trainer.iter)
@@ -228,7 +234,7 @@ class LoggerHook(Hook):
         self._t_last, self._last_logged = now, trainer.iter
         inner = (trainer.iter - 1) % trainer.iters_per_epoch + 1
         logger.info(
-            "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f img/s",
+            "epoch %d [%d/%d] loss %.4f lr %.3e data %.3fs %.1f %s/s",
             trainer.epoch + 1,
             inner,
             trainer.iters_per_epoch,
@@ -236,6 +242,7 @@ class LoggerHook(Hook):
             lr,
             outputs.get("data_time", 0.0),
             ips,
+            self._unit,
         )
         record = {"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter, "loss": loss, "lr": lr}
         if "grad_norm" in outputs:

@@ -601,7 +601,7 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
     keys: Sequence[str] = ("mAP", "mAUROC", "CF1", "OF1"),
-    per_class: Sequence[str] = ("AP", "AUROC"),
+    per_class: Sequence[str] = ("AP", "AUROC", "recall", "specificity", "F1"),
 ) -> dict:
     """Percentile bootstrap confidence intervals: ``n`` resamples of the samples (rows, with
     replacement), :func:`compute_metrics` on each.
@@ -616,7 +616,8 @@ def bootstrap_ci(
         thr: the thresholds of the threshold-based keys.
         n: resamples; ``seed``: their generator's seed (the same seed gives the same intervals).
         level: the interval's coverage (0.95: the 2.5th and 97.5th percentiles).
-        keys: summary metrics; ``per_class``: per-class metric lists.
+        keys: summary metrics; ``per_class``: per-class metric lists (by default AP, AUROC and,
+            at the thresholds ``thr``, sensitivity (``recall``), ``specificity`` and ``F1``).
 
     Returns:
         ``{"level", "resamples", "seed", "summary": {key: [low, high]}, "per_class": {key: [[low,

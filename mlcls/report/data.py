@@ -214,6 +214,8 @@ def report_data(
     order = [i for i in torch.argsort(ap, stable=True).tolist() if ap[i] >= 0]  # lowest AP first
     shown = order[:gallery_classes]
     cal = calibration(s, t)
+    ci = (m.get("ci") or {}).get("per_class", {})  # bootstrap intervals, when the evaluation computed them
+    ci_names = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec", "F1": "F1"}
     per_class = []
     for i, name in enumerate(classes):
         per_class.append({
@@ -225,6 +227,7 @@ def report_data(
             "tp": m["tp"][i], "fp": m["fp"][i], "fn": m["fn"][i], "thr": m["thr"][i],
             "ece": cal["per_class"][i]["ece"],
             "train_pos": None if train_counts is None else int(train_counts[i]),
+            **{f"{ci_names.get(k, k)}_ci": [None if math.isnan(v) else round(v, 2) for v in ci[k][i]] for k in ci},
         })  # fmt: skip
     return {
         "meta": {**(meta or {}), "num_images": int(s.shape[0]), "num_classes": c, "bins": NUM_BINS},
@@ -255,11 +258,13 @@ def image_entries(rows: Sequence[int], paths: Sequence[str], targets: torch.Tens
     return {int(r): {"file": str(paths[r]), "labels": torch.nonzero(targets[r] > 0.5).flatten().tolist()} for r in rows}
 
 
-def compare_data(a: dict, b: dict) -> dict:
-    """Two reports' per-class AP and F1 side by side, joined by class name, largest AP change first.
+def compare_data(a: dict, b: dict, paired: dict | None = None) -> dict:
+    """Two reports' per-class AP and F1 side by side, joined by class name, in B's class order.
 
     Args:
         a, b: :func:`report_data` results (``meta.name`` labels each side).
+        paired: :func:`paired_comparison` of the two runs (same samples): its per-class AUROC,
+            DeLong p-values and paired bootstrap intervals join the rows.
     """
     rows = []
     by_name = {r["name"]: r for r in a["classes"]}
@@ -267,13 +272,75 @@ def compare_data(a: dict, b: dict) -> dict:
         ra = by_name.pop(r["name"], None)
         rows.append(_compare_row(r["name"], ra, r))
     rows += [_compare_row(name, ra, None) for name, ra in by_name.items()]
-    rows.sort(key=lambda r: -abs(r["dAP"]) if r["dAP"] is not None else 1)
+    if paired is not None:
+        stats = {r["name"]: r for r in paired["classes"]}
+        rows = [{**r, **{k: v for k, v in stats.get(r["name"], {}).items() if k != "name"}} for r in rows]
     return {
         "mode": "compare",
         "meta": {"a": a["meta"], "b": b["meta"]},
         "summary": {"a": a["summary"], "b": b["summary"]},
+        "paired": None if paired is None else {k: v for k, v in paired.items() if k != "classes"},
         "rows": rows,
     }
+
+
+def same_samples_problem(run_a: dict, run_b: dict) -> str | None:
+    """Why two saved evaluations (:func:`~mlcls.report.store.load_eval_scores`) are not of the same
+    samples in the same order with the same labels (paired statistics need that), or None."""
+    if run_a["classes"] != run_b["classes"]:
+        return "their class lists differ"
+    if list(run_a["paths"]) != list(run_b["paths"]):
+        na, nb = len(run_a["paths"]), len(run_b["paths"])
+        if na != nb:
+            return f"A has {na} samples, B {nb}"
+        i = next(k for k, (x, y) in enumerate(zip(run_a["paths"], run_b["paths"])) if x != y)
+        return f"their samples differ (row {i}: {run_a['paths'][i]} in A, {run_b['paths'][i]} in B)"
+    if not torch.equal(torch.as_tensor(run_a["targets"]), torch.as_tensor(run_b["targets"])):
+        return "the same samples carry different labels in A and B"
+    return None
+
+
+def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Per class: both AUROCs, their difference with DeLong's test, and paired bootstrap intervals
+    of the differences in AUROC, AP and F1 (each model at its own thresholds), B - A throughout.
+
+    ``significant`` is ``p < alpha`` per class; with several classes tested, ``bonferroni``
+    (``alpha`` / the number of classes tested) is the stricter per-class level that keeps the
+    chance of any false finding at ``alpha``, and ``significant_bonferroni`` says who passes it.
+
+    Raises:
+        DataError: the runs are not of the same samples (see :func:`same_samples_problem`).
+    """
+    from mlcls.errors import DataError
+    from mlcls.evaluation.paired import delong_test, paired_bootstrap
+
+    problem = same_samples_problem(run_a, run_b)
+    if problem:
+        raise DataError(f"paired statistics need both evaluations on the same samples: {problem}")
+    sa, sb, t = run_a["scores"], run_b["scores"], run_a["targets"]
+    dl = delong_test(sa, sb, t)
+    boot = paired_bootstrap(sa, sb, t, thr_a=list(run_a["thr"]), thr_b=list(run_b["thr"]), n=resamples, seed=seed)
+    tested = sum(not math.isnan(p) for p in dl["p"])
+    strict = alpha / max(tested, 1)
+
+    def num(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
+
+    classes = []
+    for i, name in enumerate(run_a["classes"]):
+        p = dl["p"][i]
+        classes.append({
+            "name": name, "AUROC_a": num(dl["AUROC_a"][i]), "AUROC_b": num(dl["AUROC_b"][i]), "dAUROC": num(dl["diff"][i]),
+            "z": num(dl["z"][i]) if not math.isinf(dl["z"][i]) else None, "p_delong": num(p),
+            "dAUROC_ci": [num(v) for v in boot["per_class"]["AUROC"][i]], "dAP_ci": [num(v) for v in boot["per_class"]["AP"][i]],
+            "dF1_ci": [num(v) for v in boot["per_class"]["F1"][i]],
+            "significant": None if math.isnan(p) else bool(p < alpha),
+            "significant_bonferroni": None if math.isnan(p) else bool(p < strict),
+        })  # fmt: skip
+    return {
+        "alpha": alpha, "classes_tested": tested, "bonferroni": strict, "resamples": resamples, "seed": seed,
+        "level": boot["level"], "summary_ci": boot["summary"], "classes": classes,
+    }  # fmt: skip
 
 
 def _compare_row(name: str, ra: dict | None, rb: dict | None) -> dict:
@@ -289,3 +356,43 @@ def _compare_row(name: str, ra: dict | None, rb: dict | None) -> dict:
         "AP_a": get(ra, "AP"), "AP_b": get(rb, "AP"), "dAP": diff("AP"),
         "F1_a": get(ra, "F1"), "F1_b": get(rb, "F1"), "dF1": diff("F1"),
     }  # fmt: skip
+
+
+def format_paired(paired: dict, name_a: str, name_b: str) -> str:
+    """:func:`paired_comparison` as a text table (B - A, percentage points)."""
+    pct = f"{paired['level'] * 100:.0f}%"
+    lines = [
+        f"A: {name_a}\nB: {name_b}",
+        f"B - A per class: AUROC with DeLong's test; {pct} paired bootstrap intervals ({paired['resamples']} resamples, seed "
+        f"{paired['seed']}) of the AUROC, AP and F1 differences",
+    ]
+    width = max(5, *(len(r["name"]) for r in paired["classes"]))
+
+    def f(v, spec="6.2f"):
+        return format(v, spec) if v is not None else "n/a".rjust(6)
+
+    def ci(v):
+        return f"[{f(v[0], '.2f')}, {f(v[1], '.2f')}]".ljust(18)
+
+    lines.append(
+        f"{'class':<{width}}  {'AUROC A':>7}  {'AUROC B':>7}  {'diff':>6}  {'p':>7}  {'AUROC diff CI':<18}{'AP diff CI':<18}{'F1 diff CI':<18}sig."
+    )
+    for r in paired["classes"]:
+        sig = (
+            "n/a"
+            if r["significant"] is None
+            else ("yes" + (" (also Bonferroni)" if r["significant_bonferroni"] else ""))
+            if r["significant"]
+            else "no"
+        )
+        p = f"{r['p_delong']:7.4f}" if r["p_delong"] is not None else "n/a".rjust(7)
+        lines.append(
+            f"{r['name']:<{width}}  {f(r['AUROC_a'], '7.2f')}  {f(r['AUROC_b'], '7.2f')}  {f(r['dAUROC'], '+6.2f')}  {p}  "
+            f"{ci(r['dAUROC_ci'])}{ci(r['dAP_ci'])}{ci(r['dF1_ci'])}{sig}"
+        )
+    lines.append(
+        f"significant: p < {paired['alpha']:g} (DeLong, two-sided) per class; {paired['classes_tested']} classes tested, so "
+        f"p < {paired['bonferroni']:.4f} keeps the chance of any false finding at {paired['alpha']:g} (Bonferroni). "
+        + "  ".join(f"{k} diff {pct} CI [{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in paired["summary_ci"].items())
+    )
+    return "\n".join(lines)

@@ -125,9 +125,10 @@ def write_report(
     return out
 
 
-def write_compare(a: dict, b: dict, out: str | os.PathLike) -> Path:
-    """Per-class AP/F1 of two reports side by side (see :func:`compare_data`), written to ``out``."""
+def write_compare(a: dict, b: dict, out: str | os.PathLike, paired: dict | None = None) -> Path:
+    """Two reports side by side (see :func:`compare_data`; ``paired``: the paired statistics of
+    :func:`~mlcls.report.data.paired_comparison`), written to ``out``."""
     out = Path(out)
     with atomic_open(out) as f:
-        f.write(render(compare_data(a, b), f"mlcls: {a['meta'].get('name', 'A')} vs {b['meta'].get('name', 'B')}"))
+        f.write(render(compare_data(a, b, paired), f"mlcls: {a['meta'].get('name', 'A')} vs {b['meta'].get('name', 'B')}"))
     return out

@@ -172,3 +172,29 @@ def test_a_shape_mismatch_names_the_tensor(tmp_path):
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match=r"'layer2.0.conv1.weight' has shape \[64, 64, 3, 3\] in the file but \[128, 64, 3, 3\]"):
         MODELS.build({"type": "ResNet", "depth": 18, "pretrained": str(tmp_path / "bad.pth")})
+
+
+def test_torchvision_alexnet_file_loads_and_the_paper_model_is_a_config(tmp_path, mlcls_log):
+    # MRNet's model: AlexNet per slice, max over slices, a linear head (configs/recipes/mrnet_*_alexnet_*.yaml)
+    from mlcls.config import load_config
+    from mlcls.errors import ConfigError
+
+    alex = torchvision.models.alexnet()
+    torch.save(alex.state_dict(), tmp_path / "alexnet.pth")
+    ours = MODELS.build({"type": "AlexNet", "pretrained": str(tmp_path / "alexnet.pth"), "frozen_stages": 0})
+    for (name, a), b in zip(ours.features.state_dict().items(), alex.features.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not any(p.requires_grad for p in ours.features[:3].parameters()) and all(p.requires_grad for p in ours.features[3:].parameters())
+    from pathlib import Path
+
+    from mlcls.datasets.bags import BagBatch
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs/recipes/mrnet_sagittal_alexnet_max.yaml")
+    assert cfg["model"]["backbone"]["type"] == "AlexNet" and cfg["model"]["neck"] == {"type": "InstancePooling", "mode": "max"}
+    cfg["model"]["backbone"]["pretrained"] = str(tmp_path / "alexnet.pth")
+    model = build_model(cfg["model"], num_classes=3).eval()
+    assert torch.equal(model.backbone.features[0].weight, alex.features[0].weight)
+    bags = BagBatch({"sagittal": (torch.rand(7, 3, 64, 64), torch.tensor([3, 4]))})  # two exams of 3 and 4 slices
+    assert model(bags).shape == (2, 3)
+    with pytest.raises(ConfigError, match="AlexNet takes images of at least 63x63 px"):
+        model.check_input_size(32)

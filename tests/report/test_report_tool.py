@@ -67,11 +67,12 @@ def test_report_tool_says_what_it_needs(tmp_path, run_tool):
     assert r.returncode == 2 and "not an .npz evaluation file" in r.stderr
 
 
-def test_compare_two_evaluations_sorted_by_largest_change(evaluated, tmp_path, run_tool):
+def test_compare_two_evaluations_in_class_order_with_paired_statistics(evaluated, tmp_path, run_tool):
     other = tmp_path / "thr03"
     evaluate_checkpoint(None, str(evaluated["checkpoint"]), thr=0.3, work_dir=str(other), report=True)
-    r = run_tool("tools/report.py", evaluated["test_dir"], other, "--out", tmp_path / "cmp.html")
+    r = run_tool("tools/report.py", evaluated["test_dir"], other, "--out", tmp_path / "cmp.html", "--resamples", "50")
     assert r.returncode == 0, r.stderr
+    assert "AUROC with DeLong's test" in r.stdout and "10 classes tested" in r.stdout
     data = embedded_data(tmp_path / "cmp.html")
     assert data["mode"] == "compare"
     a = json.loads((evaluated["test_dir"] / "test_metrics.json").read_text())["per_class"]
@@ -80,8 +81,13 @@ def test_compare_two_evaluations_sorted_by_largest_change(evaluated, tmp_path, r
     for row in data["rows"]:
         assert row["dF1"] == pytest.approx(by_b[row["name"]]["F1"] - by_a[row["name"]]["F1"], abs=1e-3)
         assert row["dAP"] == pytest.approx(0, abs=1e-9)  # same scores: only the threshold changed
-    changes = [abs(r["dAP"]) for r in data["rows"]]
-    assert changes == sorted(changes, reverse=True)
+    assert [row["name"] for row in data["rows"]] == [row["class"] for row in b]  # the dataset's class order
+    # the same scores at another threshold: AUROC and AP cannot differ, F1 can (within its paired interval)
+    for row in data["rows"]:
+        assert row["dAUROC"] == 0 and row["p_delong"] == 1.0 and row["significant"] is False
+        assert row["dAP_ci"] == [0, 0] and row["dF1_ci"][0] - 1e-6 <= row["dF1"] <= row["dF1_ci"][1] + 1e-6
+    paired = json.loads((tmp_path / "cmp.json").read_text())
+    assert paired["classes_tested"] == 10 and paired["bonferroni"] == pytest.approx(0.005) and paired["resamples"] == 50
     assert data["summary"]["b"]["CF1"] == pytest.approx(json.loads((other / "test_metrics.json").read_text())["CF1"])
 
 

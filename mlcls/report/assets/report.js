@@ -197,18 +197,21 @@
   }
 
   // -------------------------------------------------------------- per-class table
+  function withCI(key) {  // the value, and its bootstrap interval when the evaluation computed one
+    return (v, r) => fmt(v) + (r[key + "_ci"] ? ' <span class="ci" title="' + esc(M.ci || "bootstrap interval") + '">[' + fmt(r[key + "_ci"][0], 1) + ", " + fmt(r[key + "_ci"][1], 1) + "]</span>" : "");
+  }
   const rows = C.map((c, i) => ({ ...c, index: i, gap: c.AP === null ? null : c.AP - c.F1 }));
   const hasTrain = C.some((c) => c.train_pos !== null && c.train_pos !== undefined);
   const cols = [
     { key: "name", label: "class", fmt: (v) => esc(v) },
     { key: "pos", label: "positives", title: "positives in this split" },
     ...(hasTrain ? [{ key: "train_pos", label: "train pos.", title: "positives in the training set" }] : []),
-    { key: "AP", label: "AP", fmt: (v) => fmt(v), cls: (v) => (v !== null && v < 50 ? "bad" : "") },
-    { key: "AUROC", label: "AUROC", fmt: (v) => fmt(v), title: "area under the ROC curve (%)" },
+    { key: "AP", label: "AP", fmt: withCI("AP"), cls: (v) => (v !== null && v < 50 ? "bad" : "") },
+    { key: "AUROC", label: "AUROC", fmt: withCI("AUROC"), title: "area under the ROC curve (%)" },
     { key: "P", label: "P", fmt: (v) => fmt(v), title: "precision at the threshold in use" },
-    { key: "R", label: "R", fmt: (v) => fmt(v), cls: (v, r) => (r.pos > 0 && v < 10 ? "bad" : ""), title: "recall (sensitivity) at the threshold in use" },
-    { key: "spec", label: "spec.", fmt: (v) => fmt(v), title: "specificity at the threshold in use" },
-    { key: "F1", label: "F1", fmt: (v) => fmt(v) },
+    { key: "R", label: "R", fmt: withCI("R"), cls: (v, r) => (r.pos > 0 && v < 10 ? "bad" : ""), title: "recall (sensitivity) at the threshold in use" },
+    { key: "spec", label: "spec.", fmt: withCI("spec"), title: "specificity at the threshold in use" },
+    { key: "F1", label: "F1", fmt: withCI("F1") },
     { key: "thr", label: "thr", fmt: (v) => fmt(v, 3) },
     { key: "fp", label: "FP", title: "false positives" },
     { key: "fn", label: "FN", title: "missed positives" },
@@ -217,7 +220,7 @@
   const tableSec = section("classes", "Per-class results",
     '<p><input type="text" id="class-filter" placeholder="filter classes by name"> <span class="note" id="class-count"></span> <span class="note">Click a header to sort, a row to explore the class below.</span></p><div id="class-table-wrap"></div>');
   const table = sortableTable($("class-table-wrap"), cols, rows, {
-    id: "class-table", sortKey: "pos", desc: true, onClick: (i) => select(i), selected: () => selected,
+    id: "class-table", sortKey: "index", desc: false, onClick: (i) => select(i), selected: () => selected,
     count: (n) => ($("class-count").textContent = n + " of " + C.length + " classes"),
   });
   $("class-filter").addEventListener("input", (e) => table.setFilter(e.target.value));
@@ -397,14 +400,24 @@
         ? '<div class="warn" id="compare-warning">A and B were evaluated on different data (split or number of images differ): their differences mix the models with the data.</div>' : ""));
     const signed = (v) => (v === null ? "n/a" : Math.abs(v) < 0.005 ? "0.00" : (v > 0 ? "+" : "") + fmt(v));
     const rows = D.rows.map((r, i) => ({ ...r, index: i, absdAP: r.dAP === null ? null : Math.abs(r.dAP) }));
-    section("compare-classes", "Per class, largest AP change first",
-      '<p><input type="text" id="class-filter" placeholder="filter classes by name"> <span class="note" id="class-count"></span></p><div id="class-table-wrap"></div>');
+    const P = D.paired;
+    const ci = (key) => (v, r) => signed(v) + (r[key] ? ' <span class="ci">[' + signed(r[key][0]) + ", " + signed(r[key][1]) + "]</span>" : "");
+    const pairedCols = P ? [
+      { key: "AUROC_a", label: "AUROC A", fmt: (v) => fmt(v) }, { key: "AUROC_b", label: "AUROC B", fmt: (v) => fmt(v) },
+      { key: "dAUROC", label: "AUROC B-A", fmt: ci("dAUROC_ci"), cls: diffCls, title: "difference, with its paired bootstrap interval" },
+      { key: "p_delong", label: "p (DeLong)", fmt: (v, r) => (v === null ? "n/a" : fmt(v, 4) + (r.significant ? (r.significant_bonferroni ? " **" : " *") : "")), title: "two-sided p of DeLong's test for correlated ROC curves" },
+    ] : [];
+    section("compare-classes", "Per class",
+      (P ? '<p class="note" id="paired-note">Both evaluations are of the same ' + A.num_images + " samples (checked). AUROC differences are tested with DeLong's test for correlated ROC curves (Sun & Xu's algorithm); intervals are " + fmt(P.level * 100, 0) + "% paired bootstrap intervals (" + P.resamples + " resamples drawn once for both models, seed " + P.seed + ") of B - A, each model at its own thresholds for F1. * p &lt; " + P.alpha + "; ** also below " + fmt(P.bonferroni, 4) + " (Bonferroni: " + P.classes_tested + " classes tested).</p>"
+        : '<p class="note">No paired statistics: the two evaluations are not of the same samples.</p>') +
+      '<p><input type="text" id="class-filter" placeholder="filter classes by name"> <span class="note" id="class-count"></span> <span class="note">Click a header to sort.</span></p><div id="class-table-wrap"></div>');
     const t = sortableTable($("class-table-wrap"), [
       { key: "name", label: "class", fmt: (v) => esc(v) }, { key: "pos_b", label: "positives" },
-      { key: "AP_a", label: "AP A", fmt: (v) => fmt(v) }, { key: "AP_b", label: "AP B", fmt: (v) => fmt(v) }, { key: "dAP", label: "AP B-A", fmt: signed, cls: diffCls },
-      { key: "F1_a", label: "F1 A", fmt: (v) => fmt(v) }, { key: "F1_b", label: "F1 B", fmt: (v) => fmt(v) }, { key: "dF1", label: "F1 B-A", fmt: signed, cls: diffCls },
+      ...pairedCols,
+      { key: "AP_a", label: "AP A", fmt: (v) => fmt(v) }, { key: "AP_b", label: "AP B", fmt: (v) => fmt(v) }, { key: "dAP", label: "AP B-A", fmt: P ? ci("dAP_ci") : signed, cls: diffCls },
+      { key: "F1_a", label: "F1 A", fmt: (v) => fmt(v) }, { key: "F1_b", label: "F1 B", fmt: (v) => fmt(v) }, { key: "dF1", label: "F1 B-A", fmt: P ? ci("dF1_ci") : signed, cls: diffCls },
       { key: "absdAP", label: "|AP change|", fmt: (v) => fmt(v) },
-    ], rows, { id: "class-table", sortKey: "absdAP", desc: true, count: (n) => ($("class-count").textContent = n + " of " + rows.length + " classes") });
+    ], rows, { id: "class-table", sortKey: "index", desc: false, count: (n) => ($("class-count").textContent = n + " of " + rows.length + " classes") });
     $("class-filter").addEventListener("input", (e) => t.setFilter(e.target.value));
     document.body.dataset.ready = "1";
   }
