@@ -19,7 +19,17 @@ import json
 import sys
 from pathlib import Path
 
-from mlcls.apis.inference import IMAGE_EXTENSIONS, bag_views, collect_inputs, init_model, predict_files, resolve_thresholds, write_results
+from mlcls.apis.inference import (
+    IMAGE_EXTENSIONS,
+    bag_evidence,
+    bag_views,
+    collect_inputs,
+    init_model,
+    input_name,
+    predict_files,
+    resolve_thresholds,
+    write_results,
+)
 from mlcls.cli import cli_main, int_at_least, number_in
 from mlcls.datasets.bags import VOLUME_EXTENSIONS
 from mlcls.errors import ConfigError, DataError
@@ -47,6 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="DataLoader worker processes for decoding: auto (default; none on a CPU whose cores the model uses) or a number")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--tta", help="test-time augmentation: 'flip' (image + horizontal flip) or 'flip4'")
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="models of exams: also write which slice carried each class's score, and every slice's score (reads each exam once more)",
+    )
     p.add_argument(
         "--trust-config",
         action="store_true",
@@ -81,7 +96,13 @@ def main(argv=None) -> None:
         source = f"top-{args.topk}" if args.topk else model.info.thresholds_source
     rule = f"the {args.topk} most probable classes" if args.topk else f"the classes at or above their threshold ({source})"
     log.info("%d %s, %d classes; labels: %s", len(paths), what, len(model.info.classes), rule)
+    if args.evidence and views is None:
+        raise ConfigError("--evidence: this model reads single images; evidence slices are for models of exams (bags of slices)")
     results, bad = predict_files(model, paths, thresholds, args.topk, args.batch_size, args.workers)
+    if args.evidence:
+        by_name = {input_name(p)["image"]: p for p in paths}
+        for r, ev in zip(results, bag_evidence(model, [by_name[r["image"]] for r in results])):
+            r["evidence"] = ev
     if not results:  # nothing of what was given could be predicted: a failure, not an empty success
         raise DataError(f"none of the {len(paths)} {what} could be predicted; the first: {bad[0]}")
     if args.out:

@@ -26,7 +26,7 @@ from mlcls.apis.loaders import test_pipeline_cfg
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
-from mlcls.datasets.bags import VOLUME_EXTENSIONS, load_bag, pack, sample_unit, subsample, volume_to_uint8
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, evaluation_indices, load_bag, pack, sample_unit, subsample, volume_to_uint8
 from mlcls.datasets.builder import resolve_num_workers
 from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline, split_final_normalize
@@ -187,6 +187,47 @@ def resolve_thresholds(model: nn.Module, thr: Any) -> torch.Tensor:
     return torch.full((len(model.info.classes),), values, dtype=torch.float32)
 
 
+def bag_evidence(model: nn.Module, inputs: Sequence[Any]) -> list[dict]:
+    """For a model of bags (exams): which slice carried each class's score, and every slice's score.
+
+    See :meth:`~mlcls.models.classifiers.ImageClassifier.instance_evidence` for what a slice's
+    score is (and is not). Slices are numbered as in the input (0-based), also when the model
+    reads only ``max_instances`` evenly spaced ones.
+
+    Returns:
+        per input ``{"per_class": {class: {"view", "slice", "score"}}, "slices": {view: [{"slice",
+        "scores": {class: p}, "attention": weight or None}]}}``.
+    """
+    m = getattr(model, "model", model)  # evidence of the model itself, not of test-time augmentation
+    views = bag_views(m)
+    if views is None or not hasattr(m, "instance_evidence"):
+        raise ConfigError("evidence: only a model of samples made of many images (slices, views) has per-slice evidence")
+    if m.info.pipeline is None:  # a model built for evaluation (tools/test.py): the test pipeline prepares its inputs
+        m.info.pipeline = build_pipeline(test_pipeline_cfg(m.info.cfg))
+    prepare, classes = Preprocessor(m), m.info.classes
+    device = next(m.parameters()).device
+    out = []
+    for item in inputs:
+        item = item if isinstance(item, dict) else {views[0]: item}
+        raw = {v: to_uint8_bag(x) for v, x in item.items()}
+        kept = {v: evaluation_indices(b.shape[0], prepare.max_instances) for v, b in raw.items()}
+        ev = m.instance_evidence(pack([prepare(raw if views != [""] else raw[""])]).to(device))[0]
+        slices, best = {}, {}
+        for v, e in ev.items():
+            scores = e["scores"].float().cpu()
+            weights = None if e["attention"] is None else e["attention"].float().cpu().tolist()
+            slices[v] = [
+                {"slice": kept[v][k], "scores": dict(zip(classes, row)), "attention": None if weights is None else weights[k]}
+                for k, row in enumerate(scores.tolist())
+            ]
+            for c, name in enumerate(classes):
+                k = int(scores[:, c].argmax())
+                if name not in best or float(scores[k, c]) > best[name]["score"]:
+                    best[name] = {"view": v, "slice": kept[v][k], "score": float(scores[k, c])}
+        out.append({"per_class": best, "slices": slices})
+    return out
+
+
 def inference_model(
     model: nn.Module,
     inputs: Any,
@@ -194,6 +235,7 @@ def inference_model(
     topk: int | None = None,
     batch_size: int = 32,
     tta: str | Sequence | None = None,
+    evidence: bool = False,
 ) -> dict | list[dict]:
     """Predict the labels of one image or of a list of images.
 
@@ -207,6 +249,8 @@ def inference_model(
         batch_size: images per forward pass.
         tta: test-time augmentation, ``flip`` or a list of views (see :mod:`mlcls.apis.tta`);
             the scores are the mean over the views.
+        evidence: for a model of exams (bags of slices), also return ``evidence``: the slice
+            that carried each class's score and every slice's score (:func:`bag_evidence`).
 
     Returns:
         ``{"labels": [names...], "scores": {name: probability}}`` for a single input, a list of
@@ -226,6 +270,9 @@ def inference_model(
     for start in range(0, len(items), batch_size):
         batch = [prepare(x) for x in items[start : start + batch_size]]
         results += decode(predict_probs(model, batch), model.info.classes, thresholds, topk)
+    if evidence:
+        for r, ev in zip(results, bag_evidence(model, items)):
+            r["evidence"] = ev
     return results[0] if single else results
 
 
@@ -358,10 +405,18 @@ def write_results(results: list[dict], classes: list[str], out: Path) -> None:
         if out.suffix.lower() == ".csv":
             w = csv.writer(f)
             views = list(results[0].get("files", {})) if results else []
-            w.writerow(["image", *(f"file_{v}" for v in views), "labels", *(f"score_{c}" for c in classes)])
+            evidence = bool(results) and "evidence" in results[0]
+            w.writerow(
+                ["image", *(f"file_{v}" for v in views), "labels", *(f"score_{c}" for c in classes)]
+                + [f"evidence_{c}" for c in classes if evidence]  # view:slice that carried the class's score
+            )
             for r in results:
                 files = [r["files"][v] for v in views]
-                w.writerow([r["image"], *files, " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)])
+                where = [r["evidence"]["per_class"][c] for c in classes] if evidence else []
+                w.writerow(
+                    [r["image"], *files, " ".join(r["labels"]), *(f"{r['scores'][c]:.6f}" for c in classes)]
+                    + [f"{e['view']}:{e['slice']}" if e["view"] else str(e["slice"]) for e in where]
+                )
         else:
             for r in results:
                 f.write(json.dumps(r) + "\n")

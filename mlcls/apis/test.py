@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from mlcls.apis.inference import bag_views, threshold_values
+from mlcls.apis.inference import bag_evidence, bag_views, threshold_values
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint, check_same_classes
 from mlcls.apis.tta import TTAModel
@@ -348,6 +348,8 @@ def test_model(
             (metrics, at_half),
             model_views=bag_views(model),
             same_samples=same,
+            # exams are shown by the slice that carried each class's score
+            evidence_fn=(lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None,
         )
     # what an earlier evaluation wrote and this one did not write again stays (it is that
     # evaluation's, and may be all that is left of it); the log and test_metrics.json say which is which
@@ -384,6 +386,7 @@ def write_report_files(
     computed=(None, None),
     model_views=None,
     same_samples=None,
+    evidence_fn=None,
 ) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
     options = dict(options or {})
@@ -409,8 +412,9 @@ def write_report_files(
     }
     npz = save_eval_scores(work_dir / SCORES_FILE, scores, targets, paths, classes, thr, meta)
     html = build_report(
-        scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options, metrics=computed[0], at_half=computed[1]
-    )
+        scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options, metrics=computed[0], at_half=computed[1],
+        evidence_fn=evidence_fn,
+    )  # fmt: skip
     return [npz, html]
 
 

@@ -293,8 +293,16 @@ def subsample(bag: torch.Tensor, max_instances: int | None, training: bool) -> t
     if training:
         keep = torch.randperm(s)[:max_instances].sort().values
     else:
-        keep = torch.linspace(0, s - 1, max_instances).round().long()
+        keep = torch.tensor(evaluation_indices(s, max_instances))
     return bag[keep]
+
+
+def evaluation_indices(s: int, max_instances: int | None) -> list[int]:
+    """Which of ``s`` instances evaluation keeps (:func:`subsample`): all, or ``max_instances``
+    evenly spaced ones, first and last included; so an instance's evidence names its own slice."""
+    if not max_instances or s <= max_instances:
+        return list(range(s))
+    return torch.linspace(0, s - 1, max_instances).round().long().tolist()
 
 
 @dataclass

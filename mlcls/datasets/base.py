@@ -480,6 +480,8 @@ def holdout_rows(index: LabelIndex, num_classes: int, fraction: float, part: str
     if round(n * fraction) < 1 or round(n * (1 - fraction)) < 1:
         raise DataError(f"holdout: {fraction:g} of {n} samples leaves one part empty")
     y = index.positives(num_classes)
+    if y.shape[1] == 1:  # one class (one model per task): its complement makes it a label matrix to stratify
+        y = np.concatenate([y, 1 - y], axis=1)
     split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     keep, held = next(split.split(np.zeros(n), y))
     return np.sort(held if part == "val" else keep)

@@ -125,7 +125,8 @@ def make_mrnet_demo(
     slices finds it and the mean dilutes it: an ACL tear is a short bright bar (sagittal, faint in
     coronal), a meniscal tear a small bright disc (coronal and sagittal), and any other abnormality
     a dark blob (any view). Label frequencies follow MRNet's training set: abnormal 81 %, ACL 19 %,
-    meniscus 37 %; ACL and meniscal tears are abnormal.
+    meniscus 37 %; ACL and meniscal tears are abnormal. ``findings.json`` records, per volume,
+    each finding's kind (``bar``: ACL, ``disc``: meniscus, ``blob``: other) and slices.
     """
     root = Path(root)
     exams = dict(exams or {"train": 320, "valid": 160})
@@ -133,6 +134,7 @@ def make_mrnet_demo(
     if not claim_generated_set(root, manifest, force):
         return root
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    truth: dict[str, list] = {}  # where each finding is: the answer key of evidence tests (no random draw)
     for s_idx, (split, n) in enumerate(exams.items()):
         rng = np.random.default_rng([seed, s_idx])
         for view in MRNET_VIEWS:
@@ -157,6 +159,9 @@ def make_mrnet_demo(
                     findings.append(("blob", -30))
                 for kind, amp in findings:
                     k = int(rng.integers(0, s - 2))
+                    truth.setdefault(f"{split}/{view}/{exam}.npy", []).append(
+                        {"kind": kind, "slices": list(range(k, min(s, k + 3))), "strongest": k + 1}
+                    )
                     cx, cy = rng.uniform(size * 0.25, size * 0.75, 2)
                     if kind == "bar":
                         ang = rng.uniform(0.5, 1.1)
@@ -175,5 +180,6 @@ def make_mrnet_demo(
         for c in MRNET_CLASSES:
             with atomic_open(root / f"{split}-{c}.csv") as f:
                 f.write("\n".join(rows[c]) + "\n")
+    (root / "findings.json").write_text(json.dumps(truth))
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root

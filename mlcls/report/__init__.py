@@ -36,10 +36,12 @@ def build_report(
     gallery_classes: int = 100,
     metrics: dict | None = None,
     at_half: dict | None = None,
+    evidence_fn=None,
 ) -> Path:
     """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``).
     ``metrics`` / ``at_half``: :func:`~mlcls.evaluation.functional.compute_metrics` of these
-    scores at ``thr`` (with ``sample_metrics``) and at 0.5, when the caller has them already."""
+    scores at ``thr`` (with ``sample_metrics``) and at 0.5, when the caller has them already.
+    ``evidence_fn``: for a model of exams, its per-slice evidence (see :func:`write_report`)."""
     counts = (meta.get("train_counts") or {}).get("pos")
     data = report_data(
         scores,
@@ -54,4 +56,5 @@ def build_report(
         metrics=metrics,
         at_half=at_half,
     )
-    return write_report(data, paths, targets, out, title=f"mlcls report: {meta.get('name', '')}", views=meta.get("views"))
+    title = f"mlcls report: {meta.get('name', '')}"
+    return write_report(data, paths, targets, out, title=title, views=meta.get("views"), evidence_fn=evidence_fn)

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from PIL import Image, ImageOps
@@ -68,6 +68,52 @@ def thumbnail(
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), None, caption
 
 
+def _jpeg_uri(rgb: torch.Tensor, size: int) -> str:
+    """uint8 [3, H, W] -> a JPEG data URI at most ``size`` px on a side."""
+    im = Image.fromarray(rgb.permute(1, 2, 0).numpy())
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+#: the size of the slices shown when an exam is opened in the report
+SLICE_SIZE = 48
+
+
+def evidence_entries(entry: dict, evidence: dict, classes: Sequence[str], gallery_classes: Sequence[int], views: Sequence[str]) -> None:
+    """Add to a gallery entry (an exam) the slice that carried each gallery class's score
+    (``evidence``: ``{class index: {view, slice, score, thumb, caption}}``) and, per view that holds
+    such a slice, every slice with its scores (``slices``: ``{view: {"thumbs", "index", "scores"}}``),
+    from :func:`mlcls.apis.inference.bag_evidence`'s result."""
+    name = os.path.basename(bags.exam_name(entry["file"]))
+    files = bags.view_files(entry["file"], list(views))
+    loaded: dict[str, torch.Tensor] = {}
+    entry["evidence"], entry["slices"] = {}, {}
+    for c in gallery_classes:
+        best = evidence["per_class"].get(classes[c])
+        if best is None:
+            continue
+        v = best["view"]
+        if v not in loaded:
+            try:
+                loaded[v] = bags.load_bag(files[v])
+            except (DataError, OSError):
+                continue
+            rows = evidence["slices"][v]
+            entry["slices"][v] = {
+                "thumbs": [_jpeg_uri(loaded[v][r["slice"]], SLICE_SIZE) for r in rows],
+                "index": [r["slice"] for r in rows],
+                "scores": [[round(r["scores"][k], 4) for k in classes] for r in rows],
+                "attention": [r["attention"] for r in rows] if rows and rows[0]["attention"] is not None else None,
+            }
+        k, n = best["slice"], loaded[v].shape[0]
+        entry["evidence"][c] = {
+            "view": v, "slice": k, "score": round(best["score"], 4), "thumb": _jpeg_uri(loaded[v][k], THUMB_SIZE),
+            "caption": f"{name}: {v + ', ' if v else ''}slice {k + 1} of {n}, the evidence for {classes[c]}",
+        }  # fmt: skip
+
+
 def _clean(obj):
     """NaN/inf -> None (JSON has no NaN; the page shows n/a)."""
     if isinstance(obj, float):
@@ -99,6 +145,7 @@ def write_report(
     out: str | os.PathLike,
     title: str = "mlcls report",
     views: Sequence[str] | None = None,
+    evidence_fn: Callable[[Sequence[str]], list[dict]] | None = None,
 ) -> Path:
     """Embed the gallery's thumbnails into ``data`` and write ``out`` (atomically).
 
@@ -108,6 +155,9 @@ def write_report(
         targets: [N, C] (the gallery's true labels).
         out: the HTML file to write.
         views: the model's views, for samples of several (the first one is shown).
+        evidence_fn: for a model of exams, :func:`mlcls.apis.inference.bag_evidence` bound to it
+            (paths -> evidence): each gallery then shows an exam by the slice that carried the
+            class's score, and a click on it shows all the slices of that view with their scores.
     """
     rows = gallery_rows(data)
     images = image_entries(rows, paths, targets)
@@ -119,6 +169,17 @@ def write_report(
         logger.warning(
             "report: %d of %d gallery images could not be read; the page shows their names without a picture", unreadable, len(images)
         )
+    if evidence_fn is not None and images:
+        classes = [c["name"] for c in data["classes"]]
+        shown_in = {}  # row -> the classes whose gallery shows it
+        for c, g in data["gallery"].items():
+            for key in ("fp", "miss"):
+                for r, _ in g[key]:
+                    shown_in.setdefault(int(r), []).append(int(c))
+        named = [v for v in views or [] if v] or [""]
+        rows = [r for r in images if images[r]["error"] is None]
+        for r, ev in zip(rows, evidence_fn([_evidence_input(images[r]["file"], named) for r in rows])):
+            evidence_entries(images[r], ev, classes, sorted(set(shown_in.get(r, []))), named)
     out = Path(out)
     with atomic_open(out) as f:
         f.write(render({**data, "images": images}, title))
@@ -132,3 +193,9 @@ def write_compare(a: dict, b: dict, out: str | os.PathLike, paired: dict | None 
     with atomic_open(out) as f:
         f.write(render(compare_data(a, b, paired), f"mlcls: {a['meta'].get('name', 'A')} vs {b['meta'].get('name', 'B')}"))
     return out
+
+
+def _evidence_input(path: str, views: Sequence[str]):
+    """A dataset path as :func:`~mlcls.apis.inference.bag_evidence` takes it: ``{view: file}`` for
+    named views, the path itself otherwise."""
+    return bags.view_files(path, list(views)) if views != [""] else path

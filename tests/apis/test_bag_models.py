@@ -243,3 +243,79 @@ def test_two_real_ddp_processes_train_and_evaluate_a_bag_model(mrnet_root, tmp_p
     spawn(_ddp_bag_worker, 2, (str(mrnet_root), str(tmp_path / "wd")))
     a, b = (json.loads((tmp_path / "wd" / f"rank{r}.json").read_text()) for r in (0, 1))
     assert a == b and a["num_samples"] == 16  # every validation exam scored once, the same metrics on both ranks
+
+
+@pytest.fixture(scope="module")
+def acl_model(tmp_path_factory):
+    """One model per task, as the MRNet paper trains them: ACL on the sagittal view, max over slices,
+    on generated exams whose finding slices are known (findings.json)."""
+    from mlcls.apis import train_model
+    from mlcls.datasets.mrnet import make_mrnet_demo
+
+    root = make_mrnet_demo(tmp_path_factory.mktemp("acl"), seed=0, exams={"train": 96, "valid": 60}, slices=(6, 10))
+    cfg = bag_config(root, tmp_path_factory.mktemp("aclrun") / "run", views=("sagittal",), mode="max", max_epochs=4)
+    for split in ("train", "val", "test"):
+        cfg[f"{split}_dataloader"]["dataset"].update(classes=["acl"], max_instances=None)
+    cfg["val_dataloader"]["dataset"].update(split="train", holdout={"fraction": 0.2, "part": "val"})
+    cfg["train_dataloader"]["dataset"]["holdout"] = {"fraction": 0.2, "part": "train"}
+    train_model(cfg)
+    return root, Path(cfg["work_dir"]) / "best.pth"
+
+
+def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
+    from mlcls.apis import inference_model, init_model
+
+    root, ckpt = acl_model
+    truth = json.loads((root / "findings.json").read_text())
+    labels = [int(line.split(",")[1]) for line in (root / "valid-acl.csv").read_text().split()]
+    model = init_model(None, ckpt)
+    files = [str(root / "valid" / "sagittal" / f"{i:04d}.npy") for i in range(60)]
+    results = inference_model(model, files, evidence=True)
+    detected = [i for i, r in enumerate(results) if labels[i] and "acl" in r["labels"]]
+    assert len(detected) >= 0.8 * sum(labels)  # the model finds the tears, so its evidence means something
+    hits = 0
+    for i in detected:
+        bar = next(f for f in truth[f"valid/sagittal/{i:04d}.npy"] if f["kind"] == "bar")
+        ev = results[i]["evidence"]
+        hits += ev["per_class"]["acl"]["slice"] in bar["slices"]
+        slices = ev["slices"]["sagittal"]
+        assert [s["slice"] for s in slices] == list(range(np.load(files[i]).shape[0]))  # every slice, numbered as in the volume
+        assert ev["per_class"]["acl"]["score"] == max(s["scores"]["acl"] for s in slices)
+    assert hits >= 0.8 * len(detected), (hits, len(detected))
+    # tools/infer.py --evidence: the view:slice per class in the CSV
+    r = run_tool("tools/infer.py", ckpt, root / "valid", "--evidence", "--out", tmp_path / "e.csv", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "e.csv").open()))
+    assert [row["evidence_acl"] for row in rows] == [f"sagittal:{results[i]['evidence']['per_class']['acl']['slice']}" for i in range(60)]
+    # the report's galleries show each exam by its evidence slice, and hold every slice's score
+    out = tmp_path / "t"
+    assert run_tool("tools/test.py", ckpt, "--work-dir", out).returncode == 0
+    from tests.report.conftest import embedded_data
+
+    images = embedded_data(out / "report.html")["images"]
+    shown = [e for e in images.values() if e.get("evidence")]
+    assert shown and all(e["evidence"]["0"]["caption"].endswith("the evidence for acl") for e in shown)
+    for e in shown:
+        ev = e["evidence"]["0"]
+        assert e["slices"]["sagittal"]["index"][ev["slice"]] == ev["slice"] and len(e["slices"]["sagittal"]["thumbs"]) == len(
+            e["slices"]["sagittal"]["scores"]
+        )
+    # in a real browser: a click on an exam shows its slices with their scores, the evidence outlined
+    from tests.report.browser import Chromium, find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)")
+    b = Chromium(exe, tmp_path / "profile")
+    try:
+        b.open((out / "report.html").as_uri())
+        assert b.errors() == []
+        first = b.eval("document.querySelector('.thumb.exam .note').parentElement.children[2].textContent")
+        assert first.endswith("the evidence for acl")
+        b.click(*b.center(".thumb.exam img"))
+        n = b.eval("document.querySelectorAll('#exam-slices .slice').length")
+        assert n >= 6 and b.eval("document.querySelectorAll('#exam-slices .slice.evidence').length") == 1
+        assert "each slice's score for acl" in b.eval("document.querySelector('#exam-slices h3').textContent")
+        assert b.errors() == []
+    finally:
+        b.close()

@@ -134,6 +134,42 @@ class ImageClassifier(nn.Module):
             pooled.append(neck(self._instance_features(backbone, x), sizes))
         return torch.cat(pooled, dim=1)
 
+    @torch.no_grad()
+    def instance_evidence(self, bags: BagBatch) -> list[dict]:
+        """Which instances (slices) carried each sample's scores: per sample and view, a score per
+        instance and class, and the attention weights for attention pooling.
+
+        An instance's score is the head applied to the sample's pooled features with its view's
+        part replaced by that instance's own features: the score the sample would get were that
+        slice its view's only one (the usual instance-level read-out in multiple-instance
+        learning). For max pooling the evidence slice of a class is the one whose read-out is
+        highest; it is *not* a segmentation, nor a guarantee that other slices show nothing.
+
+        Returns:
+            one ``{view: {"scores": [S_v, C] probabilities, "attention": [S_v] or None}}`` per
+            sample, in batch order (``""`` is the view of a dataset without named views).
+        """
+        names = self.views or [""]
+        feats, pooled = {}, []
+        for v in names:
+            x, sizes = bags.views[v]
+            backbone = self.backbones[v] if self.separate_backbones else self.backbone
+            neck = self.view_necks[v] if self.views else self.neck
+            feats[v] = (self._instance_features(backbone, x), sizes)
+            pooled.append(neck(feats[v][0], sizes))
+        pooled_all = torch.cat(pooled, dim=1)  # [B, V x D]
+        d = pooled[0].shape[1]
+        out: list[dict] = [{} for _ in range(pooled_all.shape[0])]
+        for j, v in enumerate(names):
+            h, sizes = feats[v]
+            neck = self.view_necks[v] if self.views else self.neck
+            weights = neck.last_weights if getattr(neck, "mode", "").endswith("attention") else None
+            for b, part in enumerate(h.split(sizes.tolist())):
+                x = pooled_all[b].expand(part.shape[0], -1).clone()
+                x[:, j * d : (j + 1) * d] = part
+                out[b][v] = {"scores": self.head.predict(x), "attention": None if weights is None else weights[b]}
+        return out
+
     def predict_one_bag(self, *bags: torch.Tensor) -> torch.Tensor:
         """One sample's bags, one [S_v, 3, H, W] tensor per view in :attr:`views` order -> probabilities
         [1, C]. The same numbers as :meth:`predict` on a batch of that one sample, written without

@@ -316,11 +316,19 @@
   section("gallery", "Errors of the selected class", '<p class="note">' + esc(D.gallery_note || "") + '</p><div id="gallery-body"></div>');
   function thumb(row, score, kind, c) {
     const im = D.images[row] || {};
-    const file = im.caption || (im.file || "").split(/[\\/]/).pop();
+    const ev = im.evidence && im.evidence[c];  // an exam: the slice that carried this class's score
+    const file = (ev && ev.caption) || im.caption || (im.file || "").split(/[\\/]/).pop();
+    const src = ev ? ev.thumb : im.thumb;
     const labels = (im.labels || []).map((i) => names[i]).join(", ") || "(none)";
     const below = kind === "miss" && score < C[c].thr ? " (missed)" : "";
-    const pic = im.thumb ? '<img src="' + im.thumb + '" alt="' + esc(file) + '">' : '<div class="missing">' + esc(im.error || "no thumbnail") + "</div>";
-    return '<div class="thumb ' + kind + '" title="' + esc(im.file || "") + '">' + pic + "<div><b>" + fmt(score, 3) + "</b>" + below + "</div><div>" + esc(file) + '</div><div class="note">true: ' + esc(labels) + "</div></div>";
+    const pic = src ? '<img src="' + src + '" alt="' + esc(file) + '">' : '<div class="missing">' + esc(im.error || "no thumbnail") + "</div>";
+    const open = ev ? ' data-row="' + row + '" data-class="' + c + '" style="cursor:pointer"' : "";
+    return '<div class="thumb ' + kind + (ev ? " exam" : "") + '"' + open + ' title="' + esc(im.file || "") + (ev ? " (click: every slice with its score)" : "") + '">' + pic + "<div><b>" + fmt(score, 3) + "</b>" + below + "</div><div>" + esc(file) + '</div><div class="note">true: ' + esc(labels) + "</div></div>";
+  }
+  function showSlices(row, c) {  // an exam's slices of the view that holds its evidence, each with its score for class c
+    const im = D.images[row], ev = im.evidence[c], sl = im.slices[ev.view];
+    const cells = sl.thumbs.map((t, k) => '<div class="slice' + (sl.index[k] === ev.slice ? " evidence" : "") + '"><img src="' + t + '" alt="slice ' + (sl.index[k] + 1) + '"><div>' + (sl.index[k] + 1) + ": <b>" + fmt(sl.scores[k][c], 3) + "</b>" + (sl.attention ? " a=" + fmt(sl.attention[k], 2) : "") + "</div></div>").join("");
+    $("exam-slices").innerHTML = "<h3>" + esc((im.caption || "").split(":")[0] || im.file) + (ev.view ? ", " + esc(ev.view) : "") + ": each slice's score for " + esc(names[c]) + '</h3><p class="note">The score the exam would get were that slice its only one (the head on the slice\'s own features); the outlined slice carried the exam\'s score.</p><div class="slices">' + cells + "</div>";
   }
   function drawGallery() {
     const c = selected, g = D.gallery[c], body = $("gallery-body");
@@ -333,7 +341,9 @@
       '<div class="gallery" id="gallery-fp">' + (g.fp.map((x) => thumb(x[0], x[1], "fp", c)).join("") || "no negatives") + "</div>" +
       '<p id="confused-with"><b>Confused with</b> (true labels of ' + (g.confused_basis === "fp" ? "its " + g.confused_from + " false positives" : "its " + g.confused_from + " highest-scoring negatives; no false positive at this threshold") + "): " + confused + "</p>" +
       "<h3>Lowest-scoring positives of " + esc(names[c]) + "</h3>" +
-      '<div class="gallery" id="gallery-miss">' + (g.miss.map((x) => thumb(x[0], x[1], "miss", c)).join("") || "no positives") + "</div>";
+      '<div class="gallery" id="gallery-miss">' + (g.miss.map((x) => thumb(x[0], x[1], "miss", c)).join("") || "no positives") + "</div>" +
+      '<div id="exam-slices"></div>';
+    body.querySelectorAll(".thumb.exam").forEach((el) => el.addEventListener("click", () => showSlices(+el.dataset.row, +el.dataset.class)));
   }
 
   // -------------------------------------------------------------- calibration
