@@ -41,7 +41,8 @@ def main(argv=None) -> None:
 
     from mlcls.apis.inference import init_model, resolve_thresholds
     from mlcls.apis.loaders import build_loader
-    from mlcls.apis.visualize import split_prediction_grid
+    from mlcls.apis.visualize import exam_evidence_grid, split_prediction_grid
+    from mlcls.datasets.bags import pack
     from mlcls.datasets.device_decode import stack_images
     from mlcls.engine.trainer import predict_loader
     from mlcls.errors import ConfigError
@@ -78,8 +79,13 @@ def main(argv=None) -> None:
     else:
         order = list(range(num))
         with torch.no_grad():
-            chosen = model(prepare(stack_images([dataset[i][0] for i in order])), mode="predict").numpy()
-    grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols, prepare=prepare)
+            samples = [dataset[i][0] for i in order]
+            batch = pack(samples) if getattr(dataset, "bags", False) else prepare(stack_images(samples))
+            chosen = model(batch, mode="predict").numpy()
+    if getattr(dataset, "bags", False):  # exams: each shown by the slice that carried its score
+        grid = exam_evidence_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols)
+    else:
+        grid = split_prediction_grid(model, dataset, order, chosen, thr.numpy(), cam_class=cam, ncols=args.ncols, prepare=prepare)
     from PIL import Image
 
     with atomic_path(args.out) as tmp:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.transforms.v2.functional import resize
 
+from mlcls.apis.loaders import test_pipeline_cfg
+from mlcls.datasets.bags import BagBatch
 from mlcls.datasets.device_decode import stack_images
 from mlcls.utils.plots import dataset_prediction_grid
 
@@ -44,17 +48,21 @@ def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> torch.
     finally:
         handle.remove()
     feat, grad = store["feat"], store["feat"].grad  # [B, D, h, w]
+    _warn_if_coarse(feat, images)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * feat).sum(dim=1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).max(dim=1).values.clamp(min=1e-12)
+    return cam / peak[:, None, None]
+
+
+def _warn_if_coarse(feat: torch.Tensor, images: torch.Tensor) -> None:
     if min(feat.shape[-2:]) < 7:
         logger.warning(
             "Grad-CAM: the backbone's feature map is only %dx%d for %dx%d inputs, so the heat map is that coarse grid "
             "stretched over the image; use larger inputs (a Resize in the test pipeline, e.g. 224) for a finer map",
             feat.shape[-2], feat.shape[-1], images.shape[-2], images.shape[-1],
         )  # fmt: skip
-    weights = grad.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * feat).sum(dim=1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    peak = cam.flatten(1).max(dim=1).values.clamp(min=1e-12)
-    return cam / peak[:, None, None]
 
 
 def split_prediction_grid(
@@ -80,3 +88,88 @@ def split_prediction_grid(
         overlays = [F.interpolate(c[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy() for c in cams]
     title = f"Grad-CAM: {dataset.classes[cam_class]}" if cam_class is not None else ""
     return dataset_prediction_grid(dataset, indices, scores, thr, size=size, overlays=overlays, title=title, ncols=ncols)
+
+
+def slice_grad_cam(model: nn.Module, bags: BagBatch, view: str, position: int, class_index: int) -> torch.Tensor:
+    """Grad-CAM of one class on one instance (slice) of a batch of one exam: the gradient of the
+    exam's logit through the pooling to that slice's feature map.
+
+    Args:
+        bags: the exam, packed (see :func:`mlcls.datasets.bags.pack`).
+        view: the view holding the slice (``""`` without named views); ``position``: its row in
+            that view's packed instances.
+
+    Returns:
+        The map [H, W] in [0, 1] at the slice's input size.
+    """
+    backbone = model.backbones[view] if getattr(model, "separate_backbones", False) else model.backbone
+    parts: list[torch.Tensor] = []
+
+    def keep(_module, _inp, out):
+        out.retain_grad()
+        parts.append(out)
+
+    names = model.views or [""]
+    handle = backbone.register_forward_hook(keep)
+    try:
+        model.eval()
+        with torch.enable_grad():
+            logits = model(bags, mode="tensor")
+            model.zero_grad(set_to_none=True)
+            logits[0, class_index].backward()
+    finally:
+        handle.remove()
+    # the backbone ran over each view's instances in the model's view order (in chunks): a shared
+    # one saw every view, a view's own one only that view
+    feat, grad = torch.cat(parts), torch.cat([f.grad for f in parts])
+    if not getattr(model, "separate_backbones", False):
+        position += sum(int(bags.views[v][0].shape[0]) for v in names[: names.index(view)])
+    _warn_if_coarse(feat, bags.views[view][0])
+    f, g = feat[position : position + 1], grad[position : position + 1]
+    cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * f).sum(dim=1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=bags.views[view][0].shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return cam / cam.max().clamp(min=1e-12)
+
+
+def exam_evidence_grid(
+    model, dataset, indices, scores: np.ndarray, thr, cam_class: int | None = None, size: int = 96, ncols: int = 8
+) -> np.ndarray:
+    """The labelled grid of exams, each shown by its evidence slice: the slice that carried the
+    score of ``cam_class`` (else of the exam's highest-scoring class), captioned with exam, view,
+    slice and class; with ``cam_class``, Grad-CAM of that class over the slice."""
+    from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views
+    from mlcls.datasets.bags import exam_name, load_bag, pack, view_files
+    from mlcls.datasets.transforms import build_pipeline
+    from mlcls.utils.plots import prediction_grid
+
+    classes = list(dataset.classes)
+    named = [v for v in bag_views(model) or [] if v] or [""]
+    thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(classes),))
+    images, true, pred, overlays, captions = [], [], [], [], []
+    device = next(model.parameters()).device
+    for k, i in enumerate(indices):
+        path = dataset.image_path(int(i))
+        files = view_files(path, named) if named != [""] else {"": path}
+        item = files if named != [""] else path
+        c = int(cam_class) if cam_class is not None else int(np.argmax(scores[k]))
+        best = bag_evidence(model, [item])[0]["per_class"][classes[c]]
+        v, s = best["view"], best["slice"]
+        raw = load_bag(files[v])
+        images.append(resize(raw[s], [size, size], antialias=True).permute(1, 2, 0).numpy())
+        captions.append(
+            f"{os.path.basename(exam_name(path))} {v + ' ' if v else ''}slice {s + 1}/{raw.shape[0]}: {classes[c]} {best['score']:.2f}"
+        )
+        if cam_class is not None:
+            prepare = Preprocessor(model)
+            if prepare.pipeline is None:
+                model.info.pipeline = build_pipeline(test_pipeline_cfg(model.info.cfg))
+                prepare = Preprocessor(model)
+            # the model reads every slice (no max_instances here), so the slice's row is its index
+            bags = pack([{u: prepare.pipeline(load_bag(f)) for u, f in files.items()} if named != [""] else prepare.pipeline(raw)])
+            cam = slice_grad_cam(model, bags.to(device), v, s, c)
+            overlays.append(F.interpolate(cam[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy())
+        t = dataset.get_target(int(i))
+        true.append([classes[j] for j in torch.nonzero(t > 0.5).flatten().tolist()])
+        pred.append([classes[j] for j in np.nonzero(np.asarray(scores[k]) >= thr_arr)[0].tolist()])
+    title = "each exam by its evidence slice" + (f"; Grad-CAM: {classes[cam_class]}" if cam_class is not None else "")
+    return prediction_grid(images, true, pred, overlays=overlays or None, ncols=ncols, title=title, captions=captions)

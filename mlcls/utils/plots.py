@@ -86,8 +86,9 @@ def prediction_grid(
     overlays: Sequence[np.ndarray | None] | None = None,
     ncols: int = 8,
     title: str = "",
+    captions: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Images with their labels as an RGB array [H, W, 3] (uint8).
+    """Images with their labels as an RGB array [H, W, 3] (uint8); ``captions``: a line above each.
 
     Under each image: hits (true and predicted) in green, misses (true, not predicted) in orange
     with a ``-``, false alarms (predicted, not true) in red with a ``+``. ``overlays``: optional
@@ -110,6 +111,8 @@ def prediction_grid(
         ax.axis("off")
         img = images[k]
         ax.imshow(img)
+        if captions is not None:
+            ax.set_title(captions[k], fontsize=6, pad=2)
         if overlays is not None and overlays[k] is not None:
             heat = np.clip(np.asarray(overlays[k], dtype=np.float32), 0, 1)
             rgba = cmap(heat)

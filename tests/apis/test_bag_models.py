@@ -300,6 +300,21 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
         assert e["slices"]["sagittal"]["index"][ev["slice"]] == ev["slice"] and len(e["slices"]["sagittal"]["thumbs"]) == len(
             e["slices"]["sagittal"]["scores"]
         )
+    # tools/vis_predictions.py: exams drawn by their evidence slice, with Grad-CAM on that slice
+    r = run_tool("tools/vis_predictions.py", "-", ckpt, "--split", "test", "--cam", "acl", "--num", "4", "--out", tmp_path / "g.png")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "g.png").size[0] > 300
+    from mlcls.apis.visualize import slice_grad_cam
+    from mlcls.datasets.bags import pack
+
+    i = detected[0]
+    vol = torch.from_numpy(np.load(files[i]))[:, None].expand(-1, 3, -1, -1)
+    bags = pack([{"sagittal": model.info.pipeline(vol)}])
+    k = results[i]["evidence"]["per_class"]["acl"]["slice"]
+    cam = slice_grad_cam(model, bags, "sagittal", k, 0)
+    assert cam.shape == vol.shape[-2:] and float(cam.max()) == 1.0
     # in a real browser: a click on an exam shows its slices with their scores, the evidence outlined
     from tests.report.browser import Chromium, find_chromium
 
