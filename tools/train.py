@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mlcls.apis import prepare_config, train_model
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, int_at_least
 from mlcls.errors import DataError
 
 
@@ -35,6 +35,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--seeds", type=int, nargs="+", metavar="K",
         help="train once per seed in <work_dir>/seed_<K>, then write seeds_summary.json/.txt (mean ± std)",
     )  # fmt: skip
+    p.add_argument(
+        "--folds", type=int_at_least(2), metavar="K",
+        help="K-fold cross-validation of the training split: fold k trains in <work_dir>/fold_<k>; writes folds.csv, "
+        "oof_scores.npz (every sample scored by a model that never saw it) and folds_summary.json/.txt",
+    )  # fmt: skip
+    p.add_argument("--ci", type=int_at_least(1), metavar="N", help="with --folds: bootstrap intervals of the pooled out-of-fold metrics")
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument(
@@ -73,7 +79,24 @@ def main(argv=None) -> None:
 
     clean = False
     try:
-        if args.seeds:
+        if args.folds:
+            from mlcls.apis.folds import format_folds_summary, run_folds
+
+            if args.seeds:
+                base = cfg["work_dir"]
+                for seed in args.seeds:  # each seed its own split and models
+                    run = {**cfg, "seed": seed, "work_dir": f"{base}/seed_{seed}"}
+                    summary = run_folds(run, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher,
+                                                                                  overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci)  # fmt: skip
+                    print(f"seed {seed}: " + format_folds_summary(summary))
+            else:
+                summary = run_folds(
+                    cfg, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher, overwrite=args.overwrite),
+                    resume=bool(args.resume), ci=args.ci,
+                )  # fmt: skip
+                print(format_folds_summary(summary))
+            print(f"wrote folds.csv, oof_scores.npz and folds_summary.json/.txt in {cfg['work_dir']}")
+        elif args.seeds:
             from mlcls.apis.seeds import format_summary, run_seeds
 
             if args.launcher != "none" or args.resume:

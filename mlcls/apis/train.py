@@ -163,6 +163,8 @@ def build_trainer(cfg: dict) -> Trainer:
             "classes": classes,
             # training frequency per class: the evaluation report plots AP against it
             "train_counts": {"num_samples": label_stats["num_samples"], "pos": list(label_stats["pos"])},
+            # the label fixes the training labels went through (None: the annotation file as it is)
+            "label_fixes": getattr(train_loader.dataset, "label_fixes", None),
             "schedule": {"param_scheduler": cfg.get("param_scheduler"), "max_epochs": max_epochs, "steps_per_epoch": steps_per_epoch},
         },
     )

@@ -62,6 +62,13 @@ class MultiLabelDataset(Dataset):
             stratification, Sechidis et al. 2011): ``{fraction: 0.15, part: train|val, seed: 0}``;
             ``part: train`` keeps the rest, ``part: val`` the held-out samples, so a train and a
             val loader on the same split never share a sample (see :func:`holdout_rows`).
+        folds: one fold of a seeded, multi-label stratified K-fold split of these samples (after
+            ``holdout``): ``{k: 5, seed: 0, fold: 2, part: train|held}``; ``part: train`` keeps the
+            other K-1 folds, ``held`` fold 2 alone (``tools/train.py --folds K`` sets it).
+        label_fixes: a CSV (``path,class,label``; relative to ``data_root``) of corrected labels,
+            applied on top of the annotation file without editing it: ``label`` 1, 0, or -1 for
+            "unknown" (left out of the loss and the metrics). A row naming a path or class the
+            dataset does not have is an error naming its line (see :meth:`apply_label_fixes`).
         allow_outside_root: follow a symbolic link under ``data_root`` that leads outside it
             (refused by default, like a relative path with ``..`` that climbs out of it; paths
             listed as absolute are always taken as given).
@@ -91,6 +98,8 @@ class MultiLabelDataset(Dataset):
         max_instances: int | None = None,
         allow_outside_root: bool = False,
         holdout: dict | None = None,
+        folds: dict | None = None,
+        label_fixes: str | None = None,
     ) -> None:
         self.allow_outside_root = bool(allow_outside_root)
         self.views = [str(v) for v in views] if views else None
@@ -108,9 +117,15 @@ class MultiLabelDataset(Dataset):
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
         self.label_index = index.build() if isinstance(index, LabelIndexBuilder) else index
+        #: the label fixes applied: ``{"file", "rows", "changed"}`` (None without label_fixes); before
+        #: any hold-out or fold is cut, so one fix file serves every part of the data
+        self.label_fixes = self.apply_label_fixes(self.resolve(label_fixes)) if label_fixes else None
         self.holdout = check_holdout(holdout, type(self).__name__)
         if self.holdout is not None:
             self.label_index = self.label_index.take(holdout_rows(self.label_index, len(self.classes), **self.holdout))
+        self.folds = check_folds(folds, type(self).__name__)
+        if self.folds is not None:
+            self.label_index = self.label_index.take(fold_rows(self.label_index, len(self.classes), **self.folds))
         if len(self.label_index.paths) == 0 and not self.annotation_errors:
             raise DataError(
                 f"{getattr(self, 'ann_file', None) or self.data_root or type(self).__name__}: lists no samples (only a header?)"
@@ -319,6 +334,79 @@ class MultiLabelDataset(Dataset):
         combos = Counter(tuple(sorted(a.tolist())) for a in np.split(ids, bounds))
         return [[list(k), v] for k, v in sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))]
 
+    def apply_label_fixes(self, path: str) -> dict:
+        """Apply a label-fix CSV (``path,class,label``) to this dataset's labels, in memory.
+
+        ``path`` is a sample's path as the annotation lists it (relative to ``data_root``, the
+        way ``label_issues.csv`` and the report's "Download label fixes" write it); ``label`` is 1,
+        0 or -1 (unknown: left out of the loss and the metrics).
+
+        Returns:
+            ``{"file", "rows", "changed"}``: how many rows were read and how many labels changed.
+
+        Raises:
+            DataError: a malformed row, an unknown path or class, a label not in 1/0/-1, naming its line.
+        """
+        import csv
+
+        if not os.path.isfile(path):
+            raise DataError(f"label_fixes: file not found: {path}")
+        rows_of = {p: i for i, p in enumerate(self.label_index.paths.tolist())}
+        root_prefix = (self.data_root.rstrip(os.sep) + os.sep).encode() if self.data_root else b""
+        class_id = {c: i for i, c in enumerate(self.classes)}
+        dense: dict[int, np.ndarray] = {}
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:3]] != ["path", "class", "label"]:
+                raise DataError(f"{path}:1: expected the header 'path,class,label', got {','.join(header or [])!r}")
+            n = 0
+            for line_no, row in enumerate(reader, 2):
+                if not row or not any(x.strip() for x in row):
+                    continue
+                if len(row) < 3:
+                    raise DataError(f"{path}:{line_no}: expected 'path,class,label', got {','.join(row)!r}")
+                sample, name, label = row[0], row[1].strip(), row[2].strip()
+                key = sample.encode("utf-8")
+                if key not in rows_of and root_prefix and key.startswith(root_prefix):  # written with data_root in front
+                    key = key[len(root_prefix) :]
+                if key not in rows_of:
+                    raise DataError(f"{path}:{line_no}: '{sample}' is not a sample of this dataset ({self.source(0).rsplit(':', 1)[0]})")
+                if name not in class_id:
+                    raise DataError(
+                        f"{path}:{line_no}: unknown class '{name}' (classes: {', '.join(self.classes[:10])}{', ...' if len(self.classes) > 10 else ''})"
+                    )
+                if label not in ("1", "0", "-1"):
+                    raise DataError(f"{path}:{line_no}: label must be 1, 0 or -1 (unknown), got {label!r}")
+                r = rows_of[key]
+                if r not in dense:
+                    dense[r] = self.get_target(r).numpy().astype(np.int8)
+                dense[r][class_id[name]] = int(label)
+                n += 1
+        changed = sum(int((dense[r] != self.get_target(r).numpy().astype(np.int8)).sum()) for r in dense)
+        self._replace_labels(dense)
+        logger.info("label_fixes: %d fixes from %s, %d labels changed", n, path, changed)
+        return {"file": str(path), "rows": n, "changed": changed}
+
+    def _replace_labels(self, dense: dict[int, np.ndarray]) -> None:
+        """Rebuild the label index with the rows of ``dense`` (full [C] int8 targets) replaced."""
+        if not dense:
+            return
+        idx = self.label_index
+        ids, vals, offsets = [], [], [0]
+        for r in range(len(idx)):
+            if r in dense:
+                t = dense[r]
+                keep = np.flatnonzero(t != self.unlisted)
+                ids.append(keep.astype(np.int32))
+                vals.append(t[keep].astype(np.int8))
+            else:
+                s, e = idx.offsets[r], idx.offsets[r + 1]
+                ids.append(idx.ids[s:e])
+                vals.append(idx.vals[s:e])
+            offsets.append(offsets[-1] + len(ids[-1]))
+        self.label_index = LabelIndex(idx.paths, np.asarray(offsets), np.concatenate(ids), np.concatenate(vals), idx.lines)
+
     def _check_inside_root(self) -> None:
         """A relative path that climbs out of ``data_root`` (``../../etc/passwd``) is an error: an
         annotation file should not reach files its data root does not hold (absolute paths are
@@ -485,6 +573,46 @@ def holdout_rows(index: LabelIndex, num_classes: int, fraction: float, part: str
     split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     keep, held = next(split.split(np.zeros(n), y))
     return np.sort(held if part == "val" else keep)
+
+
+def check_folds(folds: dict | None, where: str) -> dict | None:
+    """``folds`` checked, or one clear error."""
+    if folds is None:
+        return None
+    keys = {"k", "seed", "fold", "part"}
+    if not isinstance(folds, dict) or set(folds) - keys or not {"k", "fold", "part"} <= set(folds):
+        raise DataError(f"{where}.folds: expected {{k: 5, seed: 0, fold: 0..k-1, part: train|held}}, got {folds!r}")
+    k, fold, seed = folds["k"], folds["fold"], folds.get("seed", 0)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise DataError(f"{where}.folds.k: expected an integer >= 2, got {k!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < k:
+        raise DataError(f"{where}.folds.fold: expected an integer in 0..{k - 1}, got {fold!r}")
+    if folds["part"] not in ("train", "held"):
+        raise DataError(f"{where}.folds.part: expected 'train' (the other folds) or 'held' (this fold), got {folds['part']!r}")
+    return {"k": k, "seed": int(seed), "fold": fold, "part": folds["part"]}
+
+
+def fold_assignment(index: LabelIndex, num_classes: int, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of every sample of ``index``: seeded, multi-label stratified K folds
+    (iterative stratification, Sechidis et al. 2011: each class's positives spread evenly), int64 [N]."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    n = len(index)
+    if n < k:
+        raise DataError(f"folds: {k} folds need at least {k} samples, the dataset has {n}")
+    y = index.positives(num_classes)
+    if y.shape[1] == 1:  # one class: its complement makes it a label matrix to stratify
+        y = np.concatenate([y, 1 - y], axis=1)
+    out = np.empty(n, dtype=np.int64)
+    for fold, (_, held) in enumerate(MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), y)):
+        out[held] = fold
+    return out
+
+
+def fold_rows(index: LabelIndex, num_classes: int, k: int, seed: int, fold: int, part: str) -> np.ndarray:
+    """The rows of ``index`` in ``part`` (``train``: every other fold; ``held``: this one) of :func:`fold_assignment`."""
+    assigned = fold_assignment(index, num_classes, k, seed)
+    return np.flatnonzero(assigned == fold if part == "held" else assigned != fold)
 
 
 def check_same_size(dataset, indices: list, samples: list) -> None:

@@ -1,0 +1,186 @@
+"""K-fold cross-validation with out-of-fold scores (``tools/train.py CONFIG --folds K``).
+
+The training split is cut into K multi-label stratified folds (iterative stratification, seeded);
+fold k trains on the other K-1 folds in ``<work_dir>/fold_<k>`` with the config as it is (its
+validation split, if it has one, chooses ``best.pth`` as usual) and scores its own held-out fold.
+Every training sample is then scored exactly once by a model that never saw it:
+``oof_scores.npz`` (the format of ``eval_scores.npz``), the input of a label-error finder
+(``tools/find_label_issues.py``) and of an honest estimate on a small dataset
+(``folds_summary.json``: each metric per fold, mean ± std, and the pooled out-of-fold metrics).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mlcls.apis.loaders import build_loader
+from mlcls.apis.model import build_from_checkpoint
+from mlcls.datasets.base import fold_assignment
+from mlcls.datasets.class_balanced import WRAPPERS
+from mlcls.engine.trainer import predict_loader
+from mlcls.errors import ConfigError
+from mlcls.evaluation import MultiLabelMetric, compute_metrics
+from mlcls.evaluation.functional import SUMMARY_KEYS, bootstrap_ci
+from mlcls.report.store import load_eval_scores, save_eval_scores
+from mlcls.utils.fileio import atomic_open
+from mlcls.utils.misc import write_json
+
+logger = logging.getLogger("mlcls")
+
+OOF_FILE = "oof_scores.npz"
+HELD_FILE = "heldout_scores.npz"  # in each fold_<k>: its fold's scores, the mark of a finished fold
+
+
+def _inner_dataset(section: dict) -> dict:
+    """The dataset config that wrapper configs (ClassBalancedDataset, ...) wrap, to be edited in place."""
+    ds = section["dataset"]
+    while ds.get("type") in WRAPPERS and isinstance(ds.get("dataset"), dict):
+        ds = ds["dataset"]
+    return ds
+
+
+def fold_config(cfg: dict, k: int, seed: int, fold: int, base: Path) -> tuple[dict, dict]:
+    """``(the config that trains fold ``fold`` in base/fold_<fold>, on its training split without that
+    fold; the same config whose test_dataloader reads the fold itself through the evaluation pipeline)``."""
+    run = copy.deepcopy(cfg)
+    run["work_dir"] = str(base / f"fold_{fold}")
+    _inner_dataset(run["train_dataloader"])["folds"] = {"k": k, "seed": seed, "fold": fold, "part": "train"}
+    eval_section = copy.deepcopy(cfg.get("val_dataloader") or cfg.get("test_dataloader") or cfg["train_dataloader"])
+    held = copy.deepcopy(_inner_dataset(cfg["train_dataloader"]))
+    held["pipeline"] = copy.deepcopy(_inner_dataset(eval_section).get("pipeline", held.get("pipeline")))
+    held["folds"] = {"k": k, "seed": seed, "fold": fold, "part": "held"}
+    eval_section.pop("sampler", None)
+    if not cfg.get("val_dataloader"):  # no validation split: the final weights score the held-out fold
+        ckpt_hook = ((run.get("default_hooks") or {}).get("checkpoint")) or {}
+        if ckpt_hook.get("save_best"):
+            ckpt_hook["save_best"] = None
+    return run, {**run, "test_dataloader": {**eval_section, "dataset": held}}
+
+
+def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bool = False, ci: int | None = None) -> dict:
+    """Train ``cfg`` once per fold, score each held-out fold, gather the out-of-fold scores and summarise.
+
+    Args:
+        k: the number of folds (>= 2); the split is seeded by the config's ``seed``.
+        train: ``(config, resume) -> validation metrics`` (``train_model`` with the caller's options).
+        resume: continue an interrupted run: finished folds (their ``heldout_scores.npz``) are kept,
+            the fold that was stopped resumes from its latest checkpoint.
+        ci: bootstrap resamples for intervals of the pooled out-of-fold metrics.
+
+    Returns:
+        the summary written to ``folds_summary.json``.
+    """
+    if k < 2:
+        raise ConfigError(f"--folds: expected K >= 2, got {k}")
+    base = Path(cfg["work_dir"])
+    seed = int(cfg.get("seed", 0))
+    full = build_loader({**cfg, "train_dataloader": {**cfg["train_dataloader"], "num_workers": 0}}, "train", "eval", seed).dataset
+    if not hasattr(full, "label_index"):
+        raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
+    assigned = fold_assignment(full.label_index, full.num_classes, k, seed)
+    paths = [full.image_path(i) for i in range(len(full))]
+    base.mkdir(parents=True, exist_ok=True)
+    folds_csv = base / "folds.csv"
+    with atomic_open(folds_csv, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "fold"])
+        w.writerows(zip(paths, assigned.tolist()))
+    per_fold, held_runs = [], []
+    for fold in range(k):
+        run, score_cfg = fold_config(cfg, k, seed, fold, base)
+        fold_dir = Path(run["work_dir"])
+        if resume and (fold_dir / HELD_FILE).is_file():
+            logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, k, fold_dir / HELD_FILE)
+        else:
+            logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
+                        int((assigned == fold).sum()))  # fmt: skip
+            train(run, resume and (fold_dir / "latest.pth").is_file())
+            _score_heldout(score_cfg, fold_dir)
+        held = load_eval_scores(fold_dir / HELD_FILE)
+        held_runs.append(held)
+        m = compute_metrics(held["scores"], held["targets"], thr=held["thr"])
+        per_fold.append({key: m[key] for key in SUMMARY_KEYS if key in m})
+    # every sample exactly once, in the training set's order
+    row_of = {p: i for i, p in enumerate(paths)}
+    c = full.num_classes
+    scores = torch.full((len(paths), c), float("nan"))
+    targets = torch.zeros((len(paths), c))
+    fold_of = np.full(len(paths), -1)
+    for fold, held in enumerate(held_runs):
+        rows = [row_of[p] for p in held["paths"]]
+        if sorted(rows) != np.flatnonzero(assigned == fold).tolist():
+            raise ConfigError(
+                f"--folds: fold {fold}'s held-out scores do not cover exactly its samples (folds.csv); rerun without --resume"
+            )
+        scores[rows], targets[rows], fold_of[rows] = held["scores"].float(), held["targets"].float(), fold
+    classes = list(held_runs[0]["classes"])
+    thr = held_runs[0]["thr"]
+    meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
+            "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None}  # fmt: skip
+    save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta)
+    pooled = compute_metrics(scores, targets, thr=thr)
+    summary = {
+        "folds": k,
+        "seed": seed,
+        "num_samples": len(paths),
+        "per_fold": per_fold,
+        "mean": {key: float(np.mean([f[key] for f in per_fold])) for key in per_fold[0]},
+        "std": {key: float(np.std([f[key] for f in per_fold], ddof=1)) for key in per_fold[0]},
+        "pooled": {key: pooled[key] for key in SUMMARY_KEYS if key in pooled},
+        "per_class_pooled": {"class": classes, "AP": pooled["AP"], "AUROC": pooled["AUROC"]},
+    }
+    if ci:
+        summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
+    write_json(summary, base / "folds_summary.json")
+    (base / "folds_summary.txt").write_text(format_folds_summary(summary) + "\n")
+    return summary
+
+
+def _score_heldout(run: dict, fold_dir: Path) -> None:
+    """Score the fold's held-out samples with its best checkpoint (the config's ``save_best``) or final weights."""
+    best, latest = fold_dir / "best.pth", fold_dir / "latest.pth"
+    checkpoint = best if best.is_file() else latest
+    model, ckpt, _ = build_from_checkpoint(checkpoint, run)
+    loader = build_loader(run, "test", "eval", int(run.get("seed", 0)))
+    metric = MultiLabelMetric()
+    scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
+    paths = [loader.dataset.image_path(int(i)) for i in metric.indices]
+    thr = model.info.thresholds.tolist()
+    save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
+                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold"})  # fmt: skip
+
+
+def format_folds_summary(summary: dict) -> str:
+    """folds_summary as text: mean ± std over the folds, each fold, and the pooled out-of-fold metrics."""
+    keys = list(summary["mean"])
+    lines = [f"{summary['folds']}-fold cross-validation (seed {summary['seed']}, {summary['num_samples']} samples), held-out folds:"]
+    lines.append("  ".join(f"{key} {summary['mean'][key]:.2f} ± {summary['std'][key]:.2f}" for key in keys))
+    for i, f in enumerate(summary["per_fold"]):
+        lines.append(f"  fold {i}: " + "  ".join(f"{key} {f[key]:.2f}" for key in keys))
+    ci = summary.get("pooled_ci") or {}
+    lines.append(
+        "pooled out-of-fold: "
+        + "  ".join(
+            f"{key} {v:.2f}" + (f" [{ci[key][0]:.2f}, {ci[key][1]:.2f}]" if key in ci else "")
+            for key, v in summary["pooled"].items()
+            if not (isinstance(v, float) and math.isnan(v))
+        )
+    )
+    return "\n".join(lines)
+
+
+def oof_rows_of(path: str | Path) -> dict:
+    """``{path: fold}`` of a run's folds.csv (tests and tools check which model scored what)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["path"]: int(row["fold"]) for row in csv.DictReader(f)}
+
+
+__all__ = ["OOF_FILE", "fold_config", "format_folds_summary", "run_folds"]

@@ -1,0 +1,105 @@
+"""K-fold cross-validation (tools/train.py --folds K) and label fixes, on the tiny shapes set."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlcls.report.store import load_eval_scores
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def folds_run(shapes_root, tmp_path_factory):
+    """A 3-fold run (one epoch per fold) whose second fold was interrupted and resumed."""
+    from mlcls.apis import train_model
+    from mlcls.apis.folds import run_folds
+
+    base = tmp_path_factory.mktemp("folds") / "cv"
+    cfg = tiny_config(shapes_root, base, max_epochs=1)
+    calls = []
+
+    def train(c, resume):
+        calls.append((Path(c["work_dir"]).name, resume))
+        if Path(c["work_dir"]).name == "fold_1" and not resume and len(calls) == 2:
+            train_model({**c, "train_cfg": {**c["train_cfg"], "max_epochs": 1}})
+            raise KeyboardInterrupt  # stopped after fold 1 trained, before it scored its held-out part
+        return train_model(c, resume="auto" if resume else None)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(cfg, 3, train)
+    summary = run_folds(cfg, 3, train, resume=True, ci=20)
+    return base, summary, calls
+
+
+def test_every_sample_is_scored_once_by_a_model_that_never_saw_it(folds_run, shapes_root):
+    from mlcls.apis.folds import oof_rows_of
+    from mlcls.utils.checkpoint import load_checkpoint
+
+    base, summary, calls = folds_run
+    oof = load_eval_scores(base / "oof_scores.npz")
+    train_paths = [str(shapes_root / line.split(",")[0]) for line in (shapes_root / "train.csv").read_text().splitlines()[1:]]
+    assert sorted(oof["paths"]) == sorted(train_paths) and len(set(oof["paths"])) == len(train_paths) == 96
+    assert not torch.isnan(oof["scores"]).any()
+    fold_of = oof_rows_of(base / "folds.csv")
+    for k in range(3):
+        held = load_eval_scores(base / f"fold_{k}" / "heldout_scores.npz")
+        assert {fold_of[p] for p in held["paths"]} == {k}  # fold k's model scored fold k only
+        ckpt = load_checkpoint(base / f"fold_{k}" / "latest.pth")
+        seen = ckpt["meta"]["config"]["train_dataloader"]["dataset"]["folds"]
+        assert seen == {"k": 3, "seed": 0, "fold": k, "part": "train"}  # ...and trained without it
+        i = oof["paths"].index(held["paths"][0])
+        assert torch.equal(oof["scores"][i], held["scores"][0])
+    # stratified: each class's positives within one of K-equal across folds
+    targets = {p: t for p, t in zip(oof["paths"], oof["targets"])}
+    for c in range(oof["targets"].shape[1]):
+        per_fold = [sum(int(targets[p][c] == 1) for p, f in fold_of.items() if f == k) for k in range(3)]
+        assert max(per_fold) - min(per_fold) <= 1, (c, per_fold)
+    # the interrupted fold resumed; the finished one was kept
+    assert calls == [("fold_0", False), ("fold_1", False), ("fold_1", True), ("fold_2", False)]
+    assert summary["folds"] == 3 and set(summary["pooled_ci"]) == {"mAP", "mAUROC", "CF1", "OF1"}
+    assert abs(summary["mean"]["mAP"] - np.mean([f["mAP"] for f in summary["per_fold"]])) < 1e-9
+    assert "3-fold cross-validation" in (base / "folds_summary.txt").read_text()
+
+
+def test_label_fixes_apply_without_editing_the_annotation(shapes_root, tmp_path, mlcls_log):
+    from mlcls.datasets import CSVDataset
+    from mlcls.errors import DataError
+
+    kw = {"ann_file": "train.csv", "classes": "classes.txt", "data_root": str(shapes_root), "check_files": False}
+    plain = CSVDataset(**kw)
+    rel = plain.label_index.paths[3].decode()
+    c0, c1 = plain.classes[0], plain.classes[1]
+    before = plain.get_target(3).clone()
+    fixes = tmp_path / "label_fixes.csv"
+    fixes.write_text(f"path,class,label\n{rel},{c0},{1 - int(before[0])}\n{shapes_root / rel},{c1},-1\n")
+    fixed = CSVDataset(**kw, label_fixes=str(fixes))
+    after = fixed.get_target(3)
+    assert after[0] == 1 - before[0] and after[1] == -1 and torch.equal(after[2:], before[2:])
+    assert all(torch.equal(fixed.get_target(i), plain.get_target(i)) for i in range(len(plain)) if i != 3)
+    assert fixed.label_fixes == {"file": str(fixes), "rows": 2, "changed": 2} and "label_fixes: 2 fixes" in mlcls_log.text
+    for text, msg in [(f"path,class,label\nnope.png,{c0},1\n", r"label_fixes\.csv:2: 'nope\.png' is not a sample"),
+                      (f"path,class,label\n{rel},{c0},1\n{rel},cat,1\n", r"label_fixes\.csv:3: unknown class 'cat'"),
+                      (f"path,class,label\n{rel},{c0},2\n", r"label_fixes\.csv:2: label must be 1, 0 or -1"),
+                      (f"file,label\n{rel},1\n", r"label_fixes\.csv:1: expected the header 'path,class,label'")]:  # fmt: skip
+        fixes.write_text(text)
+        with pytest.raises(DataError, match=msg):
+            CSVDataset(**kw, label_fixes=str(fixes))
+
+
+def test_fold_settings_are_checked():
+    from mlcls.datasets.base import check_folds
+    from mlcls.errors import DataError
+
+    assert check_folds({"k": 5, "fold": 4, "part": "held"}, "D") == {"k": 5, "seed": 0, "fold": 4, "part": "held"}
+    for bad, msg in [({"k": 1, "fold": 0, "part": "train"}, "folds.k: expected an integer >= 2"),
+                     ({"k": 3, "fold": 3, "part": "train"}, r"folds.fold: expected an integer in 0\.\.2"),
+                     ({"k": 3, "fold": 0, "part": "val"}, "folds.part: expected 'train'")]:  # fmt: skip
+        with pytest.raises(DataError, match=msg):
+            check_folds(bad, "D")
+    _ = (csv, json)
