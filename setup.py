@@ -29,8 +29,9 @@ setup(
         "tqdm>=4.60",
         "numpy>=1.22",
         "matplotlib>=3.5",  # plots, and the labelled image grids in TensorBoard
-        "webdataset>=0.2.48",
-        "iterative-stratification>=0.1.7",  # multi-label stratified hold-outs and folds (Sechidis et al. 2011); brings scikit-learn  # tar shards for data in object storage (tools/make_shards.py, WebDatasetShards)
+        "webdataset>=0.2.48",  # tar shards for data in object storage (tools/make_shards.py, WebDatasetShards)
+        "iterative-stratification>=0.1.7",  # multi-label stratified hold-outs and folds (Sechidis et al. 2011); brings scikit-learn
+        "cleanlab>=2.5",  # the label-error finder (tools/find_label_issues.py)
     ],
     extras_require={
         "tests": ["pytest>=7", "scikit-learn>=1.1", "onnx>=1.14", "onnxruntime>=1.15"],

@@ -201,3 +201,39 @@ def make_sparse30_dataset(
         return render_image(rng, [objects[i] for i in order], size), labels
 
     return _write_dataset(Path(root), manifest, SPARSE_CLASSES, splits, make_image, force)
+
+
+def inject_label_noise(root: str | Path, split: str = "train", missing: float = 0.0, extra: float = 0.0, seed: int = 0) -> Path:
+    """Corrupt a generated set's labels the way annotators do, keeping the truth: each positive is
+    dropped with probability ``missing`` (a class the annotator skipped), and ``extra`` x N wrong
+    positives are added at random (a careless tick). Writes ``{split}_noisy.csv`` beside
+    ``{split}.csv`` and ``{split}_noise.csv`` (``path,class,true_label,given_label``, one row per
+    changed pair), for label-error benchmarks; the clean file is left as it is.
+
+    Returns:
+        the noisy CSV's path.
+    """
+    root = Path(root)
+    classes = [ln.strip() for ln in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = (root / f"{split}.csv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], [ln.split(",", 1) for ln in lines[1:] if ln.strip()]
+    rng = np.random.default_rng([seed, 7919])
+    given = [set(labels.split()) for _, labels in rows]
+    truth = [set(g) for g in given]
+    changed = []
+    for i, labels in enumerate(truth):
+        for name in sorted(labels):
+            if rng.random() < missing:
+                given[i].discard(name)
+                changed.append((rows[i][0], name, 1, 0))
+    for _ in range(int(round(extra * len(rows)))):
+        i, name = int(rng.integers(len(rows))), classes[int(rng.integers(len(classes)))]
+        if name not in given[i] and name not in truth[i]:
+            given[i].add(name)
+            changed.append((rows[i][0], name, 0, 1))
+    out = root / f"{split}_noisy.csv"
+    out.write_text("\n".join([header] + [f"{path},{' '.join(sorted(g))}" for (path, _), g in zip(rows, given)]) + "\n", encoding="utf-8")
+    (root / f"{split}_noise.csv").write_text(
+        "path,class,true_label,given_label\n" + "".join(f"{p},{c},{t},{g}\n" for p, c, t, g in changed), encoding="utf-8"
+    )
+    return out

@@ -103,3 +103,66 @@ def test_fold_settings_are_checked():
         with pytest.raises(DataError, match=msg):
             check_folds(bad, "D")
     _ = (csv, json)
+
+
+def test_the_finder_flags_contradicted_labels_never_unknown_ones(tmp_path):
+    # scores that know the truth (as a good out-of-fold model would) against labels with injected errors
+    from mlcls.evaluation.label_issues import find_label_issues
+
+    rng = np.random.default_rng(0)
+    n, c = 600, 4
+    truth = (rng.random((n, c)) < [0.3, 0.2, 0.4, 0.1]).astype(np.int8)
+    scores = np.clip(np.where(truth == 1, rng.beta(8, 2, (n, c)), rng.beta(2, 8, (n, c))), 0, 1)
+    given = truth.copy()
+    dropped = [(i, k) for i, k in zip(*np.nonzero(truth)) if rng.random() < 0.15]
+    for i, k in dropped:
+        given[i, k] = 0  # a positive the annotator skipped
+    given[:40, 0] = -1  # unknown: never flagged, never counted
+    res = find_label_issues(scores, given)
+    flagged = {(r, k) for r, k, *_ in res["pairs"]}
+    assert not any(r < 40 and k == 0 for r, k in flagged)
+    assert res["per_class"][0]["known"] == n - 40
+    wrong = {(i, k) for i, k in dropped if given[i, k] == 0}
+    precision, recall = len(flagged & wrong) / len(flagged), len(flagged & wrong) / len(wrong)
+    assert precision >= 0.8 and recall >= 0.6, (precision, recall)
+    qualities = [q for *_, q in res["pairs"]]
+    assert qualities == sorted(qualities)  # most likely errors first
+    for r, k, g, s, q in res["pairs"]:
+        assert g == given[r, k] and q == pytest.approx(s if g == 1 else 1 - s)
+
+
+def test_find_label_issues_tool_on_a_folds_run(folds_run, run_tool):
+    base, _, _ = folds_run
+    r = run_tool("tools/find_label_issues.py", base, "--min-known", "3")
+    assert r.returncode == 0, r.stderr
+    assert "est. error rate" in r.stdout and "not out-of-fold" not in r.stderr
+    rows = list(csv.DictReader((base / "label_issues.csv").open()))
+    assert [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
+    assert all((row["kind"] == "missing") == (row["given_label"] == "0") for row in rows)
+    oof = load_eval_scores(base / "oof_scores.npz")
+    assert {row["path"] for row in rows} <= set(oof["paths"])
+    # a plain evaluation's scores: said not to be out of sample
+    r = run_tool("tools/find_label_issues.py", base / "fold_0" / "heldout_scores.npz", "--out", base / "x.csv")
+    assert r.returncode == 0 and "is not out-of-fold" in r.stderr
+    _ = json
+
+
+def test_label_noise_injection_keeps_the_truth(shapes_root, tmp_path):
+    import shutil
+
+    from mlcls.datasets.shapes import inject_label_noise
+
+    for name in ("train.csv", "classes.txt"):
+        shutil.copy(shapes_root / name, tmp_path / name)
+    noisy = inject_label_noise(tmp_path, "train", missing=0.3, extra=0.1, seed=1)
+    clean = {ln.split(",")[0]: set(ln.split(",")[1].split()) for ln in (tmp_path / "train.csv").read_text().splitlines()[1:]}
+    given = {ln.split(",")[0]: set(ln.split(",")[1].split()) for ln in noisy.read_text().splitlines()[1:]}
+    changes = list(csv.DictReader((tmp_path / "train_noise.csv").open()))
+    assert changes and set(clean) == set(given)
+    for row in changes:  # every difference is listed, with the true and the given label
+        assert (row["class"] in clean[row["path"]]) == (row["true_label"] == "1")
+        assert (row["class"] in given[row["path"]]) == (row["given_label"] == "1")
+    diff = sum(len(clean[p] ^ given[p]) for p in clean)
+    assert diff == len(changes)
+    dropped = sum(r["given_label"] == "0" for r in changes)
+    assert 0.15 < dropped / sum(len(v) for v in clean.values()) < 0.45

@@ -1,0 +1,60 @@
+"""Which given labels are likely wrong: cleanlab on out-of-sample scores, one (sample, class) pair at a time.
+
+Method (cleanlab's confident learning, applied per class as its multi-label module does): each
+class is a one-vs-rest binary problem; ``cleanlab.filter.find_label_issues`` with
+``filter_by="prune_by_noise_rate"`` estimates from the scores how many of its positives are
+really negatives and the other way round (the confident joint) and flags that many pairs, those
+the scores contradict most. Pairs are ranked by cleanlab's self-confidence quality (the score of
+the given label: ``p`` for a 1, ``1 - p`` for a 0), lowest first. Unlike cleanlab's own
+multi-label entry point, entries whose label is unknown (-1) take no part at all: they are never
+flagged and never counted in a class's estimate.
+
+The scores must be out-of-sample (``oof_scores.npz`` of ``tools/train.py --folds K``): a model
+scoring the samples it was trained on has learned their labels, errors included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def find_label_issues(scores: np.ndarray, targets: np.ndarray, min_known: int = 10) -> dict:
+    """Flag and rank (sample, class) pairs whose given label the scores contradict.
+
+    Args:
+        scores: [N, C] probabilities, out of sample.
+        targets: [N, C] given labels (1, 0, -1 unknown).
+        min_known: a class with fewer known positives or negatives than this is not examined
+            (its estimate would be noise); it is listed in ``skipped``.
+
+    Returns:
+        ``{"pairs": [(row, class, given, score, quality)] most likely wrong first, "per_class":
+        [{"known", "positives", "flagged", "missing", "extra", "rate"}], "skipped": [class ids]}``;
+        ``missing`` = labelled 0 and scored high (a positive the annotator left out), ``extra`` =
+        labelled 1 and scored low.
+    """
+    from cleanlab.filter import find_label_issues as cleanlab_filter
+
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(targets)
+    pairs, per_class, skipped = [], [], []
+    for c in range(t.shape[1]):
+        known = np.flatnonzero(t[:, c] >= 0)
+        y = (t[known, c] > 0.5).astype(int)
+        npos = int(y.sum())
+        row = {"known": int(len(known)), "positives": npos, "flagged": 0, "missing": 0, "extra": 0, "rate": 0.0}
+        per_class.append(row)
+        if npos < min_known or len(y) - npos < min_known:
+            skipped.append(c)
+            continue
+        p = np.clip(s[known, c], 1e-6, 1 - 1e-6)
+        flagged = cleanlab_filter(labels=y, pred_probs=np.stack([1 - p, p], axis=1), filter_by="prune_by_noise_rate", n_jobs=1)
+        quality = np.where(y == 1, p, 1 - p)  # cleanlab's self-confidence
+        for i in np.flatnonzero(flagged):
+            pairs.append((int(known[i]), c, int(y[i]), float(s[known[i], c]), float(quality[i])))
+        row["flagged"] = int(flagged.sum())
+        row["missing"] = int((flagged & (y == 0)).sum())
+        row["extra"] = int((flagged & (y == 1)).sum())
+        row["rate"] = row["flagged"] / max(len(known), 1)
+    pairs.sort(key=lambda x: (x[4], x[0], x[1]))
+    return {"pairs": pairs, "per_class": per_class, "skipped": skipped}

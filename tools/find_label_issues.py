@@ -1,0 +1,72 @@
+"""Find the labels that are likely wrong, from out-of-fold scores.
+
+    python tools/train.py CONFIG --folds 5 --work-dir work_dirs/cv     # every sample scored out of fold
+    python tools/find_label_issues.py work_dirs/cv                     # -> work_dirs/cv/label_issues.csv
+
+Writes ``label_issues.csv`` (path, class, given_label, score, quality, kind, rank; most likely
+errors first; kind ``missing`` = labelled 0 and scored high, ``extra`` = labelled 1 and scored low)
+and prints each class's estimated error rate. ``tools/report.py`` on the same folder shows the
+pairs for review; the fixes it downloads go back in through the dataset key ``label_fixes``.
+It also takes any ``eval_scores.npz`` (a test split's, to audit it), with a warning: scores of a
+model that trained on those samples are not out of sample. The method is in docs/label_issues.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from mlcls.cli import cli_main, int_at_least
+from mlcls.errors import DataError
+
+ISSUES_FILE = "label_issues.csv"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Rank the given labels that out-of-fold scores contradict (cleanlab)")
+    p.add_argument("scores", help="a --folds run folder (its oof_scores.npz), or an .npz of scores")
+    p.add_argument("--out", help=f"the CSV (default: {ISSUES_FILE} beside the scores)")
+    p.add_argument("--min-known", type=int_at_least(1), default=10, help="skip classes with fewer positives or negatives than this")
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(argv=None) -> None:
+    from mlcls.apis.folds import OOF_FILE
+    from mlcls.evaluation.label_issues import find_label_issues
+    from mlcls.report.store import load_eval_scores
+    from mlcls.utils.fileio import atomic_open
+
+    args = parse_args(argv)
+    src = Path(args.scores)
+    if src.is_dir():
+        if not (src / OOF_FILE).is_file():
+            raise DataError(f"{src}: no {OOF_FILE}; run python tools/train.py CONFIG --folds 5 --work-dir {src} first")
+        src = src / OOF_FILE
+    run = load_eval_scores(src)
+    if not run["meta"].get("folds"):
+        print(
+            f"warning: {src} is not out-of-fold: if its model trained on these samples it has learned their labels, errors "
+            "included, and will miss them; use it to audit a held-out split (a test set), or run --folds for the training data",
+            file=sys.stderr,
+        )
+    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known)
+    classes = run["classes"]
+    out = Path(args.out) if args.out else src.parent / ISSUES_FILE
+    with atomic_open(out, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "class", "given_label", "score", "quality", "kind", "rank"])
+        for rank, (row, c, given, score, quality) in enumerate(res["pairs"], 1):
+            w.writerow([run["paths"][row], classes[c], given, f"{score:.6f}", f"{quality:.6f}", "extra" if given == 1 else "missing", rank])
+    width = max(5, *(len(c) for c in classes))
+    print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
+    for c, r in zip(classes, res["per_class"]):
+        rate = "skipped" if classes.index(c) in res["skipped"] else f"{100 * r['rate']:.2f}%"
+        print(f"{c:<{width}}  {r['known']:>6}  {r['positives']:>5}  {r['flagged']:>7}  {r['missing']:>7}  {r['extra']:>5}  {rate:>15}")
+    print(f"{len(res['pairs'])} (sample, class) pairs flagged -> {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
