@@ -55,9 +55,11 @@ def main(argv=None) -> None:
     if len(runs) == 1:
         run = runs[0]
         out = Path(args.out) if args.out else files[0].parent / "report.html"
+        issues = files[0].parent / "label_issues.csv"  # tools/find_label_issues.py's: reviewed in the page
         build_report(
             run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
             gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
+            label_issues=issues if issues.is_file() else None,
         )  # fmt: skip
     else:
         if runs[0]["classes"] != runs[1]["classes"]:  # compared class by class: positions must mean the same classes

@@ -37,11 +37,13 @@ def build_report(
     metrics: dict | None = None,
     at_half: dict | None = None,
     evidence_fn=None,
+    label_issues: str | os.PathLike | None = None,
 ) -> Path:
     """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``).
     ``metrics`` / ``at_half``: :func:`~mlcls.evaluation.functional.compute_metrics` of these
     scores at ``thr`` (with ``sample_metrics``) and at 0.5, when the caller has them already.
-    ``evidence_fn``: for a model of exams, its per-slice evidence (see :func:`write_report`)."""
+    ``evidence_fn``: for a model of exams, its per-slice evidence (see :func:`write_report`);
+    ``label_issues``: a ``label_issues.csv`` whose pairs the page offers for review."""
     counts = (meta.get("train_counts") or {}).get("pos")
     data = report_data(
         scores,
@@ -56,5 +58,9 @@ def build_report(
         metrics=metrics,
         at_half=at_half,
     )
+    if label_issues is not None:  # tools/find_label_issues.py's pairs, for review in the page
+        from mlcls.report.html import label_issue_entries
+
+        data["label_issues"] = label_issue_entries(label_issues, list(classes), views=meta.get("views"))
     title = f"mlcls report: {meta.get('name', '')}"
     return write_report(data, paths, targets, out, title=title, views=meta.get("views"), evidence_fn=evidence_fn)

@@ -199,3 +199,27 @@ def _evidence_input(path: str, views: Sequence[str]):
     """A dataset path as :func:`~mlcls.apis.inference.bag_evidence` takes it: ``{view: file}`` for
     named views, the path itself otherwise."""
     return bags.view_files(path, list(views)) if views != [""] else path
+
+
+def label_issue_entries(
+    issues_csv: str | os.PathLike, classes: Sequence[str], per_class: int = 12, views: Sequence[str] | None = None
+) -> dict:
+    """The "Suspected label errors" section's data: the ``per_class`` most likely wrong pairs of each
+    class from ``label_issues.csv`` (tools/find_label_issues.py), each with its picture."""
+    import csv
+
+    rows: dict[str, list] = {}
+    with open(issues_csv, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["class"] in classes and len(rows.setdefault(r["class"], [])) < per_class:
+                rows[r["class"]].append(r)
+    pairs = []
+    for name in classes:
+        for r in rows.get(name, []):
+            thumb, error, caption = thumbnail(r["path"], views=views)
+            pairs.append({
+                "path": r["path"], "class": classes.index(name), "given": int(r["given_label"]), "score": float(r["score"]),
+                "kind": r["kind"], "rank": int(r["rank"]), "thumb": thumb, "error": error,
+                "caption": caption or os.path.basename(r["path"]),
+            })  # fmt: skip
+    return {"file": str(issues_csv), "per_class": per_class, "pairs": pairs}

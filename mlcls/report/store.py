@@ -96,6 +96,8 @@ def find_scores(path: str) -> Path:
         raise DataError(f"{p}: not found (expected a test output folder holding {SCORES_FILE}, or a training work dir)")
     if (p / SCORES_FILE).is_file():
         return p / SCORES_FILE
+    if (p / "oof_scores.npz").is_file():  # a --folds run: its out-of-fold scores
+        return p / "oof_scores.npz"
     found = sorted(p.glob(f"*/{SCORES_FILE}"))
     if len(found) == 1:
         return found[0]

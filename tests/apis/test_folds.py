@@ -166,3 +166,58 @@ def test_label_noise_injection_keeps_the_truth(shapes_root, tmp_path):
     assert diff == len(changes)
     dropped = sum(r["given_label"] == "0" for r in changes)
     assert 0.15 < dropped / sum(len(v) for v in clean.values()) < 0.45
+
+
+def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(folds_run, run_tool, tmp_path):
+    import time
+
+    from tests.report.browser import Chromium, find_chromium
+    from tests.report.conftest import embedded_data
+
+    base, _, _ = folds_run
+    assert run_tool("tools/find_label_issues.py", base, "--min-known", "3").returncode == 0
+    r = run_tool("tools/report.py", base)  # the folds run: its out-of-fold scores and label_issues.csv
+    assert r.returncode == 0, r.stderr
+    data = embedded_data(base / "report.html")
+    issues = list(csv.DictReader((base / "label_issues.csv").open()))
+    pairs = data["label_issues"]["pairs"]
+    names = load_eval_scores(base / "oof_scores.npz")["classes"]
+    expected_pairs = [(i["path"], i["class"]) for c in names for i in [x for x in issues if x["class"] == c][:12]]
+    assert pairs and [(p["path"], names[p["class"]]) for p in pairs] == expected_pairs  # the top 12 per class, in class order
+    assert all(p["thumb"].startswith("data:image/jpeg") for p in pairs)
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)")
+    b = Chromium(exe, tmp_path / "profile")
+    try:
+        b.open((base / "report.html").as_uri())
+        assert b.errors() == []
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        b.allow_downloads(downloads)
+        b.click(*b.center('#issue-0 [data-d="accept"]'))
+        if len(pairs) > 1:
+            b.click(*b.center('#issue-1 [data-d="unsure"]'))
+        if len(pairs) > 2:
+            b.click(*b.center('#issue-2 [data-d="reject"]'))
+        b.click(*b.center("#fixes-download"))
+        deadline = time.monotonic() + 20
+        while not list(downloads.glob("*.csv")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rows = list(csv.DictReader(next(downloads.glob("*.csv")).open()))
+        classes = load_eval_scores(base / "oof_scores.npz")["classes"]
+        expected = [{"path": pairs[0]["path"], "class": classes[pairs[0]["class"]], "label": str(1 - pairs[0]["given"])}]
+        if len(pairs) > 1:
+            expected.append({"path": pairs[1]["path"], "class": classes[pairs[1]["class"]], "label": "-1"})
+        assert rows == expected  # accepted: flipped; unsure: unknown; rejected: not a fix
+        assert b.errors() == []
+    finally:
+        b.close()
+    # the downloaded file goes straight back in as label_fixes
+    from mlcls.datasets import CSVDataset
+
+    shapes_root = Path(pairs[0]["path"]).parents[2]
+    fixed = CSVDataset(
+        "train.csv", "classes.txt", data_root=str(shapes_root), check_files=False, label_fixes=str(next(downloads.glob("*.csv")))
+    )
+    assert fixed.label_fixes["rows"] == len(expected)

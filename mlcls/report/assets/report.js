@@ -348,6 +348,45 @@
 
   // -------------------------------------------------------------- calibration
   const cal = D.calibration;
+  // -------------------------------------------------------------- suspected label errors
+  if (D.label_issues && D.label_issues.pairs.length) {
+    const L = D.label_issues, decision = L.pairs.map(() => null);  // "accept" | "reject" | "unsure" | null
+    section("label-issues", "Suspected label errors",
+      '<p class="note">From ' + esc(L.file) + ": the pairs whose given label the out-of-fold scores contradict most, at most " + L.per_class +
+      " per class (missing: labelled 0, scored high; extra: labelled 1, scored low). Accept to flip the label, reject to keep it, unsure to make it unknown (-1: left out of training and metrics). " +
+      'Then download the fixes and set <code>label_fixes: label_fixes.csv</code> in the dataset\'s config; the annotation file stays as it is.</p>' +
+      '<p><button id="fixes-download">Download label fixes</button> <span class="note" id="fixes-count"></span></p><div class="gallery" id="issues-body"></div>');
+    const body = $("issues-body");
+    body.innerHTML = L.pairs.map((q, i) => {
+      const pic = q.thumb ? '<img src="' + q.thumb + '" alt="' + esc(q.caption) + '">' : '<div class="missing">' + esc(q.error || "no picture") + "</div>";
+      return '<div class="thumb issue" id="issue-' + i + '" title="' + esc(q.path) + '">' + pic + "<div><b>" + esc(names[q.class]) + "</b>: given " + q.given +
+        ", score " + fmt(q.score, 3) + "</div><div>" + esc(q.caption) + '</div><div class="note">' + esc(q.kind) + ", rank " + q.rank + "</div>" +
+        '<div class="choices">' + ["accept", "reject", "unsure"].map((d) => '<button data-i="' + i + '" data-d="' + d + '">' + d + "</button>").join("") + "</div></div>";
+    }).join("");
+    function fixes() {  // label_fixes.csv rows: the label to use from now on
+      return L.pairs.map((q, i) => (decision[i] === "accept" ? [q, 1 - q.given] : decision[i] === "unsure" ? [q, -1] : null)).filter((x) => x);
+    }
+    function refresh() {
+      L.pairs.forEach((q, i) => ["accept", "reject", "unsure"].forEach((d) => $("issue-" + i).querySelector('[data-d="' + d + '"]').classList.toggle("chosen", decision[i] === d)));
+      const n = decision.filter((d) => d !== null).length;
+      $("fixes-count").textContent = n + " of " + L.pairs.length + " reviewed; " + fixes().length + " fixes";
+    }
+    body.querySelectorAll(".choices button").forEach((b) => b.addEventListener("click", () => {
+      const i = +b.dataset.i;
+      decision[i] = decision[i] === b.dataset.d ? null : b.dataset.d;
+      refresh();
+    }));
+    $("fixes-download").addEventListener("click", () => {
+      const csvCell = (v) => (/[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v));
+      const text = "path,class,label\n" + fixes().map(([q, label]) => [q.path, names[q.class], label].map(csvCell).join(",") + "\n").join("");
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+      a.download = "label_fixes.csv";
+      document.body.appendChild(a); a.click(); a.remove();
+    });
+    refresh();
+  }
+
   section("calibration", "Calibration",
     '<p class="note">Predicted probability (bins of width ' + fmt(1 / cal.bins, 3) + ") against how often the label is really there. On the dashed line the probabilities mean what they say. ECE: the mean gap, weighted by the number of labels in each bin.</p>" +
     '<div class="row">' + canvas("cal-all", 420, 320) + canvas("cal-class", 420, 320) + "</div>");
