@@ -30,6 +30,7 @@ from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics
 from mlcls.evaluation.functional import SUMMARY_KEYS, bootstrap_ci
 from mlcls.report.store import load_eval_scores, save_eval_scores
+from mlcls.utils.dist import barrier, is_main_process
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
 
@@ -87,12 +88,12 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
         raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
     assigned = fold_assignment(full.label_index, full.num_classes, k, seed)
     paths = [full.image_path(i) for i in range(len(full))]
-    base.mkdir(parents=True, exist_ok=True)
-    folds_csv = base / "folds.csv"
-    with atomic_open(folds_csv, newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "fold"])
-        w.writerows(zip(paths, assigned.tolist()))
+    if is_main_process():  # under torchrun every rank runs the folds together; rank 0 writes the files
+        base.mkdir(parents=True, exist_ok=True)
+        with atomic_open(base / "folds.csv", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "fold"])
+            w.writerows(zip(paths, assigned.tolist()))
     per_fold, held_runs = [], []
     for fold in range(k):
         run, score_cfg = fold_config(cfg, k, seed, fold, base)
@@ -103,7 +104,8 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
             logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
                         int((assigned == fold).sum()))  # fmt: skip
             train(run, resume and (fold_dir / "latest.pth").is_file())
-            _score_heldout(score_cfg, fold_dir)
+            _score_heldout(score_cfg, fold_dir)  # every rank takes part in the (gathered) prediction
+            barrier()  # rank 0's file is complete before any rank reads it
         held = load_eval_scores(fold_dir / HELD_FILE)
         held_runs.append(held)
         m = compute_metrics(held["scores"], held["targets"], thr=held["thr"])
@@ -125,7 +127,6 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     thr = held_runs[0]["thr"]
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
             "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None}  # fmt: skip
-    save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta)
     pooled = compute_metrics(scores, targets, thr=thr)
     summary = {
         "folds": k,
@@ -139,8 +140,12 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     }
     if ci:
         summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
-    write_json(summary, base / "folds_summary.json")
-    (base / "folds_summary.txt").write_text(format_folds_summary(summary) + "\n")
+    if is_main_process():
+        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta)
+        write_json(summary, base / "folds_summary.json")
+        with atomic_open(base / "folds_summary.txt") as f:
+            f.write(format_folds_summary(summary) + "\n")
+    barrier()
     return summary
 
 
@@ -154,6 +159,8 @@ def _score_heldout(run: dict, fold_dir: Path) -> None:
     scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
     paths = [loader.dataset.image_path(int(i)) for i in metric.indices]
     thr = model.info.thresholds.tolist()
+    if not is_main_process():
+        return
     save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
                      {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold"})  # fmt: skip
 
