@@ -157,16 +157,22 @@ class PositiveStats:
         new_run = torch.ones(m, dtype=torch.bool)
         new_run[1:] = (k[1:] != k[:-1]) | (v[1:] != v[:-1])
         first_equal = torch.cummax(torch.where(new_run, idx, torch.zeros_like(idx)), 0).values
+        run_end = _run_ends(new_run)
         bin_end = torch.searchsorted(k, k, right=True)
         row_end = torch.searchsorted(r, r, right=True) if c > 1 else torch.full_like(idx, m)
         pos_before = torch.zeros(m + 1, dtype=torch.long)
         torch.cumsum(p, 0, out=pos_before[1:])
         self.rows = r[p]
         self.scores = v[p]
-        # >= s: everything in higher bins, plus the part of its own bin from its run of ties on
-        self.n_ge = above.reshape(-1)[(k - r)[p]] + (bin_end - first_equal)[p]
+        # >= s: everything in higher bins, plus the part of its own bin from its run of ties on;
+        # > s: the same from the end of its run of ties
+        higher_bins = above.reshape(-1)[(k - r)[p]]
+        self.n_ge = higher_bins + (bin_end - first_equal)[p]
+        self.n_gt = higher_bins + (bin_end - run_end)[p]
         self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
+        self.tp_gt = (pos_before[row_end] - pos_before[run_end])[p]
         self.num_pos = pos.sum(1)
+        self.num_valid = valid.sum(1)
         self.num_classes = c
         self.pos, self.valid, self.all_valid = pos, valid, all_valid
 
@@ -188,14 +194,18 @@ class PositiveStats:
     def _from_entries(self, cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor, c: int) -> None:
         r, v, p, new_run, first_equal = sorted_runs(cls, v, p)
         m = v.numel()
+        run_end = _run_ends(new_run)
         row_end = torch.searchsorted(r, r, right=True)
         pos_before = torch.zeros(m + 1, dtype=torch.long)
         torch.cumsum(p, 0, out=pos_before[1:])
         self.rows, self.scores = r[p], v[p]
-        # known entries of the class scoring >= it: from its run of ties to the end of the class
+        # known entries of the class scoring >= it: from its run of ties to the end of the class (> it: from the run's end)
         self.n_ge = (row_end - first_equal)[p]
+        self.n_gt = (row_end - run_end)[p]
         self.tp_ge = (pos_before[row_end] - pos_before[first_equal])[p]
+        self.tp_gt = (pos_before[row_end] - pos_before[run_end])[p]
         self.num_pos = torch.bincount(r[p], minlength=c)
+        self.num_valid = torch.bincount(r, minlength=c)
         self.num_classes = c
         self.all_valid = False
 
@@ -231,13 +241,18 @@ class PositiveStats:
         new_run = np.ones(m, dtype=bool)
         new_run[1:] = (k[1:] != k[:-1]) | (v[1:] != v[:-1])
         first_equal = np.maximum.accumulate(np.where(new_run, np.arange(m), 0)) if m else np.zeros(0, np.int64)
+        run_end = _run_ends(torch.from_numpy(new_run)).numpy()
         bin_end = np.searchsorted(k, k, side="right")
         pos_before = np.concatenate([[0], np.cumsum(p)])
         self.scores = torch.from_numpy(v[p])
         self.rows = torch.zeros(len(self.scores), dtype=torch.long)
-        self.n_ge = torch.from_numpy(above[k[p]] + (bin_end - first_equal)[p])
+        higher_bins = above[k[p]]
+        self.n_ge = torch.from_numpy(higher_bins + (bin_end - first_equal)[p])
+        self.n_gt = torch.from_numpy(higher_bins + (bin_end - run_end)[p])
         self.tp_ge = torch.from_numpy(pos_before[m] - pos_before[first_equal][p])
+        self.tp_gt = torch.from_numpy(pos_before[m] - pos_before[run_end][p])
         self.num_pos = pos.sum().reshape(1)
+        self.num_valid = valid.sum().reshape(1)
         self.num_classes = 1
         self.pos, self.valid, self.all_valid = pos[None], valid[None], all_valid
 
@@ -263,6 +278,21 @@ class PositiveStats:
         best = self.per_class_max(f1)
         return self.per_class_max(torch.where(f1 >= best[self.rows], self.scores.double(), -math.inf))
 
+    def roc_auc(self) -> torch.Tensor:
+        """[c] ROC AUC in [0, 1] from the same pass as AP; NaN where a class lacks positives or negatives.
+
+        Per positive: the negatives scoring below it, plus half of those tied with it (the
+        Mann-Whitney statistic with ties averaged, which is scikit-learn's ``roc_auc_score``):
+        ``n_neg - (neg_ge + neg_gt) / 2`` with ``neg_ge = n_ge - tp_ge`` and ``neg_gt = n_gt - tp_gt``.
+        The sum is taken in integers (twice each term) and divided once, so the value is the
+        correctly rounded AUC, bit for bit the same as from ranks.
+        """
+        n_neg = (self.num_valid - self.num_pos).long()
+        twice = 2 * n_neg[self.rows] - (self.n_ge - self.tp_ge) - (self.n_gt - self.tp_gt)
+        total = torch.zeros(self.num_classes, dtype=torch.long).index_add_(0, self.rows, twice.long())
+        auc = total.double() / (2 * self.num_pos.long() * n_neg).double()
+        return torch.where((self.num_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, math.nan))
+
     def average_precision(self) -> torch.Tensor:
         """[c] AP in [0, 1]; NaN for a class without positives."""
         prec = self.tp_ge.double() / self.n_ge.clamp(min=1).double()
@@ -271,45 +301,15 @@ class PositiveStats:
         return torch.where(self.num_pos > 0, ap, torch.full_like(ap, math.nan))
 
 
-def roc_auc_entries(cls: torch.Tensor, v: torch.Tensor, p: torch.Tensor, c: int) -> torch.Tensor:
-    """[c] ROC AUC in [0, 1] from known entries: class [M], score [M], positive flag [M]; NaN where a
-    class lacks positives or negatives.
-
-    The Mann-Whitney statistic with tied scores sharing their average rank, which equals the area
-    under the ROC curve with ties drawn as diagonal steps (scikit-learn's ``roc_auc_score``).
-    """
-    r, v, p, starts, first = sorted_runs(cls, v, p)
-    m = v.numel()
+def _run_ends(new_run: torch.Tensor) -> torch.Tensor:
+    """[m] for each entry, the index just past its run of equal values (``new_run`` marks run starts)."""
+    m = new_run.numel()
+    if not m:
+        return torch.zeros(0, dtype=torch.long)
     idx = torch.arange(m)
-    ends = torch.ones(m, dtype=torch.bool)
-    ends[:-1] = starts[1:]
-    last = torch.cummin(torch.where(ends, idx, m).flip(0), 0).values.flip(0) if m else idx
-    class_start = torch.searchsorted(r, r)
-    rank = (first + last).double() / 2 - class_start + 1  # 1-based within the class, ties averaged
-    n_pos = torch.bincount(r[p], minlength=c).double()
-    n_neg = torch.bincount(r, minlength=c).double() - n_pos
-    rank_sum = torch.zeros(c, dtype=torch.float64).index_add_(0, r[p], rank[p])
-    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, math.nan))
-
-
-def _block_entries(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(class, score, positive) of the known entries of a [c, n] block."""
-    valid = t >= 0
-    if bool(valid.all()):
-        return torch.arange(s.shape[0]).repeat_interleave(s.shape[1]), s.reshape(-1), (t > 0.5).reshape(-1)
-    rows, cols = valid.nonzero(as_tuple=True)
-    return rows, s[rows, cols], t[rows, cols] > 0.5
-
-
-_AUC_ELEMS = 1 << 16  # entries sorted at once by the AUROC of a block (its temporaries are ~90 bytes an entry)
-
-
-def _roc_auc_block(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """[c] ROC AUC of a [c, n] block, a few classes at a time so the sort's temporaries stay small."""
-    c, n = s.shape
-    rows = max(1, _AUC_ELEMS // max(n, 1))
-    return torch.cat([roc_auc_entries(*_block_entries(s[i : i + rows], t[i : i + rows]), min(rows, c - i)) for i in range(0, c, rows)])
+    nxt = torch.full((m,), m, dtype=torch.long)
+    nxt[:-1] = torch.where(new_run[1:], idx[1:], m)  # the next entry starts a new run: this one ends a run
+    return torch.cummin(nxt.flip(0), 0).values.flip(0)
 
 
 def roc_auc(scores, targets) -> torch.Tensor:
@@ -318,7 +318,7 @@ def roc_auc(scores, targets) -> torch.Tensor:
     s, t = as_tensors(scores, targets)
     out = torch.empty(s.shape[1], dtype=torch.float64)
     for sl, sb, tb in _class_blocks(s, t):
-        out[sl] = _roc_auc_block(sb, tb)
+        out[sl] = PositiveStats(sb, tb).roc_auc()
     return out
 
 
@@ -468,7 +468,7 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     for sl, sb, tb in _class_blocks(s, t):
         stats = PositiveStats(sb, tb)
         ap[sl] = stats.average_precision() * 100
-        auroc[sl] = _roc_auc_block(sb, tb) * 100
+        auroc[sl] = stats.roc_auc() * 100  # from the AP pass: no sort of all N per class
         num_pos[sl] = stats.num_pos
         num_neg[sl] = stats.valid.sum(1) - stats.num_pos
         pred = sb >= thr_vec[sl, None].to(sb.dtype)
@@ -518,7 +518,7 @@ def _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics) -> d
     tp = torch.bincount(cols[pred & p], minlength=c)
     fp = torch.bincount(cols[pred & ~p], minlength=c)
     num_neg = torch.bincount(cols[~p], minlength=c)
-    auroc = roc_auc_entries(cols, v, p, c) * 100
+    auroc = stats.roc_auc() * 100
     out = class_summary(stats.average_precision() * 100, auroc, tp, fp, stats.num_pos - tp, stats.num_pos, num_neg)
     if topk is not None:
         out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
