@@ -45,9 +45,15 @@ def test_the_plugin_example_goes_through_every_tool(shapes_root, tmp_path):
     r = run(tools / "test.py", wd / "best.pth", cwd=tmp_path)
     assert r.returncode == 2 and "custom_imports" in r.stderr and "--trust-config" in r.stderr, r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "sens@spec90" in json.loads((wd / "history.jsonl").read_text().splitlines()[0])  # the user's metric, in validation
     r = run(tools / "test.py", wd / "best.pth", "--trust-config", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "mAP" in r.stdout and (wd / "test_best" / "test_metrics.json").is_file()
+    # ... and in tools/test.py: the printed report, test_metrics.json and the report's header
+    assert "SensitivityAtSpecificity: sens@spec90 " in r.stdout
+    res = json.loads((wd / "test_best" / "test_metrics.json").read_text())
+    assert res["evaluator"]["type"] == "SensitivityAtSpecificity" and res["sens@spec90"] == res["evaluator"]["metrics"]["sens@spec90"]
+    assert "SensitivityAtSpecificity: sens@spec90" in (wd / "test_best" / "report.html").read_text()
     r = run(
         tools / "infer.py",
         wd / "best.pth",

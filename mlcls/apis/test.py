@@ -22,6 +22,8 @@ from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
 from mlcls.evaluation.functional import SUMMARY_KEYS, THRESHOLD_KEYS, bootstrap_ci
+from mlcls.evaluation.metrics import build_evaluator
+from mlcls.registry import METRICS
 from mlcls.report import SCORES_FILE, build_report, save_eval_scores
 from mlcls.utils.checkpoint import save_checkpoint_keeping_links
 from mlcls.utils.fileio import atomic_open
@@ -45,6 +47,26 @@ _CI_COLUMNS = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec
 
 def _key_of(column: str) -> str:
     return next(k for k, c in _CI_COLUMNS.items() if c == column)
+
+
+def evaluator_metrics(ev_cfg: dict, scores: torch.Tensor, targets: torch.Tensor, thr, standard) -> tuple[str, dict]:
+    """``(type, its scalar metrics not among ``standard``)`` of the configured evaluator
+    (``test_evaluator``, else ``val_evaluator``), built through the registry at the thresholds in
+    use: a metric a user registers reaches tools/test.py as it reaches validation."""
+    cfg = dict(ev_cfg)
+    if issubclass(METRICS.get(cfg.get("type", "MultiLabelMetric")), MultiLabelMetric):
+        cfg["thr"] = thr  # the thresholds this evaluation uses (tuned, given or the config's)
+        cfg.pop("gather", None)  # one process holds every score here
+    evaluator = build_evaluator(cfg)
+    name = type(evaluator).__name__
+    if type(evaluator) is MultiLabelMetric:
+        return name, {}
+    if hasattr(evaluator, "evaluate"):
+        out = evaluator.evaluate(scores, targets)
+    else:  # any object with process/compute, as the trainer drives it
+        evaluator.process(scores, targets)
+        out = evaluator.compute()
+    return name, {k: float(v) for k, v in out.items() if k not in standard and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
@@ -273,6 +295,8 @@ def test_model(
         used, source = ev_cfg.get("thr", 0.5), "config"
     scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
+    ev_name, ev_extra = evaluator_metrics(ev_cfg, scores, targets, used, set(metrics))
+    metrics.update(ev_extra)  # the configured evaluator's own metrics, next to the standard ones
     if ci:
         metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
     at_half = (
@@ -289,6 +313,8 @@ def test_model(
         f"thresholds: {source}" + (f"; test-time augmentation: {' + '.join(map(str, model.views))}" if tta else ""),
         format_report(metrics, classes, fallback, note),
     ]
+    if ev_extra:
+        lines.insert(2, f"{ev_name}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()))
     if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
         lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in THRESHOLD_KEYS if k in at_half))
     metrics["report"] = "\n".join(lines)
@@ -297,7 +323,7 @@ def test_model(
         on_report(metrics["report"])
 
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "auroc_skipped", "num_samples")
-    summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra) if k in metrics}
+    summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra, *ev_extra) if k in metrics}
     rows = per_class_rows(metrics, classes)
     results = {
         **summary,
@@ -307,6 +333,7 @@ def test_model(
         "tta": model.views if tta else None,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if ci else {}),
+        "evaluator": {"type": ev_name, "metrics": ev_extra},  # the configured evaluator (its own metrics also above)
         "same_samples": same,  # why these numbers are optimistic (empty: reported on samples nothing was chosen on)
         "per_class": rows,
         # the files of this evaluation (a report.html beside them that is not listed is an earlier one's)
@@ -348,6 +375,7 @@ def test_model(
             (metrics, at_half),
             model_views=bag_views(model),
             same_samples=same,
+            evaluator=f"{ev_name}: " + ", ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()) if ev_extra else None,
             # exams are shown by the slice that carried each class's score
             evidence_fn=(lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None,
         )
@@ -387,6 +415,7 @@ def write_report_files(
     model_views=None,
     same_samples=None,
     evidence_fn=None,
+    evaluator=None,
 ) -> list[Path]:
     """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
     options = dict(options or {})
@@ -404,6 +433,7 @@ def write_report_files(
         "train_counts": ckpt["meta"].get("train_counts"),
         "views": model_views,  # the report shows a multi-view sample by the model's own view
         "same_samples": same_samples or [],
+        "evaluator": evaluator or None,
         "run_dir": run_dir,
         "ci": None
         if not ci

@@ -1,4 +1,4 @@
-"""A user package for mlcls: a dataset, a head, a loss and a hook of your own, registered by name.
+"""A user package for mlcls: a dataset, a head, a loss, a hook and a metric of your own, registered by name.
 
 Put this file anywhere on PYTHONPATH and list it in the config's ``custom_imports``.
 """
@@ -19,7 +19,8 @@ from mlcls.engine import Hook
 from mlcls.errors import DataError
 from mlcls.losses.utils import LossBase, reduce_loss, split_targets
 from mlcls.models.heads.linear import MultiLabelClsHead
-from mlcls.registry import DATASETS, HOOKS, LOSSES, MODELS
+from mlcls.evaluation import MultiLabelMetric
+from mlcls.registry import DATASETS, HOOKS, LOSSES, METRICS, MODELS
 from mlcls.utils.fileio import read_text_lines
 
 
@@ -84,3 +85,32 @@ class MetricHistoryHook(Hook):
     def after_eval(self, trainer, metrics: dict) -> None:
         with open(Path(trainer.work_dir) / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"epoch": trainer.epoch + 1, **{k: metrics[k] for k in self.keys}}) + "\n")
+
+
+@METRICS.register_module()
+class SensitivityAtSpecificity(MultiLabelMetric):
+    """The standard metrics plus ``sens@specXX``: the mean over classes of the best sensitivity
+    (recall) reachable while the specificity stays at or above ``spec`` (a screening set-up)."""
+
+    def __init__(self, spec: float = 0.9, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.name = f"sens@spec{round(spec * 100)}"
+
+    def metric_names(self) -> list[str]:
+        return [*super().metric_names(), self.name]
+
+    def evaluate(self, scores: torch.Tensor, targets: torch.Tensor) -> dict:
+        out = super().evaluate(scores, targets)
+        values = []
+        for c in range(scores.shape[1]):
+            known = targets[:, c] >= 0
+            s, t = scores[known, c], targets[known, c] > 0.5
+            pos, neg = s[t], s[~t]
+            if not len(pos) or not len(neg):
+                continue
+            # the lowest threshold that keeps specificity >= spec, then the sensitivity there
+            ok = [thr for thr in torch.unique(s).tolist() if float((neg < thr).float().mean()) >= self.spec]
+            values.append(float((pos >= min(ok)).float().mean()) * 100 if ok else 0.0)
+        out[self.name] = sum(values) / len(values) if values else float("nan")
+        return out
