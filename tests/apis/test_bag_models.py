@@ -316,13 +316,9 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
     cam = slice_grad_cam(model, bags, "sagittal", k, 0)
     assert cam.shape == vol.shape[-2:] and float(cam.max()) == 1.0
     # in a real browser: a click on an exam shows its slices with their scores, the evidence outlined
-    from tests.report.browser import Chromium, find_chromium
+    from tests.report.browser import chromium_or_skip
 
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)")
-    b = Chromium(exe, tmp_path / "profile")
-    try:
+    with chromium_or_skip(tmp_path / "profile") as b:
         b.open((out / "report.html").as_uri())
         assert b.errors() == []
         first = b.eval("document.querySelector('.thumb.exam .note').parentElement.children[2].textContent")
@@ -332,5 +328,3 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
         assert n >= 6 and b.eval("document.querySelectorAll('#exam-slices .slice.evidence').length") == 1
         assert "each slice's score for acl" in b.eval("document.querySelector('#exam-slices h3').textContent")
         assert b.errors() == []
-    finally:
-        b.close()

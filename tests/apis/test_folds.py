@@ -171,7 +171,7 @@ def test_label_noise_injection_keeps_the_truth(shapes_root, tmp_path):
 def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(folds_run, run_tool, tmp_path):
     import time
 
-    from tests.report.browser import Chromium, find_chromium
+    from tests.report.browser import chromium_or_skip
     from tests.report.conftest import embedded_data
 
     base, _, _ = folds_run
@@ -185,11 +185,7 @@ def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(
     expected_pairs = [(i["path"], i["class"]) for c in names for i in [x for x in issues if x["class"] == c][:12]]
     assert pairs and [(p["path"], names[p["class"]]) for p in pairs] == expected_pairs  # the top 12 per class, in class order
     assert all(p["thumb"].startswith("data:image/jpeg") for p in pairs)
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)")
-    b = Chromium(exe, tmp_path / "profile")
-    try:
+    with chromium_or_skip(tmp_path / "profile") as b:
         b.open((base / "report.html").as_uri())
         assert b.errors() == []
         downloads = tmp_path / "downloads"
@@ -211,8 +207,6 @@ def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(
             expected.append({"path": pairs[1]["path"], "class": classes[pairs[1]["class"]], "label": "-1"})
         assert rows == expected  # accepted: flipped; unsure: unknown; rejected: not a fix
         assert b.errors() == []
-    finally:
-        b.close()
     # the downloaded file goes straight back in as label_fixes
     from mlcls.datasets import CSVDataset
 

@@ -14,6 +14,7 @@ import select
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -151,3 +152,21 @@ class Chromium:
             self.proc.wait()
         os.close(self._w)
         os.close(self._r)
+
+
+SKIP_REASON = "no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)"
+
+
+@contextmanager
+def chromium_or_skip(profile: Path):
+    """A started Chromium for one test, closed afterwards; the test is skipped where there is none."""
+    import pytest
+
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip(SKIP_REASON)
+    b = Chromium(exe, profile)
+    try:
+        yield b
+    finally:
+        b.close()

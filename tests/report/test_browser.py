@@ -19,17 +19,13 @@ from mlcls.evaluation import compute_metrics
 from mlcls.report import load_eval_scores
 from mlcls.report.data import report_data
 from mlcls.report.html import write_compare, write_report
-from tests.report.browser import Chromium, find_chromium
+from tests.report.browser import Chromium, chromium_or_skip
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("no Chromium on this machine (Debian: apt-get install -y chromium; .ci/run installs it)")
-    b = Chromium(exe, tmp_path_factory.mktemp("chromium-profile"))
-    yield b
-    b.close()
+    with chromium_or_skip(tmp_path_factory.mktemp("chromium-profile")) as b:
+        yield b
 
 
 def shown(b: Chromium) -> dict:
