@@ -252,8 +252,8 @@ def acl_model(tmp_path_factory):
     from mlcls.apis import train_model
     from mlcls.datasets.mrnet import make_mrnet_demo
 
-    root = make_mrnet_demo(tmp_path_factory.mktemp("acl"), seed=0, exams={"train": 96, "valid": 60}, slices=(6, 10))
-    cfg = bag_config(root, tmp_path_factory.mktemp("aclrun") / "run", views=("sagittal",), mode="max", max_epochs=4)
+    root = make_mrnet_demo(tmp_path_factory.mktemp("acl"), seed=0, exams={"train": 64, "valid": 40}, slices=(6, 9))
+    cfg = bag_config(root, tmp_path_factory.mktemp("aclrun") / "run", views=("sagittal",), mode="max", max_epochs=3)
     for split in ("train", "val", "test"):
         cfg[f"{split}_dataloader"]["dataset"].update(classes=["acl"], max_instances=None)
     cfg["val_dataloader"]["dataset"].update(split="train", holdout={"fraction": 0.2, "part": "val"})
@@ -269,7 +269,7 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
     truth = json.loads((root / "findings.json").read_text())
     labels = [int(line.split(",")[1]) for line in (root / "valid-acl.csv").read_text().split()]
     model = init_model(None, ckpt)
-    files = [str(root / "valid" / "sagittal" / f"{i:04d}.npy") for i in range(60)]
+    files = [str(root / "valid" / "sagittal" / f"{i:04d}.npy") for i in range(40)]
     results = inference_model(model, files, evidence=True)
     detected = [i for i, r in enumerate(results) if labels[i] and "acl" in r["labels"]]
     assert len(detected) >= 0.8 * sum(labels)  # the model finds the tears, so its evidence means something
@@ -286,7 +286,7 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
     r = run_tool("tools/infer.py", ckpt, root / "valid", "--evidence", "--out", tmp_path / "e.csv", "--workers", "0")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "e.csv").open()))
-    assert [row["evidence_acl"] for row in rows] == [f"sagittal:{results[i]['evidence']['per_class']['acl']['slice']}" for i in range(60)]
+    assert [row["evidence_acl"] for row in rows] == [f"sagittal:{results[i]['evidence']['per_class']['acl']['slice']}" for i in range(40)]
     # the report's galleries show each exam by its evidence slice, and hold every slice's score
     out = tmp_path / "t"
     assert run_tool("tools/test.py", ckpt, "--work-dir", out).returncode == 0

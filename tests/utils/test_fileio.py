@@ -45,57 +45,57 @@ def test_temp_path_keeps_the_extension_and_is_unique(tmp_path):
     assert names(tmp_path) == ["grid.png"]
 
 
-LOCK_HOLDER = """
-import os, sys, time
-import torch
-from mlcls.utils.fileio import WorkDirLock
+def _hold_the_lock_with_busy_workers(work_dir: str, pid_dir: str) -> None:
+    """A run's shape: it takes the work-dir lock, then DataLoader workers (forked) sit in a sample."""
+    import time
 
-work_dir, pid_dir = sys.argv[1], sys.argv[2]
+    import torch
 
-class Slow(torch.utils.data.Dataset):
-    def __len__(self):
-        return 100
-    def __getitem__(self, i):
-        open(os.path.join(pid_dir, str(os.getpid())), "w").close()  # this worker is alive and busy
-        time.sleep(60)  # busy in a sample: the worker cannot notice its parent's death for a minute
-        return i
+    from mlcls.utils.fileio import WorkDirLock
 
-WorkDirLock(work_dir).acquire()
-loader = torch.utils.data.DataLoader(Slow(), num_workers=2, batch_size=1, multiprocessing_context="fork")
-next(iter(loader))
-"""
+    class Slow(torch.utils.data.Dataset):
+        def __len__(self):
+            return 100
+
+        def __getitem__(self, i):
+            open(os.path.join(pid_dir, str(os.getpid())), "w").close()  # this worker is alive and busy
+            time.sleep(60)  # busy in a sample: the worker cannot notice its parent's death for a minute
+            return i
+
+    WorkDirLock(work_dir).acquire()
+    loader = torch.utils.data.DataLoader(Slow(), num_workers=2, batch_size=1, multiprocessing_context="fork")
+    next(iter(loader))
 
 
 def test_the_lock_dies_with_its_process_not_with_its_dataloader_workers(tmp_path):
     # A run SIGKILLed while DataLoader workers are busy: its workers live on for seconds, and the
     # next run (a scheduler's requeue, --resume at once) must get the work dir all the same.
+    import multiprocessing
     import signal
-    import subprocess
-    import sys
     import time
 
     from mlcls.errors import ConfigError
     from mlcls.utils.fileio import WorkDirLock
 
-    script = tmp_path / "holder.py"
-    script.write_text(LOCK_HOLDER)
-    runs = []  # ten runs at once (their start-up is the slow part), then killed one after another
+    runs = []  # ten runs (forked from this process: no interpreter start-up each), killed one after another
     try:
         for k in range(10):
             wd, pids = tmp_path / f"wd{k}", tmp_path / f"pids{k}"
             pids.mkdir()
-            cmd = [sys.executable, str(script), str(wd), str(pids)]
-            runs.append((wd, pids, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            proc = multiprocessing.get_context("fork").Process(target=_hold_the_lock_with_busy_workers, args=(str(wd), str(pids)))
+            proc.start()
+            runs.append((wd, pids, proc))
         deadline = time.monotonic() + 180
         for _, pids, proc in runs:
             while len(os.listdir(pids)) < 2:  # both workers forked (with the lock held) and busy
-                assert proc.poll() is None and time.monotonic() < deadline, "a lock holder did not start its workers"
+                assert proc.is_alive() and time.monotonic() < deadline, "a lock holder did not start its workers"
                 time.sleep(0.05)
         for wd, pids, proc in runs:
             with pytest.raises(ConfigError, match="in use by another training run"):
                 WorkDirLock(wd).acquire()  # held while the run lives
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait() == -signal.SIGKILL
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+            assert proc.exitcode == -signal.SIGKILL
             for pid in map(int, os.listdir(pids)):
                 os.kill(pid, 0)  # its workers are still alive: otherwise this round would prove nothing
             WorkDirLock(wd).acquire().release()  # no sleep: at once
