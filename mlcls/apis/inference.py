@@ -57,7 +57,14 @@ def init_model(
         config = load_config(config)
         import_custom_modules(config)  # the user's own config: its plugins are theirs to import
     model, _, cfg = build_from_checkpoint(checkpoint, config, device, trust_config=trust_config)
-    model.info.pipeline = build_pipeline(test_pipeline_cfg(cfg))
+    return with_test_pipeline(model)
+
+
+def with_test_pipeline(model: nn.Module) -> nn.Module:
+    """``model`` with ``model.info.pipeline`` set to its config's test pipeline when it has none yet
+    (a model built for evaluation, as tools/test.py builds it, gets one the first time it is asked)."""
+    if model.info.pipeline is None:
+        model.info.pipeline = build_pipeline(test_pipeline_cfg(model.info.cfg))
     return model
 
 
@@ -202,9 +209,7 @@ def bag_evidence(model: nn.Module, inputs: Sequence[Any]) -> list[dict]:
     views = bag_views(m)
     if views is None or not hasattr(m, "instance_evidence"):
         raise ConfigError("evidence: only a model of samples made of many images (slices, views) has per-slice evidence")
-    if m.info.pipeline is None:  # a model built for evaluation (tools/test.py): the test pipeline prepares its inputs
-        m.info.pipeline = build_pipeline(test_pipeline_cfg(m.info.cfg))
-    prepare, classes = Preprocessor(m), m.info.classes
+    prepare, classes = Preprocessor(with_test_pipeline(m)), m.info.classes
     device = next(m.parameters()).device
     out = []
     for item in inputs:

@@ -12,7 +12,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import resize
 
-from mlcls.apis.loaders import test_pipeline_cfg
 from mlcls.datasets.bags import BagBatch
 from mlcls.datasets.device_decode import stack_images
 from mlcls.utils.plots import dataset_prediction_grid
@@ -137,9 +136,8 @@ def exam_evidence_grid(
     """The labelled grid of exams, each shown by its evidence slice: the slice that carried the
     score of ``cam_class`` (else of the exam's highest-scoring class), captioned with exam, view,
     slice and class; with ``cam_class``, Grad-CAM of that class over the slice."""
-    from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views
+    from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views, with_test_pipeline
     from mlcls.datasets.bags import exam_name, load_bag, pack, view_files
-    from mlcls.datasets.transforms import build_pipeline
     from mlcls.utils.plots import prediction_grid
 
     classes = list(dataset.classes)
@@ -160,10 +158,7 @@ def exam_evidence_grid(
             f"{os.path.basename(exam_name(path))} {v + ' ' if v else ''}slice {s + 1}/{raw.shape[0]}: {classes[c]} {best['score']:.2f}"
         )
         if cam_class is not None:
-            prepare = Preprocessor(model)
-            if prepare.pipeline is None:
-                model.info.pipeline = build_pipeline(test_pipeline_cfg(model.info.cfg))
-                prepare = Preprocessor(model)
+            prepare = Preprocessor(with_test_pipeline(model))
             # the model reads every slice (no max_instances here), so the slice's row is its index
             bags = pack([{u: prepare.pipeline(load_bag(f)) for u, f in files.items()} if named != [""] else prepare.pipeline(raw)])
             cam = slice_grad_cam(model, bags.to(device), v, s, c)
