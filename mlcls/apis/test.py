@@ -21,7 +21,7 @@ from mlcls.datasets.bags import exam_name, view_files
 from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
-from mlcls.evaluation.functional import SUMMARY_KEYS, THRESHOLD_KEYS, bootstrap_ci
+from mlcls.evaluation.functional import CI_COLUMNS, SUMMARY_KEYS, THRESHOLD_KEYS, bootstrap_ci
 from mlcls.evaluation.metrics import build_evaluator
 from mlcls.registry import METRICS
 from mlcls.report import SCORES_FILE, build_report, save_eval_scores
@@ -41,12 +41,8 @@ def _nan_none(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-#: bootstrap_ci's per-class keys -> the row's column names
-_CI_COLUMNS = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec", "F1": "F1"}
-
-
 def _key_of(column: str) -> str:
-    return next(k for k, c in _CI_COLUMNS.items() if c == column)
+    return next(k for k, c in CI_COLUMNS.items() if c == column)
 
 
 def evaluator_metrics(ev_cfg: dict, scores: torch.Tensor, targets: torch.Tensor, thr, standard) -> tuple[str, dict]:
@@ -73,7 +69,7 @@ def per_class_rows(metrics: dict, classes: list[str]) -> list[dict]:
     """One dict per class (name, positives, negatives, AP, AUROC, P, R = sensitivity, specificity,
     F1, threshold; with ``metrics["ci"]`` the intervals of AP, AUROC, R, spec and F1 as
     ``<column>_ci``), in the dataset's class order."""
-    ci = {_CI_COLUMNS.get(k, k): v for k, v in ((metrics.get("ci") or {}).get("per_class", {})).items()}
+    ci = {CI_COLUMNS.get(k, k): v for k, v in ((metrics.get("ci") or {}).get("per_class", {})).items()}
     rows = []
     for i, name in enumerate(classes):
         row = {

@@ -557,6 +557,14 @@ def check_holdout(holdout: dict | None, where: str) -> dict | None:
     return out
 
 
+def _stratification_labels(index: LabelIndex, num_classes: int) -> np.ndarray:
+    """The [N, C] positives that hold-outs and folds stratify on (unknown entries count as not
+    positive); one class (one model per task) gets its complement beside it, so that it is a label
+    matrix iterative stratification takes."""
+    y = index.positives(num_classes)
+    return np.concatenate([y, 1 - y], axis=1) if y.shape[1] == 1 else y
+
+
 def holdout_rows(index: LabelIndex, num_classes: int, fraction: float, part: str, seed: int) -> np.ndarray:
     """The rows of ``index`` in the ``part`` (``train`` or ``val``) of a seeded, multi-label
     stratified hold-out of ``fraction`` of the samples (iterative stratification: each class's
@@ -567,9 +575,7 @@ def holdout_rows(index: LabelIndex, num_classes: int, fraction: float, part: str
     n = len(index)
     if round(n * fraction) < 1 or round(n * (1 - fraction)) < 1:
         raise DataError(f"holdout: {fraction:g} of {n} samples leaves one part empty")
-    y = index.positives(num_classes)
-    if y.shape[1] == 1:  # one class (one model per task): its complement makes it a label matrix to stratify
-        y = np.concatenate([y, 1 - y], axis=1)
+    y = _stratification_labels(index, num_classes)
     split = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     keep, held = next(split.split(np.zeros(n), y))
     return np.sort(held if part == "val" else keep)
@@ -600,9 +606,7 @@ def fold_assignment(index: LabelIndex, num_classes: int, k: int, seed: int) -> n
     n = len(index)
     if n < k:
         raise DataError(f"folds: {k} folds need at least {k} samples, the dataset has {n}")
-    y = index.positives(num_classes)
-    if y.shape[1] == 1:  # one class: its complement makes it a label matrix to stratify
-        y = np.concatenate([y, 1 - y], axis=1)
+    y = _stratification_labels(index, num_classes)
     out = np.empty(n, dtype=np.int64)
     for fold, (_, held) in enumerate(MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), y)):
         out[held] = fold

@@ -593,6 +593,10 @@ class _SampleMetrics:
 TUNE_OBJECTIVES = ("f1", "precision", "recall", "specificity")
 
 
+#: bootstrap_ci's per-class keys -> the per-class table's column names (R = sensitivity)
+CI_COLUMNS = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec", "F1": "F1"}
+
+
 def bootstrap_ci(
     scores,
     targets,

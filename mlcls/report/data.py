@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from mlcls.evaluation.functional import SUMMARY_KEYS, as_tensors, compute_metrics
+from mlcls.evaluation.functional import CI_COLUMNS, SUMMARY_KEYS, as_tensors, compute_metrics
 from mlcls.utils.misc import SCALARS_FILE, read_scalars
 
 #: Score histogram resolution: thresholds k / NUM_BINS (k = 0..NUM_BINS) are exact in the page.
@@ -215,7 +215,6 @@ def report_data(
     shown = order[:gallery_classes]
     cal = calibration(s, t)
     ci = (m.get("ci") or {}).get("per_class", {})  # bootstrap intervals, when the evaluation computed them
-    ci_names = {"AP": "AP", "AUROC": "AUROC", "recall": "R", "specificity": "spec", "F1": "F1"}
     per_class = []
     for i, name in enumerate(classes):
         per_class.append({
@@ -227,7 +226,7 @@ def report_data(
             "tp": m["tp"][i], "fp": m["fp"][i], "fn": m["fn"][i], "thr": m["thr"][i],
             "ece": cal["per_class"][i]["ece"],
             "train_pos": None if train_counts is None else int(train_counts[i]),
-            **{f"{ci_names.get(k, k)}_ci": [None if math.isnan(v) else round(v, 2) for v in ci[k][i]] for k in ci},
+            **{f"{CI_COLUMNS.get(k, k)}_ci": [None if math.isnan(v) else round(v, 2) for v in ci[k][i]] for k in ci},
         })  # fmt: skip
     return {
         "meta": {**(meta or {}), "num_images": int(s.shape[0]), "num_classes": c, "bins": NUM_BINS},
