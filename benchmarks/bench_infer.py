@@ -82,8 +82,8 @@ def main() -> None:
                 net(x).sigmoid()
 
     from mlcls.apis.loaders import build_loader
-    from mlcls.engine.trainer import predict_loader
     from mlcls.evaluation import MultiLabelMetric
+    from mlcls.evaluation.loop import predict_loader
     from mlcls.models import build_model
     from mlcls.models.info import ModelInfo
 

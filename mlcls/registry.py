@@ -138,6 +138,29 @@ class Registry:
             raise BuildError(f"{self.name} '{getattr(obj_cls, '__name__', obj_cls)}': {e}") from e
 
 
+def missing_members(obj: object, protocol: type) -> list[str]:
+    """The members (attributes, methods, properties) of a ``typing.Protocol`` that ``obj`` lacks."""
+    names = [n for n in getattr(protocol, "__annotations__", {}) if not n.startswith("_")]
+    names += [n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))]
+    return [n for n in dict.fromkeys(names) if not hasattr(obj, n)]
+
+
+def check_part(obj: object, protocol: type, where: str) -> None:
+    """One error naming what ``obj`` (built for ``where``, a config key) lacks of ``protocol``, the
+    interface the rest of mlcls relies on (:mod:`mlcls.models.protocols`, the evaluator's), so a
+    plugin is told at build time instead of failing with an ``AttributeError`` deep in a run.
+
+    Raises:
+        BuildError: e.g. ``model.head: MyHead lacks spatial_input (what every head declares: see mlcls.models.protocols.Head)``.
+    """
+    missing = missing_members(obj, protocol)
+    if missing:
+        raise BuildError(
+            f"{where}: {type(obj).__name__} lacks {', '.join(missing)} "
+            f"(what every {protocol.__name__.lower()} declares: see {protocol.__module__}.{protocol.__name__})"
+        )
+
+
 def _accepted_keys(obj_cls: Callable) -> list[str] | None:
     """The keyword arguments ``obj_cls`` accepts, following ``**kwargs`` up the classes whose
     ``__init__`` passes them on (a dataset to :class:`MultiLabelDataset`); None when open-ended."""

@@ -26,8 +26,8 @@ from mlcls.apis.inference import (
     collect_inputs,
     init_model,
     input_name,
+    model_thresholds,
     predict_files,
-    resolve_thresholds,
     write_results,
 )
 from mlcls.cli import cli_main, int_at_least, number_in
@@ -89,11 +89,9 @@ def main(argv=None) -> None:
     if not paths:
         kinds = ", ".join(IMAGE_EXTENSIONS if views is None else VOLUME_EXTENSIONS + ("folders of images",))
         raise DataError(f"no {what} found in {' '.join(args.inputs)} (looked for {kinds})")
-    thresholds = resolve_thresholds(model, args.thr if args.thr is not None else args.thr_file)
-    if args.thr is not None or args.thr_file:
-        source = "--thr" if args.thr is not None else f"--thr-file {args.thr_file}"
-    else:
-        source = f"top-{args.topk}" if args.topk else model.info.thresholds_source
+    given = args.thr if args.thr is not None else args.thr_file
+    resolved = model_thresholds(model, given, given_as="--thr")
+    thresholds, source = resolved.values, f"top-{args.topk}" if args.topk else resolved.source
     rule = f"the {args.topk} most probable classes" if args.topk else f"the classes at or above their threshold ({source})"
     log.info("%d %s, %d classes; labels: %s", len(paths), what, len(model.info.classes), rule)
     if args.evidence and views is None:

@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 @cli_main
 def main(argv=None) -> None:
-    from mlcls.apis.inference import threshold_values
+    from mlcls.evaluation.thresholds import resolve_thresholds
     from mlcls.report import build_report, load_eval_scores, report_data, write_compare
     from mlcls.report.data import format_paired, paired_comparison, same_samples_problem
     from mlcls.utils.misc import write_json
@@ -49,8 +49,8 @@ def main(argv=None) -> None:
     runs = [load_eval_scores(f) for f in files]
     for f, run in zip(files, runs):
         if args.thr_file:
-            run["thr"] = threshold_values(args.thr_file, run["classes"])
-            run["meta"]["thresholds_source"] = f"file {args.thr_file}"
+            given = resolve_thresholds(run["classes"], args.thr_file)
+            run["thr"], run["meta"]["thresholds_source"] = given.values.tolist(), given.source
         run["meta"].setdefault("name", f.parent.name)
     if len(runs) == 1:
         run = runs[0]

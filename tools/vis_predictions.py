@@ -39,14 +39,14 @@ def main(argv=None) -> None:
 
     import torch
 
-    from mlcls.apis.inference import init_model, resolve_thresholds
+    from mlcls.apis.inference import init_model, model_thresholds
     from mlcls.apis.loaders import build_loader
     from mlcls.apis.visualize import exam_evidence_grid, split_prediction_grid
     from mlcls.datasets.bags import pack
     from mlcls.datasets.device_decode import stack_images
-    from mlcls.engine.trainer import predict_loader
     from mlcls.errors import ConfigError
     from mlcls.evaluation import MultiLabelMetric
+    from mlcls.evaluation.loop import predict_loader
     from mlcls.schema import require
     from mlcls.utils.fileio import atomic_path
     from mlcls.utils.misc import get_logger
@@ -67,7 +67,8 @@ def main(argv=None) -> None:
         if args.cam not in model.info.classes:
             raise ConfigError(f"--cam: unknown class '{args.cam}' (classes: {', '.join(model.info.classes)})")
         cam = model.info.classes.index(args.cam)
-    thr = resolve_thresholds(model, args.thr)
+    resolved = model_thresholds(model, args.thr, given_as="--thr")
+    thr = resolved.values
     num = min(args.num, len(dataset))
     if args.sort == "errors":
         metric = MultiLabelMetric()
@@ -90,9 +91,7 @@ def main(argv=None) -> None:
 
     with atomic_path(args.out) as tmp:
         Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
-    print(
-        f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {'--thr' if args.thr is not None else model.info.thresholds_source})"
-    )
+    print(f"wrote {args.out} ({len(order)} images from '{args.split}', thresholds: {resolved.source})")
 
 
 if __name__ == "__main__":

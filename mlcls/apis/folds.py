@@ -25,10 +25,10 @@ from mlcls.apis.loaders import build_loader
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.datasets.base import fold_assignment
 from mlcls.datasets.class_balanced import WRAPPERS
-from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics
 from mlcls.evaluation.functional import SUMMARY_KEYS, bootstrap_ci
+from mlcls.evaluation.loop import predict_loader
 from mlcls.report.store import load_eval_scores, save_eval_scores
 from mlcls.utils.dist import barrier, is_main_process
 from mlcls.utils.fileio import atomic_open

@@ -31,7 +31,8 @@ from mlcls.datasets.builder import resolve_num_workers
 from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline, split_final_normalize
 from mlcls.errors import ConfigError, DataError
-from mlcls.utils.fileio import atomic_open, loads_json_strict, read_text_lines
+from mlcls.evaluation.thresholds import Thresholds, resolve_thresholds
+from mlcls.utils.fileio import atomic_open, read_text_lines
 
 logger = logging.getLogger("mlcls")
 
@@ -135,63 +136,13 @@ def decode(probs: torch.Tensor, classes: Sequence[str], thresholds: torch.Tensor
     return out
 
 
-def threshold_values(thr: Any, classes: Sequence[str]) -> float | list[float]:
-    """Thresholds given in any of the accepted forms, as a number or one value per class (in ``classes`` order).
-
-    Accepted: a number; a list of one number per class; a ``{class name: threshold}`` dict; a
-    threshold record (``{"values": [...], "classes": [...], ...}``, as stored in checkpoints, written
-    to ``thresholds.json`` and downloaded from the evaluation report; matched by class name); or
-    the path of a JSON file holding any of these.
-    """
-    where = "thr"
-    if isinstance(thr, (str, os.PathLike)):
-        if not os.path.exists(thr) and not str(thr).lower().endswith(".json"):
-            raise ConfigError(
-                f"thr: expected a number in [0, 1], a list of {len(classes)} of them, or the path of a thresholds JSON file, got {thr!r}"
-            )
-        where = str(thr)
-        try:
-            thr = loads_json_strict(Path(thr).read_text(encoding="utf-8"), where)
-        except OSError as e:
-            raise ConfigError(f"thresholds file {where}: cannot read it ({e.strerror or e})") from None
-        except ValueError as e:
-            raise ConfigError(f"thresholds file {where}: not valid JSON ({e})") from None
-    if isinstance(thr, dict) and "values" in thr:
-        if "classes" not in thr:
-            return _check_values(thr["values"], classes, where)
-        if not isinstance(thr["classes"], list) or not isinstance(thr["values"], list) or len(thr["classes"]) != len(thr["values"]):
-            raise ConfigError(f"{where}: 'classes' and 'values' must be lists of the same length")
-        thr = dict(zip(thr["classes"], thr["values"]))
-    if isinstance(thr, dict):
-        unknown = [k for k in thr if k not in classes]
-        missing = [c for c in classes if c not in thr]
-        if unknown or missing:
-            parts = ([f"unknown classes {unknown[:5]}"] if unknown else []) + ([f"no threshold for {missing[:5]}"] if missing else [])
-            raise ConfigError(f"{where}: the thresholds do not match the model's {len(classes)} classes ({'; '.join(parts)})")
-        thr = [thr[c] for c in classes]
-    return _check_values(thr, classes, where)
-
-
-def _check_values(thr: Any, classes: Sequence[str], where: str) -> float | list[float]:
-    n = len(classes)
-    many = isinstance(thr, (list, tuple, torch.Tensor, np.ndarray))
-    values = list(thr) if many else [thr]
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer, torch.Tensor)) or not 0 <= float(v) <= 1:
-            raise ConfigError(f"{where}: expected a number in [0, 1] or a list of {n} of them, got {thr!r}")
-    if many and len(values) != n:
-        raise ConfigError(f"{where}: {len(values)} thresholds given for {n} classes")
-    return [float(v) for v in values] if many else float(values[0])
-
-
-def resolve_thresholds(model: nn.Module, thr: Any) -> torch.Tensor:
-    """``thr`` (see :func:`threshold_values`) as a [C] float tensor; None: the model's own thresholds."""
+def model_thresholds(model: nn.Module, thr: Any = None, given_as: str = "thr") -> Thresholds:
+    """The thresholds a prediction uses: ``thr`` when given (any form
+    :func:`~mlcls.evaluation.thresholds.threshold_values` accepts), else the model's own
+    (``model.info``: resolved when it was built, by the same rule)."""
     if thr is None:
-        return model.info.thresholds
-    values = threshold_values(thr, model.info.classes)
-    if isinstance(values, list):
-        return torch.tensor(values, dtype=torch.float32)
-    return torch.full((len(model.info.classes),), values, dtype=torch.float32)
+        return Thresholds(model.info.thresholds, model.info.thresholds_source)
+    return resolve_thresholds(model.info.classes, thr, given_as=given_as)
 
 
 def bag_evidence(model: nn.Module, inputs: Sequence[Any]) -> list[dict]:
@@ -205,7 +156,7 @@ def bag_evidence(model: nn.Module, inputs: Sequence[Any]) -> list[dict]:
         per input ``{"per_class": {class: {"view", "slice", "score"}}, "slices": {view: [{"slice",
         "scores": {class: p}, "attention": weight or None}]}}``.
     """
-    m = getattr(model, "model", model)  # evidence of the model itself, not of test-time augmentation
+    m = model.model if isinstance(model, TTAModel) else model  # evidence of the model itself, not of test-time augmentation
     views = bag_views(m)
     if views is None or not hasattr(m, "instance_evidence"):
         raise ConfigError("evidence: only a model of samples made of many images (slices, views) has per-slice evidence")
@@ -267,7 +218,7 @@ def inference_model(
         raise ConfigError(f"topk: expected an integer from 1 to {len(model.info.classes)} (the number of classes), got {topk!r}")
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
-    thresholds = resolve_thresholds(model, thr)
+    thresholds = model_thresholds(model, thr).values
     if tta:
         model = TTAModel(model, tta)
     prepare = Preprocessor(model)
@@ -284,10 +235,7 @@ def inference_model(
 def bag_views(model: nn.Module) -> list[str] | None:
     """The views of a model that reads samples made of many images (``[""]`` for one unnamed
     view), or None for a model of single images."""
-    m = getattr(model, "model", model)  # through a TTAModel
-    if getattr(m, "views", None):
-        return list(m.views)
-    return [""] if type(getattr(m, "neck", None)).__name__ == "InstancePooling" else None
+    return model.bag_views  # declared by the model (and passed through by a TTAModel)
 
 
 class Preprocessor:

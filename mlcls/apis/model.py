@@ -6,15 +6,15 @@ import copy
 import os
 import sys
 
-import torch
-
 from mlcls.apis.config import apply_reader_limits, resolve_device
 from mlcls.config import apply_overrides, check_untrusted_config, import_custom_modules
 from mlcls.datasets.labels import first_difference
 from mlcls.datasets.transforms import pipeline_min_side
 from mlcls.errors import BuildError, CheckpointError, ConfigError
+from mlcls.evaluation.thresholds import evaluator_section, resolve_thresholds
 from mlcls.models import build_model
 from mlcls.models.info import ModelInfo
+from mlcls.models.protocols import Classifier, check_part
 from mlcls.schema import require
 from mlcls.utils.checkpoint import eval_state_dict, load_checkpoint, load_model_state
 
@@ -121,15 +121,8 @@ def build_from_checkpoint(
         ) from None
     load_model_state(model, eval_state_dict(ckpt), checkpoint)
     model.to(resolve_device(device or cfg.get("device"))).eval()
-    thresholds = ckpt.get("thresholds")
-    if thresholds and len(thresholds.get("values", [])) == len(classes):
-        values = torch.tensor(thresholds["values"], dtype=torch.float32)
-        source = f"tuned on {thresholds.get('split', '?')} ({thresholds.get('objective', '?')})"
-    else:
-        thr = (cfg.get("test_evaluator") or cfg.get("val_evaluator") or {}).get("thr", 0.5)
-        values = torch.as_tensor(thr, dtype=torch.float32).expand(len(classes)).clone()
-        source = "config evaluator" if thr != 0.5 else "default 0.5"
-    model.info = ModelInfo(list(classes), values, source, cfg)
+    thr = resolve_thresholds(classes, stored=ckpt.get("thresholds"), evaluator=evaluator_section(cfg), checkpoint=checkpoint)
+    model.info = ModelInfo(list(classes), thr.values, thr.source, cfg)
     return model, ckpt, cfg
 
 
@@ -140,15 +133,15 @@ def build_model_for(cfg: dict, classes: list[str], label_stats: dict | None = No
     inference) those weights are restored from the checkpoint.
     """
     model = build_model(require(cfg, "model"), num_classes=len(classes), label_stats=label_stats)
-    if getattr(model, "num_classes", len(classes)) != len(classes):
+    check_part(model, Classifier, "model")
+    if model.num_classes != len(classes):
         raise ConfigError(
             f"model.head.num_classes is {model.num_classes} but the dataset has {len(classes)} classes; "
             "remove num_classes from the head (it is taken from the dataset) or fix the class list"
         )
     # at build time when a pipeline fixes the image size (else the first batch says it)
-    check = getattr(model, "check_input_size", None)
     for split in ("train", "val", "test"):
         side = pipeline_min_side(((cfg.get(f"{split}_dataloader") or {}).get("dataset") or {}).get("pipeline"))
-        if check and side:
-            check(side, f"the images {split}_dataloader.dataset.pipeline puts out")
+        if side:
+            model.check_input_size(side, f"the images {split}_dataloader.dataset.pipeline puts out")
     return model

@@ -13,16 +13,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from mlcls.apis.inference import bag_evidence, bag_views, threshold_values
+from mlcls.apis.inference import bag_evidence, bag_views
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint, check_same_classes
 from mlcls.apis.tta import TTAModel
 from mlcls.datasets.bags import exam_name, view_files
-from mlcls.engine.trainer import predict_loader
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
 from mlcls.evaluation.functional import CI_COLUMNS, SUMMARY_KEYS, THRESHOLD_KEYS, bootstrap_ci
+from mlcls.evaluation.loop import predict_loader
 from mlcls.evaluation.metrics import build_evaluator
+from mlcls.evaluation.thresholds import evaluator_section, resolve_thresholds
 from mlcls.registry import METRICS
 from mlcls.report import SCORES_FILE, build_report, save_eval_scores
 from mlcls.utils.checkpoint import save_checkpoint_keeping_links
@@ -223,7 +224,7 @@ def test_model(
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
     Thresholds, in order of precedence: ``thr`` (a number, per-class values or a thresholds JSON
-    file, see :func:`mlcls.apis.inference.threshold_values`); per-class thresholds tuned now with
+    file, see :func:`mlcls.evaluation.thresholds.resolve_thresholds`); per-class thresholds tuned now with
     ``tune`` (``f1``, ``precision``, ``recall``) on ``tune_split`` and saved into the checkpoint; the
     thresholds already stored in the checkpoint; the evaluator's (0.5 by default). The report
     says which were used and also gives the metrics at 0.5.
@@ -280,26 +281,19 @@ def test_model(
         logger.warning("the numbers below are optimistic: %s", why)
     if tune:
         ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
-    ev_cfg = dict(cfg.get("test_evaluator") or cfg.get("val_evaluator") or {"type": "MultiLabelMetric"})
-    stored = ckpt.get("thresholds")
-    if thr is not None:
-        used = threshold_values(thr, classes)  # checked before the evaluation, not after
-        source = f"file {thr}" if isinstance(thr, (str, os.PathLike)) else "--thr" if isinstance(used, float) else "given per class"
-    elif stored:
-        used, source = stored["values"], f"checkpoint ({stored['objective']} on '{stored['split']}')"
-    else:
-        used, source = ev_cfg.get("thr", 0.5), "config"
+    ev_cfg = evaluator_section(cfg) or {"type": "MultiLabelMetric"}
+    # checked before the evaluation, not after
+    resolved = resolve_thresholds(classes, thr, ckpt.get("thresholds"), ev_cfg, given_as="--thr", checkpoint=checkpoint)
+    used, source, stored = resolved.values.tolist(), resolved.source, resolved.record
     scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     ev_name, ev_extra = evaluator_metrics(ev_cfg, scores, targets, used, set(metrics))
     metrics.update(ev_extra)  # the configured evaluator's own metrics, next to the standard ones
     if ci:
         metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
-    at_half = (
-        metrics if isinstance(used, (int, float)) and used == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
-    )
+    at_half = metrics if resolved.uniform == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
     fallback, note = [], ""
-    if source.startswith("checkpoint") and stored.get("fallback_classes"):
+    if stored and stored.get("fallback_classes"):
         fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
         note = (
             f"fewer than {stored.get('min_pos', '?')} positives on '{stored.get('split', '?')}' to tune on: these classes use the "

@@ -122,8 +122,7 @@ def build_trainer(cfg: dict) -> Trainer:
             label_stats["num_samples"],
         )
     model = build_model_for(cfg, classes, label_stats=label_stats).to(device)
-    if hasattr(model, "resolved_config"):  # 'auto' values as numbers: checkpoints rebuild without the labels
-        cfg["model"] = model.resolved_config(cfg["model"])
+    cfg["model"] = model.resolved_config(cfg["model"])  # 'auto' values as numbers: checkpoints rebuild without the labels
     max_epochs = get(cfg, "train_cfg.max_epochs")
     accumulate = get(cfg, "train_cfg.accumulate")
     scale_lr(cfg, train_loader.batch_size or train_loader.batch_sampler.batch_size)

@@ -55,6 +55,11 @@ class TTAModel(nn.Module):
         if hasattr(model, "info"):
             self.info = model.info
 
+    @property
+    def bag_views(self) -> list[str] | None:
+        """The wrapped model's (see :class:`mlcls.models.protocols.Classifier`)."""
+        return self.model.bag_views
+
     def forward(self, images: torch.Tensor, *args, mode: str = "tensor", **kwargs):
         if mode != "predict":
             return self.model(images, *args, mode=mode, **kwargs)

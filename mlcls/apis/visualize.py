@@ -14,7 +14,8 @@ from torchvision.transforms.v2.functional import resize
 
 from mlcls.datasets.bags import BagBatch
 from mlcls.datasets.device_decode import stack_images
-from mlcls.utils.plots import dataset_prediction_grid
+from mlcls.datasets.image_io import samples_for_display
+from mlcls.utils.plots import scored_grid
 
 logger = logging.getLogger("mlcls")
 
@@ -86,7 +87,8 @@ def split_prediction_grid(
         cams = grad_cam(model, images, cam_class)
         overlays = [F.interpolate(c[None, None], size=(size, size), mode="bilinear")[0, 0].cpu().numpy() for c in cams]
     title = f"Grad-CAM: {dataset.classes[cam_class]}" if cam_class is not None else ""
-    return dataset_prediction_grid(dataset, indices, scores, thr, size=size, overlays=overlays, title=title, ncols=ncols)
+    images, targets = samples_for_display(dataset, indices)
+    return scored_grid(images, targets, scores, thr, dataset.classes, size=size, overlays=overlays, title=title, ncols=ncols)
 
 
 def slice_grad_cam(model: nn.Module, bags: BagBatch, view: str, position: int, class_index: int) -> torch.Tensor:

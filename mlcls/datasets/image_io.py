@@ -278,3 +278,13 @@ def pil_to_uint8(img) -> torch.Tensor:
         img = Image.alpha_composite(bg, img)
     arr = np.asarray(img.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def samples_for_display(dataset, indices: Sequence[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The images of ``indices`` as files hold them (uint8 [3, H, W], no pipeline) and their targets [K, C].
+
+    ``dataset``: a :class:`~mlcls.datasets.protocols.LabelledDataset` of single images (``image_path``,
+    ``get_target``); what prediction grids draw.
+    """
+    images = [load_image(dataset.image_path(int(i))) for i in indices]
+    return images, torch.stack([dataset.get_target(int(i)) for i in indices])

@@ -25,6 +25,7 @@ class LabelledDataset(Protocol):
     return_index: bool  #: evaluation loaders set it
     training: bool  #: False in evaluation: long bags keep evenly spaced instances, not a random subset
     bags: bool  #: a sample is a bag of images (batches are packed by ``collate_bags``)
+    num_bad_images: int  #: unreadable images skipped so far (``on_bad_image: skip``), over all workers
 
     @property
     def num_classes(self) -> int: ...

@@ -157,6 +157,7 @@ class WebDatasetShards(IterableDataset):
 
     return_index = False
     training = True  # (LabelledDataset) shards hold single images: nothing to subsample
+    num_bad_images = 0  # (LabelledDataset) an unreadable image in a shard stops the run: none is skipped
     bags = False
 
     def __init__(

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
+
+from mlcls.evaluation.metrics import Evaluator
 
 
 class Priority(IntEnum):
@@ -42,7 +44,7 @@ class TrainerView(Protocol):
     model: nn.Module
     train_loader: DataLoader
     val_loader: DataLoader | None
-    evaluator: Any
+    evaluator: Evaluator
     last_eval: tuple[torch.Tensor, torch.Tensor] | None  #: the last validation's (scores [N, C], targets [N, C])
     thresholds: dict | None  #: the tuned threshold record checkpoints store
 

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from mlcls.datasets.bags import sample_unit
+from mlcls.datasets.image_io import samples_for_display
 from mlcls.datasets.protocols import LabelledDataset
 from mlcls.engine.hook import Hook, Priority, TrainerView, scalar_metrics
 from mlcls.evaluation import threshold_record, tune_thresholds
@@ -28,7 +29,7 @@ from mlcls.utils.checkpoint import link_checkpoint
 from mlcls.utils.dist import all_reduce, all_reduce_mean, get_world_size, is_main_process
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import read_scalars, write_json
-from mlcls.utils.plots import dataset_prediction_grid
+from mlcls.utils.plots import scored_grid
 
 logger = logging.getLogger("mlcls")
 
@@ -291,9 +292,10 @@ class LoggerHook(Hook):
             return
 
         k = min(self.val_images, len(dataset))
-        thr = getattr(trainer.evaluator, "thr", 0.5)
+        thr = trainer.evaluator.thr
         try:
-            grid = dataset_prediction_grid(dataset, range(k), trainer.last_eval[0][:k].numpy(), thr, title=f"epoch {step}")
+            images, targets = samples_for_display(dataset, range(k))
+            grid = scored_grid(images, targets, trainer.last_eval[0][:k].numpy(), thr, dataset.classes, title=f"epoch {step}")
         except Exception as e:  # noqa: BLE001 - a picture must never stop training (e.g. an unreadable image)
             logger.warning("LoggerHook: validation image grid disabled: %s", e)
             self.val_images = 0
@@ -304,7 +306,8 @@ class LoggerHook(Hook):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        bad = getattr(trainer.train_loader.dataset, "num_bad_images", 0)
+        dataset = trainer.train_loader.dataset
+        bad = dataset.num_bad_images if isinstance(dataset, LabelledDataset) else 0  # a plain torch dataset skips nothing
         if get_world_size() > 1:  # every rank takes part: each has met its own share of the data
             bad = int(all_reduce(torch.tensor([bad], dtype=torch.long)))
         if is_main_process():
@@ -382,7 +385,7 @@ class CollapseGuardHook(Hook):
         scores, targets = trainer.last_eval
         if scores.numel() == 0:
             return
-        thr = torch.as_tensor(getattr(trainer.evaluator, "thr", 0.5), dtype=scores.dtype)
+        thr = torch.as_tensor(trainer.evaluator.thr, dtype=scores.dtype)
         std = scores.std(dim=0, unbiased=False)
         predicted = (scores >= thr).float()
         flat = std < self.min_std

@@ -15,31 +15,19 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from mlcls import __version__
-from mlcls.datasets.builder import Loader, set_loader_epoch
+from mlcls.datasets.builder import set_loader_epoch
 from mlcls.datasets.labels import first_difference
 from mlcls.engine.ema import ModelEMA
 from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
-from mlcls.evaluation.metrics import MultiLabelMetric
+from mlcls.evaluation.loop import batch_to_device, loader_batch_transform, predict_loader
+from mlcls.evaluation.metrics import Evaluator, MultiLabelMetric
+from mlcls.registry import check_part
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint, state_mismatch
-from mlcls.utils.dist import get_rank, is_dist
+from mlcls.utils.dist import get_rank
 from mlcls.utils.misc import get_rng_state, set_random_seed, set_rng_state
 
 logger = logging.getLogger("mlcls")
-
-
-def _batch_transform(loader: DataLoader):
-    """What runs on each whole batch after the copy (a :class:`Loader`'s uint8 normalisation), or None."""
-    return loader.batch_transform if isinstance(loader, Loader) else None
-
-
-def _images_to(images, device: torch.device, memory_format: torch.memory_format, batch_transform=None):
-    """A batch (tensor or ``BagBatch``) on ``device`` in the model's memory format; uint8 batches are
-    normalised there, once (``batch_transform``)."""
-    images = images.to(device, non_blocking=True, memory_format=memory_format)
-    if batch_transform is not None:
-        images = batch_transform(images).contiguous(memory_format=memory_format)
-    return images
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -86,7 +74,7 @@ class Trainer:
         *,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         val_loader: DataLoader | None = None,
-        evaluator: MultiLabelMetric | None = None,
+        evaluator: Evaluator | None = None,
         val_interval: int = 1,
         hooks: Sequence[Hook] = (),
         work_dir: str | Path = "work_dirs/run",
@@ -111,6 +99,7 @@ class Trainer:
         self.scheduler = scheduler
         self.val_loader = val_loader
         self.evaluator = evaluator or MultiLabelMetric()
+        check_part(self.evaluator, Evaluator, "evaluator")
         self.val_interval = max(1, int(val_interval))
         self.hooks = sorted(hooks, key=lambda h: h.priority)
         self.work_dir = Path(work_dir)
@@ -186,10 +175,7 @@ class Trainer:
         wanted = {k: v for h in self.hooks for k, v in h.monitored_metrics().items()}
         if not wanted or self.val_loader is None:
             return
-        classes = getattr(self.val_loader.dataset, "classes", None) or self.meta.get("classes") or ["a", "b"]
-        c = len(classes)
-        probe = self.evaluator.evaluate(torch.rand(4, c), (torch.arange(4 * c).reshape(4, c) % 2).float())  # names only
-        names = {k for k, v in probe.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        names = set(self.evaluator.metric_names())  # declared by the evaluator (tests check it is what compute returns)
         if self.val_weights == "both":
             names |= {f"raw_{k}" for k in names}
         for option, name in wanted.items():
@@ -237,10 +223,10 @@ class Trainer:
         n = self.iters_per_epoch
         loss = None
         t_data = time.perf_counter()
-        batch_transform = _batch_transform(self.train_loader)
+        batch_transform = loader_batch_transform(self.train_loader)
         for i, (images, targets) in enumerate(self.train_loader, start=start):
-            images = _images_to(images, self.device, self.memory_format, batch_transform)
-            targets = targets.to(self.device, non_blocking=True)
+            # the step evaluation shares: copy, channels-last, uint8 normalised once on the device
+            images, targets = batch_to_device(images, targets, self.device, self.memory_format, batch_transform)
             if self.batch_augments is not None:  # Mixup/CutMix: drawn from (seed, rank, iteration), so resume replays them
                 images, targets = self.batch_augments(images, targets, self.iter)
             data_time = time.perf_counter() - t_data
@@ -499,39 +485,3 @@ class Trainer:
                 f"{len(ckpt['optimizer']['param_groups'])} in the checkpoint (another lr decay or weight-decay setting?)"
             )
         return None
-
-
-@torch.no_grad()
-def predict_loader(
-    model: nn.Module,
-    loader: DataLoader,
-    evaluator,
-    device: torch.device,
-    autocast=contextlib.nullcontext,
-    memory_format: torch.memory_format = torch.contiguous_format,
-):
-    """Run ``model(images, mode='predict')`` over ``loader``; returns gathered (scores, targets).
-
-    Batches of ``(images, targets, indices)`` (evaluation loaders, see
-    :func:`mlcls.apis.loaders.build_loader`) carry each sample's dataset index: the gathered rows
-    are then in dataset order, without DistributedSampler padding, whatever the sampler did, and
-    ``evaluator.indices`` names the sample of each row. Batches of ``(images, targets)`` are
-    taken in loader order, which only a single process can vouch for.
-    """
-    model.eval()
-    evaluator.reset()
-    batch_transform = _batch_transform(loader)
-    for batch in loader:
-        images, targets = batch[0], batch[1]
-        if len(batch) < 3 and is_dist():
-            raise TrainingError(
-                "evaluation under DDP needs each sample's dataset index: use an mlcls dataset or wrap yours "
-                "in mlcls.datasets.IndexedDataset so it yields (image, target, index)"
-            )
-        images = _images_to(images, device, memory_format, batch_transform)
-        with autocast():
-            scores = model(images, mode="predict")
-        evaluator.process(scores.float(), targets, batch[2] if len(batch) > 2 else None)
-    if getattr(evaluator, "sharded", False):
-        return None  # class-sharded evaluation: the scores stay on their ranks (evaluator.compute())
-    return evaluator.gathered()

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 
 from mlcls.evaluation.functional import SUMMARY_KEYS, compute_metrics, first_occurrence_sorted
 from mlcls.evaluation.sharded import keep_first_occurrence, sharded_compute_metrics
-from mlcls.registry import METRICS
+from mlcls.registry import METRICS, check_part
 from mlcls.utils.dist import all_gather_cat, is_dist
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """What the evaluation loop, the trainer and its hooks use of an evaluator (``val_evaluator``,
+    ``test_evaluator``); :class:`MultiLabelMetric` and its subclasses offer it."""
+
+    thr: float | Sequence[float]  #: the thresholds its threshold metrics use (hooks draw predictions with them)
+    topk: int | None
+
+    @property
+    def sharded(self) -> bool:
+        """True when ``compute`` evaluates class blocks on their ranks and no rank holds the scores."""
+
+    def reset(self) -> None: ...
+    def process(self, scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None) -> None: ...
+    def gathered(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def evaluate(self, scores: torch.Tensor, targets: torch.Tensor) -> dict: ...
+    def compute(self) -> dict: ...
+    def metric_names(self) -> list[str]: ...
 
 
 @METRICS.register_module()
@@ -99,4 +119,6 @@ class MultiLabelMetric:
 
 def build_evaluator(cfg: dict | None) -> "MultiLabelMetric":
     """An evaluator config (default: :class:`MultiLabelMetric` at threshold 0.5) as an object."""
-    return METRICS.build(cfg or {"type": "MultiLabelMetric"})
+    evaluator = METRICS.build(cfg or {"type": "MultiLabelMetric"})
+    check_part(evaluator, Evaluator, "evaluator")
+    return evaluator

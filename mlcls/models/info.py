@@ -14,9 +14,10 @@ class ModelInfo:
 
     Attributes:
         classes: the class names, in the order of the model's outputs.
-        thresholds: [C] float tensor, the per-class decision thresholds in use.
-        thresholds_source: where they come from (``tuned on val (f1)``, ``config evaluator``,
-            ``default 0.5``), shown in reports and logs.
+        thresholds: [C] float64 tensor, the per-class decision thresholds in use
+            (:func:`mlcls.evaluation.thresholds.resolve_thresholds`).
+        thresholds_source: where they come from (``checkpoint (f1 on 'val')``,
+            ``config evaluator (thr 0.4)``, ``default 0.5``), shown in reports and logs.
         cfg: the config the model was built from (the checkpoint's, or the user's).
         pipeline: the test pipeline, uint8 [3, H, W] -> float [3, h, w] (``None`` until
             :func:`mlcls.apis.init_model` builds it).

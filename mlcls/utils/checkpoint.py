@@ -296,7 +296,7 @@ def load_backbone_weights(backbone: nn.Module, sd: dict[str, torch.Tensor], sour
         CheckpointError: a tensor's shape differs (named), or fewer than ``min_fraction`` of the
             backbone's tensors are found in ``sd`` (names the first expected and found keys).
     """
-    maps: list[KeyMap] = list(getattr(backbone, "pretrained_key_maps", lambda keys: [identity])(list(sd)))
+    maps: list[KeyMap] = list(backbone.pretrained_key_maps(list(sd)))  # declared by every backbone (models.protocols.Backbone)
     own = backbone.state_dict()
     best: tuple[int, dict, list] | None = None
     for key_map in maps:

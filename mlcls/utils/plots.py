@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torchvision.transforms.v2.functional import resize
 
-from mlcls.datasets.image_io import load_image
 from mlcls.errors import DataError
 from mlcls.utils.fileio import atomic_path
 
@@ -133,35 +132,33 @@ def prediction_grid(
     return out
 
 
-def dataset_prediction_grid(
-    dataset,
-    indices: Sequence[int],
+def scored_grid(
+    images: Sequence[torch.Tensor],
+    targets: torch.Tensor,
     scores: np.ndarray,
     thr: float | Sequence[float],
+    classes: Sequence[str],
     size: int = 96,
     overlays: Sequence[np.ndarray | None] | None = None,
     title: str = "",
     ncols: int = 8,
 ) -> np.ndarray:
-    """:func:`prediction_grid` for samples of a :class:`MultiLabelDataset`.
+    """:func:`prediction_grid` from decoded images, their targets and scores.
 
     Args:
-        dataset: gives ``image_path(i)``, ``get_target(i)`` and ``classes``.
-        indices: the K samples to draw.
+        images: K decoded images, uint8 [3, H, W] (e.g. :func:`mlcls.datasets.image_io.samples_for_display`).
+        targets: [K, C], 1 / 0 / -1 (only 1 is drawn as a true label).
         scores: their probabilities [K, C].
         thr: scalar or per-class [C] thresholds (``score >= thr`` is predicted).
+        classes: the C class names.
         size: each image is shown resized to ``size`` x ``size``.
     """
-    classes = list(dataset.classes)
+    classes = list(classes)
     thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(classes),))
-    images, true, pred = [], [], []
-    for k, i in enumerate(indices):
-        img = resize(load_image(dataset.image_path(int(i))), [size, size], antialias=True)
-        images.append(img.permute(1, 2, 0).numpy())
-        t = dataset.get_target(int(i))
-        true.append([classes[c] for c in torch.nonzero(t > 0.5).flatten().tolist()])
-        pred.append([classes[c] for c in np.nonzero(np.asarray(scores[k]) >= thr_arr)[0].tolist()])
-    return prediction_grid(images, true, pred, overlays=overlays, ncols=ncols, title=title)
+    shown = [resize(img, [size, size], antialias=True).permute(1, 2, 0).numpy() for img in images]
+    true = [[classes[c] for c in torch.nonzero(t > 0.5).flatten().tolist()] for t in targets]
+    pred = [[classes[c] for c in np.nonzero(np.asarray(row) >= thr_arr)[0].tolist()] for row in scores]
+    return prediction_grid(shown, true, pred, overlays=overlays, ncols=ncols, title=title)
 
 
 def _series(records: list[dict], key: str) -> list[tuple[float, float]]:

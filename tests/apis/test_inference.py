@@ -39,7 +39,7 @@ def trained(shapes_root, tmp_path_factory) -> Path:
 
 def test_inference_model_on_every_input_kind(trained, shapes_root):
     model = init_model(None, trained)
-    assert model.info.classes[0] == "circle" and model.info.thresholds_source.startswith("tuned on val")
+    assert model.info.classes[0] == "circle" and model.info.thresholds_source.startswith("checkpoint (f1 on 'val')")
     ckpt = load_checkpoint(trained)
     assert model.info.thresholds.tolist() == pytest.approx(ckpt["thresholds"]["values"])
     paths = sorted((shapes_root / "images" / "test").glob("*.png"))[:5]

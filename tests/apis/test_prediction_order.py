@@ -49,8 +49,8 @@ def test_out_rows_equal_direct_inference_of_their_image(split, trained, tmp_path
 
 def _ddp_worker(rank, world, ckpt, out):
     from mlcls.apis.loaders import build_loader
-    from mlcls.engine.trainer import predict_loader
     from mlcls.evaluation import MultiLabelMetric
+    from mlcls.evaluation.loop import predict_loader
 
     model = init_model(None, ckpt)
     loader = build_loader(model.info.cfg, "train", "eval", 0)  # 96 images, 48 per rank, in DefaultSampler order

@@ -17,8 +17,8 @@ from PIL import Image, ImageOps
 from mlcls.datasets import build_dataloader
 from mlcls.datasets import device_decode as dd
 from mlcls.datasets.image_io import apply_orientation, jpeg_orientation, load_image
-from mlcls.engine.trainer import _batch_transform, _images_to
 from mlcls.errors import ConfigError, DataError
+from mlcls.evaluation.loop import batch_to_device, loader_batch_transform
 from mlcls.schema import check_config
 
 CLASSES = ["a", "b", "c"]
@@ -82,7 +82,7 @@ def test_batches_decoded_on_the_device_equal_the_workers_bit_for_bit(jpeg_root):
     n = 0
     for (a, ya), (b, yb) in zip(in_workers, on_device):
         assert isinstance(b, dd.EncodedBatch) and b.data.dtype == torch.uint8 and len(b) == 8  # undecoded bytes crossed from the workers
-        x = _images_to(b, torch.device("cpu"), torch.channels_last, _batch_transform(on_device))  # the trainer's own helper
+        x, _ = batch_to_device(b, yb, torch.device("cpu"), torch.channels_last, loader_batch_transform(on_device))  # the trainer's own step
         assert x.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(x, in_workers.batch_transform(a)) and torch.equal(ya, yb)  # crops and flips drawn alike
         n += 1
@@ -176,7 +176,7 @@ def test_images_of_different_sizes_in_a_batch_name_a_file_of_each(jpeg_root, on_
     with pytest.raises(
         DataError, match=r"different sizes in one batch: 36x40 \(.*images/00\.jpg\) and 40x36 \(.*images/04\.jpg\); add a Resize"
     ):
-        _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, _batch_transform(loader))
+        batch_to_device(*next(iter(loader))[:2], torch.device("cpu"), torch.contiguous_format, loader_batch_transform(loader))
 
 
 def test_samples_read_one_by_one_stack_into_the_loaders_batch(jpeg_root):
@@ -185,7 +185,7 @@ def test_samples_read_one_by_one_stack_into_the_loaders_batch(jpeg_root):
         section = _section(jpeg_root, decode_on_device=on_device, num_workers=0)
         section["dataset"] = {**section["dataset"], "pipeline": [{"type": "Resize", "size": [32, 32]}, {"type": "ToFloatNormalize"}]}
         loader = build_dataloader(section, batch_normalize=True, shuffle=False)
-        by_loader = _images_to(next(iter(loader))[0], torch.device("cpu"), torch.contiguous_format, loader.batch_transform)
+        by_loader, _ = batch_to_device(*next(iter(loader))[:2], torch.device("cpu"), torch.contiguous_format, loader.batch_transform)
         one_by_one = loader.batch_transform(dd.stack_images([loader.dataset[i][0] for i in range(8)]))
         assert isinstance(dd.stack_images([loader.dataset[0][0]]), dd.EncodedBatch if on_device else torch.Tensor)
         assert torch.equal(by_loader, one_by_one)

@@ -151,8 +151,8 @@ def test_a_yaml_alias_bomb_fails_small_and_fast(tmp_path):
 
 
 def test_duplicate_keys_are_errors_in_yaml_and_threshold_files(tmp_path):
-    from mlcls.apis.inference import threshold_values
     from mlcls.config import apply_overrides, load_config
+    from mlcls.evaluation.thresholds import threshold_values
 
     (tmp_path / "c.yaml").write_text("optimizer: {type: SGD, lr: 0.1}\nseed: 1\noptimizer: {type: AdamW, lr: 0.001}\n")
     with pytest.raises(ConfigError, match=r"c\.yaml:3:1: the key 'optimizer' is given twice"):

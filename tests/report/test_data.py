@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlcls.errors import ConfigError, DataError
+from mlcls.errors import DataError
 from mlcls.evaluation import compute_metrics
 from mlcls.report.data import (
     NUM_BINS,
@@ -208,25 +208,3 @@ def test_saved_scores_round_trip_and_refuse_pickles(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(DataError, match="not an mlcls evaluation file"):
         load_eval_scores(tmp_path / "other.npz")
-
-
-def test_threshold_values_accepts_every_form(tmp_path):
-    from mlcls.apis.inference import threshold_values
-
-    classes = ["a", "b", "c"]
-    record = {"values": [0.1, 0.2, 0.3], "classes": ["c", "a", "b"], "objective": "manual"}  # other order: matched by name
-    assert threshold_values(record, classes) == [0.2, 0.3, 0.1]
-    assert threshold_values({"b": 0.5, "a": 0.4, "c": 0.6}, classes) == [0.4, 0.5, 0.6]
-    assert threshold_values(0.3, classes) == 0.3 and threshold_values([0.1, 0.2, 0.3], classes) == [0.1, 0.2, 0.3]
-    (tmp_path / "t.json").write_text(json.dumps(record))
-    assert threshold_values(str(tmp_path / "t.json"), classes) == [0.2, 0.3, 0.1]
-    with pytest.raises(ConfigError, match=r"do not match the model's 3 classes \(unknown classes \['d'\]; no threshold for \['c'\]\)"):
-        threshold_values({"a": 0.1, "b": 0.1, "d": 0.1}, classes)
-    with pytest.raises(ConfigError, match="t2.json: cannot read it"):
-        threshold_values(str(tmp_path / "t2.json"), classes)
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(ConfigError, match="bad.json: not valid JSON"):
-        threshold_values(str(tmp_path / "bad.json"), classes)
-    with pytest.raises(ConfigError, match=r"t3.json: expected a number in \[0, 1\]"):
-        (tmp_path / "t3.json").write_text(json.dumps({"values": [0.1, 2, 0.1], "classes": classes}))
-        threshold_values(str(tmp_path / "t3.json"), classes)

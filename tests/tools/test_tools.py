@@ -52,7 +52,7 @@ def test_train_then_test_round_trip(config_file, tmp_path):
     r = run("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "wd2", "--thr", "0.3")
     assert r.returncode == 0, r.stderr
     m2 = json.loads((tmp_path / "wd2/test_metrics.json").read_text())
-    assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3 and m2["thresholds"]["source"] == "--thr"
+    assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3 and m2["thresholds"]["source"] == "--thr 0.3"
 
 
 def expect_error(r, pattern):
@@ -95,7 +95,7 @@ def test_tuned_thresholds_are_stored_and_used_by_default(config_file, trained_di
     assert (tmp_path / "again/per_class.csv").read_text().startswith("class,positives,negatives,AP,AUROC,P,R,spec,F1,thr")
     assert (tmp_path / "again/ap_vs_frequency.png").is_file()
     r = run_tool("tools/test.py", ckpt, "--work-dir", tmp_path / "global", "--thr", "0.5")
-    assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr"
+    assert json.loads((tmp_path / "global/test_metrics.json").read_text())["thresholds"]["source"] == "--thr 0.5"
 
 
 def test_analyze_logs_plots_several_runs(trained_dir, tmp_path, run_tool):

@@ -31,6 +31,7 @@ class ResNet(nn.Module):
         norm_eval: keep every BatchNorm in eval mode (frozen statistics) while training.
     """
 
+    min_input_size = None  # any size: global pooling after stride 32 takes even a 1x1 map
     arch = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50, 101: tvm.resnet101, 152: tvm.resnet152}
 
     def __init__(self, depth: int = 50, pretrained: str | None = None, frozen_stages: int = -1, norm_eval: bool = False) -> None:

@@ -37,6 +37,8 @@ class TimmBackbone(nn.Module):
         **kwargs: passed to ``timm.create_model`` (``img_size``, ``drop_path_rate``, ...).
     """
 
+    min_input_size = None  # timm models differ; a model with a fixed img_size says so itself
+
     def __init__(
         self,
         model_name: str,

@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mlcls.datasets.bags import BagBatch
 from mlcls.errors import ConfigError
+from mlcls.models.protocols import Backbone, Head, Neck, check_part
 from mlcls.registry import MODELS
 
 
@@ -60,6 +61,7 @@ class ImageClassifier(nn.Module):
             self.backbone = self.backbones[names[0]]
         else:
             self.backbone = MODELS.build(backbone)
+        check_part(self.backbone, Backbone, "model.backbone")
         self.separate_backbones = bool(separate_backbones)
         self.instance_chunk, self.checkpoint_instances = instance_chunk, bool(checkpoint_instances)
         d = self.backbone.out_channels
@@ -67,7 +69,8 @@ class ImageClassifier(nn.Module):
         if num_classes is not None:
             defaults["num_classes"] = num_classes
         self.head = MODELS.build(head, **defaults)
-        spatial = getattr(self.head, "spatial_input", False)
+        check_part(self.head, Head, "model.head")
+        spatial = self.head.spatial_input
         if self.views:  # each view pools its own bag (attention pooling has weights per view)
             if not neck or spatial:
                 raise ConfigError("model.views: give a neck such as {type: InstancePooling, mode: max} and a head on vectors")
@@ -76,17 +79,30 @@ class ImageClassifier(nn.Module):
         else:
             default = nn.Identity() if spatial else MODELS.build({"type": "GlobalAveragePooling"})
             self.neck = MODELS.build(neck, in_channels=d) if neck else default
+        if neck:
+            check_part(self.neck, Neck, "model.neck")
+        #: declared by the neck, not probed: a neck that pools bags makes a model of samples made of many images
+        self.reads_bags = bool(neck) and self.neck.reads_bags
+        if self.views and not self.reads_bags:
+            raise ConfigError(
+                f"model.views: the neck {type(self.neck).__name__} does not pool bags; use {{type: InstancePooling, mode: max}}"
+            )
 
     def resolved_config(self, cfg: dict) -> dict:
         """This model's config with every value derived from the training labels written out as
         plain numbers (``pos_weight: auto`` -> the list in use, the powerset's combinations), so
         the model rebuilds from it without label statistics."""
-        resolve = getattr(self.head, "resolved_config", None)
-        return {**cfg, "head": resolve(cfg["head"])} if resolve else cfg
+        return {**cfg, "head": self.head.resolved_config(cfg["head"])}
 
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+    @property
+    def bag_views(self) -> list[str] | None:
+        """The views this model reads (``[""]``: one unnamed view, a bag pooled by ``InstancePooling``),
+        or None for a model of single images."""
+        return list(self.views) if self.views else [""] if self.reads_bags else None
 
     def check_input_size(self, side: int, where: str = "the input") -> None:
         """``side``: the smaller side of the images, in pixels. One clear error when images are smaller than the backbone takes (its ``min_input_size``),
@@ -95,7 +111,7 @@ class ImageClassifier(nn.Module):
         Raises:
             ConfigError: naming the backbone, its smallest input and the size given.
         """
-        need = getattr(self.backbone, "min_input_size", None)
+        need = self.backbone.min_input_size
         if need and side < need:
             raise ConfigError(
                 f"model.backbone: {type(self.backbone).__name__} takes images of at least {need}x{need} px, "
@@ -122,7 +138,7 @@ class ImageClassifier(nn.Module):
         names = self.views or [""]
         if set(bags.views) != set(names):
             raise ConfigError(f"the batch has the views {sorted(bags.views)}, the model {names}")
-        if not isinstance(self.neck, nn.Module) or not hasattr(self.neck, "MODES"):
+        if not self.reads_bags:
             raise ConfigError(
                 "samples made of many images need model.neck: {type: InstancePooling, mode: max|mean|lse|attention|gated_attention}"
             )

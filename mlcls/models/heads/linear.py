@@ -7,6 +7,7 @@ import torch.nn as nn
 
 import mlcls.losses  # noqa: F401 - registers the losses a head may name
 from mlcls.errors import BuildError
+from mlcls.losses.utils import DataDerivedWeights
 from mlcls.registry import LOSSES, MODELS
 
 
@@ -20,6 +21,8 @@ class MultiLabelClsHead(nn.Module):
         label_stats: training label counts, offered to the loss (for ``auto`` weights).
     """
 
+    spatial_input = False  # reads pooled vectors [B, in_channels] (CSRA and ML-Decoder read the map)
+
     def __init__(self, num_classes: int, in_channels: int, loss: dict | None = None, label_stats: dict | None = None) -> None:
         super().__init__()
         if num_classes <= 0:
@@ -30,8 +33,9 @@ class MultiLabelClsHead(nn.Module):
 
     def resolved_config(self, cfg: dict) -> dict:
         """``cfg`` with the loss's data-derived values (``auto`` weights) written out."""
-        resolve = getattr(self.loss_module, "resolved_config", None)
-        return {**cfg, "loss": resolve(cfg.get("loss") or {"type": "BCEWithLogitsLoss"})} if resolve else cfg
+        if not isinstance(self.loss_module, DataDerivedWeights):  # nothing in it comes from the labels
+            return cfg
+        return {**cfg, "loss": self.loss_module.resolved_config(cfg.get("loss") or {"type": "BCEWithLogitsLoss"})}
 
     def loss(self, feats: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """feats [B, in_channels], targets [B, C] -> ``{"loss": scalar}``."""

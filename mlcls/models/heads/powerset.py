@@ -49,6 +49,8 @@ class LabelPowersetHead(nn.Module):
         label_stats: training label counts with ``combinations`` (passed by the builder).
     """
 
+    spatial_input = False  # reads pooled vectors
+
     def __init__(
         self,
         num_classes: int,

@@ -12,6 +12,8 @@ from mlcls.registry import MODELS
 class GlobalAveragePooling(nn.Module):
     """[B, C, H, W] -> [B, C] by averaging over space (pass-through for [B, C])."""
 
+    reads_bags = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3)) if x.dim() == 4 else x
 
@@ -38,6 +40,7 @@ class InstancePooling(nn.Module):
     """
 
     MODES = ("max", "mean", "lse", "attention", "gated_attention")
+    reads_bags = True  # a model with this neck reads samples made of many images
 
     def __init__(self, mode: str = "max", in_channels: int | None = None, hidden: int = 128, r: float = 5.0) -> None:
         super().__init__()
