@@ -11,9 +11,10 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config
+from mlcls.apis.analyze import dataset_statistics
 from mlcls.cli import cli_main, number_in
 from mlcls.datasets import build_dataset
-from mlcls.datasets.stats import cooccurrence, dataset_statistics
+from mlcls.datasets.stats import cooccurrence
 from mlcls.schema import require
 from mlcls.utils.misc import write_json
 from mlcls.utils.plots import bar_chart, heatmap

@@ -12,10 +12,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import resize
 
-from mlcls.datasets.bags import BagBatch
+from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views, with_test_pipeline
+from mlcls.datasets.bags import BagBatch, exam_name, load_bag, pack, view_files
 from mlcls.datasets.device_decode import stack_images
 from mlcls.datasets.image_io import samples_for_display
-from mlcls.utils.plots import scored_grid
+from mlcls.utils.plots import prediction_grid, scored_grid
 
 logger = logging.getLogger("mlcls")
 
@@ -138,10 +139,6 @@ def exam_evidence_grid(
     """The labelled grid of exams, each shown by its evidence slice: the slice that carried the
     score of ``cam_class`` (else of the exam's highest-scoring class), captioned with exam, view,
     slice and class; with ``cam_class``, Grad-CAM of that class over the slice."""
-    from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views, with_test_pipeline
-    from mlcls.datasets.bags import exam_name, load_bag, pack, view_files
-    from mlcls.utils.plots import prediction_grid
-
     classes = list(dataset.classes)
     named = [v for v in bag_views(model) or [] if v] or [""]
     thr_arr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(classes),))

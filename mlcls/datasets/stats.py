@@ -1,11 +1,11 @@
-"""Label statistics of a multi-label dataset, computed from its CSR arrays (no dense N x C matrix)."""
+"""Label counts of a multi-label dataset from its CSR arrays (no dense N x C matrix); the full
+statistics report is :func:`mlcls.apis.analyze.dataset_statistics`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mlcls.datasets.labels import segment_reduce
-from mlcls.datasets.samplers import repeat_factors
 
 
 def cooccurrence(dataset, chunk: int = 1 << 15, classes: np.ndarray | None = None) -> np.ndarray:
@@ -47,75 +47,9 @@ def suggest_oversample_thr(freq: np.ndarray) -> float:
     return float(np.median(nz)) if len(nz) else 0.0
 
 
-def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: int = 20) -> dict:
-    """Everything ``tools/analyze_dataset.py`` reports, as plain data.
-
-    Keys: ``num_images``, ``num_classes``, ``labels_per_image`` (mean, max, histogram),
-    ``images_without_labels``, ``classes`` (per class, most frequent first: count, frequency,
-    suggested pos_weight = neg/pos, repeat factor), ``imbalance_ratio`` (max/min count over classes
-    with positives), ``classes_without_positives``, ``top_pairs`` (co-occurring pairs),
-    ``all_zeros_baseline`` (what predicting "no label" everywhere scores), ``oversample_thr`` and the
-    epoch size it gives.
-    """
-    n, c = len(dataset), dataset.num_classes
-    stats = dataset.label_stats()
-    pos = np.asarray(stats["pos"], dtype=np.int64)
-    neg = np.asarray(stats["neg"], dtype=np.int64)
-    per_image = positives_per_image(dataset)
-    hist = np.bincount(per_image)
-    freq = dataset.class_frequency()
-    thr = suggest_oversample_thr(freq) if oversample_thr is None else float(oversample_thr)
-    r_class = np.maximum(1.0, np.sqrt(thr / np.maximum(freq, 1e-12))) if thr > 0 else np.ones(c)
-    r_image = repeat_factors(dataset, thr) if thr > 0 else np.ones(n)
-    order_cls = np.argsort(-pos, kind="stable")
-    # pairs among the most frequent classes only: a C x C matrix of 20k classes would be 3 GB
-    pair_classes = order_cls[:MAX_PAIR_CLASSES] if c > MAX_PAIR_CLASSES else np.arange(c)
-    co = cooccurrence(dataset, classes=pair_classes)
-    iu = np.triu_indices(len(pair_classes), k=1)
-    pair_counts = co[iu]
-    order = np.argsort(-pair_counts, kind="stable")[:top_pairs]
-    total_entries = int(pos.sum() + neg.sum())
-    nz = pos[pos > 0]
-    return {
-        "num_images": n,
-        "num_classes": c,
-        "labels_per_image": {
-            "mean": float(per_image.mean()) if n else 0.0,
-            "max": int(per_image.max()) if n else 0,
-            "histogram": hist.tolist(),
-        },
-        "images_without_labels": int((per_image == 0).sum()),
-        "imbalance_ratio": float(nz.max() / nz.min()) if len(nz) else None,
-        "classes_without_positives": [dataset.classes[i] for i in np.flatnonzero(pos == 0)],
-        "classes": [
-            {
-                "name": dataset.classes[i],
-                "count": int(pos[i]),
-                "frequency": float(freq[i]),
-                "pos_weight": float(neg[i] / pos[i]) if pos[i] else None,
-                "repeat_factor": float(r_class[i]),
-            }
-            for i in order_cls
-        ],
-        "top_pairs": [
-            {"pair": [dataset.classes[pair_classes[iu[0][k]]], dataset.classes[pair_classes[iu[1][k]]]], "count": int(pair_counts[k])}
-            for k in order
-            if pair_counts[k] > 0
-        ],
-        "all_zeros_baseline": {
-            "element_accuracy": float(neg.sum() / max(total_entries, 1) * 100),
-            "exact_match": float((per_image == 0).mean() * 100) if n else 0.0,
-            "recall": 0.0,
-            "CR": 0.0,
-            "OR": 0.0,
-            "note": "a model predicting no label scores this 'accuracy' with zero recall",
-        },
-        "top_pairs_note": (
-            f"pairs among the {MAX_PAIR_CLASSES} most frequent of {c} classes" if c > MAX_PAIR_CLASSES else "pairs among all classes"
-        ),
-        "labels": "verified labels only (unlisted entries are unknown)"
-        if getattr(dataset, "unlisted", 0)
-        else "unlisted entries are negatives",
-        "oversample_thr": thr,
-        "repeat_factor_epoch_size": float(r_image.sum()),
-    }
+def known_per_image(dataset) -> np.ndarray:
+    """Known (verified or implied) label entries of each image, int64 [N]: every class minus the
+    stored -1 entries when unlisted classes are negatives, else the stored 0/1 entries only."""
+    if getattr(dataset, "unlisted", 0) == 0:
+        return dataset.num_classes - segment_reduce(np.add, (dataset.label_vals < 0).astype(np.int64), dataset.offsets)
+    return segment_reduce(np.add, (dataset.label_vals >= 0).astype(np.int64), dataset.offsets)

@@ -17,7 +17,8 @@ pairs per class. The same counts give the exact F1-optimal threshold of every cl
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -322,18 +323,50 @@ def roc_auc(scores, targets) -> torch.Tensor:
     return out
 
 
-def class_summary(ap: torch.Tensor, auroc: torch.Tensor, tp, fp, fn, num_pos, num_neg) -> dict:
-    """The per-class numbers every evaluation path computes, and their summaries (one place).
+#: Per-class metrics of the AP pass: name -> ``f(stats, counts) -> [c]`` (float, NaN where undefined),
+#: with ``stats`` a :class:`PositiveStats` and ``counts`` the block's :data:`COUNT_FIELDS` ([c] int64).
+#: The dense, the known-entries (partial labels) and the class-sharded paths all build their
+#: per-class numbers with :func:`class_record`, and the sharded one gathers every entry, so a metric
+#: added here reaches each of them, the per-class table (``compute_metrics(...)[name]``, a list)
+#: and a mean over the classes where it is defined (``m<name>``, unless :func:`class_summary` names it).
+CLASS_METRICS: dict[str, Callable[["PositiveStats", dict], torch.Tensor]] = {
+    "AP": lambda stats, counts: stats.average_precision() * 100,
+    "AUROC": lambda stats, counts: stats.roc_auc() * 100,  # from the AP pass: no sort of all N per class
+}
+#: the per-class counts at the thresholds in use (known entries only) every record holds
+COUNT_FIELDS = ("tp", "fp", "fn", "num_pos", "num_neg")
+
+
+def class_record(stats: "PositiveStats", tp: torch.Tensor, fp: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The one per-class record: every :data:`CLASS_METRICS` entry and :data:`COUNT_FIELDS`, each [c].
 
     Args:
-        ap, auroc: [C] in percent, NaN where undefined (left out of the means and counted).
-        tp, fp, fn, num_pos, num_neg: [C] counts at the thresholds in use (known entries only).
+        stats: the AP pass over a block of c classes (dense, or from the known entries).
+        tp, fp: [c] true and false positives at the thresholds in use (known entries only).
+    """
+    counts = {"tp": tp.long(), "fp": fp.long(), "fn": (stats.num_pos - tp).long(), "num_pos": stats.num_pos.long(),
+              "num_neg": (stats.num_valid - stats.num_pos).long()}  # fmt: skip
+    return {**{k: f(stats, counts).double() for k, f in CLASS_METRICS.items()}, **counts}
+
+
+def record_fields() -> tuple[str, ...]:
+    """The keys of :func:`class_record`, in a fixed order (what the sharded path gathers)."""
+    return (*CLASS_METRICS, *COUNT_FIELDS)
+
+
+def class_summary(record: dict[str, torch.Tensor]) -> dict:
+    """The per-class numbers every evaluation path reports, and their summaries (one place).
+
+    Args:
+        record: :func:`class_record`'s fields over all C classes ([C] each).
 
     Returns:
         ``mAP``, ``num_classes_skipped``, ``AP``, ``mAUROC``, ``auroc_skipped``, ``AUROC``, the
         :func:`rates_from_counts` keys, per-class ``specificity`` (TN / negatives; ``recall`` is
-        the sensitivity) and its mean ``mSpec``, ``num_pos``, ``num_neg``.
+        the sensitivity) and its mean ``mSpec``, ``num_pos``, ``num_neg``; for every other
+        :data:`CLASS_METRICS` entry its per-class list and ``m<name>``.
     """
+    ap, auroc = record["AP"], record["AUROC"]
     m_ap, skipped = mean_average_precision(ap)
     m_auc, auc_skipped = mean_average_precision(auroc)
     out = {
@@ -344,13 +377,18 @@ def class_summary(ap: torch.Tensor, auroc: torch.Tensor, tp, fp, fn, num_pos, nu
         "auroc_skipped": auc_skipped,
         "AUROC": auroc.tolist(),
     }
+    for name in CLASS_METRICS:
+        if name not in out:
+            out[name] = record[name].tolist()
+            out[f"m{name}"] = mean_average_precision(record[name])[0]
+    tp, fp, fn = record["tp"], record["fp"], record["fn"]
     out.update(rates_from_counts(tp, fp, fn))
-    num_neg = torch.as_tensor(num_neg, dtype=torch.float64)
-    spec = torch.where(num_neg > 0, (num_neg - torch.as_tensor(fp, dtype=torch.float64)) / num_neg.clamp(min=1) * 100, math.nan)
+    num_neg = record["num_neg"].double()
+    spec = torch.where(num_neg > 0, (num_neg - fp.double()) / num_neg.clamp(min=1) * 100, math.nan)
     out["specificity"] = spec.tolist()
     out["mSpec"] = float(spec[~torch.isnan(spec)].mean()) if bool((~torch.isnan(spec)).any()) else math.nan
-    out["num_pos"] = torch.as_tensor(num_pos).tolist()
-    out["num_neg"] = num_neg.long().tolist()
+    out["num_pos"] = record["num_pos"].tolist()
+    out["num_neg"] = record["num_neg"].tolist()
     return out
 
 
@@ -448,7 +486,7 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     Returns:
         dict with ``mAP``, ``num_classes_skipped`` (classes without positives, left out of mAP),
         ``AP`` (per-class list, NaN where skipped), ``CP, CR, CF1, OP, OR, OF1, F1_macro, F1_micro``,
-        with ``sample_metrics`` ``hamming_loss``, ``subset_accuracy``, ``one_error`` (see :class:`_SampleMetrics`),
+        with ``sample_metrics`` the :data:`IMAGE_METRICS` (``hamming_loss``, ``subset_accuracy``, ``one_error``),
         per-class ``precision, recall, F1, tp, fp, fn``, ``num_pos``, ``thr`` (per class) and,
         with topk, the ``@k`` keys.
     """
@@ -457,36 +495,49 @@ def compute_metrics(scores, targets, thr=0.5, topk: int | None = None, tune: str
     thr_vec = _threshold_vector(thr, c)
     if tune not in (None, "f1"):
         raise ValueError(f"compute_metrics: tune must be None or 'f1', got '{tune}' (see tune_thresholds for others)")
-    known = _known_entries(t)
-    if known is not None:  # partial labels: every number below comes from the known entries alone
-        return _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics)
-    ap, auroc = torch.empty(c, dtype=torch.float64), torch.empty(c, dtype=torch.float64)
-    counts = torch.zeros(3, c, dtype=torch.long)
-    num_pos, num_neg = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
-    tuned = torch.full((c,), math.nan, dtype=torch.float64)
-    per_image = _SampleMetrics(s.shape[0]) if sample_metrics else None
-    for sl, sb, tb in _class_blocks(s, t):
-        stats = PositiveStats(sb, tb)
-        ap[sl] = stats.average_precision() * 100
-        auroc[sl] = stats.roc_auc() * 100  # from the AP pass: no sort of all N per class
-        num_pos[sl] = stats.num_pos
-        num_neg[sl] = stats.valid.sum(1) - stats.num_pos
-        pred = sb >= thr_vec[sl, None].to(sb.dtype)
-        counts[:, sl] = torch.stack(stats.confusion(pred))
-        if per_image is not None:
-            per_image.update(sb, pred, stats.pos, stats.valid)
-        if tune:
-            tuned[sl] = stats.f1_thresholds()
-    out = class_summary(ap, auroc, *counts, num_pos, num_neg)
+    record, per_image, tuned = class_records(s, t, thr_vec, sample_metrics, tune == "f1")
+    out = class_summary(record)
     if topk is not None:
         out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
     if per_image is not None:
-        out.update(per_image.result())
+        out.update(image_metrics(image_sums(per_image), s.shape[0]))
     out["num_samples"] = int(s.shape[0])
     out["thr"] = thr_vec.tolist()
     if tune:
         out["tuned_thr"] = tuned.tolist()
     return out
+
+
+def class_records(s: torch.Tensor, t: torch.Tensor, thr_vec: torch.Tensor, sample_metrics: bool = False, tune: bool = False):
+    """:func:`class_record` over all C classes and, with ``sample_metrics``, the :class:`ImageCounts`:
+    what every evaluation path builds its numbers from.
+
+    Args:
+        s, t: scores and targets [N, C] (see :func:`as_tensors`); thr_vec: [C] thresholds.
+        tune: also each class's F1-optimal threshold.
+
+    Returns:
+        ``(record, ImageCounts or None, tuned F1 thresholds [C] or None)``: from the known entries
+        alone when most are unknown (partial labels: O(known) work), else one block of classes at a time.
+    """
+    known = _known_entries(t)
+    if known is not None:
+        return _entries_records(s, t, known, thr_vec, sample_metrics, tune)
+    n, c = s.shape
+    record = {k: torch.empty(c, dtype=torch.float64 if k in CLASS_METRICS else torch.long) for k in record_fields()}
+    tuned = torch.full((c,), math.nan, dtype=torch.float64) if tune else None
+    per_image = _ImageAccumulator(n) if sample_metrics else None
+    for sl, sb, tb in _class_blocks(s, t):
+        stats = PositiveStats(sb, tb)
+        pred = sb >= thr_vec[sl, None].to(sb.dtype)
+        tp, fp, _ = stats.confusion(pred)
+        for k, v in class_record(stats, tp, fp).items():
+            record[k][sl] = v
+        if per_image is not None:
+            per_image.update(sb, pred, stats.pos, stats.valid)
+        if tuned is not None:
+            tuned[sl] = stats.f1_thresholds()
+    return record, (per_image.counts() if per_image is not None else None), tuned
 
 
 def _known_entries(t: torch.Tensor, rows_per_chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -507,87 +558,107 @@ def _known_entries(t: torch.Tensor, rows_per_chunk: int = 4096) -> tuple[torch.T
     return torch.cat(rows), torch.cat(cols)
 
 
-def _compute_from_entries(s, t, known, thr_vec, topk, tune, sample_metrics) -> dict:
-    """:func:`compute_metrics` from the known entries only (the same numbers, O(known) work)."""
+def _entries_records(s, t, known, thr_vec, sample_metrics, tune):
+    """:func:`class_records` from the known entries only (the same numbers, O(known) work)."""
     n, c = s.shape
     rows, cols = known
     v, y = s[rows, cols], t[rows, cols]
     p = y > 0.5
     stats = PositiveStats.from_entries(cols, v, p, c)
     pred = v >= thr_vec.to(v.dtype)[cols]
-    tp = torch.bincount(cols[pred & p], minlength=c)
-    fp = torch.bincount(cols[pred & ~p], minlength=c)
-    num_neg = torch.bincount(cols[~p], minlength=c)
-    auroc = stats.roc_auc() * 100
-    out = class_summary(stats.average_precision() * 100, auroc, tp, fp, stats.num_pos - tp, stats.num_pos, num_neg)
-    if topk is not None:
-        out.update(rates_from_counts(*confusion_counts(predict_labels(s, topk=topk), t), suffix=f"@{topk}"))
+    record = class_record(stats, torch.bincount(cols[pred & p], minlength=c), torch.bincount(cols[pred & ~p], minlength=c))
+    per_image = None
     if sample_metrics:
-        if n == 0:
-            out.update({"hamming_loss": math.nan, "subset_accuracy": math.nan, "one_error": math.nan})
-        else:
-            wrong = pred != p
-            any_wrong = torch.bincount(rows[wrong], minlength=n) > 0
-            has_pos = torch.bincount(rows[p], minlength=n) > 0
-            # the top-scored known label of each image; ties go to the lowest class index, as in the block path
-            top = torch.full((n,), -math.inf, dtype=v.dtype).scatter_reduce(0, rows, v, "amax")
-            at_top = v == top[rows]
-            first = torch.full((n,), c, dtype=torch.long).scatter_reduce(0, rows[at_top], cols[at_top], "amin")
-            chosen = at_top & (cols == first[rows])
-            top_is_pos = torch.zeros(n, dtype=torch.bool)
-            top_is_pos[rows[chosen]] = p[chosen]
-            out.update({
-                "hamming_loss": int(wrong.sum()) / max(v.numel(), 1) * 100,
-                "subset_accuracy": float((~any_wrong).double().mean()) * 100,
-                "one_error": float((~top_is_pos & has_pos).sum()) / max(int(has_pos.sum()), 1) * 100,
-            })  # fmt: skip
-    out["num_samples"] = int(n)
-    out["thr"] = thr_vec.tolist()
-    if tune:
-        out["tuned_thr"] = stats.f1_thresholds().tolist()
+        # the top-scored known label of each image; ties go to the lowest class index, as in the block path
+        top = torch.full((n,), -math.inf, dtype=v.dtype).scatter_reduce(0, rows, v, "amax")
+        at_top = v == top[rows]
+        first = torch.full((n,), c, dtype=torch.long).scatter_reduce(0, rows[at_top], cols[at_top], "amin")
+        chosen = at_top & (cols == first[rows])
+        top_is_pos = torch.zeros(n, dtype=torch.bool)
+        top_is_pos[rows[chosen]] = p[chosen]
+        per_image = ImageCounts(
+            tp=torch.bincount(rows[pred & p], minlength=n), fp=torch.bincount(rows[pred & ~p], minlength=n),
+            fn=torch.bincount(rows[~pred & p], minlength=n), known=torch.bincount(rows, minlength=n),
+            pos=torch.bincount(rows[p], minlength=n), top_is_pos=top_is_pos,
+        )  # fmt: skip
+    return record, per_image, (stats.f1_thresholds() if tune else None)
+
+
+@dataclass
+class ImageCounts:
+    """Per-image counts over the known entries (targets >= 0) at the thresholds in use, each [N].
+
+    Attributes:
+        tp, fp, fn: true positives, false positives, missed positives (int64).
+        known: known entries; pos: positive entries (int64).
+        top_is_pos: the image's top-scored known label is a positive (bool).
+    """
+
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+    known: torch.Tensor
+    pos: torch.Tensor
+    top_is_pos: torch.Tensor
+
+
+#: Per-image metrics (percent): name -> ``f(ImageCounts) -> (numerator [N], denominator [N])``;
+#: the metric is ``100 * sum(numerator) / sum(denominator)`` over the images (NaN without images).
+#: Every path (dense, known entries, class-sharded, whose ranks add their sums, and the dataset
+#: statistics' predict-nothing baseline) reports them through :func:`image_metrics`: one added
+#: here reaches all of them.
+IMAGE_METRICS: dict[str, Callable[[ImageCounts], tuple[torch.Tensor, torch.Tensor]]] = {
+    # wrong entries / known entries
+    "hamming_loss": lambda c: (c.fp + c.fn, c.known),
+    # images whose known entries are all right (exact match), among all images
+    "subset_accuracy": lambda c: ((c.fp + c.fn) == 0, torch.ones_like(c.known)),
+    # images whose top-scored known label is not a positive, among images with a positive
+    "one_error": lambda c: (~c.top_is_pos & (c.pos > 0), c.pos > 0),
+}
+
+
+def image_sums(counts: ImageCounts) -> torch.Tensor:
+    """[2 M] float64: each :data:`IMAGE_METRICS` entry's numerator and denominator summed over the
+    images (what ranks add up under class-sharded DDP)."""
+    parts = [torch.stack([x.double().sum() for x in f(counts)]) for f in IMAGE_METRICS.values()]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def image_metrics(sums: torch.Tensor, num_images: int) -> dict:
+    """The one per-image finaliser: :data:`IMAGE_METRICS` in percent from :func:`image_sums` (NaN for no image)."""
+    out = {}
+    for k, name in enumerate(IMAGE_METRICS):
+        num, den = float(sums[2 * k]), float(sums[2 * k + 1])
+        out[name] = math.nan if num_images == 0 else num / max(den, 1.0) * 100
     return out
 
 
-class _SampleMetrics:
-    """Per-image metrics, accumulated block by block over classes (percent, non-ignored entries).
-
-    ``hamming_loss``: wrong entries / valid entries. ``subset_accuracy``: images whose valid
-    entries are all right (exact match). ``one_error``: images whose top-scored valid label is not
-    positive, among images with at least one positive.
-    """
+class _ImageAccumulator:
+    """:class:`ImageCounts` accumulated block by block over classes."""
 
     def __init__(self, n: int) -> None:
-        self.wrong = 0
-        self.valid = 0
-        self.any_wrong = torch.zeros(n, dtype=torch.bool)
-        self.has_pos = torch.zeros(n, dtype=torch.bool)
+        self.tp, self.fp, self.fn, self.known, self.pos = (torch.zeros(n, dtype=torch.long) for _ in range(5))
         self.top = torch.full((n,), -math.inf, dtype=torch.float64)
         self.top_is_pos = torch.zeros(n, dtype=torch.bool)
 
     def update(self, s: torch.Tensor, pred: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> None:
         """A block: scores, predictions, positive and valid masks, all [c, N]."""
-        wrong = pred != pos
         if not bool(valid.all()):
-            wrong &= valid
+            pred = pred & valid
             s = s.masked_fill(~valid, -math.inf)
-        self.wrong += int(wrong.sum())
-        self.valid += int(valid.sum())
-        self.any_wrong |= wrong.any(0)
-        self.has_pos |= pos.any(0)
+        tp, npos = (pred & pos).sum(0), pos.sum(0)
+        self.tp += tp
+        self.fp += pred.sum(0) - tp
+        self.fn += npos - tp
+        self.pos += npos
+        self.known += valid.sum(0)
         best, arg = s.max(0)
         better = best.double() > self.top
         self.top = torch.where(better, best.double(), self.top)
         self.top_is_pos = torch.where(better, pos.gather(0, arg[None])[0], self.top_is_pos)
 
-    def result(self) -> dict:
-        n = self.any_wrong.numel()
-        if n == 0:
-            return {"hamming_loss": math.nan, "subset_accuracy": math.nan, "one_error": math.nan}
-        return {
-            "hamming_loss": self.wrong / max(self.valid, 1) * 100,
-            "subset_accuracy": float((~self.any_wrong).double().mean()) * 100,
-            "one_error": float((~self.top_is_pos & self.has_pos).sum()) / max(int(self.has_pos.sum()), 1) * 100,
-        }
+    def counts(self) -> ImageCounts:
+        return ImageCounts(self.tp, self.fp, self.fn, self.known, self.pos, self.top_is_pos)
 
 
 TUNE_OBJECTIVES = ("f1", "precision", "recall", "specificity")

@@ -3,9 +3,10 @@
 Each rank keeps the rows it predicted. Classes are split into ``world_size`` contiguous blocks;
 for each block, its owner receives that block's columns from every rank (send/recv, a slice of
 rows at a time, straight into the block) and computes the
-per-class numbers (AP, TP/FP/FN, positives) of its classes. Only those per-class vectors, C x 5
-numbers, are gathered. Per-image metrics (hamming loss, exact match, one-error, top-k counts)
-are sums over each rank's own rows, reduced with ``all_reduce``. The result equals
+per-class record of its classes (:func:`~mlcls.evaluation.functional.class_record`: AP, AUROC,
+TP/FP/FN, positives, negatives and any metric added to ``CLASS_METRICS``). Only those per-class
+vectors, C x F numbers, are gathered. Per-image metrics (``IMAGE_METRICS``: hamming loss, exact
+match, one-error; and the top-k counts) are sums over each rank's own rows, reduced with ``all_reduce``. The result equals
 :func:`compute_metrics` on the gathered matrix: every per-class number is computed from the same
 entries, and the summaries are formed from the same per-class vectors and integer counts.
 
@@ -16,22 +17,23 @@ matrix (scores) plus the targets and the metric's work.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 
 from mlcls.evaluation.functional import (
-    _class_blocks,
-    _SampleMetrics,
+    CLASS_METRICS,
     _threshold_vector,
     as_tensors,
+    class_records,
     class_summary,
     compute_metrics,
     confusion_counts,
     first_occurrence_sorted,
+    image_metrics,
+    image_sums,
     predict_labels,
     rates_from_counts,
+    record_fields,
 )
 from mlcls.utils.dist import all_gather_cat, all_reduce, comm_device, get_rank, get_world_size, is_dist
 
@@ -116,13 +118,11 @@ def sharded_compute_metrics(scores, targets, thr=0.5, topk: int | None = None, s
     sb = exchange_block(s, blocks, 0.0)
     tb = exchange_block(t.to(torch.int8), blocks, -1)
     held = tuple(sb.shape)
-    part = compute_metrics(sb, tb, thr=thr_vec[blocks[rank]])
+    part, _, _ = class_records(*as_tensors(sb, tb), thr_vec[blocks[rank]])
     del sb, tb
-    fields = ("AP", "AUROC", "tp", "fp", "fn", "num_pos", "num_neg")
-    mine = torch.tensor([part[k] for k in fields], dtype=torch.float64).T
-    per_class = all_gather_cat(mine)  # [C, 7], blocks in rank order = class order
-    ap, auroc = per_class[:, 0], per_class[:, 1]
-    out = class_summary(ap, auroc, *(per_class[:, k].long() for k in range(2, 7)))
+    fields = record_fields()  # every field of the one per-class record, whatever metrics it holds
+    per_class = all_gather_cat(torch.stack([part[k].double() for k in fields], 1))  # [C, F], blocks in rank order = class order
+    out = class_summary({k: per_class[:, i] if k in CLASS_METRICS else per_class[:, i].long() for i, k in enumerate(fields)})
     if topk is not None:
         counts = torch.stack(confusion_counts(predict_labels(s, topk=topk), t))
         out.update(rates_from_counts(*all_reduce(counts), suffix=f"@{topk}"))
@@ -136,20 +136,6 @@ def sharded_compute_metrics(scores, targets, thr=0.5, topk: int | None = None, s
 
 
 def _sample_metrics(s: torch.Tensor, t: torch.Tensor, thr_vec: torch.Tensor, n_total: int) -> dict:
-    """hamming_loss, subset_accuracy, one_error from integer counts summed over ranks."""
-    acc = _SampleMetrics(s.shape[0])
-    for sl, sb, tb in _class_blocks(s, t):
-        pred = sb >= thr_vec[sl, None].to(sb.dtype)
-        acc.update(sb, pred, tb > 0.5, tb >= 0)
-    counts = torch.tensor(
-        [acc.wrong, acc.valid, int((~acc.any_wrong).sum()), int(acc.has_pos.sum()), int((~acc.top_is_pos & acc.has_pos).sum())],
-        dtype=torch.float64,
-    )
-    wrong, valid, exact, has_pos, top_wrong = all_reduce(counts).tolist()
-    if n_total == 0:
-        return {"hamming_loss": math.nan, "subset_accuracy": math.nan, "one_error": math.nan}
-    return {
-        "hamming_loss": wrong / max(valid, 1) * 100,
-        "subset_accuracy": exact / n_total * 100,
-        "one_error": top_wrong / max(has_pos, 1) * 100,
-    }
+    """The per-image metrics of every rank's own rows: each rank's sums added, one finaliser."""
+    _, counts, _ = class_records(s, t, thr_vec, sample_metrics=True)
+    return image_metrics(all_reduce(image_sums(counts)), n_total)

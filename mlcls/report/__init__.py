@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from mlcls.report.data import compare_data, report_data
-from mlcls.report.html import write_compare, write_report
+from mlcls.report.html import label_issue_entries, write_compare, write_report
 from mlcls.report.store import SCORES_FILE, load_eval_scores, save_eval_scores
 
 __all__ = [
@@ -59,8 +59,6 @@ def build_report(
         at_half=at_half,
     )
     if label_issues is not None:  # tools/find_label_issues.py's pairs, for review in the page
-        from mlcls.report.html import label_issue_entries
-
         data["label_issues"] = label_issue_entries(label_issues, list(classes), views=meta.get("views"))
     title = f"mlcls report: {meta.get('name', '')}"
     return write_report(data, paths, targets, out, title=title, views=meta.get("views"), evidence_fn=evidence_fn)

@@ -12,7 +12,9 @@ from typing import Sequence
 
 import torch
 
+from mlcls.errors import DataError
 from mlcls.evaluation.functional import CI_COLUMNS, SUMMARY_KEYS, as_tensors, compute_metrics
+from mlcls.evaluation.paired import delong_test, paired_bootstrap
 from mlcls.utils.misc import SCALARS_FILE, read_scalars
 
 #: Score histogram resolution: thresholds k / NUM_BINS (k = 0..NUM_BINS) are exact in the page.
@@ -310,8 +312,6 @@ def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int
     Raises:
         DataError: the runs are not of the same samples (see :func:`same_samples_problem`).
     """
-    from mlcls.errors import DataError
-    from mlcls.evaluation.paired import delong_test, paired_bootstrap
 
     problem = same_samples_problem(run_a, run_b)
     if problem:

@@ -103,9 +103,11 @@ def read_file(path: str | os.PathLike, what: str = "weights", map_location: str 
         raise CheckpointError(f"{what} not found: {path}")
     try:
         if path.suffix == ".safetensors":
+            # the format checks its header and sizes (a truncated file is an error) but stores no checksum
+            logger.info("%s: a safetensors file has no checksum: its tensor data is read without an integrity check", path)
             return _load_safetensors(str(path), device=str(map_location))
-        if not mmap:
-            verify_integrity(path)
+        if not mmap and not verify_integrity(path):
+            logger.info("%s: a legacy (non-zip) torch file has no checksum: read without an integrity check", path)
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except CheckpointError:
         raise
@@ -133,19 +135,51 @@ def checkpoint_meta(path: str | os.PathLike) -> dict:
     return load_checkpoint(path, mmap=True).get("meta") or {}
 
 
-def verify_integrity(path: Path) -> None:
+def verify_integrity(path: Path) -> bool:
     """Check the CRC-32 that torch's zip format stores for every entry (about 1 GB/s).
 
     torch.load itself does not: a flipped byte inside tensor data would load as silently wrong
-    weights. Files that are not zip archives are left to torch.load's own errors.
+    weights. Files that are not zip archives (legacy torch files) have no checksum to check:
+    False, and torch.load's own errors apply.
+
+    Raises:
+        CheckpointError: an entry's checksum does not match.
     """
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError):
-        return
+        return False
     if bad is not None:
         raise CheckpointError(f"{path} is damaged: the checksum of its entry '{bad}' does not match (bit rot or an incomplete copy)")
+    return True
+
+
+def download_weights(url: str, what: str) -> Path:
+    """The local copy of a published weights file: torch hub's cache (``$TORCH_HOME/hub/checkpoints``),
+    downloaded once. A file named ``<name>-<sha256 prefix>.<ext>`` (torchvision's and timm's
+    convention) is checked against that prefix before it is kept; the caller then reads it with
+    :func:`read_file` like any local file (``weights_only``, CRC), so a download is never unpickled.
+
+    Raises:
+        CheckpointError: the download failed (offline?) or its hash does not match, naming ``what`` and the URL.
+    """
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    dst = cache / os.path.basename(url.split("?")[0])
+    if dst.is_file():
+        return dst
+    match = torch.hub.HASH_REGEX.search(dst.name)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=match.group(1) if match else None, progress=False)
+    except Exception as e:  # noqa: BLE001 - URLError, OSError, the hash check's RuntimeError
+        raise CheckpointError(
+            f"pretrained: could not download {what} from {url} ({str(e).splitlines()[0] if str(e) else type(e).__name__}). "
+            f"Offline? Download it elsewhere and set 'pretrained: /path/to/{dst.name}', or 'pretrained: null' to train from scratch"
+        ) from None
+    if not match:
+        logger.info("%s: downloaded without a published hash to check it against", dst)
+    return dst
 
 
 def load_error(path: Path, error: Exception, what: str) -> str:
@@ -255,14 +289,9 @@ def read_weights(pretrained: str, tv_builder=None) -> tuple[dict[str, torch.Tens
             f"pretrained: '{pretrained}' is neither an existing file nor a weights name of "
             f"{tv_builder.__name__} (choices: {', '.join(w.name for w in enum)})"
         ) from None
-    try:
-        sd = weights.get_state_dict(progress=False)
-    except Exception as e:  # noqa: BLE001 - URLError, OSError, hash mismatch, ...
-        raise CheckpointError(
-            f"pretrained: could not download torchvision weights {enum.__name__}.{name} ({e}). "
-            f"Offline? Download {weights.url} elsewhere and set 'pretrained: /path/to/file.pth', or 'pretrained: null' to train from scratch"
-        ) from None
-    return sd, f"{enum.__name__}.{name}"
+    # the same reader as a local file (weights_only, CRC), after torch hub's hash check of the download
+    path = download_weights(weights.url, f"torchvision weights {enum.__name__}.{name}")
+    return load_state_dict_file(path), f"{enum.__name__}.{name} ({path})"
 
 
 def split_model_keys(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from mlcls.apis.analyze import dataset_statistics
 from mlcls.datasets import CSVDataset
-from mlcls.datasets.stats import cooccurrence, dataset_statistics
+from mlcls.datasets.stats import cooccurrence
 
 
 @pytest.fixture

@@ -198,3 +198,113 @@ def test_torchvision_alexnet_file_loads_and_the_paper_model_is_a_config(tmp_path
     assert model(bags).shape == (2, 3)
     with pytest.raises(ConfigError, match="AlexNet takes images of at least 63x63 px"):
         model.check_input_size(32)
+
+
+def test_torchvision_weight_names_are_downloaded_then_read_by_the_safe_reader_and_counted(tmp_path, monkeypatch, mlcls_log):
+    from torchvision.models import ResNet18_Weights
+
+    ref = torchvision.models.resnet18()
+    url = ResNet18_Weights.IMAGENET1K_V1.url  # .../resnet18-f37072fd.pth: the name carries a sha256 prefix
+    asked = []
+    real = torch.hub.download_url_to_file
+
+    def download_url_to_file(u, dst, hash_prefix=None, progress=True):  # the network: a local file instead
+        asked.append((u, hash_prefix))
+        torch.save(ref.state_dict(), tmp_path / "served.pth")
+        real((tmp_path / "served.pth").as_uri(), dst, hash_prefix=None, progress=False)  # (its bytes are not the published ones)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download_url_to_file)
+    bb = MODELS.build({"type": "ResNet", "depth": 18, "pretrained": "IMAGENET1K_V1"})
+    assert asked == [(url, "f37072fd")]  # torch hub checks the download against the name's hash
+    assert torch.equal(bb.stem[0].weight, ref.conv1.weight) and torch.equal(bb.layer4[1].bn2.running_var, ref.layer4[1].bn2.running_var)
+    assert "ResNet18_Weights.IMAGENET1K_V1" in mlcls_log.text and "loaded 100/100 backbone tensors" in mlcls_log.text  # counted like a file
+    MODELS.build({"type": "ResNet", "depth": 18, "pretrained": "IMAGENET1K_V1"})
+    assert len(asked) == 1  # cached: downloaded once
+
+    # nobody unpickles a download: a file holding an object is refused like a local one
+    (tmp_path / "torch_home/hub/checkpoints/resnet18-f37072fd.pth").unlink()
+    monkeypatch.setattr(ref, "state_dict", lambda: {"conv1.weight": torch.zeros(1), "x": torch.nn.ReLU()})
+    with pytest.raises(CheckpointError, match=r"refusing to load .*resnet18-f37072fd.pth: it contains a pickled 'torch.nn.modules"):
+        MODELS.build({"type": "ResNet", "depth": 18, "pretrained": "IMAGENET1K_V1"})
+
+
+def test_a_download_is_checked_against_the_hash_in_its_name_and_kept_only_then(tmp_path, monkeypatch, mlcls_log):
+    import hashlib
+
+    from mlcls.utils.checkpoint import download_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    torch.save({"w": torch.ones(3)}, tmp_path / "src.pth")
+    digest = hashlib.sha256((tmp_path / "src.pth").read_bytes()).hexdigest()
+    good = tmp_path / f"net-{digest[:8]}.pth"
+    bad = tmp_path / "net-00000000.pth"
+    for p in (good, bad):
+        p.write_bytes((tmp_path / "src.pth").read_bytes())
+    # torch hub's real downloader (file:// URLs need no network)
+    path = download_weights(good.as_uri(), "test weights")
+    assert path.parent == tmp_path / "torch_home/hub/checkpoints" and torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
+    with pytest.raises(CheckpointError, match=r"could not download test weights from file://.*net-00000000.pth \(invalid hash value"):
+        download_weights(bad.as_uri(), "test weights")
+    assert not (tmp_path / "torch_home/hub/checkpoints/net-00000000.pth").exists()  # nothing half-kept
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(good.read_bytes())
+    download_weights(plain.as_uri(), "test weights")
+    assert "plain.pth: downloaded without a published hash" in mlcls_log.text
+
+
+def _fake_hub(monkeypatch, tmp_path, files: dict) -> list:
+    """The Hugging Face hub's download serves ``files`` (``repo/name -> bytes``) from disk; what
+    follows it (the safe reader, timm's name converter, name maps, counting) is the real path."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    fetched = []
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        key = f"{repo_id}/{filename}"
+        fetched.append(key)
+        if key not in files:
+            raise EntryNotFoundError(f"404: {key}")
+        out = tmp_path / "hf" / key
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(files[key])
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    return fetched
+
+
+def test_timm_pretrained_true_fetches_the_file_and_reads_it_like_any_other(tmp_path, monkeypatch, mlcls_log):
+    import timm
+    from safetensors.torch import save_file
+    from timm.models import get_pretrained_cfg
+
+    ref = timm.create_model("resnet10t", num_classes=1000)
+    save_file(ref.state_dict(), tmp_path / "model.safetensors")
+    hub_id = get_pretrained_cfg("resnet10t").hf_hub_id
+    fetched = _fake_hub(monkeypatch, tmp_path, {f"{hub_id}/model.safetensors": (tmp_path / "model.safetensors").read_bytes()})
+    bb = MODELS.build({"type": "TimmBackbone", "model_name": "resnet10t", "pretrained": True})
+    assert fetched == [f"{hub_id}/model.safetensors"]
+    for k, v in ref.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(bb.model.state_dict()[k], v), k
+    text = mlcls_log.text
+    assert "unused: fc." in text and "a safetensors file has no checksum" in text  # counted, and the missing check said
+
+    # a repository with only the older format; then no hub at all: the one error says what to do
+    torch.save(ref.state_dict(), tmp_path / "w.bin")
+    fetched = _fake_hub(monkeypatch, tmp_path, {f"{hub_id}/pytorch_model.bin": (tmp_path / "w.bin").read_bytes()})
+    MODELS.build({"type": "TimmBackbone", "model_name": "resnet10t", "pretrained": True})
+    assert fetched == [f"{hub_id}/model.safetensors", f"{hub_id}/pytorch_model.bin"]
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with pytest.raises(CheckpointError, match=r"could not download timm weights of resnet10t from https://.*Offline\?"):
+        MODELS.build({"type": "TimmBackbone", "model_name": "resnet10t", "pretrained": True})

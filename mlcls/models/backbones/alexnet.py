@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torchvision.models as tvm
 
+from mlcls.errors import BuildError
 from mlcls.models.backbones.resnet import freeze
 from mlcls.registry import MODELS
 from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
@@ -23,8 +24,6 @@ class AlexNet(nn.Module):
 
     def __init__(self, pretrained: str | None = None, frozen_stages: int = -1) -> None:
         super().__init__()
-        from mlcls.errors import BuildError
-
         if not -1 <= frozen_stages <= 2:
             raise BuildError(f"AlexNet: frozen_stages must be in -1..2, got {frozen_stages}")
         self.features = tvm.alexnet(weights=None).features  # torchvision's names: its weights load as they are

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from mlcls.errors import BuildError, CheckpointError
 from mlcls.registry import MODELS
-from mlcls.utils.checkpoint import identity, load_backbone_weights, read_weights
+from mlcls.utils.checkpoint import download_weights, identity, load_backbone_weights, read_weights
 
 logger = logging.getLogger("mlcls")
 
@@ -61,23 +61,20 @@ class TimmBackbone(nn.Module):
             weights_file, pretrained = pretrained, False
         self.features_only = features_only
         self.out_index = out_index
-        try:
-            if features_only:
-                self.model = timm.create_model(model_name, pretrained=bool(pretrained), features_only=True, **kw)
-                self.out_channels = self.model.feature_info.channels()[out_index]
-            else:
-                self.model = timm.create_model(model_name, pretrained=bool(pretrained), num_classes=0, global_pool="", **kw)
-                self.out_channels = self.model.num_features
-        except (OSError, RuntimeError) as e:  # hub download failures, bad weight files
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise CheckpointError(
-                f"TimmBackbone '{model_name}': could not load pretrained weights ({msg}). Offline? Download the "
-                "weights elsewhere and set 'pretrained: /path/to/file' (.pth or .safetensors)"
-            ) from None
+        # never timm's own pretrained loading: its default weights are fetched as a file and read like
+        # any other (weights_only, checksums, names mapped, tensors counted), see timm_weights_file
+        if features_only:
+            self.model = timm.create_model(model_name, pretrained=False, features_only=True, **kw)
+            self.out_channels = self.model.feature_info.channels()[out_index]
+        else:
+            self.model = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="", **kw)
+            self.out_channels = self.model.num_features
+        if pretrained is True:
+            weights_file = timm_weights_file(model_name, kw.get("pretrained_cfg_overlay"))
         if weights_file:
             self._load_file(weights_file)
 
-    def _load_file(self, path: str) -> None:
+    def _load_file(self, path: str | os.PathLike) -> None:
         sd, source = read_weights(path)
         if not any(k.startswith("model.") for k in sd):  # timm's own format: apply the model's converter
             filter_fn = getattr(sys.modules.get(type(self.model).__module__), "checkpoint_filter_fn", None)
@@ -113,3 +110,40 @@ class TimmBackbone(nn.Module):
         elif out.dim() == 4 and out.shape[1] != self.out_channels and out.shape[-1] == self.out_channels:
             out = out.permute(0, 3, 1, 2)  # NHWC models (e.g. some Swin variants)
         return out
+
+
+def timm_weights_file(model_name: str, overlay: dict | None = None) -> str:
+    """The local file of timm's default pretrained weights for ``model_name`` (``resnet50``,
+    ``vit_small_patch16_224.augreg_in21k``): downloaded once from the Hugging Face hub or the URL
+    timm names (torch hub's cache, hash-checked when the name carries one), never loaded by timm.
+
+    Raises:
+        CheckpointError: timm names no weights for it, or the download failed (offline?).
+    """
+    from timm.models import get_pretrained_cfg
+
+    found = get_pretrained_cfg(model_name)
+    cfg = {**(found.to_dict() if found is not None else {}), **(overlay or {})}
+    if cfg.get("file"):
+        return str(cfg["file"])
+    if cfg.get("hf_hub_id"):
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+        for name in names:
+            try:
+                return hf_hub_download(cfg["hf_hub_id"], name)
+            except EntryNotFoundError:
+                continue  # the repository holds the other format
+            except Exception as e:  # noqa: BLE001 - offline, no such repository, HTTP errors
+                if not cfg.get("url"):
+                    raise CheckpointError(
+                        f"TimmBackbone '{model_name}': could not download its pretrained weights from the Hugging Face hub "
+                        f"({cfg['hf_hub_id']}: {str(e).splitlines()[0] if str(e) else type(e).__name__}). Offline? Download "
+                        "them elsewhere and set 'pretrained: /path/to/file' (.pth, .bin or .safetensors)"
+                    ) from None
+                break
+    if cfg.get("url"):
+        return str(download_weights(cfg["url"], f"timm weights of {model_name}"))
+    raise CheckpointError(f"TimmBackbone '{model_name}': timm names no pretrained weights for it; set 'pretrained: /path/to/file' or false")
