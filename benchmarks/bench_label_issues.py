@@ -80,6 +80,17 @@ def write_fixes(path: Path, pairs, paths, classes, given, policy: str) -> Path:
     return path
 
 
+def print_finder(results: dict, folds: int) -> None:
+    f = results["finder"]
+    print(
+        f"folds: {results['folds_time_s']:.0f} s for {folds} folds, of which training {results['fold_trainings_s']:.0f} s: "
+        f"overhead {100 * results['fold_overhead']:.1f} %"
+    )
+    print(f"finder: {f['flagged']} flagged of {f['wrong_labels']} wrong labels: precision {100 * f['precision']:.1f} %, recall {100 * f['recall']:.1f} %"
+          f" (|label - score| at the same count: {100 * results['baseline_abs_diff']['precision']:.1f} % / {100 * results['baseline_abs_diff']['recall']:.1f} %)",
+          flush=True)  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=4000)
@@ -135,6 +146,8 @@ def main() -> None:
     diff = np.abs(given - oof["scores"].numpy())
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
     results["baseline_abs_diff"] = {"precision": len(top & truth) / max(n, 1), "recall": len(top & truth) / max(len(truth), 1)}
+    (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
+    print_finder(results, args.folds)
 
     # 4. policies, test mAP per seed
     policies = ["noisy", "flip_all", "missing_only", "ignore", "true"] + (["noisy_asl"] if args.asl else [])
@@ -160,12 +173,7 @@ def main() -> None:
             "runs": maps,
         }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    f = results["finder"]
-    print(
-        f"folds: {total:.0f} s for {args.folds} folds, of which training {sum(trained):.0f} s: overhead {100 * results['fold_overhead']:.1f} %"
-    )
-    print(f"finder: {f['flagged']} flagged of {f['wrong_labels']} wrong labels: precision {100 * f['precision']:.1f} %, recall {100 * f['recall']:.1f} %"
-          f" (|label - score| at the same count: {100 * results['baseline_abs_diff']['precision']:.1f} % / {100 * results['baseline_abs_diff']['recall']:.1f} %)")  # fmt: skip
+    print_finder(results, args.folds)
     for policy, v in results["test_mAP"].items():
         print(f"{policy:<13} test mAP {v['mean']:.2f} ± {v['std']:.2f}  ({', '.join(f'{x:.2f}' for x in v['runs'])})")
 

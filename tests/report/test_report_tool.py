@@ -26,7 +26,7 @@ def test_test_model_writes_the_report_and_what_rebuilds_it(evaluated):
     assert again["mAP"] == pytest.approx(m["mAP"]) and again["CF1"] == pytest.approx(m["CF1"])
     data = embedded_data(d / "report.html")
     assert data["summary"]["mAP"] == pytest.approx(m["mAP"]) and data["meta"]["num_images"] == 64
-    assert data["meta"]["split"] == "test" and data["meta"]["thresholds_source"] == "default 0.5"
+    assert data["meta"]["split"] == "test" and data["meta"]["thresholds_source"] == "config evaluator (thr 0.5)"
     assert [c["name"] for c in data["classes"]] == saved["classes"]
     # training frequencies come from the checkpoint, curves from the run's scalars.jsonl
     counts = torch.load(evaluated["checkpoint"], weights_only=True)["meta"]["train_counts"]
