@@ -104,6 +104,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
             logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
                         int((assigned == fold).sum()))  # fmt: skip
             train(run, resume and (fold_dir / "latest.pth").is_file())
+            barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
             _score_heldout(score_cfg, fold_dir)  # every rank takes part in the (gathered) prediction
             barrier()  # rank 0's file is complete before any rank reads it
         held = load_eval_scores(fold_dir / HELD_FILE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -157,3 +158,35 @@ def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_r
     assert_metrics_match_sklearn(json.loads((tmp_path / "test2" / "test_metrics.json").read_text()), saved["scores"], saved["targets"])
     ckpt = torch.load(two / "latest.pth", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
+
+
+def test_folds_under_torchrun_score_every_sample_once_in_the_right_rows(shapes_root, tmp_path):
+    """--folds K with --launcher pytorch: every rank runs the folds one after another, the held-out
+    prediction is gathered over both ranks, and rank 0 alone writes. Each out-of-fold row must be
+    what the fold's checkpoint gives that very image in a single process (a rank mix-up or a
+    padding duplicate would put another image's scores there)."""
+    from mlcls.apis import inference_model, init_model
+
+    cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=1)
+    del cfg["work_dir"], cfg["val_dataloader"]  # no validation split: folds train on the rest, score their own
+    cfg["train_dataloader"]["batch_size"] = 8
+    cfg["default_hooks"]["checkpoint"]["save_best"] = None
+    wd = tmp_path / "cv"
+    r = run(
+        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "tools/train.py",
+         write_config(cfg, tmp_path / "cv.yaml"), "--work-dir", wd, "--launcher", "pytorch", "--folds", "2"],
+        {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
+    rows = list(csv.DictReader((wd / "folds.csv").open()))
+    assert len(rows) == 96 and len({row["path"] for row in rows}) == 96 and {row["fold"] for row in rows} == {"0", "1"}
+    oof = load_eval_scores(wd / "oof_scores.npz")
+    assert sorted(oof["paths"]) == sorted(row["path"] for row in rows) and not torch.isnan(oof["scores"]).any()
+    assert len(json.loads((wd / "folds_summary.json").read_text())["per_fold"]) == 2
+    for k in (0, 1):
+        held = [row["path"] for row in rows if row["fold"] == str(k)]
+        model = init_model(None, wd / f"fold_{k}" / "latest.pth")
+        alone = inference_model(model, [str(p) for p in held])
+        for path, res in zip(held, alone):
+            got = oof["scores"][oof["paths"].index(path)]
+            assert torch.allclose(got, torch.tensor([res["scores"][c] for c in oof["classes"]]), atol=2e-6), path
