@@ -58,11 +58,7 @@ def evaluator_metrics(ev_cfg: dict, scores: torch.Tensor, targets: torch.Tensor,
     name = type(evaluator).__name__
     if type(evaluator) is MultiLabelMetric:
         return name, {}
-    if hasattr(evaluator, "evaluate"):
-        out = evaluator.evaluate(scores, targets)
-    else:  # any object with process/compute, as the trainer drives it
-        evaluator.process(scores, targets)
-        out = evaluator.compute()
+    out = evaluator.evaluate(scores, targets)  # declared by every evaluator (build_evaluator checks it)
     return name, {k: float(v) for k, v in out.items() if k not in standard and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

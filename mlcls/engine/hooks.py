@@ -286,7 +286,7 @@ class LoggerHook(Hook):
         dataset = getattr(trainer.val_loader, "dataset", None)
         if not self.val_images or trainer.last_eval is None or not isinstance(dataset, LabelledDataset):
             return
-        if getattr(dataset, "bags", False):  # a sample is a series of images: no single picture to show
+        if dataset.bags:  # a sample is a series of images: no single picture to show
             logger.info("LoggerHook: no validation image grid for samples made of many images")
             self.val_images = 0
             return
