@@ -7,6 +7,7 @@ import functools
 import math
 import signal
 import sys
+import threading
 
 from mlcls.errors import MlclsError
 
@@ -22,7 +23,10 @@ def cli_main(fn):
     def wrapper(*args, **kwargs):
         # SIGTERM (a scheduler's kill, `kill PID`) unwinds like Ctrl-C: files being written are
         # removed, finished ones stay; the default action would end the process mid-write
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # only for the call's duration: a tool's main() called from Python (a test, a notebook)
+        # leaves the process's handler as it found it
+        installed = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        if installed:
             signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
@@ -39,6 +43,9 @@ def cli_main(fn):
         except Terminated:
             print("terminated (SIGTERM): files being written were discarded; finished checkpoints are intact", file=sys.stderr)
             sys.exit(143)
+        finally:
+            if installed:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     return wrapper
 
