@@ -562,26 +562,47 @@ def _entries_records(s, t, known, thr_vec, sample_metrics, tune):
     """:func:`class_records` from the known entries only (the same numbers, O(known) work)."""
     n, c = s.shape
     rows, cols = known
-    v, y = s[rows, cols], t[rows, cols]
-    p = y > 0.5
+    v, p, pred = _known_entry_values(s, t, known, thr_vec)
     stats = PositiveStats.from_entries(cols, v, p, c)
-    pred = v >= thr_vec.to(v.dtype)[cols]
     record = class_record(stats, torch.bincount(cols[pred & p], minlength=c), torch.bincount(cols[pred & ~p], minlength=c))
-    per_image = None
-    if sample_metrics:
-        # the top-scored known label of each image; ties go to the lowest class index, as in the block path
-        top = torch.full((n,), -math.inf, dtype=v.dtype).scatter_reduce(0, rows, v, "amax")
-        at_top = v == top[rows]
-        first = torch.full((n,), c, dtype=torch.long).scatter_reduce(0, rows[at_top], cols[at_top], "amin")
-        chosen = at_top & (cols == first[rows])
-        top_is_pos = torch.zeros(n, dtype=torch.bool)
-        top_is_pos[rows[chosen]] = p[chosen]
-        per_image = ImageCounts(
-            tp=torch.bincount(rows[pred & p], minlength=n), fp=torch.bincount(rows[pred & ~p], minlength=n),
-            fn=torch.bincount(rows[~pred & p], minlength=n), known=torch.bincount(rows, minlength=n),
-            pos=torch.bincount(rows[p], minlength=n), top_is_pos=top_is_pos,
-        )  # fmt: skip
+    per_image = _entries_image_counts(n, c, rows, cols, v, p, pred) if sample_metrics else None
     return record, per_image, (stats.f1_thresholds() if tune else None)
+
+
+def _known_entry_values(s, t, known, thr_vec):
+    """The known entries' scores [M], positive flags [M] and predictions [M] at ``thr_vec``."""
+    rows, cols = known
+    v = s[rows, cols]
+    return v, t[rows, cols] > 0.5, v >= thr_vec.to(v.dtype)[cols]
+
+
+def _entries_image_counts(n, c, rows, cols, v, p, pred) -> "ImageCounts":
+    """:class:`ImageCounts` from the known entries (row, class, score, positive, predicted), [M] each."""
+    # the top-scored known label of each image; ties go to the lowest class index, as in the block path
+    top = torch.full((n,), -math.inf, dtype=v.dtype).scatter_reduce(0, rows, v, "amax")
+    at_top = v == top[rows]
+    first = torch.full((n,), c, dtype=torch.long).scatter_reduce(0, rows[at_top], cols[at_top], "amin")
+    chosen = at_top & (cols == first[rows])
+    top_is_pos = torch.zeros(n, dtype=torch.bool)
+    top_is_pos[rows[chosen]] = p[chosen]
+    return ImageCounts(
+        tp=torch.bincount(rows[pred & p], minlength=n), fp=torch.bincount(rows[pred & ~p], minlength=n),
+        fn=torch.bincount(rows[~pred & p], minlength=n), known=torch.bincount(rows, minlength=n),
+        pos=torch.bincount(rows[p], minlength=n), top_is_pos=top_is_pos,
+    )  # fmt: skip
+
+
+def image_counts(s: torch.Tensor, t: torch.Tensor, thr_vec: torch.Tensor) -> "ImageCounts":
+    """The :class:`ImageCounts` alone, without the per-class AP pass (what a class-sharded rank
+    needs of its own rows); the same numbers as :func:`class_records` gives with ``sample_metrics``."""
+    n, c = s.shape
+    known = _known_entries(t)
+    if known is not None:
+        return _entries_image_counts(n, c, *known, *_known_entry_values(s, t, known, thr_vec))
+    acc = _ImageAccumulator(n)
+    for sl, sb, tb in _class_blocks(s, t):
+        acc.update(sb, sb >= thr_vec[sl, None].to(sb.dtype), tb > 0.5, tb >= 0)
+    return acc.counts()
 
 
 @dataclass

@@ -29,6 +29,7 @@ from mlcls.evaluation.functional import (
     compute_metrics,
     confusion_counts,
     first_occurrence_sorted,
+    image_counts,
     image_metrics,
     image_sums,
     predict_labels,
@@ -137,5 +138,4 @@ def sharded_compute_metrics(scores, targets, thr=0.5, topk: int | None = None, s
 
 def _sample_metrics(s: torch.Tensor, t: torch.Tensor, thr_vec: torch.Tensor, n_total: int) -> dict:
     """The per-image metrics of every rank's own rows: each rank's sums added, one finaliser."""
-    _, counts, _ = class_records(s, t, thr_vec, sample_metrics=True)
-    return image_metrics(all_reduce(image_sums(counts)), n_total)
+    return image_metrics(all_reduce(image_sums(image_counts(s, t, thr_vec))), n_total)
