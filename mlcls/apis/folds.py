@@ -88,6 +88,9 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
         raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
     assigned = fold_assignment(full.label_index, full.num_classes, k, seed)
     paths = [full.image_path(i) for i in range(len(full))]
+    if resume and (base / "folds.csv").is_file():
+        # finished folds are kept only if they split the same samples the same way
+        _check_same_split(base / "folds.csv", paths, assigned.tolist())
     if is_main_process():  # under torchrun every rank runs the folds together; rank 0 writes the files
         base.mkdir(parents=True, exist_ok=True)
         with atomic_open(base / "folds.csv", newline="") as f:
@@ -118,7 +121,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     targets = torch.zeros((len(paths), c))
     fold_of = np.full(len(paths), -1)
     for fold, held in enumerate(held_runs):
-        rows = [row_of[p] for p in held["paths"]]
+        rows = [row_of.get(p, -1) for p in held["paths"]]
         if sorted(rows) != np.flatnonzero(assigned == fold).tolist():
             raise ConfigError(
                 f"--folds: fold {fold}'s held-out scores do not cover exactly its samples (folds.csv); rerun without --resume"
@@ -148,6 +151,26 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
             f.write(format_folds_summary(summary) + "\n")
     barrier()
     return summary
+
+
+def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
+    """Refuse to resume when ``folds.csv`` of the interrupted run does not list these samples in
+    these folds (the training set, its label fixes, K or the seed changed): its finished folds were
+    trained and scored on another split."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    for line, (row, want) in enumerate(zip(rows, zip(paths, folds)), start=2):
+        if len(row) != 2 or row[0] != want[0] or row[1] != str(want[1]):
+            raise ConfigError(
+                f"--folds --resume: {path} line {line} reads {','.join(row)!r} but the split of the training set "
+                f"is now {want[0]},{want[1]}: the data, K or the seed changed since the interrupted run. "
+                "Rerun without --resume (or in a new work dir)"
+            )
+    if len(rows) != len(paths):
+        raise ConfigError(
+            f"--folds --resume: {path} lists {len(rows)} samples but the training set now has {len(paths)}: the data changed "
+            "since the interrupted run. Rerun without --resume (or in a new work dir)"
+        )
 
 
 def _score_heldout(run: dict, fold_dir: Path) -> None:

@@ -67,6 +67,35 @@ def test_every_sample_is_scored_once_by_a_model_that_never_saw_it(folds_run, sha
     assert "3-fold cross-validation" in (base / "folds_summary.txt").read_text()
 
 
+def test_resume_refuses_finished_folds_of_another_split(folds_run, shapes_root, tmp_path):
+    """Finished folds of an interrupted run are kept only for the same split: after a change of
+    seed (or data) --resume is one error naming folds.csv's line, nothing is trained or written."""
+    import shutil
+
+    from mlcls.apis.folds import run_folds
+    from mlcls.errors import ConfigError
+
+    base, _, _ = folds_run
+    copy = tmp_path / "cv"
+    copy.mkdir()
+    shutil.copy(base / "folds.csv", copy / "folds.csv")
+    for k in range(3):
+        (copy / f"fold_{k}").mkdir()
+        shutil.copy(base / f"fold_{k}" / "heldout_scores.npz", copy / f"fold_{k}" / "heldout_scores.npz")
+    before = (copy / "folds.csv").read_bytes()
+
+    def train(c, resume):
+        raise AssertionError("nothing may be trained")
+
+    with pytest.raises(ConfigError, match=r"folds\.csv line \d+ reads .*the data, K or the seed changed"):
+        run_folds({**tiny_config(shapes_root, copy, max_epochs=1), "seed": 1}, 3, train, resume=True)
+    assert (copy / "folds.csv").read_bytes() == before and not (copy / "oof_scores.npz").exists()
+    lines = before.decode().splitlines()
+    (copy / "folds.csv").write_text("\n".join(lines[:-5]) + "\n")  # an earlier, smaller training set
+    with pytest.raises(ConfigError, match="lists 91 samples but the training set now has 96"):
+        run_folds(tiny_config(shapes_root, copy, max_epochs=1), 3, train, resume=True)
+
+
 def test_label_fixes_apply_without_editing_the_annotation(shapes_root, tmp_path, mlcls_log):
     from mlcls.datasets import CSVDataset
     from mlcls.errors import DataError
