@@ -173,9 +173,13 @@ def main() -> None:
     resume = (out / "folds" / "folds.csv").exists()
     run_folds(config(root, out / "folds", "train_noisy.csv", args.epochs, 0, recipe=args.recipe), args.folds, train, resume=resume)
     total = time.perf_counter() - t0
-    results["folds_time_s"] = total
-    results["fold_trainings_s"] = sum(trained)
-    results["fold_overhead"] = total / sum(trained) - 1
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    if trained:
+        results["folds_time_s"] = total
+        results["fold_trainings_s"] = sum(trained)
+        results["fold_overhead"] = total / sum(trained) - 1
+    else:  # every fold was finished by an earlier run: its timing stands
+        results.update({k: earlier[k] for k in ("folds_time_s", "fold_trainings_s", "fold_overhead")})
 
     # 3. the finder against the truth
     oof = load_eval_scores(out / "folds" / "oof_scores.npz")
@@ -211,7 +215,7 @@ def main() -> None:
             fixes = None
             if policy not in ("noisy", "true", "noisy_asl"):
                 fixes = write_fixes(
-                    out / f"fixes_{policy}.csv", res["pairs"], paths, classes, given, {"flip_all": "all"}.get(policy, policy), truth
+                    (out / f"fixes_{policy}.csv").resolve(), res["pairs"], paths, classes, given, {"flip_all": "all"}.get(policy, policy), truth
                 )
             ann = "train.csv" if policy == "true" else "train_noisy.csv"
             loss = "AsymmetricLoss" if policy == "noisy_asl" else "BCEWithLogitsLoss"

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
         build_report(
             run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
             gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
-            label_issues=issues if issues.is_file() else None,
+            label_issues=issues if issues.is_file() else None, evidence=run["evidence"],
         )  # fmt: skip
     else:
         if runs[0]["classes"] != runs[1]["classes"]:  # compared class by class: positions must mean the same classes

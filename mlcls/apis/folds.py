@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mlcls.apis.inference import bag_views, evidence_arrays
 from mlcls.apis.loaders import build_loader
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.datasets.base import fold_assignment
@@ -120,6 +121,8 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     scores = torch.full((len(paths), c), float("nan"))
     targets = torch.zeros((len(paths), c))
     fold_of = np.full(len(paths), -1)
+    with_evidence = all(h["evidence"] is not None for h in held_runs)
+    evidence = {"view": np.zeros((len(paths), c), dtype=np.int64), "slice": np.full((len(paths), c), -1, dtype=np.int64)}
     for fold, held in enumerate(held_runs):
         rows = [row_of.get(p, -1) for p in held["paths"]]
         if sorted(rows) != np.flatnonzero(assigned == fold).tolist():
@@ -127,10 +130,13 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
                 f"--folds: fold {fold}'s held-out scores do not cover exactly its samples (folds.csv); rerun without --resume"
             )
         scores[rows], targets[rows], fold_of[rows] = held["scores"].float(), held["targets"].float(), fold
+        if with_evidence:
+            evidence["view"][rows], evidence["slice"][rows] = held["evidence"]["view"], held["evidence"]["slice"]
     classes = list(held_runs[0]["classes"])
     thr = held_runs[0]["thr"]
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
-            "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None}  # fmt: skip
+            "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
+            "views": held_runs[0]["meta"].get("views")}  # fmt: skip
     pooled = compute_metrics(scores, targets, thr=thr)
     summary = {
         "folds": k,
@@ -145,7 +151,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     if ci:
         summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
     if is_main_process():
-        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta)
+        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta, evidence if with_evidence else None)
         write_json(summary, base / "folds_summary.json")
         with atomic_open(base / "folds_summary.txt") as f:
             f.write(format_folds_summary(summary) + "\n")
@@ -185,8 +191,12 @@ def _score_heldout(run: dict, fold_dir: Path) -> None:
     thr = model.info.thresholds.tolist()
     if not is_main_process():
         return
+    views = bag_views(model)
+    # a model of exams keeps the slice behind each score: the review of suspected label errors shows it
+    evidence = evidence_arrays(model, paths) if views is not None else None
     save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
-                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold"})  # fmt: skip
+                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": views},
+                     evidence)  # fmt: skip
 
 
 def format_folds_summary(summary: dict) -> str:

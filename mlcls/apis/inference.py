@@ -26,7 +26,7 @@ from mlcls.apis.loaders import test_pipeline_cfg
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel
 from mlcls.config import import_custom_modules, load_config
-from mlcls.datasets.bags import VOLUME_EXTENSIONS, evaluation_indices, load_bag, pack, sample_unit, subsample, volume_to_uint8
+from mlcls.datasets.bags import VOLUME_EXTENSIONS, bag_input, evaluation_indices, load_bag, pack, sample_unit, subsample, volume_to_uint8
 from mlcls.datasets.builder import resolve_num_workers
 from mlcls.datasets.image_io import load_image, pil_to_uint8
 from mlcls.datasets.transforms import build_pipeline, split_final_normalize
@@ -182,6 +182,29 @@ def bag_evidence(model: nn.Module, inputs: Sequence[Any]) -> list[dict]:
                     best[name] = {"view": v, "slice": kept[v][k], "score": float(scores[k, c])}
         out.append({"per_class": best, "slices": slices})
     return out
+
+
+def evidence_arrays(model: nn.Module, paths: Sequence[str], chunk: int = 16) -> dict:
+    """Per sample and class, the view and slice that carried the score (:func:`bag_evidence`), as
+    the arrays a scores file keeps (:func:`~mlcls.report.store.save_eval_scores`).
+
+    Args:
+        paths: N dataset sample paths (a ``{view}`` path is read in each of the model's views).
+
+    Returns:
+        ``{"view": int [N, C] (index into the model's views), "slice": int [N, C] (0-based)}``.
+    """
+    views = bag_views(model)
+    classes = model.info.classes
+    view_arr = np.zeros((len(paths), len(classes)), dtype=np.int64)
+    slice_arr = np.full((len(paths), len(classes)), -1, dtype=np.int64)
+    for start in range(0, len(paths), chunk):
+        part = paths[start : start + chunk]
+        for i, ev in enumerate(bag_evidence(model, [bag_input(p, views) for p in part]), start=start):
+            for c, name in enumerate(classes):
+                best = ev["per_class"][name]
+                view_arr[i, c], slice_arr[i, c] = views.index(best["view"]) if best["view"] in views else 0, best["slice"]
+    return {"view": view_arr, "slice": slice_arr}
 
 
 def inference_model(

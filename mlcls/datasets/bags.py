@@ -62,6 +62,13 @@ def view_files(path: str, views: list[str] | None) -> dict[str, str]:
     return {v: path.replace(VIEW_PLACEHOLDER, v) for v in views}
 
 
+def bag_input(path: str, views: list[str] | None) -> str | dict[str, str]:
+    """A dataset's sample path as a model of exams takes it: ``{view: file}`` for named views, the
+    path itself for one unnamed view (``[""]`` or None)."""
+    views = [v for v in views or [] if v]
+    return view_files(path, views) if views else path
+
+
 def exam_name(path: str) -> str:
     """A multi-view sample's name: its path without the view (``valid/{view}/0003.npy`` ->
     ``valid/0003``, ``exams/0003/{view}.npy`` -> ``exams/0003``); other paths as they are."""

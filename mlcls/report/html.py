@@ -27,13 +27,14 @@ THUMB_SIZE = 96
 
 
 def thumbnail(
-    path: str | os.PathLike, size: int = THUMB_SIZE, views: Sequence[str] | None = None
+    path: str | os.PathLike, size: int = THUMB_SIZE, views: Sequence[str] | None = None, slice_index: int | None = None
 ) -> tuple[str | None, str | None, str | None]:
     """(JPEG data URI at most ``size`` px on a side, None, caption) or (None, why it could not be read, caption).
 
     A sample of several views (a ``{view}`` path) is shown by the first of the model's ``views``,
-    never by a folder picked from the disk; a series by its middle slice. The caption names the
-    sample, the view and the slice (``0045: sagittal, slice 12 of 24``).
+    never by a folder picked from the disk; a series by its middle slice, or by ``slice_index``
+    (0-based) when given. The caption names the sample, the view and the slice (``0045: sagittal,
+    slice 12 of 24``).
     """
     path = str(path)
     caption = None
@@ -49,7 +50,7 @@ def thumbnail(
             bag = bags.load_bag(path)
         except (DataError, OSError) as e:
             return None, f"unreadable: {str(e).split(': ', 1)[-1]}", name
-        k = bag.shape[0] // 2
+        k = bag.shape[0] // 2 if slice_index is None or not 0 <= slice_index < bag.shape[0] else slice_index
         caption = f"{name}: {view + ', ' if view else ''}slice {k + 1} of {bag.shape[0]}"
         path = io.BytesIO()
         Image.fromarray(bag[k].permute(1, 2, 0).numpy()).save(path, format="PNG")
@@ -178,7 +179,7 @@ def write_report(
                     shown_in.setdefault(int(r), []).append(int(c))
         named = [v for v in views or [] if v] or [""]
         rows = [r for r in images if images[r]["error"] is None]
-        for r, ev in zip(rows, evidence_fn([_evidence_input(images[r]["file"], named) for r in rows])):
+        for r, ev in zip(rows, evidence_fn([bags.bag_input(images[r]["file"], named) for r in rows])):
             evidence_entries(images[r], ev, classes, sorted(set(shown_in.get(r, []))), named)
     out = Path(out)
     with atomic_open(out) as f:
@@ -195,18 +196,23 @@ def write_compare(a: dict, b: dict, out: str | os.PathLike, paired: dict | None 
     return out
 
 
-def _evidence_input(path: str, views: Sequence[str]):
-    """A dataset path as :func:`~mlcls.apis.inference.bag_evidence` takes it: ``{view: file}`` for
-    named views, the path itself otherwise."""
-    return bags.view_files(path, list(views)) if views != [""] else path
-
-
 def label_issue_entries(
-    issues_csv: str | os.PathLike, classes: Sequence[str], per_class: int = 12, views: Sequence[str] | None = None
+    issues_csv: str | os.PathLike,
+    classes: Sequence[str],
+    per_class: int = 12,
+    views: Sequence[str] | None = None,
+    paths: Sequence[str] | None = None,
+    evidence: dict | None = None,
 ) -> dict:
     """The "Suspected label errors" section's data: the ``per_class`` most likely wrong pairs of each
-    class from ``label_issues.csv`` (tools/find_label_issues.py), each with its picture."""
+    class from ``label_issues.csv`` (tools/find_label_issues.py), each with its picture.
+
+    An exam is shown by the slice that carried the class's score when the scores kept it
+    (``evidence``: ``{"view", "slice"}`` [N, C] of the scores file, rows in the order of ``paths``),
+    else by its middle slice."""
     import csv
+
+    row_of = {p: i for i, p in enumerate(paths)} if evidence is not None and paths is not None else {}
 
     rows: dict[str, list] = {}
     with open(issues_csv, newline="", encoding="utf-8") as f:
@@ -216,7 +222,13 @@ def label_issue_entries(
     pairs = []
     for name in classes:
         for r in rows.get(name, []):
-            thumb, error, caption = thumbnail(r["path"], views=views)
+            c, i = classes.index(name), row_of.get(r["path"])
+            if i is not None and evidence["slice"][i, c] >= 0:
+                view = views[int(evidence["view"][i, c])]
+                thumb, error, caption = thumbnail(r["path"], views=[view], slice_index=int(evidence["slice"][i, c]))
+                caption = caption and f"{caption}, the evidence for {name}"
+            else:
+                thumb, error, caption = thumbnail(r["path"], views=views)
             pairs.append({
                 "path": r["path"], "class": classes.index(name), "given": int(r["given_label"]), "score": float(r["score"]),
                 "kind": r["kind"], "rank": int(r["rank"]), "thumb": thumb, "error": error,

@@ -3,7 +3,10 @@
 ``eval_scores.npz`` holds plain arrays only (loaded with ``allow_pickle=False``): ``scores``
 float32 [N, C], ``targets`` int8 [N, C] (1 / 0 / -1), ``paths`` [N] and ``classes`` [C] as unicode,
 ``thr`` float64 [C] (the thresholds in use) and ``meta``, a JSON string (checkpoint, config,
-split, thresholds source, training counts, run folder).
+split, thresholds source, training counts, run folder). For a model of exams it may also hold
+``evidence_view`` int8 and ``evidence_slice`` int32 [N, C]: per sample and class, the view (an
+index into ``meta["views"]``) and the slice (0-based, as in the file) that carried the score; the
+report shows an exam by that slice.
 """
 
 from __future__ import annotations
@@ -31,9 +34,17 @@ def save_eval_scores(
     classes: Sequence[str],
     thr: Sequence[float],
     meta: dict,
+    evidence: dict | None = None,
 ) -> Path:
-    """Write ``path`` (an ``.npz``) atomically; see the module docstring for its contents."""
+    """Write ``path`` (an ``.npz``) atomically; see the module docstring for its contents.
+    ``evidence``: ``{"view": [N, C], "slice": [N, C]}`` of a model of exams (see above)."""
     path = Path(path)
+    extra = {}
+    if evidence is not None:
+        extra = {
+            "evidence_view": np.asarray(evidence["view"], dtype=np.int8),
+            "evidence_slice": np.asarray(evidence["slice"], dtype=np.int32),
+        }
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(
@@ -44,6 +55,7 @@ def save_eval_scores(
                 classes=np.array(list(classes), dtype=str),
                 thr=np.asarray(thr, dtype=np.float64),
                 meta=np.array(json.dumps(meta)),
+                **extra,
             )
     return path
 
@@ -76,7 +88,10 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
                 "classes": z["classes"].tolist(),
                 "thr": z["thr"].tolist(),
                 "meta": json.loads(str(z["meta"])),
+                "evidence": None,
             }
+            if "evidence_view" in z.files and "evidence_slice" in z.files:
+                out["evidence"] = {"view": z["evidence_view"].astype(np.int64), "slice": z["evidence_slice"].astype(np.int64)}
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, or a pickled (object) array
@@ -84,6 +99,11 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
     n, c = out["scores"].shape
     if out["targets"].shape != (n, c) or len(out["paths"]) != n or len(out["classes"]) != c or len(out["thr"]) != c:
         raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(out['targets'].shape)}, {len(out['paths'])} paths)")
+    ev = out["evidence"]
+    if ev is not None and (
+        ev["view"].shape != (n, c) or ev["slice"].shape != (n, c) or ev["view"].max(initial=-1) >= len(out["meta"].get("views") or [])
+    ):
+        raise DataError(f"{path}: inconsistent evidence arrays (view {ev['view'].shape}, slice {ev['slice'].shape} for {n}x{c} scores)")
     return out
 
 

@@ -333,3 +333,44 @@ def test_the_evidence_slice_is_a_finding_slice(acl_model, tmp_path, run_tool):
         assert n >= 6 and b.eval("document.querySelectorAll('#exam-slices .slice.evidence').length") == 1
         assert "each slice's score for acl" in b.eval("document.querySelector('#exam-slices h3').textContent")
         assert b.errors() == []
+
+
+def test_folds_on_exams_keep_the_evidence_slice_that_the_review_shows(mrnet_root, tmp_path, run_tool):
+    """--folds on exams of two views: each out-of-fold score keeps the view and slice that carried
+    it (those of the fold model that scored the exam), and the review of suspected label errors
+    shows an exam by that slice, not by its middle one."""
+    from mlcls.apis import init_model, train_model
+    from mlcls.apis.folds import oof_rows_of, run_folds
+    from mlcls.apis.inference import bag_evidence
+    from mlcls.datasets.bags import bag_input, load_bag
+    from mlcls.report.store import load_eval_scores
+    from tests.report.conftest import embedded_data
+
+    cfg = bag_config(mrnet_root, tmp_path / "cv", views=("sagittal", "coronal"), mode="max")
+    cfg["model"]["backbone"] = {"type": "TimmBackbone", "model_name": "test_resnet"}  # small: the folds' training is not the point
+    run_folds(cfg, 2, lambda c, resume: train_model(c))
+    oof = load_eval_scores(tmp_path / "cv" / "oof_scores.npz")
+    ev, views = oof["evidence"], oof["meta"]["views"]
+    assert views == ["sagittal", "coronal"] and ev is not None and (ev["slice"] >= 0).all()
+    fold_of = oof_rows_of(tmp_path / "cv" / "folds.csv")
+    models = [init_model(None, tmp_path / "cv" / f"fold_{k}" / "latest.pth") for k in range(2)]
+    classes = oof["classes"]
+    for i in (0, 5, 13):  # the fold model that scored the exam says the same
+        path = oof["paths"][i]
+        best = bag_evidence(models[fold_of[path]], [bag_input(path, views)])[0]["per_class"]
+        assert [(views.index(best[c]["view"]), best[c]["slice"]) for c in classes] == [
+            (int(ev["view"][i, c]), int(ev["slice"][i, c])) for c in range(len(classes))
+        ]
+    # a pair whose evidence is not the middle slice, under review
+    i, c = next((i, c) for i in range(len(oof["paths"])) for c in range(len(classes))
+                if ev["slice"][i, c] != load_bag(oof["paths"][i].replace("{view}", views[ev["view"][i, c]])).shape[0] // 2)  # fmt: skip
+    path, view, k = oof["paths"][i], views[ev["view"][i, c]], int(ev["slice"][i, c])
+    (tmp_path / "cv" / "label_issues.csv").write_text(
+        f"path,class,given_label,score,quality,kind,rank\n{path},{classes[c]},0,0.9,0.1,missing,1\n"
+    )
+    r = run_tool("tools/report.py", tmp_path / "cv")
+    assert r.returncode == 0, r.stderr
+    pair = embedded_data(tmp_path / "cv" / "report.html")["label_issues"]["pairs"][0]
+    n = load_bag(path.replace("{view}", view)).shape[0]
+    assert pair["caption"].endswith(f"{view}, slice {k + 1} of {n}, the evidence for {classes[c]}"), pair["caption"]
+    assert pair["thumb"].startswith("data:image/jpeg")
