@@ -215,7 +215,13 @@ def main() -> None:
             fixes = None
             if policy not in ("noisy", "true", "noisy_asl"):
                 fixes = write_fixes(
-                    (out / f"fixes_{policy}.csv").resolve(), res["pairs"], paths, classes, given, {"flip_all": "all"}.get(policy, policy), truth
+                    (out / f"fixes_{policy}.csv").resolve(),
+                    res["pairs"],
+                    paths,
+                    classes,
+                    given,
+                    {"flip_all": "all"}.get(policy, policy),
+                    truth,
                 )
             ann = "train.csv" if policy == "true" else "train_noisy.csv"
             loss = "AsymmetricLoss" if policy == "noisy_asl" else "BCEWithLogitsLoss"

@@ -29,7 +29,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("scores", help="a --folds run folder (its oof_scores.npz), or an .npz of scores")
     p.add_argument("--out", help=f"the CSV (default: {ISSUES_FILE} beside the scores)")
     p.add_argument("--min-known", type=int_at_least(1), default=10, help="skip classes with fewer positives or negatives than this")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--min-class-ap", type=float, default=0.0, metavar="AP",
+        help="skip classes whose AP (scores against the given labels, 0-1) is below this: the model has not learned them, "
+        "and their flags are mostly its own errors (see docs/label_issues.md)",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    if not 0 <= args.min_class_ap <= 1:
+        p.error(f"--min-class-ap: expected a number from 0 to 1, got {args.min_class_ap}")
+    return args
 
 
 @cli_main
@@ -52,7 +60,7 @@ def main(argv=None) -> None:
             "included, and will miss them; use it to audit a held-out split (a test set), or run --folds for the training data",
             file=sys.stderr,
         )
-    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known)
+    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap)
     classes = run["classes"]
     out = Path(args.out) if args.out else src.parent / ISSUES_FILE
     with atomic_open(out, newline="") as f:
@@ -61,10 +69,22 @@ def main(argv=None) -> None:
         for rank, (row, c, given, score, quality) in enumerate(res["pairs"], 1):
             w.writerow([run["paths"][row], classes[c], given, f"{score:.6f}", f"{quality:.6f}", "extra" if given == 1 else "missing", rank])
     width = max(5, *(len(c) for c in classes))
-    print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
-    for c, r in zip(classes, res["per_class"]):
-        rate = "skipped" if classes.index(c) in res["skipped"] else f"{100 * r['rate']:.2f}%"
-        print(f"{c:<{width}}  {r['known']:>6}  {r['positives']:>5}  {r['flagged']:>7}  {r['missing']:>7}  {r['extra']:>5}  {rate:>15}")
+    print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
+    for i, (c, r) in enumerate(zip(classes, res["per_class"])):
+        rate = f"{100 * r['rate']:.2f}%"
+        if i in res["skipped"]:
+            rate = f"skipped (AP < {args.min_class_ap:g})" if r["unlearned"] else "skipped (few labels)"
+        ap = "-" if r["ap"] is None else f"{100 * r['ap']:.1f}"
+        print(
+            f"{c:<{width}}  {r['known']:>6}  {r['positives']:>5}  {ap:>5}  {r['flagged']:>7}  {r['missing']:>7}  {r['extra']:>5}  {rate:>15}"
+        )
+    weak = [c for c, r in zip(classes, res["per_class"]) if r["ap"] is not None and r["ap"] < 0.5 and not r["unlearned"]]
+    if weak:
+        print(
+            f"note: the model scores {', '.join(weak)} at AP < 50 against the given labels: their flags are mostly its own errors "
+            "(review them last, or leave them out with --min-class-ap)",
+            file=sys.stderr,
+        )
     print(f"{len(res['pairs'])} (sample, class) pairs flagged -> {out}", file=sys.stderr)
 
 

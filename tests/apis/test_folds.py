@@ -244,3 +244,17 @@ def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(
         "train.csv", "classes.txt", data_root=str(shapes_root), check_files=False, label_fixes=str(next(downloads.glob("*.csv")))
     )
     assert fixed.label_fixes["rows"] == len(expected)
+
+
+def test_min_class_ap_leaves_out_classes_the_model_has_not_learned():
+    from sklearn.metrics import average_precision_score
+
+    from mlcls.evaluation.label_issues import find_label_issues
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((400, 2)) < 0.3).astype(int)
+    s = np.stack([np.clip(y[:, 0] * 0.8 + rng.normal(0.1, 0.1, 400), 0, 1), rng.random(400)], axis=1)  # class 1: unlearned
+    res = find_label_issues(s, y, min_class_ap=0.7)
+    assert [r["ap"] for r in res["per_class"]] == pytest.approx([average_precision_score(y[:, c], s[:, c]) for c in range(2)])
+    assert res["skipped"] == [1] and res["per_class"][1]["unlearned"] and all(c == 0 for _, c, *_ in res["pairs"])
+    assert 1 in {c for _, c, *_ in find_label_issues(s, y)["pairs"]}  # without the floor its flags are there
