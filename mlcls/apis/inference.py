@@ -203,7 +203,7 @@ def evidence_arrays(model: nn.Module, paths: Sequence[str], chunk: int = 16) -> 
         for i, ev in enumerate(bag_evidence(model, [bag_input(p, views) for p in part]), start=start):
             for c, name in enumerate(classes):
                 best = ev["per_class"][name]
-                view_arr[i, c], slice_arr[i, c] = views.index(best["view"]) if best["view"] in views else 0, best["slice"]
+                view_arr[i, c], slice_arr[i, c] = views.index(best["view"]), best["slice"]
     return {"view": view_arr, "slice": slice_arr}
 
 

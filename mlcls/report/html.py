@@ -50,7 +50,9 @@ def thumbnail(
             bag = bags.load_bag(path)
         except (DataError, OSError) as e:
             return None, f"unreadable: {str(e).split(': ', 1)[-1]}", name
-        k = bag.shape[0] // 2 if slice_index is None or not 0 <= slice_index < bag.shape[0] else slice_index
+        if slice_index is not None and not 0 <= slice_index < bag.shape[0]:  # never another slice under the evidence's caption
+            return None, f"slice {slice_index + 1} is not in this series of {bag.shape[0]} (changed since it was scored?)", name
+        k = bag.shape[0] // 2 if slice_index is None else slice_index
         caption = f"{name}: {view + ', ' if view else ''}slice {k + 1} of {bag.shape[0]}"
         path = io.BytesIO()
         Image.fromarray(bag[k].permute(1, 2, 0).numpy()).save(path, format="PNG")
@@ -230,7 +232,7 @@ def label_issue_entries(
             else:
                 thumb, error, caption = thumbnail(r["path"], views=views)
             pairs.append({
-                "path": r["path"], "class": classes.index(name), "given": int(r["given_label"]), "score": float(r["score"]),
+                "path": r["path"], "class": c, "given": int(r["given_label"]), "score": float(r["score"]),
                 "kind": r["kind"], "rank": int(r["rank"]), "thumb": thumb, "error": error,
                 "caption": caption or os.path.basename(r["path"]),
             })  # fmt: skip
