@@ -3,7 +3,8 @@ which way of using its flags trains the best model.
 
 python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,extra=0.03] [--folds 5]
                                         [--epochs 12] [--seeds 0 1 2] [--recipe demo|plain]
-                                        [--policies noisy missing_ignore ...] [--out work_dirs/bench_label_issues]
+                                        [--policies noisy missing_ignore ...] [--second-round reviewed]
+                                        [--out work_dirs/bench_label_issues]
 
 1. Generates the shapes set (``--images`` training images, 48 px; val and test clean), drops
    each positive of the training labels with probability ``missing`` and adds ``extra`` x N wrong
@@ -11,12 +12,16 @@ python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,ex
 2. ``--folds K`` on the noisy labels (the quick start's ResNet-18 recipe, BCE), timed: the fold
    overhead is the run's time beyond the time its K trainings took.
 3. The finder on the out-of-fold scores: precision and recall of the flagged pairs against the truth,
-   and of the same number of pairs ranked by |label - score| (the plain baseline).
+   and of the same number of pairs ranked by |label - score| (the plain baseline); the same for
+   each of cleanlab's filter methods, alone and with ``min_class_ap`` 0.7 and 0.8.
 4. Test mAP (clean test labels) of a model trained per seed on: the noisy labels; every flag
    flipped; only "missing" flags flipped; only "missing" flags made unknown (-1); every flagged
    pair made unknown; the flags reviewed by someone who knows the truth (the wrong labels among
    them flipped, the rest kept); the true labels; and ``noisy_asl``: the noisy labels with the
    asymmetric loss (made for missing positives).
+5. ``--second-round POLICY``: folds again on the labels with that policy's fixes, the finder on the
+   new out-of-fold scores (precision and recall against the wrong labels left), and a training on
+   both rounds' fixes (``POLICY_round2``).
 
 Prints a table and writes results.json. Run again with the same --out, it keeps the finished folds
 and trainings. Measured figures are in docs/label_issues.md.
@@ -41,7 +46,7 @@ from mlcls.apis import test_model, train_model  # noqa: E402
 from mlcls.apis.config import prepare_config  # noqa: E402
 from mlcls.apis.folds import run_folds  # noqa: E402
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset  # noqa: E402
-from mlcls.evaluation.label_issues import find_label_issues  # noqa: E402
+from mlcls.evaluation.label_issues import FILTERS, find_label_issues  # noqa: E402
 from mlcls.report.store import load_eval_scores  # noqa: E402
 from mlcls.utils.misc import get_logger  # noqa: E402
 
@@ -131,6 +136,8 @@ def print_finder(results: dict, folds: int) -> None:
     print(f"finder: {f['flagged']} flagged of {f['wrong_labels']} wrong labels: precision {100 * f['precision']:.1f} %, recall {100 * f['recall']:.1f} %"
           f" (|label - score| at the same count: {100 * results['baseline_abs_diff']['precision']:.1f} % / {100 * results['baseline_abs_diff']['recall']:.1f} %)",
           flush=True)  # fmt: skip
+    for name, m in results.get("finder_methods", {}).items():
+        print(f"  {name:<40} {m['flagged']:>5} flagged: precision {100 * m['precision']:.1f} %, recall {100 * m['recall']:.1f} %")
 
 
 def main() -> None:
@@ -149,6 +156,10 @@ def main() -> None:
         choices=list(POLICIES) + ["noisy_asl"],
         help="the trainings to compare (noisy_asl: the noisy labels with the asymmetric loss)",
     )
+    p.add_argument(
+        "--second-round", choices=[q for q in POLICIES if q not in ("noisy", "true")],
+        help="after this policy's fixes, folds and the finder again on the fixed labels; trains <policy>_round2 on both rounds' fixes",
+    )  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="work_dirs/bench_label_issues")
     args = p.parse_args()
@@ -199,21 +210,73 @@ def main() -> None:
         "precision": len(flagged & truth) / max(n, 1),
         "recall": len(flagged & truth) / max(len(truth), 1),
     }
+    # cleanlab's other methods, with and without leaving out the classes the model has not learned
+    results["finder_methods"] = {}
+    for method in FILTERS:
+        for floor in (0.0, 0.7, 0.8):
+            found = {(r, c) for r, c, *_ in find_label_issues(oof["scores"].numpy(), given, min_class_ap=floor, filter_by=method)["pairs"]}
+            results["finder_methods"][f"{method} min_class_ap={floor:g}"] = {
+                "flagged": len(found),
+                "precision": len(found & truth) / max(len(found), 1),
+                "recall": len(found & truth) / max(len(truth), 1),
+            }
     diff = np.abs(given - oof["scores"].numpy())
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
     results["baseline_abs_diff"] = {"precision": len(top & truth) / max(n, 1), "recall": len(top & truth) / max(len(truth), 1)}
     (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
     print_finder(results, args.folds)
 
+    # 5 (before the trainings, which it adds to). A second round: folds again on the labels the first
+    # round's fixes left, the finder on their scores, and the fixes of both rounds together.
+    round2_fixes = {}
+    if args.second_round:
+        pol = args.second_round
+        first = write_fixes((out / f"fixes_{pol}.csv").resolve(), res["pairs"], paths, classes, given, pol, truth)
+        r2 = out / f"round2_{pol}"
+        before, t0 = len(trained), time.perf_counter()
+        r2cfg = config(root, r2 / "folds", "train_noisy.csv", args.epochs, 0, first, recipe=args.recipe)
+        run_folds(r2cfg, args.folds, train, resume=(r2 / "folds" / "folds.csv").exists())
+        oof2 = load_eval_scores(r2 / "folds" / "oof_scores.npz")
+        if list(oof2["paths"]) != list(paths):
+            raise SystemExit(f"{r2 / 'folds'}: the second round scored other samples than the first")
+        given2 = oof2["targets"].numpy().astype(int)  # the first round's fixes applied (-1: made unknown)
+        true = given.copy()
+        for r, c in truth:
+            true[r, c] = 1 - given[r, c]
+        left = {(int(r), int(c)) for r, c in zip(*np.nonzero((given2 >= 0) & (given2 != true)))}
+        res2 = find_label_issues(oof2["scores"].numpy(), given2)
+        found = {(r, c) for r, c, *_ in res2["pairs"]}
+        results["second_round"] = {
+            "policy": pol,
+            "folds_time_s": time.perf_counter() - t0 if len(trained) > before else None,
+            "wrong_labels_left": len(left),
+            "flagged": len(found),
+            "precision": len(found & left) / max(len(found), 1),
+            "recall": len(found & left) / max(len(left), 1),
+        }
+        second = write_fixes((r2 / f"fixes_{pol}_round2_only.csv").resolve(), res2["pairs"], paths, classes, given2, pol, left)
+        both = {}
+        for path in (first, second):  # a pair fixed in both rounds keeps the second round's label
+            with open(path, newline="") as f:
+                both.update({(row["path"], row["class"]): row["label"] for row in csv.DictReader(f)})
+        merged = (out / f"fixes_{pol}_round2.csv").resolve()
+        with open(merged, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "class", "label"])
+            w.writerows([pth, c, label] for (pth, c), label in both.items())
+        round2_fixes[f"{pol}_round2"] = merged
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
     # 4. policies, test mAP per seed
-    policies = args.policies
-    results["test_mAP"] = {}
+    policies = args.policies + list(round2_fixes)
+    # policies this run does not train keep the figures an earlier run measured
+    results["test_mAP"] = {k: v for k, v in earlier.get("test_mAP", {}).items() if k not in policies}
     for policy in policies:
         maps = []
         for seed in args.seeds:
             wd = out / policy / f"seed_{seed}"
-            fixes = None
-            if policy not in ("noisy", "true", "noisy_asl"):
+            fixes = round2_fixes.get(policy)
+            if fixes is None and policy not in ("noisy", "true", "noisy_asl"):
                 fixes = write_fixes(
                     (out / f"fixes_{policy}.csv").resolve(),
                     res["pairs"],
@@ -239,6 +302,10 @@ def main() -> None:
         }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print_finder(results, args.folds)
+    if "second_round" in results:
+        r2 = results["second_round"]
+        print(f"second round ({r2['policy']}): {r2['flagged']} flagged of {r2['wrong_labels_left']} wrong labels left: "
+              f"precision {100 * r2['precision']:.1f} %, recall {100 * r2['recall']:.1f} %")  # fmt: skip
     for policy, v in results["test_mAP"].items():
         print(f"{policy:<13} test mAP {v['mean']:.2f} ± {v['std']:.2f}  ({', '.join(f'{x:.2f}' for x in v['runs'])})")
 

@@ -25,6 +25,8 @@ ISSUES_FILE = "label_issues.csv"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from mlcls.evaluation.label_issues import FILTERS
+
     p = argparse.ArgumentParser(description="Rank the given labels that out-of-fold scores contradict (cleanlab)")
     p.add_argument("scores", help="a --folds run folder (its oof_scores.npz), or an .npz of scores")
     p.add_argument("--out", help=f"the CSV (default: {ISSUES_FILE} beside the scores)")
@@ -33,6 +35,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--min-class-ap", type=float, default=0.0, metavar="AP",
         help="skip classes whose AP (scores against the given labels, 0-1) is below this: the model has not learned them, "
         "and their flags are mostly its own errors (see docs/label_issues.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--filter-by", default="prune_by_noise_rate", choices=FILTERS,
+        help="cleanlab's method: prune_by_noise_rate (default) flags as many pairs as it estimates wrong; confident_learning "
+        "fewer, more of them right; predicted_neq_given every pair on the wrong side of the threshold (see docs/label_issues.md)",
     )  # fmt: skip
     args = p.parse_args(argv)
     if not 0 <= args.min_class_ap <= 1:
@@ -60,7 +67,8 @@ def main(argv=None) -> None:
             "included, and will miss them; use it to audit a held-out split (a test set), or run --folds for the training data",
             file=sys.stderr,
         )
-    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap)
+    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap,
+                            filter_by=args.filter_by)  # fmt: skip
     classes = run["classes"]
     out = Path(args.out) if args.out else src.parent / ISSUES_FILE
     with atomic_open(out, newline="") as f:

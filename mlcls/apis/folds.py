@@ -163,8 +163,7 @@ def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
     """Refuse to resume when ``folds.csv`` of the interrupted run does not list these samples in
     these folds (the training set, its label fixes, K or the seed changed): its finished folds were
     trained and scored on another split."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))[1:]
+    rows = _read_folds_csv(path)
     for line, (row, want) in enumerate(zip(rows, zip(paths, folds)), start=2):
         if len(row) != 2 or row[0] != want[0] or row[1] != str(want[1]):
             raise ConfigError(
@@ -218,10 +217,15 @@ def format_folds_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _read_folds_csv(path: str | Path) -> list[list[str]]:
+    """The rows of a run's folds.csv after its ``path,fold`` header, as read (row i is on line i + 2)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))[1:]
+
+
 def oof_rows_of(path: str | Path) -> dict:
     """``{path: fold}`` of a run's folds.csv (tests and tools check which model scored what)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return {row["path"]: int(row["fold"]) for row in csv.DictReader(f)}
+    return {row[0]: int(row[1]) for row in _read_folds_csv(path)}
 
 
 __all__ = ["OOF_FILE", "fold_config", "format_folds_summary", "run_folds"]

@@ -170,6 +170,11 @@ def test_find_label_issues_tool_on_a_folds_run(folds_run, run_tool):
     assert all((row["kind"] == "missing") == (row["given_label"] == "0") for row in rows)
     oof = load_eval_scores(base / "oof_scores.npz")
     assert {row["path"] for row in rows} <= set(oof["paths"])
+    # cleanlab's method is the user's: every pair on the wrong side of 0.5 is at least as many
+    r = run_tool("tools/find_label_issues.py", base, "--min-known", "3", "--filter-by", "predicted_neq_given", "--out", base / "all.csv")
+    assert r.returncode == 0, r.stderr
+    wrong_side = list(csv.DictReader((base / "all.csv").open()))
+    assert len(wrong_side) >= len(rows) and all((float(w["score"]) > 0.5) == (w["given_label"] == "0") for w in wrong_side)
     # a plain evaluation's scores: said not to be out of sample
     r = run_tool("tools/find_label_issues.py", base / "fold_0" / "heldout_scores.npz", "--out", base / "x.csv")
     assert r.returncode == 0 and "is not out-of-fold" in r.stderr
@@ -258,3 +263,25 @@ def test_min_class_ap_leaves_out_classes_the_model_has_not_learned():
     assert [r["ap"] for r in res["per_class"]] == pytest.approx([average_precision_score(y[:, c], s[:, c]) for c in range(2)])
     assert res["skipped"] == [1] and res["per_class"][1]["unlearned"] and all(c == 0 for _, c, *_ in res["pairs"])
     assert 1 in {c for _, c, *_ in find_label_issues(s, y)["pairs"]}  # without the floor its flags are there
+
+
+def test_filter_by_flags_what_cleanlab_flags_per_class_with_that_method():
+    from cleanlab.filter import find_label_issues as cleanlab_filter
+
+    from mlcls.evaluation.label_issues import find_label_issues
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random((500, 3)) < [0.4, 0.25, 0.15]).astype(int)
+    s = np.clip(np.where(truth == 1, rng.beta(5, 2, truth.shape), rng.beta(2, 5, truth.shape)), 1e-6, 1 - 1e-6)
+    given = np.where(rng.random(truth.shape) < 0.1, 1 - truth, truth)
+    counts = {}
+    for method in ("prune_by_noise_rate", "confident_learning", "predicted_neq_given"):
+        flagged = {(r, c) for r, c, *_ in find_label_issues(s, given, filter_by=method)["pairs"]}
+        want = {(int(r), c) for c in range(3) for r in np.flatnonzero(
+            cleanlab_filter(labels=given[:, c], pred_probs=np.stack([1 - s[:, c], s[:, c]], 1), filter_by=method))}  # fmt: skip
+        assert flagged == want, method
+        counts[method] = len(flagged)
+    # the methods differ: every pair on the wrong side of 0.5 is the most
+    assert counts["predicted_neq_given"] > counts["prune_by_noise_rate"] >= counts["confident_learning"]
+    with pytest.raises(ValueError, match="filter_by: expected one of prune_by_noise_rate"):
+        find_label_issues(s, given, filter_by="low_self_confidence")
