@@ -136,6 +136,9 @@ def print_finder(results: dict, folds: int) -> None:
     print(f"finder: {f['flagged']} flagged of {f['wrong_labels']} wrong labels: precision {100 * f['precision']:.1f} %, recall {100 * f['recall']:.1f} %"
           f" (|label - score| at the same count: {100 * results['baseline_abs_diff']['precision']:.1f} % / {100 * results['baseline_abs_diff']['recall']:.1f} %)",
           flush=True)  # fmt: skip
+    for name in ("top_precision", "top_precision_by_quality"):
+        if name in f:
+            print(f"  {name}: " + ", ".join(f"first {k}: {100 * v:.1f} %" for k, v in f[name].items()))
     for name, m in results.get("finder_methods", {}).items():
         print(f"  {name:<40} {m['flagged']:>5} flagged: precision {100 * m['precision']:.1f} %, recall {100 * m['recall']:.1f} %")
 
@@ -210,6 +213,10 @@ def main() -> None:
         "precision": len(flagged & truth) / max(n, 1),
         "recall": len(flagged & truth) / max(len(truth), 1),
     }
+    # how often the first k pairs of the ranking (what a reviewer looks at first) are wrong labels
+    by_quality = sorted(res["pairs"], key=lambda x: x[4])
+    for name, ranked in (("top_precision", res["pairs"]), ("top_precision_by_quality", by_quality)):
+        results["finder"][name] = {k: sum((r, c) in truth for r, c, *_ in ranked[:k]) / k for k in (100, 200, 400, 800) if k <= n}
     # cleanlab's other methods, with and without leaving out the classes the model has not learned
     results["finder_methods"] = {}
     for method in FILTERS:

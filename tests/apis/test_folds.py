@@ -154,8 +154,12 @@ def test_the_finder_flags_contradicted_labels_never_unknown_ones(tmp_path):
     wrong = {(i, k) for i, k in dropped if given[i, k] == 0}
     precision, recall = len(flagged & wrong) / len(flagged), len(flagged & wrong) / len(wrong)
     assert precision >= 0.8 and recall >= 0.6, (precision, recall)
-    qualities = [q for *_, q in res["pairs"]]
-    assert qualities == sorted(qualities)  # most likely errors first
+    # most likely errors first: the contradiction weighted by the class's AP; within a class by quality
+    weight = [(1 - q) * res["per_class"][k]["ap"] for _, k, *_, q in res["pairs"]]
+    assert weight == sorted(weight, reverse=True)
+    for k in range(c):
+        qualities = [q for _, kk, *_, q in res["pairs"] if kk == k]
+        assert qualities == sorted(qualities)
     for r, k, g, s, q in res["pairs"]:
         assert g == given[r, k] and q == pytest.approx(s if g == 1 else 1 - s)
 
@@ -258,11 +262,17 @@ def test_min_class_ap_leaves_out_classes_the_model_has_not_learned():
 
     rng = np.random.default_rng(0)
     y = (rng.random((400, 2)) < 0.3).astype(int)
-    s = np.stack([np.clip(y[:, 0] * 0.8 + rng.normal(0.1, 0.1, 400), 0, 1), rng.random(400)], axis=1)  # class 1: unlearned
+    s = np.stack([np.clip(y[:, 0] * 0.8 + rng.normal(0.1, 0.1, 400), 0.05, 0.95), rng.random(400)], axis=1)  # class 1: unlearned
+    y[np.flatnonzero(y[:, 0])[::8], 0] = 0  # class 0: positives the annotator skipped, which the scores contradict
     res = find_label_issues(s, y, min_class_ap=0.7)
     assert [r["ap"] for r in res["per_class"]] == pytest.approx([average_precision_score(y[:, c], s[:, c]) for c in range(2)])
     assert res["skipped"] == [1] and res["per_class"][1]["unlearned"] and all(c == 0 for _, c, *_ in res["pairs"])
-    assert 1 in {c for _, c, *_ in find_label_issues(s, y)["pairs"]}  # without the floor its flags are there
+    ranked = find_label_issues(s, y)["pairs"]
+    assert 1 in {c for _, c, *_ in ranked}  # without the floor its flags are there...
+    # ...ranked after the learned class's: its lowest qualities are noise, not contradictions
+    classes = [c for _, c, *_ in ranked]
+    assert classes[: classes.count(0)] == [0] * classes.count(0)
+    assert min(q for _, c, *_, q in ranked if c == 1) < min(q for _, c, *_, q in ranked if c == 0)  # quality alone: class 1 first
 
 
 def test_filter_by_flags_what_cleanlab_flags_per_class_with_that_method():
