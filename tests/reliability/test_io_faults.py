@@ -36,7 +36,10 @@ def test_stale_temporaries_of_killed_writers_are_swept_and_live_ones_kept(tmp_pa
 def test_a_signal_during_training_exits_with_one_line_and_no_temporary_files(sig, code, word, config_file, tmp_path):
     wd = tmp_path / "wd"
     cmd = [sys.executable, "tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=50"]
-    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a job started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    # then leaves it ignored: the training gets SIGINT at its default, as from a terminal
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 240
     while not (wd / "epoch_1.pth").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
