@@ -103,24 +103,36 @@ def config(
     }  # fmt: skip
 
 
-def write_fixes(path: Path, pairs, paths, classes, given, policy: str, truth: set | None = None) -> Path:
-    """``label_fixes.csv`` from the flagged pairs under one policy:
+def precision_recall(found: set, wrong: set) -> dict:
+    """How many of the ``found`` pairs are ``wrong`` labels, and how many of those were found."""
+    hit = len(found & wrong)
+    return {"precision": hit / max(len(found), 1), "recall": hit / max(len(wrong), 1)}
+
+
+def fix_rows(pairs, paths, classes, given, policy: str, truth: set | None = None) -> dict:
+    """``{(path, class): label}``: the fixes of the flagged pairs under one policy:
 
     - ``all``: every flag flipped; ``missing_only``: only the "missing" flags (labelled 0) flipped;
     - ``ignore``: every flagged pair made unknown (-1); ``missing_ignore``: only the "missing" ones;
     - ``reviewed``: a reviewer who looks at every flag and knows the truth: the flags that are
       wrong labels flipped, the others rejected (kept). The ceiling of the review workflow.
     """
+    fixes = {}
+    for r, c, g, *_ in pairs:
+        if policy in ("missing_only", "missing_ignore") and g != 0:
+            continue
+        if policy == "reviewed" and (r, c) not in truth:
+            continue
+        fixes[(paths[r], classes[c])] = -1 if policy in ("ignore", "missing_ignore") else 1 - g
+    return fixes
+
+
+def write_fixes(path: Path, fixes: dict) -> Path:
+    """``label_fixes.csv`` (path, class, label) of :func:`fix_rows`' fixes."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "class", "label"])
-        for r, c, g, *_ in pairs:
-            if policy in ("missing_only", "missing_ignore") and g != 0:
-                continue
-            if policy == "reviewed" and (r, c) not in truth:
-                continue
-            label = -1 if policy in ("ignore", "missing_ignore") else 1 - g
-            w.writerow([paths[r], classes[c], label])
+        w.writerows([pth, c, label] for (pth, c), label in fixes.items())
     return path
 
 
@@ -207,12 +219,7 @@ def main() -> None:
             truth.add((row_of[Path(r["path"]).name], classes.index(r["class"])))
     flagged = {(r, c) for r, c, *_ in res["pairs"]}
     n = len(flagged)
-    results["finder"] = {
-        "flagged": n,
-        "wrong_labels": len(truth),
-        "precision": len(flagged & truth) / max(n, 1),
-        "recall": len(flagged & truth) / max(len(truth), 1),
-    }
+    results["finder"] = {"flagged": n, "wrong_labels": len(truth), **precision_recall(flagged, truth)}
     # how often the first k pairs of the ranking (what a reviewer looks at first) are wrong labels
     by_quality = sorted(res["pairs"], key=lambda x: x[4])
     for name, ranked in (("top_precision", res["pairs"]), ("top_precision_by_quality", by_quality)):
@@ -222,14 +229,10 @@ def main() -> None:
     for method in FILTERS:
         for floor in (0.0, 0.7, 0.8):
             found = {(r, c) for r, c, *_ in find_label_issues(oof["scores"].numpy(), given, min_class_ap=floor, filter_by=method)["pairs"]}
-            results["finder_methods"][f"{method} min_class_ap={floor:g}"] = {
-                "flagged": len(found),
-                "precision": len(found & truth) / max(len(found), 1),
-                "recall": len(found & truth) / max(len(truth), 1),
-            }
+            results["finder_methods"][f"{method} min_class_ap={floor:g}"] = {"flagged": len(found), **precision_recall(found, truth)}
     diff = np.abs(given - oof["scores"].numpy())
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
-    results["baseline_abs_diff"] = {"precision": len(top & truth) / max(n, 1), "recall": len(top & truth) / max(len(truth), 1)}
+    results["baseline_abs_diff"] = precision_recall(top, truth)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
     print_finder(results, args.folds)
 
@@ -238,10 +241,11 @@ def main() -> None:
     round2_fixes = {}
     if args.second_round:
         pol = args.second_round
-        first = write_fixes((out / f"fixes_{pol}.csv").resolve(), res["pairs"], paths, classes, given, pol, truth)
+        first = fix_rows(res["pairs"], paths, classes, given, pol, truth)
         r2 = out / f"round2_{pol}"
         before, t0 = len(trained), time.perf_counter()
-        r2cfg = config(root, r2 / "folds", "train_noisy.csv", args.epochs, 0, first, recipe=args.recipe)
+        r2cfg = config(root, r2 / "folds", "train_noisy.csv", args.epochs, 0, write_fixes((out / f"fixes_{pol}.csv").resolve(), first),
+                       recipe=args.recipe)  # fmt: skip
         run_folds(r2cfg, args.folds, train, resume=(r2 / "folds" / "folds.csv").exists())
         oof2 = load_eval_scores(r2 / "folds" / "oof_scores.npz")
         if list(oof2["paths"]) != list(paths):
@@ -258,20 +262,11 @@ def main() -> None:
             "folds_time_s": time.perf_counter() - t0 if len(trained) > before else None,
             "wrong_labels_left": len(left),
             "flagged": len(found),
-            "precision": len(found & left) / max(len(found), 1),
-            "recall": len(found & left) / max(len(left), 1),
+            **precision_recall(found, left),
         }
-        second = write_fixes((r2 / f"fixes_{pol}_round2_only.csv").resolve(), res2["pairs"], paths, classes, given2, pol, left)
-        both = {}
-        for path in (first, second):  # a pair fixed in both rounds keeps the second round's label
-            with open(path, newline="") as f:
-                both.update({(row["path"], row["class"]): row["label"] for row in csv.DictReader(f)})
-        merged = (out / f"fixes_{pol}_round2.csv").resolve()
-        with open(merged, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "class", "label"])
-            w.writerows([pth, c, label] for (pth, c), label in both.items())
-        round2_fixes[f"{pol}_round2"] = merged
+        # a pair fixed in both rounds keeps the second round's label
+        both = {**first, **fix_rows(res2["pairs"], paths, classes, given2, pol, left)}
+        round2_fixes[f"{pol}_round2"] = write_fixes((out / f"fixes_{pol}_round2.csv").resolve(), both)
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     # 4. policies, test mAP per seed
@@ -284,15 +279,8 @@ def main() -> None:
             wd = out / policy / f"seed_{seed}"
             fixes = round2_fixes.get(policy)
             if fixes is None and policy not in ("noisy", "true", "noisy_asl"):
-                fixes = write_fixes(
-                    (out / f"fixes_{policy}.csv").resolve(),
-                    res["pairs"],
-                    paths,
-                    classes,
-                    given,
-                    {"flip_all": "all"}.get(policy, policy),
-                    truth,
-                )
+                rows = fix_rows(res["pairs"], paths, classes, given, {"flip_all": "all"}.get(policy, policy), truth)
+                fixes = write_fixes((out / f"fixes_{policy}.csv").resolve(), rows)
             ann = "train.csv" if policy == "true" else "train_noisy.csv"
             loss = "AsymmetricLoss" if policy == "noisy_asl" else "BCEWithLogitsLoss"
             done = wd / "test_mAP.json"

@@ -2,17 +2,16 @@
 
 Method (cleanlab's confident learning, applied per class as its multi-label module does): each
 class is a one-vs-rest binary problem; ``cleanlab.filter.find_label_issues`` with
-``filter_by="prune_by_noise_rate"`` (the default; ``filter_by`` takes cleanlab's other methods) estimates from the scores how many of its positives are
-really negatives and the other way round (the confident joint) and flags that many pairs, those
-the scores contradict most. Each pair's ``quality`` is cleanlab's self-confidence (the score of
+``filter_by="prune_by_noise_rate"`` (the default; ``filter_by`` takes cleanlab's other methods)
+estimates from the scores how many of its positives are really negatives and the other way round
+(the confident joint) and flags that many pairs, those the scores contradict most. Each pair's ``quality`` is cleanlab's self-confidence (the score of
 the given label: ``p`` for a 1, ``1 - p`` for a 0). Pairs are ranked by how much the scores
 contradict the label, weighted by how well the model knows the class: ``(1 - quality) x AP``
 of the class, highest first (within a class: lowest quality first). On the demo's noise the first
 100 / 200 / 400 pairs so ranked were wrong labels 92 / 91 / 79 % of the time, against 62 / 53 / 54 %
 by quality alone: the lowest qualities are mostly true positives of rare classes the model has
-not learned. Unlike cleanlab's own
-multi-label entry point, entries whose label is unknown (-1) take no part at all: they are never
-flagged and never counted in a class's estimate.
+not learned. Unlike cleanlab's own multi-label entry point, entries whose label is unknown (-1)
+take no part at all: they are never flagged and never counted in a class's estimate.
 
 How far a class's flags can be trusted depends on how well the model learned the class: each
 class's AP of the scores against the given labels is reported (``ap``), and ``min_class_ap``
