@@ -33,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.add_argument(
         "--seeds", type=int, nargs="+", metavar="K",
-        help="train once per seed in <work_dir>/seed_<K>, then write seeds_summary.json/.txt (mean ± std)",
+        help="train once per seed in <work_dir>/seed_<K>, then write seeds_summary.json/.txt (mean ± std); with --folds, "
+        "K folds per seed and the mean of the seeds' out-of-fold scores in <work_dir>/oof_scores.npz",
     )  # fmt: skip
     p.add_argument(
         "--folds", type=int_at_least(2), metavar="K",
@@ -80,7 +81,7 @@ def main(argv=None) -> None:
     clean = False
     try:
         if args.folds:
-            from mlcls.apis.folds import format_folds_summary, run_folds
+            from mlcls.apis.folds import combine_seeds, format_folds_summary, run_folds
 
             if args.seeds:
                 base = cfg["work_dir"]
@@ -89,13 +90,16 @@ def main(argv=None) -> None:
                     summary = run_folds(run, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher,
                                                                                   overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci)  # fmt: skip
                     print(f"seed {seed}: " + format_folds_summary(summary))
+                # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
+                print(format_folds_summary(combine_seeds(base, args.seeds)))
             else:
                 summary = run_folds(
                     cfg, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher, overwrite=args.overwrite),
                     resume=bool(args.resume), ci=args.ci,
                 )  # fmt: skip
                 print(format_folds_summary(summary))
-            print(f"wrote folds.csv, oof_scores.npz and folds_summary.json/.txt in {cfg['work_dir']}")
+            where = f"{cfg['work_dir']}/seed_<s> (and their mean oof_scores.npz in {cfg['work_dir']})" if args.seeds else cfg["work_dir"]
+            print(f"wrote folds.csv, oof_scores.npz and folds_summary.json/.txt in {where}")
         elif args.seeds:
             from mlcls.apis.seeds import format_summary, run_seeds
 

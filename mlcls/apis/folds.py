@@ -201,13 +201,22 @@ def _score_heldout(run: dict, fold_dir: Path) -> None:
 def format_folds_summary(summary: dict) -> str:
     """folds_summary as text: mean ± std over the folds, each fold, and the pooled out-of-fold metrics."""
     keys = list(summary["mean"])
-    lines = [f"{summary['folds']}-fold cross-validation (seed {summary['seed']}, {summary['num_samples']} samples), held-out folds:"]
-    lines.append("  ".join(f"{key} {summary['mean'][key]:.2f} ± {summary['std'][key]:.2f}" for key in keys))
-    for i, f in enumerate(summary["per_fold"]):
-        lines.append(f"  fold {i}: " + "  ".join(f"{key} {f[key]:.2f}" for key in keys))
+    if "seeds" in summary:  # combine_seeds: each seed's pooled out-of-fold metrics, and those of their mean score
+        head = (
+            f"{summary['folds']}-fold cross-validation, {len(summary['seeds'])} seeds ({summary['num_samples']} samples), pooled per seed:"
+        )
+        rows = [(f"seed {s}", m) for s, m in zip(summary["seeds"], summary["per_seed"])]
+        pooled_name = "mean of the seeds' scores, pooled out-of-fold"
+    else:
+        head = f"{summary['folds']}-fold cross-validation (seed {summary['seed']}, {summary['num_samples']} samples), held-out folds:"
+        rows = [(f"fold {i}", m) for i, m in enumerate(summary["per_fold"])]
+        pooled_name = "pooled out-of-fold"
+    lines = [head, "  ".join(f"{key} {summary['mean'][key]:.2f} ± {summary['std'][key]:.2f}" for key in keys)]
+    for name, m in rows:
+        lines.append(f"  {name}: " + "  ".join(f"{key} {m[key]:.2f}" for key in keys))
     ci = summary.get("pooled_ci") or {}
     lines.append(
-        "pooled out-of-fold: "
+        f"{pooled_name}: "
         + "  ".join(
             f"{key} {v:.2f}" + (f" [{ci[key][0]:.2f}, {ci[key][1]:.2f}]" if key in ci else "")
             for key, v in summary["pooled"].items()
@@ -215,6 +224,62 @@ def format_folds_summary(summary: dict) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def combine_seeds(base: str | Path, seeds: list[int]) -> dict:
+    """Average the out-of-fold scores of ``--folds K --seeds ...`` into ``<base>/oof_scores.npz``.
+
+    Each seed cut its own folds and trained its own K models (``<base>/seed_<s>``), so a sample's
+    score in each is from a model that never saw it, and their mean is out of fold too: an
+    ensemble's score, steadier than any one seed's, for the label-error finder and the report.
+    ``folds_summary.json`` / ``.txt`` hold each seed's pooled metrics, their mean ± std, and the
+    averaged scores' pooled metrics.
+
+    Returns:
+        the summary written to ``folds_summary.json``.
+    """
+    base = Path(base)
+    runs = [load_eval_scores(base / f"seed_{s}" / OOF_FILE) for s in seeds]
+    first = runs[0]
+    for s, run in zip(seeds[1:], runs[1:]):
+        if run["paths"] != first["paths"] or run["classes"] != first["classes"] or not torch.equal(run["targets"], first["targets"]):
+            raise ConfigError(
+                f"{base / f'seed_{s}' / OOF_FILE}: other samples, classes or labels than {base / f'seed_{seeds[0]}' / OOF_FILE}; "
+                "the seeds of one --folds run must train on the same data: rerun it in a new work dir"
+            )
+    stack = torch.stack([run["scores"] for run in runs])  # [S, N, C]
+    scores, targets = stack.mean(0), first["targets"].float()
+    thr = np.mean([run["thr"] for run in runs], axis=0).tolist()
+    evidence = None
+    if all(run["evidence"] is not None for run in runs):  # each pair's slice from the seed that scored it highest
+        top = stack.argmax(0).numpy()[None]
+        evidence = {key: np.take_along_axis(np.stack([run["evidence"][key] for run in runs]), top, 0)[0] for key in ("view", "slice")}
+    per_seed = []
+    for run in runs:
+        m = compute_metrics(run["scores"], targets, thr=run["thr"])
+        per_seed.append({key: m[key] for key in SUMMARY_KEYS if key in m})
+    pooled = compute_metrics(scores, targets, thr=thr)
+    k = first["meta"]["folds"]
+    summary = {
+        "folds": k,
+        "seeds": list(seeds),
+        "num_samples": len(first["paths"]),
+        "per_seed": per_seed,
+        "mean": {key: float(np.mean([m[key] for m in per_seed])) for key in per_seed[0]},
+        "std": {key: float(np.std([m[key] for m in per_seed], ddof=1)) for key in per_seed[0]},
+        "pooled": {key: pooled[key] for key in SUMMARY_KEYS if key in pooled},
+        "per_class_pooled": {"class": first["classes"], "AP": pooled["AP"], "AUROC": pooled["AUROC"]},
+    }
+    if is_main_process():
+        meta = {**first["meta"], "name": f"{base.name}: out-of-fold ({k} folds, mean of {len(seeds)} seeds)", "seed": None,
+                "seeds": list(seeds), "split": f"train (out-of-fold, mean of {len(seeds)} seeds)", "thresholds_source": "mean of the seeds'",
+                "checkpoints": [c for run in runs for c in run["meta"].get("checkpoints", [])]}  # fmt: skip
+        save_eval_scores(base / OOF_FILE, scores, targets, first["paths"], first["classes"], thr, meta, evidence)
+        write_json(summary, base / "folds_summary.json")
+        with atomic_open(base / "folds_summary.txt") as f:
+            f.write(format_folds_summary(summary) + "\n")
+    barrier()
+    return summary
 
 
 def _read_folds_csv(path: str | Path) -> list[list[str]]:
@@ -228,4 +293,4 @@ def oof_rows_of(path: str | Path) -> dict:
     return {row[0]: int(row[1]) for row in _read_folds_csv(path)}
 
 
-__all__ = ["OOF_FILE", "fold_config", "format_folds_summary", "run_folds"]
+__all__ = ["OOF_FILE", "combine_seeds", "fold_config", "format_folds_summary", "run_folds"]

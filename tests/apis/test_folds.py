@@ -67,6 +67,50 @@ def test_every_sample_is_scored_once_by_a_model_that_never_saw_it(folds_run, sha
     assert "3-fold cross-validation" in (base / "folds_summary.txt").read_text()
 
 
+def test_seeds_out_of_fold_scores_are_averaged(folds_run, tmp_path):
+    """--folds K --seeds a b: the top-level oof_scores.npz is the mean of the seeds' out-of-fold
+    scores (checked against numpy and scikit-learn); seeds that scored other labels are refused."""
+    import shutil
+
+    from sklearn.metrics import average_precision_score
+
+    from mlcls.apis.folds import combine_seeds, format_folds_summary
+    from mlcls.errors import ConfigError
+    from mlcls.report.store import save_eval_scores
+
+    base, _, _ = folds_run
+    one = load_eval_scores(base / "oof_scores.npz")
+    (tmp_path / "seed_0").mkdir()
+    shutil.copy(base / "oof_scores.npz", tmp_path / "seed_0" / "oof_scores.npz")
+    other = torch.from_numpy(np.random.default_rng(0).random(one["scores"].shape, dtype=np.float32))
+    save_eval_scores(tmp_path / "seed_3" / "oof_scores.npz", other, one["targets"], one["paths"], one["classes"],
+                     [0.3] * len(one["classes"]), {**one["meta"], "seed": 3})  # fmt: skip
+    summary = combine_seeds(tmp_path, [0, 3])
+    mean = load_eval_scores(tmp_path / "oof_scores.npz")
+    want = (one["scores"].numpy() + other.numpy()) / 2
+    np.testing.assert_allclose(mean["scores"].numpy(), want, atol=1e-6)
+    assert mean["paths"] == one["paths"] and torch.equal(mean["targets"], one["targets"])
+    assert mean["meta"]["folds"] == 3 and mean["meta"]["seeds"] == [0, 3]
+    np.testing.assert_allclose(mean["thr"], (np.array(one["thr"]) + 0.3) / 2, atol=1e-6)
+    y = one["targets"].numpy()
+    has = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
+    ap = np.mean([average_precision_score(y[:, k], want[:, k]) for k in has])
+    assert summary["pooled"]["mAP"] == pytest.approx(100 * ap, abs=1e-3)
+    assert summary["per_seed"][1]["mAP"] == pytest.approx(
+        100 * np.mean([average_precision_score(y[:, k], other[:, k]) for k in has]), abs=1e-3
+    )
+    assert summary["std"]["mAP"] > 0 and "seed 3: mAP" in format_folds_summary(summary)
+    assert "2 seeds" in (tmp_path / "folds_summary.txt").read_text()
+    # a seed whose labels differ (the data or the label fixes changed): refused, nothing rewritten
+    flipped = one["targets"].clone()
+    flipped[0, 0] = 1 - flipped[0, 0]
+    save_eval_scores(tmp_path / "seed_4" / "oof_scores.npz", other, flipped, one["paths"], one["classes"], one["thr"], one["meta"])
+    before = (tmp_path / "oof_scores.npz").read_bytes()
+    with pytest.raises(ConfigError, match=r"seed_4.oof_scores\.npz: other samples, classes or labels than .*seed_0"):
+        combine_seeds(tmp_path, [0, 4])
+    assert (tmp_path / "oof_scores.npz").read_bytes() == before
+
+
 def test_resume_refuses_finished_folds_of_another_split(folds_run, shapes_root, tmp_path):
     """Finished folds of an interrupted run are kept only for the same split: after a change of
     seed (or data) --resume is one error naming folds.csv's line, nothing is trained or written."""
