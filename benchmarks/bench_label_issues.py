@@ -2,7 +2,7 @@
 which way of using its flags trains the best model.
 
 python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,extra=0.03] [--folds 5]
-                                        [--epochs 12] [--seeds 0 1 2] [--recipe demo|plain]
+                                        [--epochs 12] [--seeds 0 1 2] [--fold-seeds 0] [--recipe demo|plain]
                                         [--policies noisy missing_ignore ...] [--second-round reviewed]
                                         [--out work_dirs/bench_label_issues]
 
@@ -10,7 +10,9 @@ python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,ex
    each positive of the training labels with probability ``missing`` and adds ``extra`` x N wrong
    positives (the truth is kept in train_noise.csv).
 2. ``--folds K`` on the noisy labels (the quick start's ResNet-18 recipe, BCE), timed: the fold
-   overhead is the run's time beyond the time its K trainings took.
+   overhead is the run's time beyond the time its K trainings took. ``--fold-seeds a b ...``: K
+   folds per seed, and the finder reads the mean of their out-of-fold scores (each seed alone is
+   measured too).
 3. The finder on the out-of-fold scores: precision and recall of the flagged pairs against the truth,
    and of the same number of pairs ranked by |label - score| (the plain baseline); the same for
    each of cleanlab's filter methods, alone and with ``min_class_ap`` 0.7 and 0.8.
@@ -44,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from mlcls.apis import test_model, train_model  # noqa: E402
 from mlcls.apis.config import prepare_config  # noqa: E402
-from mlcls.apis.folds import run_folds  # noqa: E402
+from mlcls.apis.folds import combine_seeds, run_folds  # noqa: E402
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset  # noqa: E402
 from mlcls.evaluation.label_issues import FILTERS, find_label_issues  # noqa: E402
 from mlcls.report.store import load_eval_scores  # noqa: E402
@@ -136,10 +138,22 @@ def write_fixes(path: Path, fixes: dict) -> Path:
     return path
 
 
+def folds_scores(make_cfg, base: Path, k: int, seeds: list[int], train) -> dict:
+    """K folds per seed in ``base/seed_<s>`` (finished ones kept) and the out-of-fold scores: the
+    one seed's, or with several the mean of theirs (``combine_seeds``, as ``--folds --seeds``)."""
+    for seed in seeds:
+        wd = base / f"seed_{seed}"
+        run_folds(make_cfg(wd, seed), k, train, resume=(wd / "folds.csv").exists())
+    if len(seeds) == 1:
+        return load_eval_scores(base / f"seed_{seeds[0]}" / "oof_scores.npz")
+    combine_seeds(base, seeds)
+    return load_eval_scores(base / "oof_scores.npz")
+
+
 POLICIES = ("noisy", "flip_all", "missing_only", "missing_ignore", "ignore", "reviewed", "true")
 
 
-def print_finder(results: dict, folds: int) -> None:
+def print_finder(results: dict, folds: str) -> None:
     f = results["finder"]
     print(
         f"folds: {results['folds_time_s']:.0f} s for {folds} folds, of which training {results['fold_trainings_s']:.0f} s: "
@@ -151,6 +165,10 @@ def print_finder(results: dict, folds: int) -> None:
     for name in ("top_precision", "top_precision_by_quality"):
         if name in f:
             print(f"  {name}: " + ", ".join(f"first {k}: {100 * v:.1f} %" for k, v in f[name].items()))
+    for seed, m in results.get("finder_per_fold_seed", {}).items():
+        print(
+            f"  folds of seed {seed} alone: {m['flagged']} flagged: precision {100 * m['precision']:.1f} %, recall {100 * m['recall']:.1f} %"
+        )
     for name, m in results.get("finder_methods", {}).items():
         print(f"  {name:<40} {m['flagged']:>5} flagged: precision {100 * m['precision']:.1f} %, recall {100 * m['recall']:.1f} %")
 
@@ -176,6 +194,10 @@ def main() -> None:
         help="after this policy's fixes, folds and the finder again on the fixed labels; trains <policy>_round2 on both rounds' fixes",
     )  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--fold-seeds", type=int, nargs="+", default=[0],
+        help="K folds per seed; with several, the finder reads the mean of their out-of-fold scores (as --folds --seeds)",
+    )  # fmt: skip
     p.add_argument("--out", default="work_dirs/bench_label_issues")
     args = p.parse_args()
     get_logger()
@@ -196,8 +218,8 @@ def main() -> None:
         trained.append(time.perf_counter() - t)
 
     t0 = time.perf_counter()
-    resume = (out / "folds" / "folds.csv").exists()
-    run_folds(config(root, out / "folds", "train_noisy.csv", args.epochs, 0, recipe=args.recipe), args.folds, train, resume=resume)
+    oof = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", args.epochs, seed, recipe=args.recipe), out / "folds",
+                       args.folds, args.fold_seeds, train)  # fmt: skip
     total = time.perf_counter() - t0
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     if trained:
@@ -208,7 +230,6 @@ def main() -> None:
         results.update({k: earlier[k] for k in ("folds_time_s", "fold_trainings_s", "fold_overhead")})
 
     # 3. the finder against the truth
-    oof = load_eval_scores(out / "folds" / "oof_scores.npz")
     classes, paths = oof["classes"], oof["paths"]
     given = oof["targets"].numpy().astype(int)
     res = find_label_issues(oof["scores"].numpy(), given)
@@ -220,6 +241,12 @@ def main() -> None:
     flagged = {(r, c) for r, c, *_ in res["pairs"]}
     n = len(flagged)
     results["finder"] = {"flagged": n, "wrong_labels": len(truth), **precision_recall(flagged, truth)}
+    if len(args.fold_seeds) > 1:  # each seed's folds alone, against the mean of their scores above
+        results["finder_per_fold_seed"] = {}
+        for seed in args.fold_seeds:
+            one = load_eval_scores(out / "folds" / f"seed_{seed}" / "oof_scores.npz")
+            found = {(r, c) for r, c, *_ in find_label_issues(one["scores"].numpy(), given)["pairs"]}
+            results["finder_per_fold_seed"][seed] = {"flagged": len(found), **precision_recall(found, truth)}
     # how often the first k pairs of the ranking (what a reviewer looks at first) are wrong labels
     by_quality = sorted(res["pairs"], key=lambda x: x[4])
     for name, ranked in (("top_precision", res["pairs"]), ("top_precision_by_quality", by_quality)):
@@ -234,7 +261,7 @@ def main() -> None:
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
     results["baseline_abs_diff"] = precision_recall(top, truth)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
-    print_finder(results, args.folds)
+    print_finder(results, f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds))
 
     # 5 (before the trainings, which it adds to). A second round: folds again on the labels the first
     # round's fixes left, the finder on their scores, and the fixes of both rounds together.
@@ -244,10 +271,9 @@ def main() -> None:
         first = fix_rows(res["pairs"], paths, classes, given, pol, truth)
         r2 = out / f"round2_{pol}"
         before, t0 = len(trained), time.perf_counter()
-        r2cfg = config(root, r2 / "folds", "train_noisy.csv", args.epochs, 0, write_fixes((out / f"fixes_{pol}.csv").resolve(), first),
-                       recipe=args.recipe)  # fmt: skip
-        run_folds(r2cfg, args.folds, train, resume=(r2 / "folds" / "folds.csv").exists())
-        oof2 = load_eval_scores(r2 / "folds" / "oof_scores.npz")
+        first_csv = write_fixes((out / f"fixes_{pol}.csv").resolve(), first)
+        oof2 = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", args.epochs, seed, first_csv, recipe=args.recipe),
+                            r2 / "folds", args.folds, args.fold_seeds, train)  # fmt: skip
         if list(oof2["paths"]) != list(paths):
             raise SystemExit(f"{r2 / 'folds'}: the second round scored other samples than the first")
         given2 = oof2["targets"].numpy().astype(int)  # the first round's fixes applied (-1: made unknown)
@@ -296,7 +322,7 @@ def main() -> None:
             "runs": maps,
         }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print_finder(results, args.folds)
+    print_finder(results, f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds))
     if "second_round" in results:
         r2 = results["second_round"]
         print(f"second round ({r2['policy']}): {r2['flagged']} flagged of {r2['wrong_labels_left']} wrong labels left: "
