@@ -41,3 +41,26 @@ def test_a_difference_is_judged_against_the_spread():
     a = summary([60.0, 60.5, 59.5])
     assert compare_summaries(a, summary([62.0, 62.5, 61.5]))[0]["beyond_spread"]  # +2 with a spread of ~0.4
     assert not compare_summaries(a, summary([59.0, 62.0, 61.0]))[0]["beyond_spread"]  # +0.7 with a spread of ~0.9
+
+
+def test_folds_with_seeds_average_the_out_of_fold_scores(config_file, tmp_path, run_tool):
+    """--folds 2 --seeds 0 1: each seed's folds in seed_<s>, and the run folder's oof_scores.npz
+    (what the finder and the report read) is the mean of the two seeds' out-of-fold scores."""
+    import numpy as np
+
+    from mlcls.report.store import load_eval_scores
+
+    wd = tmp_path / "cv"
+    r = run_tool(
+        "tools/train.py", config_file, "--work-dir", wd, "--folds", "2", "--seeds", "0", "1", "--cfg-options", "train_cfg.max_epochs=1"
+    )
+    assert r.returncode == 0, r.stderr
+    seeds = [load_eval_scores(wd / f"seed_{s}" / "oof_scores.npz") for s in (0, 1)]
+    assert (wd / "seed_0" / "folds.csv").read_text() != (wd / "seed_1" / "folds.csv").read_text()  # each seed its own split
+    mean = load_eval_scores(wd / "oof_scores.npz")
+    assert mean["paths"] == seeds[0]["paths"] == seeds[1]["paths"] and mean["meta"]["seeds"] == [0, 1]
+    np.testing.assert_allclose(mean["scores"].numpy(), (seeds[0]["scores"].numpy() + seeds[1]["scores"].numpy()) / 2, atol=1e-6)
+    assert "2-fold cross-validation, 2 seeds" in r.stdout and "seed 1: mAP" in (wd / "folds_summary.txt").read_text()
+    r = run_tool("tools/find_label_issues.py", wd, "--min-known", "3")
+    assert r.returncode == 0 and "not out-of-fold" not in r.stderr, r.stderr
+    assert (wd / "label_issues.csv").is_file()
