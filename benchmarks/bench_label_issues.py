@@ -217,6 +217,7 @@ def main() -> None:
         train_model(c, resume="auto" if resume else None, overwrite=True)
         trained.append(time.perf_counter() - t)
 
+    folds_label = f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds)
     t0 = time.perf_counter()
     oof = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", args.epochs, seed, recipe=args.recipe), out / "folds",
                        args.folds, args.fold_seeds, train)  # fmt: skip
@@ -261,7 +262,7 @@ def main() -> None:
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
     results["baseline_abs_diff"] = precision_recall(top, truth)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
-    print_finder(results, f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds))
+    print_finder(results, folds_label)
 
     # 5 (before the trainings, which it adds to). A second round: folds again on the labels the first
     # round's fixes left, the finder on their scores, and the fixes of both rounds together.
@@ -322,7 +323,7 @@ def main() -> None:
             "runs": maps,
         }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print_finder(results, f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds))
+    print_finder(results, folds_label)
     if "second_round" in results:
         r2 = results["second_round"]
         print(f"second round ({r2['policy']}): {r2['flagged']} flagged of {r2['wrong_labels_left']} wrong labels left: "

@@ -113,8 +113,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
             barrier()  # rank 0's file is complete before any rank reads it
         held = load_eval_scores(fold_dir / HELD_FILE)
         held_runs.append(held)
-        m = compute_metrics(held["scores"], held["targets"], thr=held["thr"])
-        per_fold.append({key: m[key] for key in SUMMARY_KEYS if key in m})
+        per_fold.append(_summary_metrics(held["scores"], held["targets"], held["thr"]))
     # every sample exactly once, in the training set's order
     row_of = {p: i for i, p in enumerate(paths)}
     c = full.num_classes
@@ -137,26 +136,39 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
             "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
             "views": held_runs[0]["meta"].get("views")}  # fmt: skip
+    summary = {"folds": k, "seed": seed, "num_samples": len(paths), "per_fold": per_fold,
+               **_spread_and_pooled(per_fold, scores, targets, thr, classes)}  # fmt: skip
+    if ci:
+        summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
+    _write_run(base, scores, targets, paths, classes, thr, meta, evidence if with_evidence else None, summary)
+    return summary
+
+
+def _summary_metrics(scores: torch.Tensor, targets: torch.Tensor, thr) -> dict:
+    """The summary metrics (``SUMMARY_KEYS``) of one part: a held-out fold, or one seed's out-of-fold scores."""
+    m = compute_metrics(scores, targets, thr=thr)
+    return {key: m[key] for key in SUMMARY_KEYS if key in m}
+
+
+def _spread_and_pooled(parts: list[dict], scores: torch.Tensor, targets: torch.Tensor, thr, classes: list[str]) -> dict:
+    """folds_summary's body: mean ± std of the parts' summary metrics, and the metrics of ``scores`` [N, C] pooled."""
     pooled = compute_metrics(scores, targets, thr=thr)
-    summary = {
-        "folds": k,
-        "seed": seed,
-        "num_samples": len(paths),
-        "per_fold": per_fold,
-        "mean": {key: float(np.mean([f[key] for f in per_fold])) for key in per_fold[0]},
-        "std": {key: float(np.std([f[key] for f in per_fold], ddof=1)) for key in per_fold[0]},
+    return {
+        "mean": {key: float(np.mean([m[key] for m in parts])) for key in parts[0]},
+        "std": {key: float(np.std([m[key] for m in parts], ddof=1)) for key in parts[0]},
         "pooled": {key: pooled[key] for key in SUMMARY_KEYS if key in pooled},
         "per_class_pooled": {"class": classes, "AP": pooled["AP"], "AUROC": pooled["AUROC"]},
     }
-    if ci:
-        summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
+
+
+def _write_run(base: Path, scores, targets, paths, classes, thr, meta: dict, evidence: dict | None, summary: dict) -> None:
+    """``oof_scores.npz`` and ``folds_summary.json`` / ``.txt`` in ``base`` (rank 0 writes; every rank waits for it)."""
     if is_main_process():
-        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta, evidence if with_evidence else None)
+        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta, evidence)
         write_json(summary, base / "folds_summary.json")
         with atomic_open(base / "folds_summary.txt") as f:
             f.write(format_folds_summary(summary) + "\n")
     barrier()
-    return summary
 
 
 def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
@@ -254,31 +266,14 @@ def combine_seeds(base: str | Path, seeds: list[int]) -> dict:
     if all(run["evidence"] is not None for run in runs):  # each pair's slice from the seed that scored it highest
         top = stack.argmax(0).numpy()[None]
         evidence = {key: np.take_along_axis(np.stack([run["evidence"][key] for run in runs]), top, 0)[0] for key in ("view", "slice")}
-    per_seed = []
-    for run in runs:
-        m = compute_metrics(run["scores"], targets, thr=run["thr"])
-        per_seed.append({key: m[key] for key in SUMMARY_KEYS if key in m})
-    pooled = compute_metrics(scores, targets, thr=thr)
+    per_seed = [_summary_metrics(run["scores"], targets, run["thr"]) for run in runs]
     k = first["meta"]["folds"]
-    summary = {
-        "folds": k,
-        "seeds": list(seeds),
-        "num_samples": len(first["paths"]),
-        "per_seed": per_seed,
-        "mean": {key: float(np.mean([m[key] for m in per_seed])) for key in per_seed[0]},
-        "std": {key: float(np.std([m[key] for m in per_seed], ddof=1)) for key in per_seed[0]},
-        "pooled": {key: pooled[key] for key in SUMMARY_KEYS if key in pooled},
-        "per_class_pooled": {"class": first["classes"], "AP": pooled["AP"], "AUROC": pooled["AUROC"]},
-    }
-    if is_main_process():
-        meta = {**first["meta"], "name": f"{base.name}: out-of-fold ({k} folds, mean of {len(seeds)} seeds)", "seed": None,
-                "seeds": list(seeds), "split": f"train (out-of-fold, mean of {len(seeds)} seeds)", "thresholds_source": "mean of the seeds'",
-                "checkpoints": [c for run in runs for c in run["meta"].get("checkpoints", [])]}  # fmt: skip
-        save_eval_scores(base / OOF_FILE, scores, targets, first["paths"], first["classes"], thr, meta, evidence)
-        write_json(summary, base / "folds_summary.json")
-        with atomic_open(base / "folds_summary.txt") as f:
-            f.write(format_folds_summary(summary) + "\n")
-    barrier()
+    summary = {"folds": k, "seeds": list(seeds), "num_samples": len(first["paths"]), "per_seed": per_seed,
+               **_spread_and_pooled(per_seed, scores, targets, thr, first["classes"])}  # fmt: skip
+    meta = {**first["meta"], "name": f"{base.name}: out-of-fold ({k} folds, mean of {len(seeds)} seeds)", "seed": None,
+            "seeds": list(seeds), "split": f"train (out-of-fold, mean of {len(seeds)} seeds)", "thresholds_source": "mean of the seeds'",
+            "checkpoints": [c for run in runs for c in run["meta"].get("checkpoints", [])]}  # fmt: skip
+    _write_run(base, scores, targets, first["paths"], first["classes"], thr, meta, evidence, summary)
     return summary
 
 
