@@ -2,7 +2,8 @@
 which way of using its flags trains the best model.
 
 python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,extra=0.03] [--folds 5]
-                                        [--epochs 12] [--seeds 0 1 2] [--fold-seeds 0] [--recipe demo|plain]
+                                        [--epochs 12] [--fold-epochs N] [--seeds 0 1 2] [--fold-seeds 0]
+                                        [--recipe demo|plain]
                                         [--policies noisy missing_ignore ...] [--second-round reviewed]
                                         [--out work_dirs/bench_label_issues]
 
@@ -10,7 +11,10 @@ python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,ex
    each positive of the training labels with probability ``missing`` and adds ``extra`` x N wrong
    positives (the truth is kept in train_noise.csv).
 2. ``--folds K`` on the noisy labels (the quick start's ResNet-18 recipe, BCE), timed: the fold
-   overhead is the run's time beyond the time its K trainings took. ``--fold-seeds a b ...``: K
+   overhead is the run's time beyond the time its K trainings took. ``--fold-epochs N``: the fold
+   models train N epochs (default ``--epochs``): a fold sees (K - 1) / K of the data, so fewer
+   steps per epoch than the final model, and a model short of convergence scores the samples it
+   holds out worse than it could. ``--fold-seeds a b ...``: K
    folds per seed, and the finder reads the mean of their out-of-fold scores (each seed alone is
    measured too).
 3. The finder on the out-of-fold scores: precision and recall of the flagged pairs against the truth,
@@ -179,6 +183,7 @@ def main() -> None:
     p.add_argument("--noise", default="missing=0.15,extra=0.03")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--fold-epochs", type=int, help="the fold models' epochs (default: --epochs)")
     p.add_argument(
         "--recipe", choices=("demo", "plain"), default="demo", help="demo: the quick start's config; plain: batch 32, AdamW 1e-3"
     )
@@ -218,8 +223,10 @@ def main() -> None:
         trained.append(time.perf_counter() - t)
 
     folds_label = f"{len(args.fold_seeds)} x {args.folds}" if len(args.fold_seeds) > 1 else str(args.folds)
+    fold_epochs = args.fold_epochs or args.epochs
+    folds_dir = "folds" if fold_epochs == args.epochs else f"folds_{fold_epochs}ep"
     t0 = time.perf_counter()
-    oof = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", args.epochs, seed, recipe=args.recipe), out / "folds",
+    oof = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", fold_epochs, seed, recipe=args.recipe), out / folds_dir,
                        args.folds, args.fold_seeds, train)  # fmt: skip
     total = time.perf_counter() - t0
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
@@ -245,7 +252,7 @@ def main() -> None:
     if len(args.fold_seeds) > 1:  # each seed's folds alone, against the mean of their scores above
         results["finder_per_fold_seed"] = {}
         for seed in args.fold_seeds:
-            one = load_eval_scores(out / "folds" / f"seed_{seed}" / "oof_scores.npz")
+            one = load_eval_scores(out / folds_dir / f"seed_{seed}" / "oof_scores.npz")
             found = {(r, c) for r, c, *_ in find_label_issues(one["scores"].numpy(), given)["pairs"]}
             results["finder_per_fold_seed"][seed] = {"flagged": len(found), **precision_recall(found, truth)}
     # how often the first k pairs of the ranking (what a reviewer looks at first) are wrong labels
@@ -270,13 +277,13 @@ def main() -> None:
     if args.second_round:
         pol = args.second_round
         first = fix_rows(res["pairs"], paths, classes, given, pol, truth)
-        r2 = out / f"round2_{pol}"
+        r2 = out / f"round2_{pol}" / folds_dir
         before, t0 = len(trained), time.perf_counter()
         first_csv = write_fixes((out / f"fixes_{pol}.csv").resolve(), first)
-        oof2 = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", args.epochs, seed, first_csv, recipe=args.recipe),
-                            r2 / "folds", args.folds, args.fold_seeds, train)  # fmt: skip
+        oof2 = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", fold_epochs, seed, first_csv, recipe=args.recipe),
+                            r2, args.folds, args.fold_seeds, train)  # fmt: skip
         if list(oof2["paths"]) != list(paths):
-            raise SystemExit(f"{r2 / 'folds'}: the second round scored other samples than the first")
+            raise SystemExit(f"{r2}: the second round scored other samples than the first")
         given2 = oof2["targets"].numpy().astype(int)  # the first round's fixes applied (-1: made unknown)
         true = given.copy()
         for r, c in truth:
