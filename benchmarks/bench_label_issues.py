@@ -2,7 +2,7 @@
 which way of using its flags trains the best model.
 
 python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,extra=0.03] [--folds 5]
-                                        [--epochs 12] [--fold-epochs N] [--seeds 0 1 2] [--fold-seeds 0]
+                                        [--epochs 12] [--fold-epochs N] [--fold-tta flip4] [--seeds 0 1 2] [--fold-seeds 0]
                                         [--recipe demo|plain]
                                         [--policies noisy missing_ignore ...] [--second-round reviewed]
                                         [--out work_dirs/bench_label_issues]
@@ -16,7 +16,8 @@ python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,ex
    steps per epoch than the final model, and a model short of convergence scores the samples it
    holds out worse than it could. ``--fold-seeds a b ...``: K
    folds per seed, and the finder reads the mean of their out-of-fold scores (each seed alone is
-   measured too).
+   measured too). ``--fold-tta flip4``: the held-out folds are scored with test-time augmentation
+   (kept folds scored otherwise are scored again, not retrained).
 3. The finder on the out-of-fold scores: precision and recall of the flagged pairs against the truth,
    and of the same number of pairs ranked by |label - score| (the plain baseline); the same for
    each of cleanlab's filter methods, alone and with ``min_class_ap`` 0.7 and 0.8.
@@ -142,12 +143,12 @@ def write_fixes(path: Path, fixes: dict) -> Path:
     return path
 
 
-def folds_scores(make_cfg, base: Path, k: int, seeds: list[int], train) -> dict:
+def folds_scores(make_cfg, base: Path, k: int, seeds: list[int], train, tta: str | None = None) -> dict:
     """K folds per seed in ``base/seed_<s>`` (finished ones kept) and the out-of-fold scores: the
     one seed's, or with several the mean of theirs (``combine_seeds``, as ``--folds --seeds``)."""
     for seed in seeds:
         wd = base / f"seed_{seed}"
-        run_folds(make_cfg(wd, seed), k, train, resume=(wd / "folds.csv").exists())
+        run_folds(make_cfg(wd, seed), k, train, resume=(wd / "folds.csv").exists(), tta=tta)
     if len(seeds) == 1:
         return load_eval_scores(base / f"seed_{seeds[0]}" / "oof_scores.npz")
     combine_seeds(base, seeds)
@@ -184,6 +185,7 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--fold-epochs", type=int, help="the fold models' epochs (default: --epochs)")
+    p.add_argument("--fold-tta", help="score the held-out folds with test-time augmentation (flip, flip4), as --folds K --tta")
     p.add_argument(
         "--recipe", choices=("demo", "plain"), default="demo", help="demo: the quick start's config; plain: batch 32, AdamW 1e-3"
     )
@@ -227,7 +229,7 @@ def main() -> None:
     folds_dir = "folds" if fold_epochs == args.epochs else f"folds_{fold_epochs}ep"
     t0 = time.perf_counter()
     oof = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", fold_epochs, seed, recipe=args.recipe), out / folds_dir,
-                       args.folds, args.fold_seeds, train)  # fmt: skip
+                       args.folds, args.fold_seeds, train, args.fold_tta)  # fmt: skip
     total = time.perf_counter() - t0
     earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     if trained:
@@ -281,7 +283,7 @@ def main() -> None:
         before, t0 = len(trained), time.perf_counter()
         first_csv = write_fixes((out / f"fixes_{pol}.csv").resolve(), first)
         oof2 = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", fold_epochs, seed, first_csv, recipe=args.recipe),
-                            r2, args.folds, args.fold_seeds, train)  # fmt: skip
+                            r2, args.folds, args.fold_seeds, train, args.fold_tta)  # fmt: skip
         if list(oof2["paths"]) != list(paths):
             raise SystemExit(f"{r2}: the second round scored other samples than the first")
         given2 = oof2["targets"].numpy().astype(int)  # the first round's fixes applied (-1: made unknown)

@@ -37,9 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "and their flags are mostly its own errors (see docs/label_issues.md)",
     )  # fmt: skip
     p.add_argument(
-        "--filter-by", default="prune_by_noise_rate", choices=FILTERS,
-        help="cleanlab's method: prune_by_noise_rate (default) flags as many pairs as it estimates wrong; confident_learning "
-        "fewer, more of them right; predicted_neq_given every pair on the wrong side of the threshold (see docs/label_issues.md)",
+        "--filter-by", default="recall_corrected", choices=FILTERS,
+        help="how the pairs are chosen: recall_corrected (default) flags as many pairs as cleanlab's confident joint, corrected "
+        "for the left-out positives that score below the threshold, estimates wrong; prune_by_noise_rate (cleanlab's default) "
+        "fewer; confident_learning fewer, more of them right; predicted_neq_given every pair on the wrong side of the threshold "
+        "(see docs/label_issues.md)",
     )  # fmt: skip
     args = p.parse_args(argv)
     if not 0 <= args.min_class_ap <= 1:

@@ -7,7 +7,7 @@ import sys
 
 from mlcls.apis import prepare_config, train_model
 from mlcls.cli import cli_main, int_at_least
-from mlcls.errors import DataError
+from mlcls.errors import ConfigError, DataError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,6 +42,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "oof_scores.npz (every sample scored by a model that never saw it) and folds_summary.json/.txt",
     )  # fmt: skip
     p.add_argument("--ci", type=int_at_least(1), metavar="N", help="with --folds: bootstrap intervals of the pooled out-of-fold metrics")
+    p.add_argument(
+        "--tta", metavar="VIEWS",
+        help="with --folds: score each held-out fold with test-time augmentation, 'flip' (image + horizontal flip), 'flip4' "
+        "(+ vertical, both) or 'config' (the config's test_cfg.tta); with --resume, finished folds scored otherwise are scored again",
+    )  # fmt: skip
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument(
@@ -62,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli_main
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.tta and not args.folds:
+        raise ConfigError("--tta: only with --folds (it scores the held-out folds); tools/test.py --tta scores a test split")
     opts = list(args.cfg_options)
     if args.amp:
         opts.append("+train_cfg.amp=true")
@@ -88,14 +95,15 @@ def main(argv=None) -> None:
                 for seed in args.seeds:  # each seed its own split and models
                     run = {**cfg, "seed": seed, "work_dir": f"{base}/seed_{seed}"}
                     summary = run_folds(run, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher,
-                                                                                  overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci)  # fmt: skip
+                                                                                  overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci,
+                                        tta=args.tta)  # fmt: skip
                     print(f"seed {seed}: " + format_folds_summary(summary))
                 # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
                 print(format_folds_summary(combine_seeds(base, args.seeds)))
             else:
                 summary = run_folds(
                     cfg, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher, overwrite=args.overwrite),
-                    resume=bool(args.resume), ci=args.ci,
+                    resume=bool(args.resume), ci=args.ci, tta=args.tta,
                 )  # fmt: skip
                 print(format_folds_summary(summary))
             where = f"{cfg['work_dir']}/seed_<s> (and their mean oof_scores.npz in {cfg['work_dir']})" if args.seeds else cfg["work_dir"]

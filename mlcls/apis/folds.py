@@ -24,6 +24,7 @@ import torch
 from mlcls.apis.inference import bag_views, evidence_arrays
 from mlcls.apis.loaders import build_loader
 from mlcls.apis.model import build_from_checkpoint
+from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.datasets.base import fold_assignment
 from mlcls.datasets.class_balanced import WRAPPERS
 from mlcls.errors import ConfigError
@@ -67,7 +68,9 @@ def fold_config(cfg: dict, k: int, seed: int, fold: int, base: Path) -> tuple[di
     return run, {**run, "test_dataloader": {**eval_section, "dataset": held}}
 
 
-def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bool = False, ci: int | None = None) -> dict:
+def run_folds(
+    cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bool = False, ci: int | None = None, tta: str | list | None = None
+) -> dict:
     """Train ``cfg`` once per fold, score each held-out fold, gather the out-of-fold scores and summarise.
 
     Args:
@@ -76,6 +79,10 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
         resume: continue an interrupted run: finished folds (their ``heldout_scores.npz``) are kept,
             the fold that was stopped resumes from its latest checkpoint.
         ci: bootstrap resamples for intervals of the pooled out-of-fold metrics.
+        tta: score the held-out folds with test-time augmentation (``flip``, ``flip4``, a list of
+            views or ``config``, see :mod:`mlcls.apis.tta`): the mean score over the views is
+            steadier, and the label-error finder reads it. With ``resume``, a finished fold that
+            was scored otherwise is scored again from its checkpoint, not retrained.
 
     Returns:
         the summary written to ``folds_summary.json``.
@@ -84,6 +91,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
         raise ConfigError(f"--folds: expected K >= 2, got {k}")
     base = Path(cfg["work_dir"])
     seed = int(cfg.get("seed", 0))
+    views = resolve_tta(tta, cfg)
     full = build_loader({**cfg, "train_dataloader": {**cfg["train_dataloader"], "num_workers": 0}}, "train", "eval", seed).dataset
     if not hasattr(full, "label_index"):
         raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
@@ -104,12 +112,19 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
         fold_dir = Path(run["work_dir"])
         if resume and (fold_dir / HELD_FILE).is_file():
             logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, k, fold_dir / HELD_FILE)
+            scored_with = load_eval_scores(fold_dir / HELD_FILE)["meta"].get("tta")
+            barrier()  # every rank has read the file before rank 0 replaces it
+            if scored_with != views:
+                logger.info("--folds: fold %d was scored with test-time augmentation %s, now %s: scoring it again from its checkpoint",
+                            fold + 1, scored_with, views)  # fmt: skip
+                _score_heldout(score_cfg, fold_dir, views)
+                barrier()
         else:
             logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
                         int((assigned == fold).sum()))  # fmt: skip
             train(run, resume and (fold_dir / "latest.pth").is_file())
             barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
-            _score_heldout(score_cfg, fold_dir)  # every rank takes part in the (gathered) prediction
+            _score_heldout(score_cfg, fold_dir, views)  # every rank takes part in the (gathered) prediction
             barrier()  # rank 0's file is complete before any rank reads it
         held = load_eval_scores(fold_dir / HELD_FILE)
         held_runs.append(held)
@@ -135,7 +150,7 @@ def run_folds(cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bo
     thr = held_runs[0]["thr"]
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
             "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
-            "views": held_runs[0]["meta"].get("views")}  # fmt: skip
+            "views": held_runs[0]["meta"].get("views"), "tta": views}  # fmt: skip
     summary = {"folds": k, "seed": seed, "num_samples": len(paths), "per_fold": per_fold,
                **_spread_and_pooled(per_fold, scores, targets, thr, classes)}  # fmt: skip
     if ci:
@@ -190,11 +205,17 @@ def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
         )
 
 
-def _score_heldout(run: dict, fold_dir: Path) -> None:
-    """Score the fold's held-out samples with its best checkpoint (the config's ``save_best``) or final weights."""
+def _score_heldout(run: dict, fold_dir: Path, views: list | None = None) -> None:
+    """Score the fold's held-out samples with its best checkpoint (the config's ``save_best``) or
+    final weights, averaged over ``views`` (test-time augmentation) if given."""
     best, latest = fold_dir / "best.pth", fold_dir / "latest.pth"
     checkpoint = best if best.is_file() else latest
+    if not checkpoint.is_file():
+        raise ConfigError(f"--folds: {fold_dir} has no best.pth or latest.pth to score its held-out fold with")
     model, ckpt, _ = build_from_checkpoint(checkpoint, run)
+    plain = model
+    if views:
+        model = TTAModel(model, views)
     loader = build_loader(run, "test", "eval", int(run.get("seed", 0)))
     metric = MultiLabelMetric()
     scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
@@ -202,11 +223,12 @@ def _score_heldout(run: dict, fold_dir: Path) -> None:
     thr = model.info.thresholds.tolist()
     if not is_main_process():
         return
-    views = bag_views(model)
+    names = bag_views(plain)
     # a model of exams keeps the slice behind each score: the review of suspected label errors shows it
-    evidence = evidence_arrays(model, paths) if views is not None else None
+    evidence = evidence_arrays(plain, paths) if names is not None else None
     save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
-                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": views},
+                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": names,
+                      "tta": views},
                      evidence)  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import torch
 from mlcls.apis.inference import bag_evidence, bag_views
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint, check_same_classes
-from mlcls.apis.tta import TTAModel
+from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.datasets.bags import exam_name, view_files
 from mlcls.errors import ConfigError
 from mlcls.evaluation import MultiLabelMetric, compute_metrics, threshold_record, tune_thresholds
@@ -243,10 +243,7 @@ def test_model(
     Returns the metrics dict (plus ``report``, the text, and ``written``, the files).
     """
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
-    if tta == "config":
-        tta = (cfg.get("test_cfg") or {}).get("tta")
-        if not tta:
-            raise ConfigError("--tta config: the config has no test_cfg.tta list")
+    tta = resolve_tta(tta, cfg)
     if tta:
         model = TTAModel(model, tta)
     classes = list(ckpt["meta"]["classes"])

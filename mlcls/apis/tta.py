@@ -29,6 +29,16 @@ def parse_views(spec: str | Sequence) -> list:
     return views
 
 
+def resolve_tta(tta: str | Sequence | None, cfg: dict) -> list | None:
+    """``tta`` as a list of views, or None for none: a preset, a list, or ``config`` (the config's
+    ``test_cfg.tta``)."""
+    if tta == "config":
+        tta = (cfg.get("test_cfg") or {}).get("tta")
+        if not tta:
+            raise ConfigError("--tta config: the config has no test_cfg.tta list")
+    return parse_views(tta) if tta else None
+
+
 def apply_view(images: torch.Tensor, view) -> torch.Tensor:
     """images [B, 3, H, W] (or a :class:`~mlcls.datasets.bags.BagBatch`: each instance) as seen by ``view``."""
     if isinstance(images, BagBatch):

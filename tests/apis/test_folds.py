@@ -140,6 +140,50 @@ def test_resume_refuses_finished_folds_of_another_split(folds_run, shapes_root, 
         run_folds(tiny_config(shapes_root, copy, max_epochs=1), 3, train, resume=True)
 
 
+def test_held_out_folds_scored_with_tta_and_rescored_on_resume(folds_run, tmp_path):
+    """--folds K --tta flip: each held-out fold's score is the mean of the fold model's scores of
+    the image and of its mirror image (computed here image by image); resuming a finished run
+    with another --tta scores the folds again from their checkpoints without training them."""
+    import shutil
+
+    from PIL import Image
+
+    from mlcls.apis.folds import run_folds
+    from mlcls.apis.inference import inference_model, init_model
+
+    base, _, _ = folds_run
+    copy = tmp_path / "cv"
+    shutil.copytree(base, copy)
+    cfg = load_eval_scores(base / "oof_scores.npz")
+
+    def train(c, resume):
+        raise AssertionError("a finished fold may not be trained again")
+
+    from mlcls.utils.checkpoint import load_checkpoint
+
+    run_cfg = load_checkpoint(base / "fold_0" / "latest.pth")["meta"]["config"]
+    run_cfg["train_dataloader"]["dataset"].pop("folds")
+    run_folds({**run_cfg, "work_dir": str(copy)}, 3, train, resume=True, tta="flip")
+    held = load_eval_scores(copy / "fold_0" / "heldout_scores.npz")
+    assert held["meta"]["tta"] == ["identity", "hflip"]
+    model = init_model(None, copy / "fold_0" / "latest.pth")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in held["paths"][:12]]
+
+    def probs(arrays):
+        return torch.tensor([[r["scores"][c] for c in held["classes"]] for r in inference_model(model, arrays)])
+
+    want = (probs(images) + probs([np.ascontiguousarray(a[:, ::-1]) for a in images])) / 2
+    torch.testing.assert_close(held["scores"][:12].float(), want.float(), atol=1e-5, rtol=1e-4)
+    plain = load_eval_scores(base / "fold_0" / "heldout_scores.npz")
+    assert plain["meta"].get("tta") is None and not torch.allclose(plain["scores"][:12], held["scores"][:12])
+    oof = load_eval_scores(copy / "oof_scores.npz")
+    assert oof["meta"]["tta"] == ["identity", "hflip"] and oof["paths"] == cfg["paths"]
+    # the same --tta again: nothing is scored again
+    before = (copy / "fold_0" / "heldout_scores.npz").read_bytes()
+    run_folds({**run_cfg, "work_dir": str(copy)}, 3, train, resume=True, tta="flip")
+    assert (copy / "fold_0" / "heldout_scores.npz").read_bytes() == before
+
+
 def test_label_fixes_apply_without_editing_the_annotation(shapes_root, tmp_path, mlcls_log):
     from mlcls.datasets import CSVDataset
     from mlcls.errors import DataError
@@ -299,6 +343,28 @@ def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(
     assert fixed.label_fixes["rows"] == len(expected)
 
 
+def test_recall_corrected_counts_the_positives_an_annotator_left_out():
+    """A left-out positive scores like the labelled ones, so about half of them score below the
+    labelled positives' mean: cleanlab's confident joint counts about half of them; divided by the
+    threshold's recall the count is the truth's (a class the scores know, 15 % of positives dropped)."""
+    from cleanlab.count import compute_confident_joint
+
+    from mlcls.evaluation.label_issues import recall_corrected_counts
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    truth = (rng.random(n) < 0.3).astype(int)
+    p = np.clip(np.where(truth == 1, rng.beta(6, 3, n), rng.beta(1, 12, n)), 1e-6, 1 - 1e-6)
+    y = truth.copy()
+    dropped = np.flatnonzero(truth)[rng.random(truth.sum()) < 0.15]
+    y[dropped] = 0
+    cj = compute_confident_joint(y, np.stack([1 - p, p], 1), calibrate=False)
+    missing, extra = recall_corrected_counts(y, p)
+    assert abs(missing - len(dropped)) <= 0.1 * len(dropped), (missing, len(dropped))
+    assert cj[0, 1] < 0.7 * len(dropped)  # what the confident joint alone sees
+    assert extra <= 0.02 * y.sum()  # no positive was added
+
+
 def test_min_class_ap_leaves_out_classes_the_model_has_not_learned():
     from sklearn.metrics import average_precision_score
 
@@ -335,6 +401,19 @@ def test_filter_by_flags_what_cleanlab_flags_per_class_with_that_method():
             cleanlab_filter(labels=given[:, c], pred_probs=np.stack([1 - s[:, c], s[:, c]], 1), filter_by=method))}  # fmt: skip
         assert flagged == want, method
         counts[method] = len(flagged)
+    # recall_corrected: cleanlab's prune_by_class told how many pairs of each given label to flag
+    flagged = {(r, c) for r, c, *_ in find_label_issues(s, given, filter_by="recall_corrected")["pairs"]}
+    want = set()
+    for c in range(3):
+        y, p = given[:, c], s[:, c]
+        t1, t0 = p[y == 1].mean(), (1 - p[y == 0]).mean()  # cleanlab's thresholds: each label's mean self-confidence
+        n_missing = round((p[y == 0] >= t1).sum() / (p[y == 1] >= t1).mean())
+        n_extra = round(((1 - p[y == 1]) >= t0).sum() / ((1 - p[y == 0]) >= t0).mean())
+        mask = cleanlab_filter(
+            labels=y, pred_probs=np.stack([1 - p, p], 1), filter_by="prune_by_class", num_to_remove_per_class=[n_missing, n_extra]
+        )
+        want |= {(int(r), c) for r in np.flatnonzero(mask)}
+    assert flagged == want and len(flagged) > 0
     # the methods differ: every pair on the wrong side of 0.5 is the most
     assert counts["predicted_neq_given"] > counts["prune_by_noise_rate"] >= counts["confident_learning"]
     with pytest.raises(ValueError, match="filter_by: expected one of prune_by_noise_rate"):

@@ -51,11 +51,15 @@ def test_folds_with_seeds_average_the_out_of_fold_scores(config_file, tmp_path, 
     from mlcls.report.store import load_eval_scores
 
     wd = tmp_path / "cv"
+    r = run_tool("tools/train.py", config_file, "--work-dir", wd, "--tta", "flip")
+    assert r.returncode != 0 and "--tta: only with --folds" in r.stderr and not wd.exists()
     r = run_tool(
-        "tools/train.py", config_file, "--work-dir", wd, "--folds", "2", "--seeds", "0", "1", "--cfg-options", "train_cfg.max_epochs=1"
-    )
+        "tools/train.py", config_file, "--work-dir", wd, "--folds", "2", "--seeds", "0", "1", "--tta", "flip",
+        "--cfg-options", "train_cfg.max_epochs=1",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     seeds = [load_eval_scores(wd / f"seed_{s}" / "oof_scores.npz") for s in (0, 1)]
+    assert seeds[0]["meta"]["tta"] == seeds[1]["meta"]["tta"] == ["identity", "hflip"]  # held-out folds scored over both views
     assert (wd / "seed_0" / "folds.csv").read_text() != (wd / "seed_1" / "folds.csv").read_text()  # each seed its own split
     mean = load_eval_scores(wd / "oof_scores.npz")
     assert mean["paths"] == seeds[0]["paths"] == seeds[1]["paths"] and mean["meta"]["seeds"] == [0, 1]
