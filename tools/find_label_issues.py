@@ -95,7 +95,7 @@ def main(argv=None) -> None:
             "(review them last, or leave them out with --min-class-ap)",
             file=sys.stderr,
         )
-    print(f"{len(res['pairs'])} (sample, class) pairs flagged -> {out}", file=sys.stderr)
+    print(f"{len(res['pairs'])} (sample, class) pairs flagged ({args.filter_by}) -> {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
