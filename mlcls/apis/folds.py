@@ -110,15 +110,16 @@ def run_folds(
     for fold in range(k):
         run, score_cfg = fold_config(cfg, k, seed, fold, base)
         fold_dir = Path(run["work_dir"])
-        if resume and (fold_dir / HELD_FILE).is_file():
+        held = load_eval_scores(fold_dir / HELD_FILE) if resume and (fold_dir / HELD_FILE).is_file() else None
+        if held is not None:
             logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, k, fold_dir / HELD_FILE)
-            scored_with = load_eval_scores(fold_dir / HELD_FILE)["meta"].get("tta")
-            barrier()  # every rank has read the file before rank 0 replaces it
-            if scored_with != views:
+            barrier()  # every rank has read the file before rank 0 may replace it
+            if held["meta"].get("tta") != views:
                 logger.info("--folds: fold %d was scored with test-time augmentation %s, now %s: scoring it again from its checkpoint",
-                            fold + 1, scored_with, views)  # fmt: skip
+                            fold + 1, held["meta"].get("tta"), views)  # fmt: skip
                 _score_heldout(score_cfg, fold_dir, views)
                 barrier()
+                held = None  # read again below
         else:
             logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
                         int((assigned == fold).sum()))  # fmt: skip
@@ -126,7 +127,8 @@ def run_folds(
             barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
             _score_heldout(score_cfg, fold_dir, views)  # every rank takes part in the (gathered) prediction
             barrier()  # rank 0's file is complete before any rank reads it
-        held = load_eval_scores(fold_dir / HELD_FILE)
+        if held is None:
+            held = load_eval_scores(fold_dir / HELD_FILE)
         held_runs.append(held)
         per_fold.append(_summary_metrics(held["scores"], held["targets"], held["thr"]))
     # every sample exactly once, in the training set's order

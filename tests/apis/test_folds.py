@@ -150,16 +150,15 @@ def test_held_out_folds_scored_with_tta_and_rescored_on_resume(folds_run, tmp_pa
 
     from mlcls.apis.folds import run_folds
     from mlcls.apis.inference import inference_model, init_model
+    from mlcls.utils.checkpoint import load_checkpoint
 
     base, _, _ = folds_run
     copy = tmp_path / "cv"
     shutil.copytree(base, copy)
-    cfg = load_eval_scores(base / "oof_scores.npz")
+    plain_oof = load_eval_scores(base / "oof_scores.npz")
 
     def train(c, resume):
         raise AssertionError("a finished fold may not be trained again")
-
-    from mlcls.utils.checkpoint import load_checkpoint
 
     run_cfg = load_checkpoint(base / "fold_0" / "latest.pth")["meta"]["config"]
     run_cfg["train_dataloader"]["dataset"].pop("folds")
@@ -177,7 +176,7 @@ def test_held_out_folds_scored_with_tta_and_rescored_on_resume(folds_run, tmp_pa
     plain = load_eval_scores(base / "fold_0" / "heldout_scores.npz")
     assert plain["meta"].get("tta") is None and not torch.allclose(plain["scores"][:12], held["scores"][:12])
     oof = load_eval_scores(copy / "oof_scores.npz")
-    assert oof["meta"]["tta"] == ["identity", "hflip"] and oof["paths"] == cfg["paths"]
+    assert oof["meta"]["tta"] == ["identity", "hflip"] and oof["paths"] == plain_oof["paths"]
     # the same --tta again: nothing is scored again
     before = (copy / "fold_0" / "heldout_scores.npz").read_bytes()
     run_folds({**run_cfg, "work_dir": str(copy)}, 3, train, resume=True, tta="flip")
