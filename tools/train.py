@@ -96,14 +96,14 @@ def main(argv=None) -> None:
                     run = {**cfg, "seed": seed, "work_dir": f"{base}/seed_{seed}"}
                     summary = run_folds(run, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher,
                                                                                   overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci,
-                                        tta=args.tta)  # fmt: skip
+                                        tta=args.tta, overwrite=args.overwrite)  # fmt: skip
                     print(f"seed {seed}: " + format_folds_summary(summary))
                 # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
                 print(format_folds_summary(combine_seeds(base, args.seeds)))
             else:
                 summary = run_folds(
                     cfg, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher, overwrite=args.overwrite),
-                    resume=bool(args.resume), ci=args.ci, tta=args.tta,
+                    resume=bool(args.resume), ci=args.ci, tta=args.tta, overwrite=args.overwrite,
                 )  # fmt: skip
                 print(format_folds_summary(summary))
             where = f"{cfg['work_dir']}/seed_<s> (and their mean oof_scores.npz in {cfg['work_dir']})" if args.seeds else cfg["work_dir"]

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 
 from mlcls.apis.inference import bag_views, evidence_arrays
-from mlcls.apis.loaders import build_loader
+from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.datasets.base import fold_assignment
@@ -40,6 +43,9 @@ logger = logging.getLogger("mlcls")
 
 OOF_FILE = "oof_scores.npz"
 HELD_FILE = "heldout_scores.npz"  # in each fold_<k>: its fold's scores, the mark of a finished fold
+RUN_FILE = "folds_run.json"  # what the run was made from: K, seed, the training labels' hash, the label fixes
+#: what a folds run writes in its work dir (fold_<k> folders aside); --overwrite removes them with the folds
+RUN_OUTPUTS = ("folds.csv", RUN_FILE, OOF_FILE, "folds_summary.json", "folds_summary.txt", "label_issues.csv", "label_issues.json")
 
 
 def _inner_dataset(section: dict) -> dict:
@@ -69,7 +75,13 @@ def fold_config(cfg: dict, k: int, seed: int, fold: int, base: Path) -> tuple[di
 
 
 def run_folds(
-    cfg: dict, k: int, train: Callable[[dict, bool], dict], resume: bool = False, ci: int | None = None, tta: str | list | None = None
+    cfg: dict,
+    k: int,
+    train: Callable[[dict, bool], dict],
+    resume: bool = False,
+    ci: int | None = None,
+    tta: str | list | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train ``cfg`` once per fold, score each held-out fold, gather the out-of-fold scores and summarise.
 
@@ -77,7 +89,11 @@ def run_folds(
         k: the number of folds (>= 2); the split is seeded by the config's ``seed``.
         train: ``(config, resume) -> validation metrics`` (``train_model`` with the caller's options).
         resume: continue an interrupted run: finished folds (their ``heldout_scores.npz``) are kept,
-            the fold that was stopped resumes from its latest checkpoint.
+            the fold that was stopped resumes from its latest checkpoint. Refused when the split or
+            the training labels (label fixes included, by hash) differ from the run's.
+        overwrite: replace an earlier folds run in ``work_dir`` (its folds, scores and the
+            label issues found in them); without it, and without ``resume``, one is refused
+            before anything is written.
         ci: bootstrap resamples for intervals of the pooled out-of-fold metrics.
         tta: score the held-out folds with test-time augmentation (``flip``, ``flip4``, a list of
             views or ``config``, see :mod:`mlcls.apis.tta`): the mean score over the views is
@@ -92,25 +108,25 @@ def run_folds(
     base = Path(cfg["work_dir"])
     seed = int(cfg.get("seed", 0))
     views = resolve_tta(tta, cfg)
-    full = build_loader({**cfg, "train_dataloader": {**cfg["train_dataloader"], "num_workers": 0}}, "train", "eval", seed).dataset
-    if not hasattr(full, "label_index"):
-        raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
-    assigned = fold_assignment(full.label_index, full.num_classes, k, seed)
-    paths = [full.image_path(i) for i in range(len(full))]
-    if resume and (base / "folds.csv").is_file():
-        # finished folds are kept only if they split the same samples the same way
-        _check_same_split(base / "folds.csv", paths, assigned.tolist())
+    full, assigned, paths, run_id = _split(cfg, k, seed)
+    # every check before anything is written: a refused command leaves the work dir as it was
+    finished = _check_resumable(base, k, paths, assigned.tolist(), run_id, full) if resume else {}
+    if not resume:  # every rank sees the same files and refuses alike; rank 0 removes them
+        _claim_run_dir(base, overwrite, remove=is_main_process())
     if is_main_process():  # under torchrun every rank runs the folds together; rank 0 writes the files
         base.mkdir(parents=True, exist_ok=True)
-        with atomic_open(base / "folds.csv", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "fold"])
-            w.writerows(zip(paths, assigned.tolist()))
-    per_fold, held_runs = [], []
+        if not (resume and (base / "folds.csv").is_file()):  # a resumed run's folds.csv was checked equal
+            with atomic_open(base / "folds.csv", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["path", "fold"])
+                w.writerows(zip(paths, assigned.tolist()))
+        write_json(run_id, base / RUN_FILE)
+    barrier()
+    held_runs = []
     for fold in range(k):
         run, score_cfg = fold_config(cfg, k, seed, fold, base)
         fold_dir = Path(run["work_dir"])
-        held = load_eval_scores(fold_dir / HELD_FILE) if resume and (fold_dir / HELD_FILE).is_file() else None
+        held = finished.get(fold)
         if held is not None:
             logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, k, fold_dir / HELD_FILE)
             barrier()  # every rank has read the file before rank 0 may replace it
@@ -127,13 +143,38 @@ def run_folds(
             barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
             _score_heldout(score_cfg, fold_dir, views)  # every rank takes part in the (gathered) prediction
             barrier()  # rank 0's file is complete before any rank reads it
-        if held is None:
-            held = load_eval_scores(fold_dir / HELD_FILE)
-        held_runs.append(held)
-        per_fold.append(_summary_metrics(held["scores"], held["targets"], held["thr"]))
+        held_runs.append(held if held is not None else load_eval_scores(fold_dir / HELD_FILE))
+    return _gather(base, held_runs, assigned, paths, full.num_classes, {"folds": k, "seed": seed, "tta": views, **run_id}, ci)
+
+
+def _split(cfg: dict, k: int, seed: int) -> tuple:
+    """``(the training set read for evaluation, each sample's fold, its paths, the run's record)``,
+    after refusing a validation split that reads training samples."""
+    overlap = shared_samples(cfg, "train", "val")
+    if overlap:  # best.pth would be chosen on the held-out fold itself: its scores would not be out of fold
+        raise ConfigError(
+            f"--folds: {overlap}: each fold's best.pth would be chosen on its own held-out samples. Validate on samples apart "
+            "from the training split (e.g. holdout: {part: train} on train_dataloader's dataset and {part: val} on "
+            "val_dataloader's), or remove val_dataloader (the last weights then score each fold)"
+        )
+    full = build_loader({**cfg, "train_dataloader": {**cfg["train_dataloader"], "num_workers": 0}}, "train", "eval", seed).dataset
+    if not hasattr(full, "label_index"):
+        raise ConfigError("--folds: the training dataset has no label index to split (a stream of shards?); list the samples in a file")
+    assigned = fold_assignment(full.split_index, full.num_classes, k, seed)  # cut on the file's labels, as the folds' datasets cut
+    paths = [full.image_path(i) for i in range(len(full))]
+    fixes = full.label_fixes
+    run_id = {"folds": k, "seed": seed, "num_samples": len(paths), "labels_sha256": labels_sha256(full),
+              "label_fixes": {"file": fixes["file"], "sha256": fixes["sha256"]} if fixes else None}  # fmt: skip
+    return full, assigned, paths, run_id
+
+
+def _gather(base: Path, held_runs: list[dict], assigned: np.ndarray, paths: list[str], c: int, run: dict, ci: int | None) -> dict:
+    """Put the folds' held-out scores together (every sample once, in the training set's order),
+    write ``oof_scores.npz`` and the summary, and return the summary."""
+    k, seed = run["folds"], run["seed"]
+    per_fold = [_summary_metrics(h["scores"], h["targets"], h["thr"]) for h in held_runs]
     # every sample exactly once, in the training set's order
     row_of = {p: i for i, p in enumerate(paths)}
-    c = full.num_classes
     scores = torch.full((len(paths), c), float("nan"))
     targets = torch.zeros((len(paths), c))
     fold_of = np.full(len(paths), -1)
@@ -152,7 +193,8 @@ def run_folds(
     thr = held_runs[0]["thr"]
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
             "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
-            "views": held_runs[0]["meta"].get("views"), "tta": views}  # fmt: skip
+            "views": held_runs[0]["meta"].get("views"), "tta": run["tta"], "labels_sha256": run["labels_sha256"],
+            "label_fixes": run["label_fixes"]}  # fmt: skip
     summary = {"folds": k, "seed": seed, "num_samples": len(paths), "per_fold": per_fold,
                **_spread_and_pooled(per_fold, scores, targets, thr, classes)}  # fmt: skip
     if ci:
@@ -188,10 +230,87 @@ def _write_run(base: Path, scores, targets, paths, classes, thr, meta: dict, evi
     barrier()
 
 
+def labels_sha256(dataset) -> str:
+    """A hash of what a dataset trains on: its classes, sample paths and dense targets (label fixes
+    applied), read in blocks so that a large set never builds its whole [N, C] matrix."""
+    h = hashlib.sha256(json.dumps(list(dataset.classes)).encode())
+    n = len(dataset)
+    for start in range(0, n, 4096):
+        rows = np.arange(start, min(n, start + 4096))
+        h.update("\n".join(dataset.image_path(int(i)) for i in rows).encode("utf-8", "surrogateescape"))
+        h.update(np.ascontiguousarray(dataset.dense_targets(rows), dtype=np.int8).tobytes())
+    return h.hexdigest()
+
+
+def _claim_run_dir(base: Path, overwrite: bool, remove: bool = True) -> None:
+    """Refuse a new folds run in a work dir that holds one (nothing written), or with ``overwrite``
+    remove that run's folds and files first, so no fold of the old run is read as one of the new."""
+    found = sorted(p for p in base.glob("fold_*") if p.is_dir()) + [base / n for n in RUN_OUTPUTS if (base / n).exists()]
+    if not found:
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise ConfigError(
+            f"{base} already holds a folds run ({names}); continue it with --resume, start a new one with --work-dir DIR, "
+            "or replace it with --overwrite"
+        )
+    if not remove:
+        return
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    logger.warning("--overwrite: removed the earlier folds run from %s (%s)", base, ", ".join(p.name for p in found))
+
+
+def _check_resumable(base: Path, k: int, paths: list[str], folds: list[int], run_id: dict, full) -> dict:
+    """The finished folds of an interrupted run (``{fold: its held-out scores}``), after refusing
+    one that split other samples or trained on other labels (a label fix added since): its
+    finished folds were trained and scored on another split or other labels."""
+    if (base / "folds.csv").is_file():
+        _check_same_split(base / "folds.csv", paths, folds)
+    if (base / RUN_FILE).is_file():
+        _check_same_labels(base / RUN_FILE, base, run_id)
+    finished = {}
+    for fold in range(k):
+        path = base / f"fold_{fold}" / HELD_FILE
+        if path.is_file():  # the labels each finished fold was scored against: also for runs from before RUN_FILE
+            finished[fold] = load_eval_scores(path)
+            _check_held_labels(finished[fold], path, full, paths)
+    return finished
+
+
+def _check_same_labels(saved: Path, base: Path, run_id: dict) -> None:
+    """Refuse to resume when the labels' hash recorded in ``saved`` is not the training set's now."""
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))
+        before_sha = before["labels_sha256"]
+    except (OSError, ValueError, TypeError, KeyError):
+        raise ConfigError(f"--folds --resume: {saved} is not readable as the run's record; rerun with --overwrite") from None
+    if before_sha != run_id["labels_sha256"]:
+        fixes = lambda r: (r.get("label_fixes") or {}).get("file") or "none"  # noqa: E731
+        raise ConfigError(
+            f"--folds --resume: the training labels differ from those the run in {base} started with (label fixes then: "
+            f"{fixes(before)}, now: {fixes(run_id)}): its finished folds were trained on the old labels. Rerun with --overwrite "
+            "(or in a new work dir) so that every fold learns from the same labels"
+        )
+
+
+def _check_held_labels(held: dict, path: Path, full, paths: list[str]) -> None:
+    """A finished fold's held-out labels are the training set's labels now, else one clear error."""
+    row_of = {p: i for i, p in enumerate(paths)}
+    rows = [row_of.get(p, -1) for p in held["paths"]]
+    if min(rows, default=0) < 0:
+        return  # a sample that is not in the set: the coverage check names the fold
+    now = torch.from_numpy(full.dense_targets(np.asarray(rows)).astype(np.int8))
+    if not torch.equal(now, held["targets"]):
+        raise ConfigError(
+            f"--folds --resume: {path} holds other labels than the training set now (label fixes added or changed since it was "
+            "scored): rerun with --overwrite (or in a new work dir) so that every fold learns from the same labels"
+        )
+
+
 def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
     """Refuse to resume when ``folds.csv`` of the interrupted run does not list these samples in
-    these folds (the training set, its label fixes, K or the seed changed): its finished folds were
-    trained and scored on another split."""
+    these folds (the training set, K or the seed changed)."""
     rows = _read_folds_csv(path)
     for line, (row, want) in enumerate(zip(rows, zip(paths, folds)), start=2):
         if len(row) != 2 or row[0] != want[0] or row[1] != str(want[1]):
@@ -303,8 +422,11 @@ def combine_seeds(base: str | Path, seeds: list[int]) -> dict:
 
 def _read_folds_csv(path: str | Path) -> list[list[str]]:
     """The rows of a run's folds.csv after its ``path,fold`` header, as read (row i is on line i + 2)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.reader(f))[1:]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.reader(f))[1:]
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); tools/train.py --folds writes it as UTF-8: was it edited?") from None
 
 
 def oof_rows_of(path: str | Path) -> dict:

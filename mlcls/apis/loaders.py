@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from torch.utils.data import IterableDataset
@@ -74,26 +75,52 @@ _NOT_WHICH_SAMPLES = {"type", "pipeline", "check_files", "cache", "on_bad_image"
 _PATH_KEYS = {"ann_file", "class_descriptions", "trainable_classes", "image_folder"}
 
 
-def _what_is_read(ds_cfg: dict) -> tuple[dict, dict | None]:
-    """(the dataset config reduced to which samples it reads, with paths resolved; its hold-out)."""
+#: annotation files up to this size are compared by content (a copy of val.csv reads the same samples)
+_HASH_LIMIT = 64 << 20
+
+
+def _real(path: str) -> str:
+    """``path`` with every symbolic link resolved: two names of one file compare equal."""
+    return os.path.realpath(path)
+
+
+def _content_of(path: str) -> str:
+    """What an annotation file stands for: its content's hash (a byte-identical copy is the same
+    list of samples), or its real path where it cannot be read cheaply."""
+    try:
+        if os.path.isfile(path) and os.path.getsize(path) <= _HASH_LIMIT:
+            with open(path, "rb") as f:
+                return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        pass
+    return _real(path)
+
+
+def _what_is_read(ds_cfg: dict) -> tuple[dict, dict | None, dict]:
+    """(the dataset config reduced to which samples it reads, with paths resolved through symbolic
+    links and annotation files by content; its hold-out; the same with the files' real paths, to show)."""
     ds = unwrapped_dataset_cfg(ds_cfg)
-    root = os.path.abspath(str(ds.get("data_root", "") or "."))
+    root = _real(str(ds.get("data_root", "") or "."))
     which = {"data_root": root}
     for key, value in ds.items():
         if key in _NOT_WHICH_SAMPLES or key == "data_root":
             continue
         if key in _PATH_KEYS and isinstance(value, str) and value:
-            value = os.path.normpath(value if os.path.isabs(value) else os.path.join(root, value))
+            value = _real(value if os.path.isabs(value) else os.path.join(root, value))
         which[key] = value
     which.setdefault("split", None)
-    return which, ds.get("holdout")
+    shown = dict(which)
+    if isinstance(which.get("ann_file"), str):
+        which["ann_file"] = _content_of(which["ann_file"])
+    return which, ds.get("holdout"), shown
 
 
 def shared_samples(cfg: dict, split_a: str, split_b: str) -> str | None:
     """Why the ``{split_a}_dataloader`` and ``{split_b}_dataloader`` of ``cfg`` read the same samples
     (or some of them), or None when they read different ones.
 
-    What is compared is what is read: the resolved data root and annotation files, the reader's
+    What is compared is what is read: the data root and annotation files with symbolic links
+    resolved (annotation files by content: a copy of ``val.csv`` is the same list), the reader's
     split and its hold-out part, not the sections' names. Two hold-out parts of one source
     (same fraction and seed, parts ``train`` and ``val``) are disjoint; any other pair of the
     same source shares samples.
@@ -101,13 +128,13 @@ def shared_samples(cfg: dict, split_a: str, split_b: str) -> str | None:
     sections = [(cfg.get(f"{s}_dataloader") or {}).get("dataset") for s in (split_a, split_b)]
     if not all(isinstance(d, dict) for d in sections):
         return None
-    (which_a, hold_a), (which_b, hold_b) = (_what_is_read(d) for d in sections)
+    (which_a, hold_a, shown), (which_b, hold_b, _) = (_what_is_read(d) for d in sections)
     if which_a != which_b:
         return None
     if isinstance(hold_a, dict) and isinstance(hold_b, dict):
         same_cut = all(hold_a.get(k, d) == hold_b.get(k, d) for k, d in (("fraction", 0.15), ("seed", 0)))
         if same_cut and hold_a.get("part") != hold_b.get("part"):
             return None
-    where = ", ".join(f"{k}={v}" for k, v in which_a.items() if v is not None)
+    where = ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
     held = lambda h: f" (hold-out part {h.get('part')})" if isinstance(h, dict) else ""  # noqa: E731
     return f"{split_a}_dataloader{held(hold_a)} and {split_b}_dataloader{held(hold_b)} read the same samples ({where})"

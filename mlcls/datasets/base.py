@@ -25,6 +25,7 @@ from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_ba
 from mlcls.datasets.cache import ImageCache
 from mlcls.datasets.device_decode import DeviceDecode, EncodedImage
 from mlcls.datasets.image_io import check_batch_sizes, load_image, read_jpeg
+from mlcls.datasets.label_fixes import LabelFixes, check_fixes_key, read_label_fixes
 from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, read_class_list, segment_reduce
 from mlcls.datasets.samplers import fetch_seeded
 from mlcls.datasets.transforms import build_pipeline, build_transform, split_final_normalize
@@ -65,10 +66,12 @@ class MultiLabelDataset(Dataset):
         folds: one fold of a seeded, multi-label stratified K-fold split of these samples (after
             ``holdout``): ``{k: 5, seed: 0, fold: 2, part: train|held}``; ``part: train`` keeps the
             other K-1 folds, ``held`` fold 2 alone (``tools/train.py --folds K`` sets it).
-        label_fixes: a CSV (``path,class,label``; relative to ``data_root``) of corrected labels,
-            applied on top of the annotation file without editing it: ``label`` 1, 0, or -1 for
-            "unknown" (left out of the loss and the metrics). A row naming a path or class the
-            dataset does not have is an error naming its line (see :meth:`apply_label_fixes`).
+        label_fixes: a CSV (``path,class,label``; a relative path is relative to ``data_root``) of
+            corrected labels, applied on top of the annotation file without editing it: ``label``
+            1, 0, or -1 for "unknown" (left out of the loss and the metrics). Hold-outs and folds
+            are cut on the file's labels first, so one fix file serves every part. A row naming a
+            path or class the file does not have is an error naming its line (see
+            :mod:`mlcls.datasets.label_fixes`).
         allow_outside_root: follow a symbolic link under ``data_root`` that leads outside it
             (refused by default, like a relative path with ``..`` that climbs out of it; paths
             listed as absolute are always taken as given).
@@ -117,15 +120,24 @@ class MultiLabelDataset(Dataset):
         if self.classes is None:
             raise DataError(f"{type(self).__name__}: no class list given and the annotation file has none")
         self.label_index = index.build() if isinstance(index, LabelIndexBuilder) else index
-        #: the label fixes applied: ``{"file", "rows", "changed"}`` (None without label_fixes); before
-        #: any hold-out or fold is cut, so one fix file serves every part of the data
-        self.label_fixes = self.apply_label_fixes(self.resolve(label_fixes)) if label_fixes else None
-        self.holdout = check_holdout(holdout, type(self).__name__)
+        where = type(self).__name__
+        fixes_file = check_fixes_key(label_fixes, where)
+        # read against every sample of the file, applied after the hold-out / fold is cut: the parts
+        # are cut on the file's labels, so fixes never move a sample from one part to another
+        fixes = read_label_fixes(self.resolve(fixes_file), self.label_index.paths, self.classes, self.data_root) if fixes_file else None
+        rows = np.arange(len(self.label_index))
+        self.holdout = check_holdout(holdout, where)
         if self.holdout is not None:
-            self.label_index = self.label_index.take(holdout_rows(self.label_index, len(self.classes), **self.holdout))
-        self.folds = check_folds(folds, type(self).__name__)
+            rows = rows[holdout_rows(self.label_index, len(self.classes), **self.holdout)]
+            self.label_index = self.label_index.take(rows)
+        self.folds = check_folds(folds, where)
         if self.folds is not None:
-            self.label_index = self.label_index.take(fold_rows(self.label_index, len(self.classes), **self.folds))
+            kept = fold_rows(self.label_index, len(self.classes), **self.folds)
+            rows, self.label_index = rows[kept], self.label_index.take(kept)
+        #: the labels as the annotation file gives them, before any fix: what hold-outs and folds are cut on
+        self.split_index = self.label_index
+        #: the label fixes applied (see :meth:`LabelFixes.record`; None without label_fixes)
+        self.label_fixes = self._apply_fixes(fixes, rows) if fixes is not None else None
         if len(self.label_index.paths) == 0 and not self.annotation_errors:
             raise DataError(
                 f"{getattr(self, 'ann_file', None) or self.data_root or type(self).__name__}: lists no samples (only a header?)"
@@ -334,59 +346,25 @@ class MultiLabelDataset(Dataset):
         combos = Counter(tuple(sorted(a.tolist())) for a in np.split(ids, bounds))
         return [[list(k), v] for k, v in sorted(combos.items(), key=lambda kv: (-kv[1], kv[0]))]
 
-    def apply_label_fixes(self, path: str) -> dict:
-        """Apply a label-fix CSV (``path,class,label``) to this dataset's labels, in memory.
-
-        ``path`` is a sample's path as the annotation lists it (relative to ``data_root``, the
-        way ``label_issues.csv`` and the report's "Download label fixes" write it); ``label`` is 1,
-        0 or -1 (unknown: left out of the loss and the metrics).
-
-        Returns:
-            ``{"file", "rows", "changed"}``: how many rows were read and how many labels changed.
-
-        Raises:
-            DataError: a malformed row, an unknown path or class, a label not in 1/0/-1, naming its line.
-        """
-        import csv
-
-        if not os.path.isfile(path):
-            raise DataError(f"label_fixes: file not found: {path}")
-        rows_of = {p: i for i, p in enumerate(self.label_index.paths.tolist())}
-        root_prefix = (self.data_root.rstrip(os.sep) + os.sep).encode() if self.data_root else b""
-        class_id = {c: i for i, c in enumerate(self.classes)}
+    def _apply_fixes(self, fixes: LabelFixes, rows: np.ndarray) -> dict:
+        """Apply ``fixes`` (rows of the annotation file) to this dataset's samples, which are the
+        file's ``rows`` in order; fixes of samples in another part of the data are left out."""
+        position = {int(r): i for i, r in enumerate(rows.tolist())}
         dense: dict[int, np.ndarray] = {}
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:3]] != ["path", "class", "label"]:
-                raise DataError(f"{path}:1: expected the header 'path,class,label', got {','.join(header or [])!r}")
-            n = 0
-            for line_no, row in enumerate(reader, 2):
-                if not row or not any(x.strip() for x in row):
-                    continue
-                if len(row) < 3:
-                    raise DataError(f"{path}:{line_no}: expected 'path,class,label', got {','.join(row)!r}")
-                sample, name, label = row[0], row[1].strip(), row[2].strip()
-                key = sample.encode("utf-8")
-                if key not in rows_of and root_prefix and key.startswith(root_prefix):  # written with data_root in front
-                    key = key[len(root_prefix) :]
-                if key not in rows_of:
-                    raise DataError(f"{path}:{line_no}: '{sample}' is not a sample of this dataset ({self.source(0).rsplit(':', 1)[0]})")
-                if name not in class_id:
-                    raise DataError(
-                        f"{path}:{line_no}: unknown class '{name}' (classes: {', '.join(self.classes[:10])}{', ...' if len(self.classes) > 10 else ''})"
-                    )
-                if label not in ("1", "0", "-1"):
-                    raise DataError(f"{path}:{line_no}: label must be 1, 0 or -1 (unknown), got {label!r}")
-                r = rows_of[key]
-                if r not in dense:
-                    dense[r] = self.get_target(r).numpy().astype(np.int8)
-                dense[r][class_id[name]] = int(label)
-                n += 1
-        changed = sum(int((dense[r] != self.get_target(r).numpy().astype(np.int8)).sum()) for r in dense)
+        applied = 0
+        for r, entries in fixes.by_row.items():
+            i = position.get(r)
+            if i is None:
+                continue
+            dense[i] = self.get_target(i).numpy().astype(np.int8)
+            for c, v in entries:
+                dense[i][c] = v
+            applied += len(entries)
+        changed = sum(int((dense[i] != self.get_target(i).numpy().astype(np.int8)).sum()) for i in dense)
         self._replace_labels(dense)
-        logger.info("label_fixes: %d fixes from %s, %d labels changed", n, path, changed)
-        return {"file": str(path), "rows": n, "changed": changed}
+        logger.info("label_fixes: %d fixes from %s, %d of them for these %d samples, %d labels changed", len(fixes.entries), fixes.file,
+                    applied, len(rows), changed)  # fmt: skip
+        return fixes.record(changed=changed, applied=applied)
 
     def _replace_labels(self, dense: dict[int, np.ndarray]) -> None:
         """Rebuild the label index with the rows of ``dense`` (full [C] int8 targets) replaced."""

@@ -183,31 +183,6 @@ def test_held_out_folds_scored_with_tta_and_rescored_on_resume(folds_run, tmp_pa
     assert (copy / "fold_0" / "heldout_scores.npz").read_bytes() == before
 
 
-def test_label_fixes_apply_without_editing_the_annotation(shapes_root, tmp_path, mlcls_log):
-    from mlcls.datasets import CSVDataset
-    from mlcls.errors import DataError
-
-    kw = {"ann_file": "train.csv", "classes": "classes.txt", "data_root": str(shapes_root), "check_files": False}
-    plain = CSVDataset(**kw)
-    rel = plain.label_index.paths[3].decode()
-    c0, c1 = plain.classes[0], plain.classes[1]
-    before = plain.get_target(3).clone()
-    fixes = tmp_path / "label_fixes.csv"
-    fixes.write_text(f"path,class,label\n{rel},{c0},{1 - int(before[0])}\n{shapes_root / rel},{c1},-1\n")
-    fixed = CSVDataset(**kw, label_fixes=str(fixes))
-    after = fixed.get_target(3)
-    assert after[0] == 1 - before[0] and after[1] == -1 and torch.equal(after[2:], before[2:])
-    assert all(torch.equal(fixed.get_target(i), plain.get_target(i)) for i in range(len(plain)) if i != 3)
-    assert fixed.label_fixes == {"file": str(fixes), "rows": 2, "changed": 2} and "label_fixes: 2 fixes" in mlcls_log.text
-    for text, msg in [(f"path,class,label\nnope.png,{c0},1\n", r"label_fixes\.csv:2: 'nope\.png' is not a sample"),
-                      (f"path,class,label\n{rel},{c0},1\n{rel},cat,1\n", r"label_fixes\.csv:3: unknown class 'cat'"),
-                      (f"path,class,label\n{rel},{c0},2\n", r"label_fixes\.csv:2: label must be 1, 0 or -1"),
-                      (f"file,label\n{rel},1\n", r"label_fixes\.csv:1: expected the header 'path,class,label'")]:  # fmt: skip
-        fixes.write_text(text)
-        with pytest.raises(DataError, match=msg):
-            CSVDataset(**kw, label_fixes=str(fixes))
-
-
 def test_fold_settings_are_checked():
     from mlcls.datasets.base import check_folds
     from mlcls.errors import DataError
@@ -417,3 +392,79 @@ def test_filter_by_flags_what_cleanlab_flags_per_class_with_that_method():
     assert counts["predicted_neq_given"] > counts["prune_by_noise_rate"] >= counts["confident_learning"]
     with pytest.raises(ValueError, match="filter_by: expected one of prune_by_noise_rate"):
         find_label_issues(s, given, filter_by="low_self_confidence")
+
+
+def _never_train(c, resume):
+    raise AssertionError(f"trained {c['work_dir']}: the run should have been refused first")
+
+
+def _snapshot(base: Path) -> dict:
+    return {str(p.relative_to(base)): p.stat().st_mtime_ns for p in sorted(base.rglob("*"))}
+
+
+def test_resume_after_adding_label_fixes_is_refused_and_changes_nothing(folds_run, shapes_root, tmp_path):
+    """A 0 -> -1 fix leaves the stratification (and folds.csv) as it was: the finished folds were
+    trained on the old labels, so resuming would mix two sets of labels in oof_scores.npz."""
+    from mlcls.apis.folds import run_folds
+    from mlcls.errors import ConfigError
+
+    base, _, _ = folds_run
+    oof = load_eval_scores(base / "oof_scores.npz")
+    row = int(np.flatnonzero((oof["targets"] == 0).any(1).numpy())[0])
+    c = int(np.flatnonzero(oof["targets"][row].numpy() == 0)[0])
+    rel = Path(oof["paths"][row]).relative_to(shapes_root)
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text(f"path,class,label\n{rel},{oof['classes'][c]},-1\n")
+    cfg = tiny_config(shapes_root, base, max_epochs=1)
+    cfg["train_dataloader"]["dataset"]["label_fixes"] = str(fixes)
+    before = _snapshot(base)
+    with pytest.raises(ConfigError, match=r"the training labels differ from those the run .* started with .*fixes\.csv"):
+        run_folds(cfg, 3, _never_train, resume=True)
+    # a run from before folds_run.json: each finished fold's held-out labels are compared instead
+    record = (base / "folds_run.json").read_bytes()
+    (base / "folds_run.json").unlink()
+    try:
+        with pytest.raises(ConfigError, match=r"heldout_scores\.npz holds other labels than the training set now"):
+            run_folds(cfg, 3, _never_train, resume=True)
+    finally:
+        (base / "folds_run.json").write_bytes(record)
+    assert _snapshot(base) == {**before, "folds_run.json": (base / "folds_run.json").stat().st_mtime_ns}
+    # without fixes the run is the one it was: resuming keeps every fold
+    assert run_folds(tiny_config(shapes_root, base, max_epochs=1), 3, _never_train, resume=True)["folds"] == 3
+
+
+def test_a_refused_folds_run_changes_nothing_and_overwrite_removes_every_old_fold(folds_run, shapes_root, tmp_path):
+    from mlcls.apis.folds import run_folds
+    from mlcls.errors import ConfigError
+
+    base, _, _ = folds_run
+    before = _snapshot(base)
+    with pytest.raises(ConfigError, match=r"already holds a folds run \(fold_0, fold_1, fold_2, folds\.csv.*--overwrite"):
+        run_folds(tiny_config(shapes_root, base, max_epochs=1), 2, _never_train)
+    assert _snapshot(base) == before  # folds.csv not replaced: the 3-fold run can still be resumed
+    # --overwrite of a 5-fold run by a 2-fold one: fold_2..fold_4 and the old scores go before any training
+    old = tmp_path / "cv"
+    for k in range(5):
+        (old / f"fold_{k}").mkdir(parents=True)
+        (old / f"fold_{k}" / "heldout_scores.npz").write_bytes(b"old")
+    for name in ("folds.csv", "oof_scores.npz", "label_issues.csv", "folds_summary.json"):
+        (old / name).write_text("old")
+
+    def stop(c, resume):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(tiny_config(shapes_root, old, max_epochs=1), 2, stop, overwrite=True)
+    assert sorted(p.name for p in old.iterdir()) == ["folds.csv", "folds_run.json"]
+    assert json.loads((old / "folds_run.json").read_text())["folds"] == 2
+
+
+def test_folds_refuse_a_val_split_that_reads_the_training_samples(shapes_root, tmp_path):
+    from mlcls.apis.folds import run_folds
+    from mlcls.errors import ConfigError
+
+    cfg = tiny_config(shapes_root, tmp_path / "cv", max_epochs=1)
+    cfg["val_dataloader"]["dataset"]["ann_file"] = str(shapes_root / "train.csv")
+    with pytest.raises(ConfigError, match=r"--folds: train_dataloader and val_dataloader read the same samples .* its own held-out"):
+        run_folds(cfg, 3, _never_train)
+    assert not (tmp_path / "cv").exists()

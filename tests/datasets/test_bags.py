@@ -297,3 +297,27 @@ def test_which_splits_read_the_same_samples_is_decided_by_what_they_read(tmp_pat
         "test_dataloader": {"dataset": {**csv, "ann_file": str(tmp_path / "a.csv")}},
     }
     assert shared_samples(cfg, "val", "test")  # relative and absolute: the same file
+
+
+def test_the_same_samples_guard_sees_through_links_and_copies(tmp_path):
+    """A data_root or ann_file linked to the val files, or a byte-identical copy of val.csv, reads
+    the val samples: reporting on it after tuning on val is flagged, not called clean."""
+    from mlcls.apis.loaders import shared_samples
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "val.csv").write_text("filename,labels\na.png,x\nb.png,\n")
+    (tmp_path / "link").symlink_to(data)
+    (data / "test_link.csv").symlink_to(data / "val.csv")
+    (data / "copy.csv").write_bytes((data / "val.csv").read_bytes())
+    (data / "test.csv").write_text("filename,labels\nc.png,x\n")
+    csv = {"type": "CSVDataset", "classes": "c.txt"}
+
+    def cfg(root, ann):
+        return {"val_dataloader": {"dataset": {**csv, "data_root": str(data), "ann_file": "val.csv"}},
+                "test_dataloader": {"dataset": {**csv, "data_root": str(root), "ann_file": ann}}}  # fmt: skip
+
+    for root, ann in [(tmp_path / "link", "val.csv"), (data, "test_link.csv"), (data, "copy.csv")]:
+        why = shared_samples(cfg(root, ann), "val", "test")
+        assert why and f"ann_file={data / 'val.csv'}" in why, (root, ann)
+    assert shared_samples(cfg(data, "test.csv"), "val", "test") is None
