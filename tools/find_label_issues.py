@@ -4,8 +4,9 @@
     python tools/find_label_issues.py work_dirs/cv                     # -> work_dirs/cv/label_issues.csv
 
 Writes ``label_issues.csv`` (path, class, given_label, score, quality, kind, rank; most likely
-errors first; kind ``missing`` = labelled 0 and scored high, ``extra`` = labelled 1 and scored low)
-and prints each class's estimated error rate. ``tools/report.py`` on the same folder shows the
+errors first; kind ``missing`` = labelled 0 and scored high, ``extra`` = labelled 1 and scored low),
+``label_issues.json`` beside it (the scores file and its hash: ``tools/report.py`` refuses a list
+found in other scores) and prints each class's estimated error rate. ``tools/report.py`` on the same folder shows the
 pairs for review; the fixes it downloads go back in through the dataset key ``label_fixes``.
 It also takes any ``eval_scores.npz`` (a test split's, to audit it), with a warning: scores of a
 model that trained on those samples are not out of sample. The method is in docs/label_issues.md.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from mlcls.cli import cli_main, int_at_least
-from mlcls.errors import DataError
+from mlcls.errors import ConfigError, DataError
 
 ISSUES_FILE = "label_issues.csv"
 
@@ -53,8 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     from mlcls.apis.folds import OOF_FILE
     from mlcls.evaluation.label_issues import find_label_issues
-    from mlcls.report.store import load_eval_scores
-    from mlcls.utils.fileio import atomic_open
+    from mlcls.report.store import issues_record, load_eval_scores
+    from mlcls.utils.fileio import atomic_open, check_outputs
+    from mlcls.utils.misc import write_json
 
     args = parse_args(argv)
     src = Path(args.scores)
@@ -69,15 +71,20 @@ def main(argv=None) -> None:
             "included, and will miss them; use it to audit a held-out split (a test set), or run --folds for the training data",
             file=sys.stderr,
         )
+    out = Path(args.out) if args.out else src.parent / ISSUES_FILE
+    record = out.with_suffix(".json")  # which scores the flags were found in: report.py refuses a list found in other scores
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(f"--out {out}: expected a .csv file (its record is written beside it as {record.name})")
+    check_outputs([out, record], [src], replaces=ISSUES_FILE)
     res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap,
                             filter_by=args.filter_by)  # fmt: skip
     classes = run["classes"]
-    out = Path(args.out) if args.out else src.parent / ISSUES_FILE
     with atomic_open(out, newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "class", "given_label", "score", "quality", "kind", "rank"])
         for rank, (row, c, given, score, quality) in enumerate(res["pairs"], 1):
             w.writerow([run["paths"][row], classes[c], given, f"{score:.6f}", f"{quality:.6f}", "extra" if given == 1 else "missing", rank])
+    write_json(issues_record(src, run, out, len(res["pairs"]), vars(args)), record)
     width = max(5, *(len(c) for c in classes))
     print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
     for i, (c, r) in enumerate(zip(classes, res["per_class"])):
@@ -95,7 +102,8 @@ def main(argv=None) -> None:
             "(review them last, or leave them out with --min-class-ap)",
             file=sys.stderr,
         )
-    print(f"{len(res['pairs'])} (sample, class) pairs flagged ({args.filter_by}) -> {out}", file=sys.stderr)
+    print(f"{len(res['pairs'])} (sample, class) pairs flagged ({args.filter_by}) -> {out} (and {record.name}: the scores they were found in)",
+          file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ from mlcls.report.store import find_scores
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Rebuild or compare mlcls evaluation reports from saved scores")
     p.add_argument("paths", nargs="+", metavar="DIR", help="one evaluation (rebuild) or two (compare A B)")
-    p.add_argument("--out", help="the HTML file (default: report.html in the test folder; compare_<A>.html in B's for two)")
+    p.add_argument(
+        "--out", help="the HTML file (default: report.html in the test folder; for two, compare_<A>.html in B's, with the paired "
+        "statistics in compare_<A>.json beside it)",
+    )  # fmt: skip
     p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
     p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="false positives and misses shown per class")
     p.add_argument("--gallery-classes", type=int_at_least(0), default=100, help="at most this many classes get a gallery, lowest AP first")
@@ -41,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     from mlcls.evaluation.thresholds import resolve_thresholds
     from mlcls.report import build_report, load_eval_scores, report_data, write_compare
-    from mlcls.report.data import format_paired, paired_comparison, same_samples_problem
+    from mlcls.report.data import align_samples, format_paired, paired_comparison, same_samples_problem
+    from mlcls.report.store import stale_issues
+    from mlcls.utils.fileio import check_outputs
     from mlcls.utils.misc import write_json
 
     args = parse_args(argv)
@@ -52,15 +57,24 @@ def main(argv=None) -> None:
             given = resolve_thresholds(run["classes"], args.thr_file)
             run["thr"], run["meta"]["thresholds_source"] = given.values.tolist(), given.source
         run["meta"].setdefault("name", f.parent.name)
+    inputs = files + ([Path(args.thr_file)] if args.thr_file else [])
     if len(runs) == 1:
         run = runs[0]
         out = Path(args.out) if args.out else files[0].parent / "report.html"
+        check_outputs([out], inputs, replaces="report.html")
         issues = files[0].parent / "label_issues.csv"  # tools/find_label_issues.py's: reviewed in the page
+        if issues.is_file():
+            stale = stale_issues(issues, files[0])
+            if stale:  # flags of other scores would be reviewed against these: left out of the page
+                print(f"warning: no review section: {stale}; run python tools/find_label_issues.py {files[0].parent} again",
+                      file=sys.stderr)  # fmt: skip
+                issues = None
         build_report(
             run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
             gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
-            label_issues=issues if issues.is_file() else None, evidence=run["evidence"],
+            label_issues=issues if issues is not None and issues.is_file() else None, evidence=run["evidence"],
         )  # fmt: skip
+        written = [out]
     else:
         if runs[0]["classes"] != runs[1]["classes"]:  # compared class by class: positions must mean the same classes
             only_a = [c for c in runs[0]["classes"] if c not in runs[1]["classes"]]
@@ -68,6 +82,9 @@ def main(argv=None) -> None:
             what = f"only in A: {only_a[:5]}; only in B: {only_b[:5]}" if only_a or only_b else "the same classes in another order"
             raise DataError(f"cannot compare {files[0]} and {files[1]}: their class lists differ ({what})")
         a, b = (report_data(r["scores"], r["targets"], r["classes"], r["thr"], meta=r["meta"], gallery_classes=0) for r in runs)
+        out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
+        check_outputs([out, out.with_suffix(".json")], inputs)  # before the resamples: a refused command costs nothing
+        runs[1] = align_samples(runs[0], runs[1])  # the same samples in another order are compared row by row
         problem = same_samples_problem(*runs)
         paired = None
         if problem:
@@ -75,11 +92,11 @@ def main(argv=None) -> None:
         else:
             paired = paired_comparison(*runs, resamples=args.resamples, seed=args.seed)
             print(format_paired(paired, runs[0]["meta"]["name"], runs[1]["meta"]["name"]))
-        out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
+        written = [out] + ([out.with_suffix(".json")] if paired is not None else [])
         write_compare(a, b, out, paired=paired)
         if paired is not None:
             write_json(paired, out.with_suffix(".json"))
-    print(f"wrote {out}")
+    print("wrote " + " and ".join(str(w) for w in written))
 
 
 if __name__ == "__main__":

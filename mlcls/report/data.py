@@ -285,6 +285,24 @@ def compare_data(a: dict, b: dict, paired: dict | None = None) -> dict:
     }
 
 
+def align_samples(run_a: dict, run_b: dict) -> dict:
+    """``run_b`` with its rows in ``run_a``'s order when both list the same samples (each once) in
+    another order (two evaluations of one split whose loaders ordered it differently); else as it is."""
+    pa, pb = list(run_a["paths"]), list(run_b["paths"])
+    if pa == pb or len(pa) != len(pb) or len(set(pa)) != len(pa) or set(pa) != set(pb):
+        return run_b
+    row_of = {p: i for i, p in enumerate(pb)}
+    order = torch.tensor([row_of[p] for p in pa])
+    out = {**run_b, "scores": run_b["scores"][order], "targets": run_b["targets"][order], "paths": pa}
+    if run_b.get("evidence") is not None:
+        out["evidence"] = {k: v[order.numpy()] for k, v in run_b["evidence"].items()}
+    return out
+
+
+#: fewer positives (or negatives) than this: a class's DeLong p-value and intervals rest on too few samples to lean on
+FEW_FOR_PAIRED = 10
+
+
 def same_samples_problem(run_a: dict, run_b: dict) -> str | None:
     """Why two saved evaluations (:func:`~mlcls.report.store.load_eval_scores`) are not of the same
     samples in the same order with the same labels (paired statistics need that), or None."""
@@ -325,14 +343,18 @@ def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int
     def num(v):
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
 
+    known = t >= 0
+    pos, neg = ((t == 1) & known).sum(0).tolist(), ((t == 0) & known).sum(0).tolist()
     classes = []
     for i, name in enumerate(run_a["classes"]):
         p = dl["p"][i]
+        f1_ci = [num(v) for v in boot["per_class"]["F1"][i]] if pos[i] else [None, None]  # no positive: F1 is 0 whatever the model
         classes.append({
+            "positives": int(pos[i]), "negatives": int(neg[i]), "few": min(pos[i], neg[i]) < FEW_FOR_PAIRED,
             "name": name, "AUROC_a": num(dl["AUROC_a"][i]), "AUROC_b": num(dl["AUROC_b"][i]), "dAUROC": num(dl["diff"][i]),
             "z": num(dl["z"][i]) if not math.isinf(dl["z"][i]) else None, "p_delong": num(p),
             "dAUROC_ci": [num(v) for v in boot["per_class"]["AUROC"][i]], "dAP_ci": [num(v) for v in boot["per_class"]["AP"][i]],
-            "dF1_ci": [num(v) for v in boot["per_class"]["F1"][i]],
+            "dF1_ci": f1_ci,
             "significant": None if math.isnan(p) else bool(p < alpha),
             "significant_bonferroni": None if math.isnan(p) else bool(p < strict),
         })  # fmt: skip
@@ -385,13 +407,20 @@ def format_paired(paired: dict, name_a: str, name_b: str) -> str:
             else "no"
         )
         p = f"{r['p_delong']:7.4f}" if r["p_delong"] is not None else "n/a".rjust(7)
+        few = f" (few: {r['positives']} positives, {r['negatives']} negatives)" if r.get("few") else ""
         lines.append(
             f"{r['name']:<{width}}  {f(r['AUROC_a'], '7.2f')}  {f(r['AUROC_b'], '7.2f')}  {f(r['dAUROC'], '+6.2f')}  {p}  "
-            f"{ci(r['dAUROC_ci'])}{ci(r['dAP_ci'])}{ci(r['dF1_ci'])}{sig}"
+            f"{ci(r['dAUROC_ci'])}{ci(r['dAP_ci'])}{ci(r['dF1_ci'])}{sig}{few}"
         )
     lines.append(
         f"significant: p < {paired['alpha']:g} (DeLong, two-sided) per class; {paired['classes_tested']} classes tested, so "
         f"p < {paired['bonferroni']:.4f} keeps the chance of any false finding at {paired['alpha']:g} (Bonferroni). "
+        + (
+            f"Classes marked 'few' have under {FEW_FOR_PAIRED} positives or negatives: their p-values and intervals rest on "
+            "too few samples to lean on. "
+            if any(r.get("few") for r in paired["classes"])
+            else ""
+        )
         + "  ".join(f"{k} diff {pct} CI [{lo:.2f}, {hi:.2f}]" for k, (lo, hi) in paired["summary_ci"].items())
     )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ report shows an exam by that slice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -61,7 +62,10 @@ def save_eval_scores(
 
 
 def load_eval_scores(path: str | os.PathLike) -> dict:
-    """``{"scores", "targets" (tensors), "paths", "classes", "thr" (lists), "meta" (dict)}`` from ``path``."""
+    """``{"scores", "targets" (tensors), "paths", "classes", "thr" (lists), "meta" (dict)}`` from
+    ``path``, checked by :func:`check_eval_scores` (one error naming the file and the problem)."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block the read forever
+        raise DataError(f"{path}: not a regular file (a folder, pipe or device); expected an .npz evaluation file")
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -81,30 +85,94 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
             missing = {"scores", "targets", "paths", "classes", "thr", "meta"} - set(z.files)
             if missing:
                 raise DataError(f"{path}: not an mlcls evaluation file (missing {', '.join(sorted(missing))})")
+            arrays = {key: z[key] for key in ("scores", "targets", "paths", "classes", "thr", "meta")}
+            for key, ndim in (("scores", 2), ("targets", 2), ("paths", 1), ("classes", 1), ("thr", 1), ("meta", 0)):
+                if arrays[key].ndim != ndim:
+                    raise DataError(f"{path}: {key} must be a {ndim}-D array, got shape {arrays[key].shape}")
+            raw = arrays["targets"]
+            if raw.size and not np.isin(raw, (1, 0, -1)).all():  # before the cast to int8, which would hide 0.5 or 257
+                raise DataError(
+                    f"{path}: targets must be 1, 0 or -1 (unknown), found {np.unique(raw[~np.isin(raw, (1, 0, -1))])[:5].tolist()}"
+                )
+            meta = json.loads(str(z["meta"]))
             out = {
                 "scores": torch.from_numpy(z["scores"].astype(np.float32)),
-                "targets": torch.from_numpy(z["targets"].astype(np.int8)),
+                "targets": torch.from_numpy(raw.astype(np.int8)),
                 "paths": z["paths"].tolist(),
                 "classes": z["classes"].tolist(),
                 "thr": z["thr"].tolist(),
-                "meta": json.loads(str(z["meta"])),
+                "meta": meta,
                 "evidence": None,
             }
             if "evidence_view" in z.files and "evidence_slice" in z.files:
                 out["evidence"] = {"view": z["evidence_view"].astype(np.int64), "slice": z["evidence_slice"].astype(np.int64)}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, or a pickled (object) array
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:  # truncated, or a pickled (object) array
         raise DataError(f"{path}: cannot read the saved evaluation, damaged or cut short? ({e})") from None
-    n, c = out["scores"].shape
-    if out["targets"].shape != (n, c) or len(out["paths"]) != n or len(out["classes"]) != c or len(out["thr"]) != c:
-        raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(out['targets'].shape)}, {len(out['paths'])} paths)")
-    ev = out["evidence"]
-    if ev is not None and (
-        ev["view"].shape != (n, c) or ev["slice"].shape != (n, c) or ev["view"].max(initial=-1) >= len(out["meta"].get("views") or [])
-    ):
-        raise DataError(f"{path}: inconsistent evidence arrays (view {ev['view'].shape}, slice {ev['slice'].shape} for {n}x{c} scores)")
+    check_eval_scores(out, path)
     return out
+
+
+#: meta keys whose type is checked when saved scores are read (others are carried as they are)
+_META_TYPES = {"name": str, "split": str, "checkpoint": str, "thresholds_source": str, "folds": int, "seed": int, "views": list,
+               "tta": list, "seeds": list, "checkpoints": list, "labels_sha256": str, "label_fixes": dict}  # fmt: skip
+
+
+def check_eval_scores(run: dict, path: str | os.PathLike) -> None:
+    """Refuse saved scores that no tool can use, with one message naming the file and the problem:
+    arrays of other shapes, no rows or classes, scores not finite or outside [0, 1] (logits or
+    percentages saved by another program), targets other than 1 / 0 / -1, classes named twice or
+    empty, thresholds outside [0, 1], meta that is not an object of the known
+    types, evidence that does not match the scores."""
+    scores, targets = run["scores"], run["targets"]
+    if scores.ndim != 2:
+        raise DataError(f"{path}: scores must be a [samples, classes] array, got shape {tuple(scores.shape)}")
+    n, c = scores.shape
+    if n == 0 or c == 0:
+        raise DataError(f"{path}: no {'samples' if n == 0 else 'classes'} in the saved scores (shape {n}x{c})")
+    if tuple(targets.shape) != (n, c) or len(run["paths"]) != n or len(run["classes"]) != c or len(run["thr"]) != c:
+        raise DataError(f"{path}: inconsistent arrays (scores {n}x{c}, targets {tuple(targets.shape)}, {len(run['paths'])} paths, "
+                        f"{len(run['classes'])} classes, {len(run['thr'])} thresholds)")  # fmt: skip
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        i, k = (int(v) for v in bad.nonzero()[0])
+        raise DataError(f"{path}: {int(bad.sum())} scores are NaN or infinite (the first: row {i}, class '{run['classes'][k]}')")
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo < 0 or hi > 1:
+        raise DataError(f"{path}: scores must be probabilities in [0, 1], found {lo:g} to {hi:g} (logits or percentages?)")
+    wrong = ~((targets == 1) | (targets == 0) | (targets == -1))
+    if wrong.any():
+        raise DataError(f"{path}: targets must be 1, 0 or -1 (unknown), found {sorted(set(targets[wrong].tolist()))[:5]}")
+    _check_classes(run["classes"], path)
+    thr = np.asarray(run["thr"], dtype=np.float64)
+    if not np.isfinite(thr).all() or (thr < 0).any() or (thr > 1).any():
+        raise DataError(f"{path}: thresholds must be numbers in [0, 1], found {thr[~((thr >= 0) & (thr <= 1))][:3].tolist()}")
+    meta = run["meta"]
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise DataError(f"{path}: meta.{key} must be {kind.__name__}, got {type(value).__name__}")
+    if meta.get("views") is not None and not all(isinstance(v, str) for v in meta["views"]):
+        raise DataError(f"{path}: meta.views must be a list of view names")
+    ev = run["evidence"]
+    if ev is not None and (
+        ev["view"].shape != (n, c) or ev["slice"].shape != (n, c) or ev["view"].min(initial=0) < 0
+        or ev["view"].max(initial=-1) >= len(meta.get("views") or [])
+    ):  # fmt: skip
+        raise DataError(f"{path}: inconsistent evidence arrays (view {ev['view'].shape}, slice {ev['slice'].shape} for {n}x{c} scores)")
+
+
+def _check_classes(names: Sequence[str], path) -> None:
+    seen: set = set()
+    for name in names:
+        if not str(name).strip():
+            raise DataError(f"{path}: a class without a name")
+        if name in seen:
+            raise DataError(f"{path}: the class '{name}' is listed twice")
+        seen.add(name)
 
 
 def find_scores(path: str) -> Path:
@@ -112,6 +180,8 @@ def find_scores(path: str) -> Path:
     p = Path(path)
     if p.is_file():
         return p
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{p}: not a regular file (a pipe or device); expected an .npz evaluation file or its folder")
     if not p.is_dir():
         raise DataError(f"{p}: not found (expected a test output folder holding {SCORES_FILE}, or a training work dir)")
     if (p / SCORES_FILE).is_file():
@@ -142,3 +212,38 @@ def _evaluate_hint(folder: Path) -> str:
         c = checkpoints[0]
         return f"evaluate a checkpoint first (python tools/test.py {c} writes {folder / ('test_' + c.stem) / SCORES_FILE})"
     return "evaluate a checkpoint first with python tools/test.py CHECKPOINT, then give its test_* folder"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def issues_record(scores_file: str | os.PathLike, run: dict, issues_csv: str | os.PathLike, flags: int, options: dict) -> dict:
+    """What ``label_issues.json`` says of the ``label_issues.csv`` beside it: the scores it was found
+    in (file and hash), the labels those scores were compared with, the finder's options."""
+    return {
+        "label_issues": str(Path(issues_csv).name), "scores": str(Path(scores_file).resolve()), "scores_sha256": file_sha256(scores_file),
+        "labels_sha256": run["meta"].get("labels_sha256"), "label_fixes": run["meta"].get("label_fixes"), "flags": flags,
+        "options": {k: options[k] for k in ("filter_by", "min_known", "min_class_ap") if k in options},
+    }  # fmt: skip
+
+
+def stale_issues(issues_csv: str | os.PathLike, scores_file: str | os.PathLike) -> str | None:
+    """Why ``issues_csv`` cannot be reviewed against ``scores_file`` (None: it was found in them):
+    no record beside it, or a record of other scores (the folds were rerun, with other labels or fixes)."""
+    record = Path(issues_csv).with_suffix(".json")
+    if not record.is_file():
+        return f"{issues_csv} has no record of the scores it was found in ({record.name} is missing)"
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        sha = saved["scores_sha256"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"{record} is not a readable record of the scores {Path(issues_csv).name} was found in"
+    if sha != file_sha256(scores_file):
+        return f"{issues_csv} was found in other scores than {scores_file} (they changed since: the folds were run again)"
+    return None

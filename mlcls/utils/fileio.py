@@ -262,3 +262,30 @@ def loads_json_strict(text: str, where: str):
         return out
 
     return json.loads(text, object_pairs_hook=pairs)
+
+
+#: files that tools write as their results or inputs of the next step: an ``--out`` of another tool
+#: (a report page, a comparison, a label-issue list) never replaces one of them
+TOOL_FILES = frozenset({
+    "eval_scores.npz", "oof_scores.npz", "heldout_scores.npz", "test_metrics.json", "test_metrics.txt", "folds.csv",
+    "folds_run.json", "folds_summary.json", "folds_summary.txt", "seeds_summary.json", "seeds_summary.txt", "config.yaml",
+    "thresholds.json", "scalars.jsonl", "train.log", "latest.pth", "best.pth",
+})  # fmt: skip
+
+
+def check_outputs(outputs, inputs, replaces: str = "") -> None:
+    """Refuse, before anything is written, an output that is one of the command's inputs (the same
+    file by any name) or a file another step of the workflow wrote (:data:`TOOL_FILES`, checkpoints).
+
+    Args:
+        outputs: the files the command is about to write.
+        inputs: the files it reads.
+        replaces: the file name this tool itself writes and may replace (e.g. ``label_issues.csv``).
+    """
+    real_inputs = {os.path.realpath(p): p for p in inputs}
+    for out in outputs:
+        out = Path(out)
+        if os.path.realpath(out) in real_inputs:
+            raise ConfigError(f"--out {out}: that is this command's input ({real_inputs[os.path.realpath(out)]}); choose another file")
+        if out.name != replaces and out.exists() and (out.name in TOOL_FILES or out.suffix == ".pth"):
+            raise ConfigError(f"{out}: another step's result would be replaced by this command's output; choose another --out")

@@ -244,7 +244,35 @@ def test_find_label_issues_tool_on_a_folds_run(folds_run, run_tool):
     # a plain evaluation's scores: said not to be out of sample
     r = run_tool("tools/find_label_issues.py", base / "fold_0" / "heldout_scores.npz", "--out", base / "x.csv")
     assert r.returncode == 0 and "is not out-of-fold" in r.stderr
-    _ = json
+
+
+def test_a_label_issue_list_found_in_other_scores_is_not_reviewed(folds_run, run_tool, tmp_path):
+    """The folds were rerun (other labels, fixes): label_issues.csv names pairs of the old scores,
+    so the report leaves it out and says why instead of reviewing old flags against new scores."""
+    import hashlib
+    import shutil
+
+    from mlcls.report.store import save_eval_scores
+    from tests.report.conftest import embedded_data
+
+    base, _, _ = folds_run
+    d = tmp_path / "cv"
+    d.mkdir()
+    shutil.copy(base / "oof_scores.npz", d / "oof_scores.npz")
+    r = run_tool("tools/find_label_issues.py", d, "--min-known", "3")
+    assert r.returncode == 0 and "label_issues.json" in r.stderr, r.stderr
+    record = json.loads((d / "label_issues.json").read_text())
+    assert record["scores_sha256"] == hashlib.sha256((d / "oof_scores.npz").read_bytes()).hexdigest()
+    assert record["labels_sha256"] == json.loads((base / "folds_run.json").read_text())["labels_sha256"]
+    assert run_tool("tools/report.py", d).returncode == 0 and "label_issues" in embedded_data(d / "report.html")
+    oof = load_eval_scores(d / "oof_scores.npz")
+    save_eval_scores(d / "oof_scores.npz", oof["scores"].flip(0), oof["targets"], oof["paths"], oof["classes"], oof["thr"], oof["meta"])
+    r = run_tool("tools/report.py", d)
+    assert r.returncode == 0 and "no review section" in r.stderr and "was found in other scores" in r.stderr, r.stderr
+    assert "label_issues" not in embedded_data(d / "report.html")
+    (d / "label_issues.json").unlink()  # a list from before the record: also not reviewed, and said so
+    r = run_tool("tools/report.py", d)
+    assert "has no record of the scores it was found in" in r.stderr and "label_issues" not in embedded_data(d / "report.html")
 
 
 def test_label_noise_injection_keeps_the_truth(shapes_root, tmp_path):

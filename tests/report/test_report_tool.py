@@ -111,3 +111,42 @@ def test_thresholds_file_works_in_test_and_inference(evaluated, tmp_path, run_to
     assert r.returncode == 2 and "do not match the model's 10 classes" in r.stderr and not (tmp_path / "t2/test_metrics.json").exists()
     with pytest.raises(ConfigError, match="bad.json"):
         inference_model(model, image, thr=str(bad))
+
+
+def test_no_tool_writes_over_its_input_or_another_steps_result(evaluated, tmp_path, run_tool):
+    from tests.reliability.conftest import one_line_error
+
+    d = tmp_path / "copy"
+    shutil.copytree(evaluated["test_dir"], d)
+    (d / "folds.csv").write_text("path,fold\n")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    one_line_error(run_tool("tools/report.py", d, "--out", d / "eval_scores.npz"), "that is this command's input")
+    (tmp_path / "link.npz").symlink_to(d / "eval_scores.npz")  # the input by another name
+    one_line_error(run_tool("tools/report.py", d, "--out", tmp_path / "link.npz"), "that is this command's input")
+    one_line_error(run_tool("tools/find_label_issues.py", d / "eval_scores.npz", "--out", d / "eval_scores.npz"), "expected a .csv file")
+    one_line_error(run_tool("tools/find_label_issues.py", d / "eval_scores.npz", "--out", d / "folds.csv"),
+                   "folds.csv: another step's result would be replaced")  # fmt: skip
+    # compare: B/test_metrics.html would put the paired statistics over B's test_metrics.json
+    one_line_error(run_tool("tools/report.py", evaluated["test_dir"], d, "--out", d / "test_metrics.html"),
+                   "test_metrics.json: another step's result would be replaced")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_compare_aligns_the_same_samples_in_another_order(evaluated, tmp_path, run_tool):
+    from mlcls.report.data import align_samples
+
+    a = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")
+    order = torch.randperm(len(a["paths"]), generator=torch.Generator().manual_seed(0))
+    b = {**a, "scores": a["scores"][order], "targets": a["targets"][order], "paths": [a["paths"][i] for i in order]}
+    aligned = align_samples(a, b)
+    assert aligned["paths"] == a["paths"] and torch.equal(aligned["scores"], a["scores"]) and torch.equal(aligned["targets"], a["targets"])
+    from mlcls.report import save_eval_scores
+
+    save_eval_scores(tmp_path / "b" / "eval_scores.npz", b["scores"], b["targets"], b["paths"], b["classes"], b["thr"], b["meta"])
+    r = run_tool("tools/report.py", evaluated["test_dir"], tmp_path / "b", "--resamples", "20")
+    assert r.returncode == 0 and "no paired statistics" not in r.stderr, r.stderr
+    assert (
+        "wrote " + str(tmp_path / "b" / "compare_test_latest.html") + " and " + str(tmp_path / "b" / "compare_test_latest.json") in r.stdout
+    )
+    paired = json.loads((tmp_path / "b" / "compare_test_latest.json").read_text())
+    assert all(c["dAUROC"] == 0 for c in paired["classes"])  # the same scores, row by row

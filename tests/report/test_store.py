@@ -1,0 +1,95 @@
+"""Saved scores are checked once, where every tool reads them: a malformed file is one error line
+naming the file and the problem, the same from the label-error finder, the report and the comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.reliability.conftest import one_line_error
+
+
+def _good() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "scores": rng.random((12, 2)).astype(np.float32),
+        "targets": (rng.random((12, 2)) < 0.5).astype(np.int8),
+        "paths": np.array([f"img_{i}.png" for i in range(12)]),
+        "classes": np.array(["cat", "dog"]),
+        "thr": np.array([0.5, 0.5]),
+        "meta": np.array(json.dumps({"name": "probe", "folds": 3})),
+    }
+
+
+def _nan(a):
+    a["scores"][3, 1] = np.nan
+
+
+def _inf(a):
+    a["scores"][0, 0] = np.inf
+
+
+# (what is changed in a good file, the words of the one error line)
+SCORE_PROBES = [
+    ("nan", _nan, "scores are NaN or infinite (the first: row 3, class 'dog')"),
+    ("inf", _inf, "scores are NaN or infinite (the first: row 0, class 'cat')"),
+    ("percent", lambda a: a.update(scores=a["scores"] * 100), "scores must be probabilities in [0, 1]"),
+    ("logits", lambda a: a.update(scores=a["scores"] * 8 - 4), "(logits or percentages?)"),
+    ("target 5", lambda a: a["targets"].__setitem__((0, 0), 5), "targets must be 1, 0 or -1 (unknown), found [5]"),
+    ("target 0.5", lambda a: a.update(targets=np.full((12, 2), 0.5)), "targets must be 1, 0 or -1 (unknown), found [0.5]"),
+    ("same class twice", lambda a: a.update(classes=np.array(["cat", "cat"])), "the class 'cat' is listed twice"),
+    ("class without a name", lambda a: a.update(classes=np.array(["cat", " "])), "a class without a name"),
+    ("meta a list", lambda a: a.update(meta=np.array("[1, 2]")), "meta must be a JSON object, got list"),
+    ("meta null", lambda a: a.update(meta=np.array("null")), "meta must be a JSON object, got NoneType"),
+    ("meta.folds text", lambda a: a.update(meta=np.array('{"folds": "3"}')), "meta.folds must be int, got str"),
+    ("meta.views not names", lambda a: a.update(meta=np.array('{"views": [1]}')), "meta.views must be a list of view names"),
+    ("1-D scores", lambda a: a.update(scores=a["scores"][:, 0]), "scores must be a 2-D array, got shape (12,)"),
+    (
+        "0 classes",
+        lambda a: a.update(
+            scores=np.zeros((12, 0), np.float32), targets=np.zeros((12, 0), np.int8), classes=np.array([], dtype=str), thr=np.zeros(0)
+        ),
+        "no classes in the saved scores (shape 12x0)",
+    ),  # fmt: skip
+    (
+        "0 rows",
+        lambda a: a.update(scores=np.zeros((0, 2), np.float32), targets=np.zeros((0, 2), np.int8), paths=np.array([], dtype=str)),
+        "no samples in the saved scores (shape 0x2)",
+    ),  # fmt: skip
+    ("thr 2", lambda a: a.update(thr=np.array([0.5, 2.0])), "thresholds must be numbers in [0, 1], found [2.0]"),
+    ("paths 2-D", lambda a: a.update(paths=a["paths"].reshape(6, 2)), "paths must be a 1-D array"),
+    ("fewer paths", lambda a: a.update(paths=a["paths"][:5]), "inconsistent arrays (scores 12x2, targets (12, 2), 5 paths"),
+]
+
+
+def _write(folder, arrays) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "oof_scores.npz", "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("name, change, message", SCORE_PROBES, ids=[p[0] for p in SCORE_PROBES])
+def test_malformed_saved_scores_are_one_line_in_every_tool(name, change, message, tmp_path, run_tool):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    _write(good, _good())
+    arrays = _good()
+    change(arrays)
+    _write(bad, arrays)
+    for tool, args in [("tools/find_label_issues.py", [bad]), ("tools/report.py", [bad]), ("tools/report.py", [good, bad])]:
+        line = one_line_error(run_tool(tool, *args), message)
+        assert str(bad / "oof_scores.npz") in line, (tool, line)
+    assert sorted(p.name for p in bad.iterdir()) == ["oof_scores.npz"]  # nothing written beside it
+
+
+def test_good_saved_scores_pass_and_a_fifo_is_refused_without_blocking(tmp_path, run_tool):
+    import os
+
+    from mlcls.report.store import load_eval_scores
+
+    _write(tmp_path / "good", _good())
+    run = load_eval_scores(tmp_path / "good" / "oof_scores.npz")
+    assert run["scores"].shape == (12, 2) and run["meta"]["folds"] == 3
+    os.mkfifo(tmp_path / "pipe.npz")
+    one_line_error(run_tool("tools/report.py", tmp_path / "pipe.npz"), "pipe.npz: not a regular file")
