@@ -10,6 +10,7 @@ import sys
 import threading
 
 from mlcls.errors import MlclsError
+from mlcls.schema import SEED_MAX
 
 
 def cli_main(fn):
@@ -57,6 +58,36 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame):
     raise Terminated()
+
+
+#: the most bootstrap resamples a command takes (10^5 already gives intervals steady to a few 0.01)
+MAX_RESAMPLES = 100_000
+
+
+def int_in(low: int, high: int, what: str = "an integer"):
+    """An argparse ``type``: an integer in ``[low, high]``, else argparse's one-line usage error
+    (checked before any work: a seed or a count out of range never fails after hours of training)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high}, got '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def seed_arg():
+    """An argparse ``type`` for seeds: 0 .. 2^32 - 1, what every generator and split takes."""
+    return int_in(0, SEED_MAX, "a seed")
+
+
+def resamples_arg():
+    """An argparse ``type`` for bootstrap resample counts: 1 .. :data:`MAX_RESAMPLES`."""
+    return int_in(1, MAX_RESAMPLES, "a number of resamples")
 
 
 def int_at_least(low: int):

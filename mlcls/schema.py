@@ -16,6 +16,8 @@ from typing import Any, Callable
 from mlcls.errors import ConfigError
 
 REQUIRED = object()  # the default of a key that must be given
+#: the largest seed: numpy's and scikit-learn's generators (stratified splits) take 0 .. 2^32 - 1
+SEED_MAX = 2**32 - 1
 
 
 def _any(v: Any) -> bool:
@@ -111,7 +113,7 @@ KEYS: tuple[Key, ...] = (
     Key("default_hooks", *MAPPING, default={}),
     Key("custom_hooks", *LIST, default=[]),
     Key("work_dir", lambda v: isinstance(v, str), "a folder path"),
-    Key("seed", _is_int, "an integer", 0),
+    Key("seed", lambda v: _is_int(v) and 0 <= v <= SEED_MAX, "an integer from 0 to 2^32 - 1", 0),
     Key("deterministic", *BOOL, default=False),
     Key("device", lambda v: v is None or isinstance(v, str), "auto, cpu, cuda or cuda:N", "auto"),
     Key("custom_imports", lambda v: isinstance(v, (str, list, dict)), "a module name or a list of them", []),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, seed_arg
 from mlcls.datasets.mrnet import make_mrnet_demo
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset, make_sparse30_dataset
 from mlcls.errors import ConfigError
@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", choices=sorted(KINDS), default="shapes")
     p.add_argument("--root", help="output folder (default: data/<kind>)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg(), default=0)
     p.add_argument("--size", type=int, help="image size in pixels (default: 48 for shapes, 32 for sparse30 and mrnet)")
     p.add_argument("--force", action="store_true", help="regenerate even if an identical set exists")
     p.add_argument(

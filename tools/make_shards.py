@@ -15,7 +15,7 @@ import argparse
 import time
 
 from mlcls.apis import prepare_config
-from mlcls.cli import cli_main
+from mlcls.cli import cli_main, seed_arg
 from mlcls.datasets import build_dataset
 from mlcls.datasets.class_balanced import unwrapped_dataset_cfg
 from mlcls.datasets.shards import parse_size, write_shards
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     p.add_argument("--split", default="train", choices=["train", "val", "test"])
     p.add_argument("--out", required=True, help="the new shard folder")
     p.add_argument("--shard-size", default="500MB", help="about this many bytes per shard (default 500MB)")
-    p.add_argument("--seed", type=int, default=0, help="the order samples are written in")
+    p.add_argument("--seed", type=seed_arg(), default=0, help="the order samples are written in")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     cfg = prepare_config(args.config, args.cfg_options)

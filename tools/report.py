@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlcls.cli import cli_main, int_at_least
+from mlcls.cli import cli_main, int_at_least, resamples_arg, seed_arg
 from mlcls.errors import DataError
 from mlcls.report.store import find_scores
 
@@ -32,8 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
     p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="false positives and misses shown per class")
     p.add_argument("--gallery-classes", type=int_at_least(0), default=100, help="at most this many classes get a gallery, lowest AP first")
-    p.add_argument("--resamples", type=int_at_least(1), default=1000, help="compare: paired bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="compare: seed of the resamples (default 0)")
+    p.add_argument("--resamples", type=resamples_arg(), default=1000, help="compare: paired bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=seed_arg(), default=0, help="compare: seed of the resamples (default 0)")
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected one folder (rebuild) or two (compare)")

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config, test_model
-from mlcls.cli import cli_main, int_at_least, number_in
+from mlcls.cli import cli_main, int_at_least, number_in, resamples_arg, seed_arg
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,9 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="precision/recall/specificity goal in (0, 1] for those --tune-thr objectives",
     )
     p.add_argument(
-        "--ci", type=int_at_least(1), metavar="N", help="95%% bootstrap confidence intervals from N resamples of the samples (e.g. 1000)"
+        "--ci", type=resamples_arg(), metavar="N", help="95%% bootstrap confidence intervals from N resamples of the samples (e.g. 1000)"
     )
-    p.add_argument("--ci-seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    p.add_argument("--ci-seed", type=seed_arg(), default=0, help="seed of the bootstrap resamples (default 0)")
     p.add_argument("--tune-split", default="val", choices=["val", "train", "test"], help="split to tune on (default val)")
     p.add_argument("--min-pos", type=int_at_least(0), default=5, help="classes with fewer tuning positives use the global threshold")
     p.add_argument("--allow-same-split", action="store_true", help="allow tuning and reporting on the same split")
@@ -58,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if len(args.paths) > 2:
         p.error("expected CONFIG CHECKPOINT or CHECKPOINT")
+    if args.tune_thr in ("precision", "recall", "specificity") and args.tune_target is None:
+        p.error(f"--tune-thr {args.tune_thr} needs --tune-target (the {args.tune_thr} to reach, in (0, 1], e.g. 0.9)")
+    if args.tune_target is not None and args.tune_thr in (None, "f1"):
+        p.error("--tune-target is the goal of --tune-thr precision, recall or specificity; f1 has none (it takes the best F1)")
     return args
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mlcls.apis import prepare_config, train_model
-from mlcls.cli import cli_main, int_at_least
+from mlcls.cli import cli_main, int_at_least, resamples_arg, seed_arg
 from mlcls.errors import ConfigError, DataError
 
 
@@ -30,9 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="resume from PATH, or from work_dir/latest.pth when given without a value",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the work dir (default: refuse)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--seed", type=seed_arg(), help="random seed (overrides the config)")
     p.add_argument(
-        "--seeds", type=int, nargs="+", metavar="K",
+        "--seeds", type=seed_arg(), nargs="+", metavar="K",
         help="train once per seed in <work_dir>/seed_<K>, then write seeds_summary.json/.txt (mean ± std); with --folds, "
         "K folds per seed and the mean of the seeds' out-of-fold scores in <work_dir>/oof_scores.npz",
     )  # fmt: skip
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="K-fold cross-validation of the training split: fold k trains in <work_dir>/fold_<k>; writes folds.csv, "
         "oof_scores.npz (every sample scored by a model that never saw it) and folds_summary.json/.txt",
     )  # fmt: skip
-    p.add_argument("--ci", type=int_at_least(1), metavar="N", help="with --folds: bootstrap intervals of the pooled out-of-fold metrics")
+    p.add_argument("--ci", type=resamples_arg(), metavar="N", help="with --folds: bootstrap intervals of the pooled out-of-fold metrics")
     p.add_argument(
         "--tta", metavar="VIEWS",
         help="with --folds: score each held-out fold with test-time augmentation, 'flip' (image + horizontal flip), 'flip4' "
@@ -61,7 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="scale optimizer.lr by total batch size / auto_scale_lr.base_batch_size",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):  # before seed 0 trains twice
+        p.error(f"--seeds: each seed once, got {' '.join(map(str, args.seeds))}")
+    if args.ci and not args.folds:
+        p.error("--ci: only with --folds (intervals of the pooled out-of-fold metrics); tools/test.py --ci N for a test split")
+    return args
 
 
 @cli_main

@@ -28,6 +28,7 @@ from mlcls.apis.inference import bag_views, evidence_arrays
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.tta import TTAModel, resolve_tta
+from mlcls.cli import MAX_RESAMPLES
 from mlcls.datasets.base import fold_assignment
 from mlcls.datasets.class_balanced import WRAPPERS
 from mlcls.errors import ConfigError
@@ -105,6 +106,8 @@ def run_folds(
     """
     if k < 2:
         raise ConfigError(f"--folds: expected K >= 2, got {k}")
+    if ci is not None and not 1 <= ci <= MAX_RESAMPLES:  # checked before the folds train, not after
+        raise ConfigError(f"--ci: expected 1 to {MAX_RESAMPLES} resamples, got {ci}")
     base = Path(cfg["work_dir"])
     seed = int(cfg.get("seed", 0))
     views = resolve_tta(tta, cfg)

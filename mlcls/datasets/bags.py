@@ -52,6 +52,24 @@ def bag_exists(path: str) -> bool:
 
 
 VIEW_PLACEHOLDER = "{view}"
+_VIEW_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_view_names(views, where: str) -> list[str] | None:
+    """``views`` as a list of names, or one error naming ``where``: each view is a folder name in
+    the sample paths and a key of the model's per-view modules, so letters, digits, ``_`` and ``-``
+    only (``sag.ittal`` would be a submodule path), each once."""
+    if views is None:
+        return None
+    if isinstance(views, str) or not isinstance(views, (list, tuple)) or not views:
+        raise DataError(f"{where}: expected a list of view names such as [sagittal, coronal], got {views!r}")
+    names = [str(v) for v in views]
+    bad = [v for v in names if not _VIEW_NAME.match(v)]
+    if bad:
+        raise DataError(f"{where}: a view name is a folder name of letters, digits, '_' or '-', got {bad[0]!r}")
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: each view once, got {names}")
+    return names
 
 
 def view_files(path: str, views: list[str] | None) -> dict[str, str]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, is_bag_path, load_bag, subsample
+from mlcls.datasets.bags import LIST_SEPARATOR, bag_exists, check_view_names, is_bag_path, load_bag, subsample
 from mlcls.datasets.cache import ImageCache
 from mlcls.datasets.device_decode import DeviceDecode, EncodedImage
 from mlcls.datasets.image_io import check_batch_sizes, load_image, read_jpeg
@@ -30,6 +30,7 @@ from mlcls.datasets.labels import LabelIndex, LabelIndexBuilder, LabelStats, rea
 from mlcls.datasets.samplers import fetch_seeded
 from mlcls.datasets.transforms import build_pipeline, build_transform, split_final_normalize
 from mlcls.errors import DataError
+from mlcls.schema import SEED_MAX
 
 logger = logging.getLogger("mlcls")
 
@@ -105,7 +106,7 @@ class MultiLabelDataset(Dataset):
         label_fixes: str | None = None,
     ) -> None:
         self.allow_outside_root = bool(allow_outside_root)
-        self.views = [str(v) for v in views] if views else None
+        self.views = check_view_names(views, f"{type(self).__name__}.views") if views else None
         if max_instances is not None and (not isinstance(max_instances, int) or max_instances < 1):
             raise DataError(f"{type(self).__name__}.max_instances: expected an integer >= 1 or null, got {max_instances!r}")
         self.max_instances = max_instances
@@ -516,6 +517,10 @@ class MultiLabelDataset(Dataset):
         raise DataError(f"{type(self).__name__}: no readable image among its {n} samples")
 
 
+def _is_seed(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= SEED_MAX
+
+
 def check_holdout(holdout: dict | None, where: str) -> dict | None:
     """``holdout`` with its defaults filled (``fraction`` 0.15, ``seed`` 0), or one clear error."""
     if holdout is None:
@@ -530,8 +535,8 @@ def check_holdout(holdout: dict | None, where: str) -> dict | None:
     f = out["fraction"]
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
         raise DataError(f"{where}.holdout.fraction: expected a number in (0, 1), got {f!r}")
-    if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
-        raise DataError(f"{where}.holdout.seed: expected an integer, got {out['seed']!r}")
+    if not _is_seed(out["seed"]):
+        raise DataError(f"{where}.holdout.seed: expected an integer from 0 to 2^32 - 1, got {out['seed']!r}")
     return out
 
 
@@ -567,6 +572,8 @@ def check_folds(folds: dict | None, where: str) -> dict | None:
     if not isinstance(folds, dict) or set(folds) - keys or not {"k", "fold", "part"} <= set(folds):
         raise DataError(f"{where}.folds: expected {{k: 5, seed: 0, fold: 0..k-1, part: train|held}}, got {folds!r}")
     k, fold, seed = folds["k"], folds["fold"], folds.get("seed", 0)
+    if not _is_seed(seed):
+        raise DataError(f"{where}.folds.seed: expected an integer from 0 to 2^32 - 1, got {seed!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise DataError(f"{where}.folds.k: expected an integer >= 2, got {k!r}")
     if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < k:

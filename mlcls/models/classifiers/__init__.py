@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from mlcls.datasets.bags import BagBatch
-from mlcls.errors import ConfigError
+from mlcls.datasets.bags import BagBatch, check_view_names
+from mlcls.errors import ConfigError, DataError
 from mlcls.models.protocols import Backbone, Head, Neck, check_part
 from mlcls.registry import MODELS
 
@@ -52,7 +52,10 @@ class ImageClassifier(nn.Module):
         checkpoint_instances: bool = False,
     ) -> None:
         super().__init__()
-        self.views = [str(v) for v in views] if views else None
+        try:
+            self.views = check_view_names(views, "model.views") if views else None
+        except DataError as e:
+            raise ConfigError(str(e)) from None
         names = self.views or [""]
         if separate_backbones and not self.views:
             raise ConfigError("model.separate_backbones: needs model.views (one backbone per view)")
