@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli_main
 def main(argv=None) -> None:
     from mlcls.apis.folds import OOF_FILE
+    from mlcls.datasets.label_fixes import spreadsheet_cell
     from mlcls.evaluation.label_issues import find_label_issues
     from mlcls.report.store import issues_record, load_eval_scores
     from mlcls.utils.fileio import atomic_open, check_outputs
@@ -83,7 +84,8 @@ def main(argv=None) -> None:
         w = csv.writer(f)
         w.writerow(["path", "class", "given_label", "score", "quality", "kind", "rank"])
         for rank, (row, c, given, score, quality) in enumerate(res["pairs"], 1):
-            w.writerow([run["paths"][row], classes[c], given, f"{score:.6f}", f"{quality:.6f}", "extra" if given == 1 else "missing", rank])
+            w.writerow([spreadsheet_cell(run["paths"][row]), spreadsheet_cell(classes[c]), given, f"{score:.6f}", f"{quality:.6f}",
+                        "extra" if given == 1 else "missing", rank])  # fmt: skip
     write_json(issues_record(src, run, out, len(res["pairs"]), vars(args)), record)
     width = max(5, *(len(c) for c in classes))
     print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")

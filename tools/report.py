@@ -32,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thr-file", help="rebuild at these thresholds (a thresholds JSON) instead of the stored ones")
     p.add_argument("--gallery-k", type=int_at_least(0), default=6, help="false positives and misses shown per class")
     p.add_argument("--gallery-classes", type=int_at_least(0), default=100, help="at most this many classes get a gallery, lowest AP first")
+    p.add_argument(
+        "--review-max", type=int_at_least(1), default=5000, metavar="N",
+        help="the review of suspected label errors holds the first N flags by rank (default 5000; each carries its picture)",
+    )  # fmt: skip
     p.add_argument("--resamples", type=resamples_arg(), default=1000, help="compare: paired bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=seed_arg(), default=0, help="compare: seed of the resamples (default 0)")
     args = p.parse_args(argv)
@@ -45,6 +49,7 @@ def main(argv=None) -> None:
     from mlcls.evaluation.thresholds import resolve_thresholds
     from mlcls.report import build_report, load_eval_scores, report_data, write_compare
     from mlcls.report.data import align_samples, format_paired, paired_comparison, same_samples_problem
+    from mlcls.report.html import has_model_evidence
     from mlcls.report.store import stale_issues
     from mlcls.utils.fileio import check_outputs
     from mlcls.utils.misc import write_json
@@ -61,7 +66,11 @@ def main(argv=None) -> None:
     if len(runs) == 1:
         run = runs[0]
         out = Path(args.out) if args.out else files[0].parent / "report.html"
-        check_outputs([out], inputs, replaces="report.html")
+        if not args.out and has_model_evidence(out):  # never a poorer page over tools/test.py's (its exams by evidence slices)
+            out = out.with_name("report_from_scores.html")
+            print(f"note: {out.with_name('report.html')} shows exams by the evidence slices of its model, which saved scores do not hold: "
+                  f"kept, and this page written to {out.name}", file=sys.stderr)  # fmt: skip
+        check_outputs([out], inputs, replaces=out.name)
         issues = files[0].parent / "label_issues.csv"  # tools/find_label_issues.py's: reviewed in the page
         if issues.is_file():
             stale = stale_issues(issues, files[0])
@@ -72,7 +81,7 @@ def main(argv=None) -> None:
         build_report(
             run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
             gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
-            label_issues=issues if issues is not None and issues.is_file() else None, evidence=run["evidence"],
+            label_issues=issues if issues is not None and issues.is_file() else None, evidence=run["evidence"], review_max=args.review_max,
         )  # fmt: skip
         written = [out]
     else:

@@ -22,6 +22,38 @@ import numpy as np
 from mlcls.errors import DataError
 
 HEADER = ["path", "class", "label"]
+#: a spreadsheet runs a cell that starts with one of these as a formula
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a cell that would start a formula (a class or file
+    named ``=HYPERLINK(...)``) gets a leading ``'``, which spreadsheets show as text;
+    :func:`unguard_cell` takes it off again when mlcls reads the file back."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def unguard_cell(text: str, known) -> str:
+    """``text`` as written before :func:`spreadsheet_cell` guarded it (only where the guarded form is
+    not itself a known name and the unguarded one is)."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_START) and text not in known and text[1:] in known:
+        return text[1:]
+    return text
+
+
+def decode_csv(path: str, raw: bytes) -> str:
+    """A CSV's bytes as text (a byte-order mark accepted), or one error naming the line that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (saved as Latin-1 or another code page?); save the file as 'CSV UTF-8'") from None
+
+
+def _header_error(path: str, header: list | None, expected: str) -> DataError:
+    hint = " (fields separated by ';': save it with ',' as the separator)" if header and ";" in header[0] else ""
+    return DataError(f"{path}:1: expected the header '{expected}'{hint}")
 
 
 @dataclass
@@ -81,16 +113,10 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
         raise DataError(f"label_fixes: {path} is not a regular file")
     with open(path, "rb") as f:
         raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is accepted
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (saved as Latin-1 or another code page?); save the file as 'CSV UTF-8'") from None
-    rows = csv.reader(text.splitlines())
+    rows = csv.reader(decode_csv(path, raw).splitlines())
     header = next(rows, None)
     if header is None or [h.strip().lower() for h in header[:3]] != HEADER:
-        hint = " (fields separated by ';': save it with ',' as the separator)" if header and ";" in header[0] else ""
-        raise DataError(f"{path}:1: expected the header 'path,class,label'{hint}")
+        raise _header_error(path, header, "path,class,label")
     as_bytes = paths.dtype.kind == "S" if isinstance(paths, np.ndarray) else False
     row_of = {
         (p if as_bytes else str(p).encode("utf-8")): i for i, p in enumerate(paths.tolist() if isinstance(paths, np.ndarray) else paths)
@@ -104,8 +130,11 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
             continue
         if len(row) < 3:
             raise DataError(f"{path}:{line_no}: expected 'path,class,label', got {len(row)} field(s)")
-        sample, name, label = row[0], row[1].strip(), row[2].strip()
+        sample, name, label = row[0], unguard_cell(row[1].strip(), class_id), row[2].strip()
         key = sample.encode("utf-8")
+        if key not in row_of and sample.startswith("'") and sample[1:].startswith(FORMULA_START):  # written by spreadsheet_cell
+            sample = sample[1:]
+            key = sample.encode("utf-8")
         if key not in row_of and root_prefix and key.startswith(root_prefix):  # written with data_root in front
             key = key[len(root_prefix) :]
         if key not in row_of:
@@ -127,4 +156,48 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
     return fixes
 
 
-__all__ = ["LabelFixes", "check_fixes_key", "read_label_fixes"]
+
+
+ISSUE_COLUMNS = ("path", "class", "given_label", "score", "kind", "rank")
+
+
+def read_label_issues(path: str, classes: Sequence[str]) -> list[dict]:
+    """The flags of a ``label_issues.csv`` (tools/find_label_issues.py), most likely errors first
+    (by ``rank``), checked: ``{"path", "class" (index), "given", "score", "kind", "rank"}`` each.
+
+    Raises:
+        DataError: one message naming the file and line: not UTF-8, another separator or header,
+            an unknown class, a given label not 0/1, a score not in [0, 1], a rank not a whole number.
+    """
+    with open(path, "rb") as f:
+        text = decode_csv(path, f.read())
+    rows = csv.reader(text.splitlines())
+    header = [h.strip() for h in next(rows, None) or []]
+    if not set(ISSUE_COLUMNS) <= set(header):
+        raise _header_error(path, header, ",".join(ISSUE_COLUMNS) + " (tools/find_label_issues.py writes it)")
+    col = {h: header.index(h) for h in ISSUE_COLUMNS}
+    class_id = {c: i for i, c in enumerate(classes)}
+    out = []
+    for line_no, row in enumerate(rows, 2):
+        if not row or not any(x.strip() for x in row):
+            continue
+        if len(row) < len(header):
+            raise DataError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
+        get = lambda key: row[col[key]].strip()  # noqa: E731
+        name = unguard_cell(get("class"), class_id)
+        if name not in class_id:
+            raise DataError(f"{path}:{line_no}: unknown class '{name}' (not a class of the scores)")
+        try:
+            given, score, rank = int(get("given_label")), float(get("score")), int(get("rank"))
+        except ValueError:
+            raise DataError(f"{path}:{line_no}: given_label and rank must be whole numbers and score a number, got "
+                            f"{get('given_label')!r}, {get('rank')!r}, {get('score')!r}") from None  # fmt: skip
+        if given not in (0, 1) or not 0 <= score <= 1 or get("kind") not in ("missing", "extra"):
+            raise DataError(f"{path}:{line_no}: expected given_label 0 or 1, a score in [0, 1] and kind missing or extra")
+        sample = row[col["path"]]
+        sample = sample[1:] if sample.startswith("'") and sample[1:].startswith(FORMULA_START) else sample
+        out.append({"path": sample, "class": class_id[name], "given": given, "score": score, "kind": get("kind"), "rank": rank})
+    return sorted(out, key=lambda r: r["rank"])
+
+
+__all__ = ["LabelFixes", "check_fixes_key", "read_label_fixes", "read_label_issues", "spreadsheet_cell", "unguard_cell"]

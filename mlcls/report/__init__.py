@@ -39,13 +39,15 @@ def build_report(
     evidence_fn=None,
     label_issues: str | os.PathLike | None = None,
     evidence: dict | None = None,
+    review_max: int | None = None,
 ) -> Path:
     """Compute the page's data and write ``out`` (``meta`` as stored in ``eval_scores.npz``).
     ``metrics`` / ``at_half``: :func:`~mlcls.evaluation.functional.compute_metrics` of these
     scores at ``thr`` (with ``sample_metrics``) and at 0.5, when the caller has them already.
     ``evidence_fn``: for a model of exams, its per-slice evidence (see :func:`write_report`);
     ``label_issues``: a ``label_issues.csv`` whose pairs the page offers for review; ``evidence``:
-    the scores file's evidence slices (``load_eval_scores``), by which it shows their exams."""
+    the scores file's evidence slices (``load_eval_scores``), by which it shows their exams;
+    ``review_max``: at most this many flags (the first by rank) in the review."""
     counts = (meta.get("train_counts") or {}).get("pos")
     data = report_data(
         scores,
@@ -61,6 +63,7 @@ def build_report(
         at_half=at_half,
     )
     if label_issues is not None:  # tools/find_label_issues.py's pairs, for review in the page
-        data["label_issues"] = label_issue_entries(label_issues, list(classes), views=meta.get("views"), paths=paths, evidence=evidence)
+        data["label_issues"] = label_issue_entries(label_issues, list(classes), views=meta.get("views"), paths=paths, evidence=evidence,
+                                                   max_pairs=review_max)  # fmt: skip
     title = f"mlcls report: {meta.get('name', '')}"
     return write_report(data, paths, targets, out, title=title, views=meta.get("views"), evidence_fn=evidence_fn)

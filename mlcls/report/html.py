@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps
 
 from mlcls.datasets import bags
 from mlcls.datasets.image_io import open_image
+from mlcls.datasets.label_fixes import read_label_issues
 from mlcls.errors import DataError
 from mlcls.report.data import compare_data, gallery_rows, image_entries
 from mlcls.utils.fileio import atomic_open
@@ -184,9 +186,18 @@ def write_report(
         for r, ev in zip(rows, evidence_fn([bags.bag_input(images[r]["file"], named) for r in rows])):
             evidence_entries(images[r], ev, classes, sorted(set(shown_in.get(r, []))), named)
     out = Path(out)
-    with atomic_open(out) as f:
-        f.write(render({**data, "images": images}, title))
+    with atomic_open(out) as f:  # evidence_slices: the page shows exams by their evidence, which only the model can give
+        f.write(render({**data, "images": images, "evidence_slices": evidence_fn is not None}, title))
     return out
+
+
+def has_model_evidence(page: str | os.PathLike) -> bool:
+    """Whether the report page ``page`` shows exams by the evidence slices its model gave (written by
+    tools/test.py): a page rebuilt from saved scores alone would show middle slices instead."""
+    try:
+        return '"evidence_slices":true' in Path(page).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
 
 
 def write_compare(a: dict, b: dict, out: str | os.PathLike, paired: dict | None = None) -> Path:
@@ -198,42 +209,41 @@ def write_compare(a: dict, b: dict, out: str | os.PathLike, paired: dict | None 
     return out
 
 
+#: the side of a picture in the review of suspected label errors (small images are enlarged to it in the page)
+REVIEW_SIZE = 160
+
+
 def label_issue_entries(
     issues_csv: str | os.PathLike,
     classes: Sequence[str],
-    per_class: int = 12,
     views: Sequence[str] | None = None,
     paths: Sequence[str] | None = None,
     evidence: dict | None = None,
+    max_pairs: int | None = None,
 ) -> dict:
-    """The "Suspected label errors" section's data: the ``per_class`` most likely wrong pairs of each
-    class from ``label_issues.csv`` (tools/find_label_issues.py), each with its picture.
+    """The "Suspected label errors" section's data: every flag of ``label_issues.csv``
+    (tools/find_label_issues.py) in the finder's rank, each with its picture, for a review page that
+    filters them by kind and class and pages through them.
 
     An exam is shown by the slice that carried the class's score when the scores kept it
     (``evidence``: ``{"view", "slice"}`` [N, C] of the scores file, rows in the order of ``paths``),
-    else by its middle slice."""
-    import csv
-
+    else by its middle slice. ``max_pairs`` keeps the first pairs by rank (the page says how many
+    were left out). ``key`` (the file's hash) names the browser storage that keeps the verdicts."""
+    issues_csv = Path(issues_csv)
+    raw = issues_csv.read_bytes()
+    flags = read_label_issues(str(issues_csv), classes)
+    total = len(flags)
+    if max_pairs is not None:
+        flags = flags[:max_pairs]
     row_of = {p: i for i, p in enumerate(paths)} if evidence is not None and paths is not None else {}
-
-    rows: dict[str, list] = {}
-    with open(issues_csv, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if r["class"] in classes and len(rows.setdefault(r["class"], [])) < per_class:
-                rows[r["class"]].append(r)
     pairs = []
-    for name in classes:
-        for r in rows.get(name, []):
-            c, i = classes.index(name), row_of.get(r["path"])
-            if i is not None and evidence["slice"][i, c] >= 0:
-                view = views[int(evidence["view"][i, c])]
-                thumb, error, caption = thumbnail(r["path"], views=[view], slice_index=int(evidence["slice"][i, c]))
-                caption = caption and f"{caption}, the evidence for {name}"
-            else:
-                thumb, error, caption = thumbnail(r["path"], views=views)
-            pairs.append({
-                "path": r["path"], "class": c, "given": int(r["given_label"]), "score": float(r["score"]),
-                "kind": r["kind"], "rank": int(r["rank"]), "thumb": thumb, "error": error,
-                "caption": caption or os.path.basename(r["path"]),
-            })  # fmt: skip
-    return {"file": str(issues_csv), "per_class": per_class, "pairs": pairs}
+    for r in flags:
+        c, i = r["class"], row_of.get(r["path"])
+        if i is not None and evidence["slice"][i, c] >= 0:
+            view = views[int(evidence["view"][i, c])]
+            thumb, error, caption = thumbnail(r["path"], REVIEW_SIZE, views=[view], slice_index=int(evidence["slice"][i, c]))
+            caption = caption and f"{caption}, the evidence for {classes[c]}"
+        else:
+            thumb, error, caption = thumbnail(r["path"], REVIEW_SIZE, views=views)
+        pairs.append({**r, "thumb": thumb, "error": error, "caption": caption or os.path.basename(r["path"])})
+    return {"file": str(issues_csv), "key": hashlib.sha256(raw).hexdigest()[:16], "total": total, "pairs": pairs}

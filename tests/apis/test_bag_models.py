@@ -105,6 +105,12 @@ def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_
         assert entry["caption"] == f"{exam}: sagittal, slice {sagittal.shape[0] // 2 + 1} of {sagittal.shape[0]}"
         assert entry["thumb"] == thumbnail(entry["file"].replace("{view}", "sagittal"))[0]
         assert entry["thumb"] != thumbnail(entry["file"].replace("{view}", "axial"))[0]
+    # report.py has no model to ask for evidence slices: it keeps test.py's page and writes its own beside it
+    page = (out / "report.html").read_bytes()
+    r = run_tool("tools/report.py", out)
+    assert r.returncode == 0 and "kept, and this page written to report_from_scores.html" in r.stderr, r.stderr
+    assert (out / "report.html").read_bytes() == page and (out / "report_from_scores.html").is_file()
+    assert f"wrote {out / 'report_from_scores.html'}" in r.stdout
     # --out rows name each exam and its real files
     r = run_tool("tools/test.py", bag_ckpt, "--work-dir", tmp_path / "t2", "--no-report", "--out", tmp_path / "s.csv", "--allow-same-split")
     assert r.returncode == 0, r.stderr

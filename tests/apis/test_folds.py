@@ -296,53 +296,90 @@ def test_label_noise_injection_keeps_the_truth(shapes_root, tmp_path):
     assert 0.15 < dropped / sum(len(v) for v in clean.values()) < 0.45
 
 
-def test_suspected_label_errors_are_reviewed_in_the_report_and_fixes_downloaded(folds_run, run_tool, tmp_path):
+def _verdict(rank: int) -> str:
+    """The reviewer of the browser test: a verdict for every flag, known in advance."""
+    return ("accept", "reject", "unsure")[rank % 3]
+
+
+def test_every_flag_is_reviewed_in_the_page_and_its_fixes_equal_the_same_verdicts_written_outside(folds_run, run_tool, tmp_path):
+    """The review page holds every flag in the finder's rank, filtered by kind and class a page at a
+    time; a reviewer who judges every one of them in the page (real clicks in Chromium) downloads
+    exactly the fixes the same verdicts give outside it, and a reload keeps the verdicts."""
+    import shutil
     import time
 
     from tests.report.browser import chromium_or_skip
     from tests.report.conftest import embedded_data
 
     base, _, _ = folds_run
-    assert run_tool("tools/find_label_issues.py", base, "--min-known", "3").returncode == 0
-    r = run_tool("tools/report.py", base)  # the folds run: its out-of-fold scores and label_issues.csv
+    d = tmp_path / "cv"
+    d.mkdir()
+    shutil.copy(base / "oof_scores.npz", d / "oof_scores.npz")
+    assert run_tool("tools/find_label_issues.py", d, "--min-known", "3").returncode == 0
+    r = run_tool("tools/report.py", d)  # the folds run: its out-of-fold scores and label_issues.csv
     assert r.returncode == 0, r.stderr
-    data = embedded_data(base / "report.html")
-    issues = list(csv.DictReader((base / "label_issues.csv").open()))
+    data = embedded_data(d / "report.html")
+    issues = list(csv.DictReader((d / "label_issues.csv").open()))
     pairs = data["label_issues"]["pairs"]
-    names = load_eval_scores(base / "oof_scores.npz")["classes"]
-    expected_pairs = [(i["path"], i["class"]) for c in names for i in [x for x in issues if x["class"] == c][:12]]
-    assert pairs and [(p["path"], names[p["class"]]) for p in pairs] == expected_pairs  # the top 12 per class, in class order
+    names = load_eval_scores(d / "oof_scores.npz")["classes"]
+    assert len(pairs) == len(issues) > 40  # every flag, more than one page of them
+    assert [(p["path"], names[p["class"]], p["rank"]) for p in pairs] == [(i["path"], i["class"], int(i["rank"])) for i in issues]
     assert all(p["thumb"].startswith("data:image/jpeg") for p in pairs)
+    expected = [{"path": i["path"], "class": i["class"], "label": {"accept": str(1 - int(i["given_label"])), "unsure": "-1"}[_verdict(int(i["rank"]))]}
+                for i in issues if _verdict(int(i["rank"])) != "reject"]  # fmt: skip
     with chromium_or_skip(tmp_path / "profile") as b:
-        b.open((base / "report.html").as_uri())
+        b.open((d / "report.html").as_uri())
         assert b.errors() == []
+
+        def choose(select: str, value: str) -> None:
+            b.eval(f"(() => {{ const s = document.getElementById({json.dumps(select)}); s.value = {json.dumps(value)}; "
+                   "s.dispatchEvent(new Event('change')); })()")  # fmt: skip
+
+        def review_shown() -> int:
+            done = 0
+            while True:
+                for i in b.eval("[...document.querySelectorAll('#issues-body .issue')].map((e) => +e.id.slice(6))"):
+                    b.click(*b.center(f'#issue-{i} [data-d="{_verdict(pairs[i]["rank"])}"]'))
+                    done += 1
+                if b.eval("document.getElementById('issues-next').disabled"):
+                    return done
+                b.click(*b.center("#issues-next"))
+
+        reviewed = 0
+        for kind in ("missing", "extra"):  # missing flags first, as the docs advise, then the rest
+            choose("issues-kind", kind)
+            assert b.eval("document.querySelectorAll('#issues-body .issue').length") == min(40, sum(p["kind"] == kind for p in pairs))
+            reviewed += review_shown()
+        assert reviewed == len(pairs)
+        choose("issues-kind", "")
+        choose("issues-state", "open")  # nothing left to review
+        assert b.eval("document.querySelectorAll('#issues-body .issue').length") == 0
+        c = pairs[0]["class"]
+        choose("issues-state", "")
+        choose("issues-class", str(c))
+        assert b.eval("[...document.querySelectorAll('#issues-body .issue')].every((e) => P_class(e))".replace(
+            "P_class(e)", f"e.textContent.includes({json.dumps(names[c] + ':')})"))  # fmt: skip
+        b.open((d / "report.html").as_uri())  # a reload keeps every verdict
+        assert b.eval("document.getElementById('fixes-count').textContent") == f"{len(pairs)} of {len(pairs)} reviewed; {len(expected)} fixes"
+        assert b.eval(f"document.querySelector('#issue-0 [data-d=\"{_verdict(pairs[0]['rank'])}\"]').classList.contains('chosen')")
         downloads = tmp_path / "downloads"
         downloads.mkdir()
         b.allow_downloads(downloads)
-        b.click(*b.center('#issue-0 [data-d="accept"]'))
-        if len(pairs) > 1:
-            b.click(*b.center('#issue-1 [data-d="unsure"]'))
-        if len(pairs) > 2:
-            b.click(*b.center('#issue-2 [data-d="reject"]'))
         b.click(*b.center("#fixes-download"))
         deadline = time.monotonic() + 20
-        while not list(downloads.glob("*.csv")) and time.monotonic() < deadline:
+        while not list(downloads.glob("label_fixes*.csv")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        rows = list(csv.DictReader(next(downloads.glob("*.csv")).open()))
-        classes = load_eval_scores(base / "oof_scores.npz")["classes"]
-        expected = [{"path": pairs[0]["path"], "class": classes[pairs[0]["class"]], "label": str(1 - pairs[0]["given"])}]
-        if len(pairs) > 1:
-            expected.append({"path": pairs[1]["path"], "class": classes[pairs[1]["class"]], "label": "-1"})
-        assert rows == expected  # accepted: flipped; unsure: unknown; rejected: not a fix
+        rows = list(csv.DictReader(next(downloads.glob("label_fixes*.csv")).open()))
         assert b.errors() == []
+    assert sorted(rows, key=lambda r: (r["path"], r["class"])) == sorted(expected, key=lambda r: (r["path"], r["class"]))
     # the downloaded file goes straight back in as label_fixes
     from mlcls.datasets import CSVDataset
 
     shapes_root = Path(pairs[0]["path"]).parents[2]
     fixed = CSVDataset(
-        "train.csv", "classes.txt", data_root=str(shapes_root), check_files=False, label_fixes=str(next(downloads.glob("*.csv")))
+        "train.csv", "classes.txt", data_root=str(shapes_root), check_files=False, label_fixes=str(next(downloads.glob("label_fixes*.csv")))
     )
-    assert fixed.label_fixes["rows"] == len(expected)
+    assert fixed.label_fixes["rows"] == len(expected) == fixed.label_fixes["applied"]
 
 
 def test_recall_corrected_counts_the_positives_an_annotator_left_out():

@@ -350,41 +350,79 @@
   const cal = D.calibration;
   // -------------------------------------------------------------- suspected label errors
   if (D.label_issues && D.label_issues.pairs.length) {
-    const L = D.label_issues, decision = L.pairs.map(() => null);  // "accept" | "reject" | "unsure" | null
+    // Every flag in the finder's rank, filtered by kind and class, a page at a time. Verdicts are
+    // kept in the browser (localStorage, under the flag list's hash) so a reload or a second
+    // sitting loses nothing, and the fixes can be downloaded at any time.
+    const L = D.label_issues, P = L.pairs, PAGE = 40, VERDICTS = ["accept", "reject", "unsure"];
+    const store = "mlcls-review:" + L.key;
+    let decision = {};  // pair index -> "accept" | "reject" | "unsure"
+    try { decision = JSON.parse(localStorage.getItem(store) || "{}") || {}; } catch (e) { decision = {}; }
+    const save = () => { try { localStorage.setItem(store, JSON.stringify(decision)); } catch (e) { /* storage off: verdicts last until the page closes */ } };
+    const left = L.total > P.length ? " The first " + P.length + " of " + L.total + " flags are here (the rest are in the file)." : "";
+    const classOptions = [...new Set(P.map((q) => q.class))].sort((x, y) => x - y).map((c) => '<option value="' + c + '">' + esc(names[c]) + "</option>").join("");
     section("label-issues", "Suspected label errors",
-      '<p class="note">From ' + esc(L.file) + ": the pairs whose given label the out-of-fold scores contradict most, at most " + L.per_class +
-      " per class (missing: labelled 0, scored high; extra: labelled 1, scored low). Accept to flip the label, reject to keep it, unsure to make it unknown (-1: left out of training and metrics). " +
-      'Then download the fixes and set <code>label_fixes: label_fixes.csv</code> in the dataset\'s config; the annotation file stays as it is.</p>' +
-      '<p><button id="fixes-download">Download label fixes</button> <span class="note" id="fixes-count"></span></p><div class="gallery" id="issues-body"></div>');
+      '<p class="note">From ' + esc(L.file) + ": " + P.length + " (sample, class) pairs whose given label the out-of-fold scores contradict, most likely errors first " +
+      "(missing: labelled 0, scored high; extra: labelled 1, scored low)." + left + " Accept to flip the label, reject to keep it, unsure to make it unknown " +
+      "(-1: left out of training and metrics). Verdicts are kept in this browser; download the fixes at any time and set <code>label_fixes: label_fixes.csv</code> " +
+      "in the dataset's config (the annotation file stays as it is).</p>" +
+      '<p>Show <select id="issues-kind"><option value="">every kind</option><option value="missing">missing</option><option value="extra">extra</option></select> ' +
+      '<select id="issues-class"><option value="">every class</option>' + classOptions + "</select> " +
+      '<select id="issues-state"><option value="">reviewed or not</option><option value="open">not reviewed yet</option></select> ' +
+      '<button id="issues-prev">&lt; previous</button><span id="issues-page"></span> <button id="issues-next">next &gt;</button></p>' +
+      '<p><button id="fixes-download">Download label fixes</button><button id="verdicts-download">Download verdicts</button> <span class="note" id="fixes-count"></span></p>' +
+      '<div class="gallery review" id="issues-body"></div>');
     const body = $("issues-body");
-    body.innerHTML = L.pairs.map((q, i) => {
+    let page = 0;
+    const shown = () => P.map((q, i) => i).filter((i) => (!$("issues-kind").value || P[i].kind === $("issues-kind").value) &&
+      ($("issues-class").value === "" || P[i].class === +$("issues-class").value) && (!$("issues-state").value || !decision[i]));
+    function card(i) {
+      const q = P[i];
       const pic = q.thumb ? '<img src="' + q.thumb + '" alt="' + esc(q.caption) + '">' : '<div class="missing">' + esc(q.error || "no picture") + "</div>";
       return '<div class="thumb issue" id="issue-' + i + '" title="' + esc(q.path) + '">' + pic + "<div><b>" + esc(names[q.class]) + "</b>: given " + q.given +
         ", score " + fmt(q.score, 3) + "</div><div>" + esc(q.caption) + '</div><div class="note">' + esc(q.kind) + ", rank " + q.rank + "</div>" +
-        '<div class="choices">' + ["accept", "reject", "unsure"].map((d) => '<button data-i="' + i + '" data-d="' + d + '">' + d + "</button>").join("") + "</div></div>";
-    }).join("");
+        '<div class="choices">' + VERDICTS.map((d) => '<button data-i="' + i + '" data-d="' + d + '"' + (decision[i] === d ? ' class="chosen"' : "") + ">" + d + "</button>").join("") + "</div></div>";
+    }
+    function render() {
+      const rows = shown(), pages = Math.max(1, Math.ceil(rows.length / PAGE));
+      page = Math.min(page, pages - 1);
+      body.innerHTML = rows.slice(page * PAGE, (page + 1) * PAGE).map(card).join("") || '<p class="note">no flag to show</p>';
+      $("issues-page").textContent = " page " + (page + 1) + " of " + pages + " (" + rows.length + " flags) ";
+      $("issues-prev").disabled = page === 0;
+      $("issues-next").disabled = page >= pages - 1;
+      count();
+    }
     function fixes() {  // label_fixes.csv rows: the label to use from now on
-      return L.pairs.map((q, i) => (decision[i] === "accept" ? [q, 1 - q.given] : decision[i] === "unsure" ? [q, -1] : null)).filter((x) => x);
+      return P.map((q, i) => (decision[i] === "accept" ? [q, 1 - q.given] : decision[i] === "unsure" ? [q, -1] : null)).filter((x) => x);
     }
-    function refresh() {
-      L.pairs.forEach((q, i) => ["accept", "reject", "unsure"].forEach((d) => $("issue-" + i).querySelector('[data-d="' + d + '"]').classList.toggle("chosen", decision[i] === d)));
-      const n = decision.filter((d) => d !== null).length;
-      $("fixes-count").textContent = n + " of " + L.pairs.length + " reviewed; " + fixes().length + " fixes";
+    function count() {
+      const n = Object.keys(decision).length;
+      $("fixes-count").textContent = n + " of " + P.length + " reviewed; " + fixes().length + " fixes";
     }
-    body.querySelectorAll(".choices button").forEach((b) => b.addEventListener("click", () => {
+    body.addEventListener("click", (ev) => {
+      const b = ev.target.closest(".choices button");
+      if (!b) return;
       const i = +b.dataset.i;
-      decision[i] = decision[i] === b.dataset.d ? null : b.dataset.d;
-      refresh();
-    }));
-    $("fixes-download").addEventListener("click", () => {
-      const csvCell = (v) => (/[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v));
-      const text = "path,class,label\n" + fixes().map(([q, label]) => [q.path, names[q.class], label].map(csvCell).join(",") + "\n").join("");
+      if (decision[i] === b.dataset.d) delete decision[i]; else decision[i] = b.dataset.d;
+      save();
+      $("issue-" + i).querySelectorAll(".choices button").forEach((x) => x.classList.toggle("chosen", decision[i] === x.dataset.d));
+      count();
+    });
+    ["issues-kind", "issues-class", "issues-state"].forEach((id) => $(id).addEventListener("change", () => { page = 0; render(); }));
+    $("issues-prev").addEventListener("click", () => { page -= 1; render(); });
+    $("issues-next").addEventListener("click", () => { page += 1; render(); });
+    // a cell that starts like a formula is written with a leading ' (spreadsheets show it as text; mlcls reads it back without)
+    const csvCell = (v) => { let t = String(v); if (/^[=+\-@\t\r]/.test(t) && typeof v === "string") t = "'" + t; return /[",\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t; };
+    function download(name, text) {
       const a = document.createElement("a");
       a.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
-      a.download = "label_fixes.csv";
+      a.download = name;
       document.body.appendChild(a); a.click(); a.remove();
-    });
-    refresh();
+    }
+    $("fixes-download").addEventListener("click", () =>
+      download("label_fixes.csv", "path,class,label\n" + fixes().map(([q, label]) => [q.path, names[q.class], label].map(csvCell).join(",") + "\n").join("")));
+    $("verdicts-download").addEventListener("click", () =>
+      download("label_verdicts.csv", "path,class,given_label,kind,rank,verdict\n" + P.map((q, i) => (decision[i] ? [q.path, names[q.class], q.given, q.kind, q.rank, decision[i]].map(csvCell).join(",") + "\n" : "")).join("")));
+    render();
   }
 
   section("calibration", "Calibration",
