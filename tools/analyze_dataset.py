@@ -78,7 +78,8 @@ def main(argv=None) -> None:
     print(f"{'class':<{width}}  {'count':>7}  {'freq':>7}  {'pos_weight':>10}  {'repeat':>6}" + note)
     for c in shown:
         pw = f"{c['pos_weight']:.2f}" if c["pos_weight"] is not None else "n/a"
-        print(f"{c['name']:<{width}}  {c['count']:>7}  {c['frequency']:>7.4f}  {pw:>10}  {c['repeat_factor']:>6.2f}")
+        rf = f"{c['repeat_factor']:.2f}" if c["repeat_factor"] is not None else "n/a"
+        print(f"{c['name']:<{width}}  {c['count']:>7}  {c['frequency']:>7.4f}  {pw:>10}  {rf:>6}")
     if stats["top_pairs"]:
         print(
             "top co-occurring pairs: "

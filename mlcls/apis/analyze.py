@@ -83,7 +83,8 @@ def dataset_statistics(dataset, oversample_thr: float | None = None, top_pairs: 
                 "count": int(pos[i]),
                 "frequency": float(freq[i]),
                 "pos_weight": float(neg[i] / pos[i]) if pos[i] else None,
-                "repeat_factor": float(r_class[i]),
+                # a class without positives has nothing to repeat: no factor (was 1/sqrt(1e-12))
+                "repeat_factor": float(r_class[i]) if pos[i] else None,
             }
             for i in order_cls
         ],

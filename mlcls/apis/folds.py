@@ -27,6 +27,7 @@ import torch
 from mlcls.apis.inference import bag_views, evidence_arrays
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint
+from mlcls.apis.train import resume_candidates
 from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.cli import MAX_RESAMPLES
 from mlcls.datasets.base import fold_assignment
@@ -38,7 +39,7 @@ from mlcls.evaluation.loop import predict_loader
 from mlcls.report.store import load_eval_scores, save_eval_scores
 from mlcls.utils.dist import barrier, is_main_process
 from mlcls.utils.fileio import atomic_open
-from mlcls.utils.misc import write_json
+from mlcls.utils.misc import get_logger, write_json
 
 logger = logging.getLogger("mlcls")
 
@@ -108,10 +109,12 @@ def run_folds(
         raise ConfigError(f"--folds: expected K >= 2, got {k}")
     if ci is not None and not 1 <= ci <= MAX_RESAMPLES:  # checked before the folds train, not after
         raise ConfigError(f"--ci: expected 1 to {MAX_RESAMPLES} resamples, got {ci}")
+    get_logger()  # the folds' own lines reach the console before the first fold's training sets it up
     base = Path(cfg["work_dir"])
     seed = int(cfg.get("seed", 0))
     views = resolve_tta(tta, cfg)
     full, assigned, paths, run_id = _split(cfg, k, seed)
+    _warn_few_positives(full, k)
     # every check before anything is written: a refused command leaves the work dir as it was
     finished = _check_resumable(base, k, paths, assigned.tolist(), run_id, full) if resume else {}
     if not resume:  # every rank sees the same files and refuses alike; rank 0 removes them
@@ -142,11 +145,12 @@ def run_folds(
         else:
             logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
                         int((assigned == fold).sum()))  # fmt: skip
-            train(run, resume and (fold_dir / "latest.pth").is_file())
+            train(run, resume and bool(resume_candidates(fold_dir)))  # latest.pth, or an epoch_N.pth when it is missing
             barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
             _score_heldout(score_cfg, fold_dir, views)  # every rank takes part in the (gathered) prediction
             barrier()  # rank 0's file is complete before any rank reads it
         held_runs.append(held if held is not None else load_eval_scores(fold_dir / HELD_FILE))
+    _report_checkpoints(base, k)
     return _gather(base, held_runs, assigned, paths, full.num_classes, {"folds": k, "seed": seed, "tta": views, **run_id}, ci)
 
 
@@ -169,6 +173,28 @@ def _split(cfg: dict, k: int, seed: int) -> tuple:
     run_id = {"folds": k, "seed": seed, "num_samples": len(paths), "labels_sha256": labels_sha256(full),
               "label_fixes": {"file": fixes["file"], "sha256": fixes["sha256"]} if fixes else None}  # fmt: skip
     return full, assigned, paths, run_id
+
+
+def _warn_few_positives(full, k: int) -> None:
+    """Say which classes have fewer positives than folds: some held-out folds hold none of them, so
+    those folds' mAP leaves them out and the per-fold mean averages over different classes."""
+    pos = full.class_counts()
+    few = [f"{c} ({int(n)})" for c, n in zip(full.classes, pos) if n < k]
+    if few:
+        logger.warning(
+            "--folds %d: %s have fewer positives than folds: some held-out folds hold none, their AP is missing from those folds' "
+            "mAP (the per-fold mean averages over different classes); the pooled out-of-fold metrics count each class once",
+            k, ", ".join(few[:10]) + (f" and {len(few) - 10} more" if len(few) > 10 else ""),
+        )  # fmt: skip
+
+
+def _report_checkpoints(base: Path, k: int) -> None:
+    """Say how much disk the folds' checkpoints take: the out-of-fold scores need none of them."""
+    files = [p for fold in range(k) for p in (base / f"fold_{fold}").glob("*.pth")]
+    size = sum(p.stat().st_size for p in {(p.stat().st_ino): p for p in files}.values())  # hard links counted once
+    if files:
+        logger.info("--folds: the folds' checkpoints take %.1f GB in %s/fold_*/ (the out-of-fold scores do not need them: delete them "
+                    "once the run is finished, or keep fewer with default_hooks.checkpoint.max_keep_ckpts)", size / 1e9, base)  # fmt: skip
 
 
 def _gather(base: Path, held_runs: list[dict], assigned: np.ndarray, paths: list[str], c: int, run: dict, ci: int | None) -> dict:
@@ -215,6 +241,9 @@ def _summary_metrics(scores: torch.Tensor, targets: torch.Tensor, thr) -> dict:
 def _spread_and_pooled(parts: list[dict], scores: torch.Tensor, targets: torch.Tensor, thr, classes: list[str]) -> dict:
     """folds_summary's body: mean ± std of the parts' summary metrics, and the metrics of ``scores`` [N, C] pooled."""
     pooled = compute_metrics(scores, targets, thr=thr)
+    if pooled.get("ap_trivial"):
+        logger.warning("%d classes have no negative: they score AP 100 whatever the model, and the pooled mAP counts them",
+                       pooled["ap_trivial"])  # fmt: skip
     return {
         "mean": {key: float(np.mean([m[key] for m in parts])) for key in parts[0]},
         "std": {key: float(np.std([m[key] for m in parts], ddof=1)) for key in parts[0]},

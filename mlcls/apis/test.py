@@ -90,6 +90,8 @@ def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (
             f"({metrics.get('num_classes_skipped', 0)} classes without positives are not counted in mAP, "
             f"{metrics.get('auroc_skipped', 0)} without both positives and negatives not in mAUROC)"
         )
+    if metrics.get("ap_trivial"):
+        lines.append(f"({metrics['ap_trivial']} classes without negatives score AP 100 whatever the model; mAP counts them)")
     ci = metrics.get("ci")
     if ci:
         lines.append(

@@ -69,8 +69,13 @@ def resolve_num_workers(value, device: torch.device | str | None = None) -> int:
         return int(value)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n, why = auto_num_workers(device)
-    logger.info("num_workers auto: %d (%s)", n, why)
+    if (n, why) not in _SAID:  # once per process: every loader of every fold would say it again
+        _SAID.add((n, why))
+        logger.info("num_workers auto: %d (%s)", n, why)
     return n
+
+
+_SAID: set = set()
 
 
 class Loader(DataLoader):

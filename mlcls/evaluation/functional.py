@@ -389,6 +389,9 @@ def class_summary(record: dict[str, torch.Tensor]) -> dict:
     out["mSpec"] = float(spec[~torch.isnan(spec)].mean()) if bool((~torch.isnan(spec)).any()) else math.nan
     out["num_pos"] = record["num_pos"].tolist()
     out["num_neg"] = record["num_neg"].tolist()
+    # a class with positives and no negative scores AP 100 whatever the model; mAP counts it (the
+    # usual definition, as scikit-learn's), and the reports say how many such classes there are
+    out["ap_trivial"] = int(((record["num_pos"] > 0) & (record["num_neg"] == 0)).sum())
     return out
 
 

@@ -32,6 +32,8 @@ scoring the samples it was trained on has learned their labels, errors included.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -122,12 +124,16 @@ def find_label_issues(
             continue
         p = np.clip(s[known, c], 1e-6, 1 - 1e-6)
         probs = np.stack([1 - p, p], axis=1)
-        if filter_by == "recall_corrected":
-            flagged = cleanlab_filter(
-                labels=y, pred_probs=probs, filter_by="prune_by_class", num_to_remove_per_class=recall_corrected_counts(y, p), n_jobs=1
-            )
-        else:
-            flagged = cleanlab_filter(labels=y, pred_probs=probs, filter_by=filter_by, n_jobs=1)
+        # cleanlab warns of small classes and divides by zero on them; the per-class table (known,
+        # positives, AP) says what the user needs, so its warnings do not reach them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if filter_by == "recall_corrected":
+                flagged = cleanlab_filter(
+                    labels=y, pred_probs=probs, filter_by="prune_by_class", num_to_remove_per_class=recall_corrected_counts(y, p), n_jobs=1
+                )
+            else:
+                flagged = cleanlab_filter(labels=y, pred_probs=probs, filter_by=filter_by, n_jobs=1)
         quality = np.where(y == 1, p, 1 - p)  # cleanlab's self-confidence
         for i in np.flatnonzero(flagged):
             pairs.append((int(known[i]), c, int(y[i]), float(s[known[i], c]), float(quality[i])))

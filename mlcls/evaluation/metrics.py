@@ -59,7 +59,7 @@ class MultiLabelMetric:
 
     def metric_names(self) -> list[str]:
         """The scalar names :meth:`compute` returns (options that monitor a metric are checked against them before training)."""
-        names = [*SUMMARY_KEYS, "F1_micro", "num_samples", "num_classes_skipped", "auroc_skipped"]
+        names = [*SUMMARY_KEYS, "F1_micro", "num_samples", "num_classes_skipped", "auroc_skipped", "ap_trivial"]
         if self.topk:
             names += [f"{k}@{self.topk}" for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")]
         return names

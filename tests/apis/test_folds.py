@@ -533,3 +533,27 @@ def test_folds_refuse_a_val_split_that_reads_the_training_samples(shapes_root, t
     with pytest.raises(ConfigError, match=r"--folds: train_dataloader and val_dataloader read the same samples .* its own held-out"):
         run_folds(cfg, 3, _never_train)
     assert not (tmp_path / "cv").exists()
+
+
+def test_an_interrupted_fold_with_only_an_epoch_checkpoint_resumes_and_rare_classes_are_named(shapes_root, tmp_path, mlcls_log):
+    from mlcls.apis.folds import run_folds
+
+    calls = []
+
+    def stop(c, resume):
+        calls.append((Path(c["work_dir"]).name, resume))
+        Path(c["work_dir"]).mkdir(parents=True, exist_ok=True)
+        (Path(c["work_dir"]) / "epoch_1.pth").write_bytes(b"a checkpoint")  # latest.pth lost, an epoch file kept
+        raise KeyboardInterrupt
+
+    cfg = tiny_config(shapes_root, tmp_path / "cv", max_epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(cfg, 40, stop)
+    counts = {c: int(n) for c, n in zip(*np.unique([x for ln in (shapes_root / "train.csv").read_text().splitlines()[1:]
+                                                    for x in ln.split(",")[1].split()], return_counts=True))}  # fmt: skip
+    assert "have fewer positives than folds" in mlcls_log.text
+    assert all(f"{c} ({n})" in mlcls_log.text for c, n in counts.items() if n < 40)
+    assert "fold 1 of 40: training on" in mlcls_log.text
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(cfg, 40, stop, resume=True)
+    assert calls == [("fold_0", False), ("fold_0", True)]  # resumed from epoch_1.pth, not refused as a new run

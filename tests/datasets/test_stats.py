@@ -28,6 +28,7 @@ def test_statistics_by_hand(ds):
     assert s["classes"][0]["pos_weight"] == pytest.approx(2 / 4)
     assert s["classes"][2]["repeat_factor"] == pytest.approx(np.sqrt(0.5 / (2 / 6)))
     assert s["imbalance_ratio"] == 2.0 and s["classes_without_positives"] == ["d"]
+    assert s["classes"][3]["repeat_factor"] is None and s["classes"][3]["pos_weight"] is None  # nothing to repeat or weigh
     assert s["top_pairs"][0] == {"pair": ["a", "b"], "count": 2}
     # predicting nothing: 9 positive entries out of 24 are missed, the rest is "accurate"
     assert s["all_zeros_baseline"]["element_accuracy"] == pytest.approx(15 / 24 * 100)

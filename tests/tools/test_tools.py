@@ -129,7 +129,7 @@ def test_tuning_thresholds_keeps_the_linked_checkpoint_names_one_file(trained_di
 @pytest.mark.parametrize(
     "tool, args, message",
     [
-        ("test.py", ["--ci", "-5"], "argument --ci: expected an integer >= 1, got -5"),
+        ("test.py", ["--ci", "-5"], "argument --ci: expected a number of resamples from 1 to 100000, got -5"),
         ("test.py", ["--tune-target", "1.5"], "argument --tune-target: expected a number in (0, 1], got 1.5"),
         ("test.py", ["--tune-target", "nan"], "argument --tune-target: expected a number in (0, 1], got nan"),
         ("test.py", ["--thr", "x"], "argument --thr: expected a number in [0, 1], got 'x'"),
