@@ -156,8 +156,6 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
     return fixes
 
 
-
-
 ISSUE_COLUMNS = ("path", "class", "given_label", "score", "kind", "rank")
 
 
@@ -183,7 +181,7 @@ def read_label_issues(path: str, classes: Sequence[str]) -> list[dict]:
             continue
         if len(row) < len(header):
             raise DataError(f"{path}:{line_no}: expected {len(header)} fields, got {len(row)}")
-        get = lambda key: row[col[key]].strip()  # noqa: E731
+        get = {key: row[i].strip() for key, i in col.items()}.get
         name = unguard_cell(get("class"), class_id)
         if name not in class_id:
             raise DataError(f"{path}:{line_no}: unknown class '{name}' (not a class of the scores)")

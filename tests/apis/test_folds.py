@@ -360,7 +360,9 @@ def test_every_flag_is_reviewed_in_the_page_and_its_fixes_equal_the_same_verdict
         assert b.eval("[...document.querySelectorAll('#issues-body .issue')].every((e) => P_class(e))".replace(
             "P_class(e)", f"e.textContent.includes({json.dumps(names[c] + ':')})"))  # fmt: skip
         b.open((d / "report.html").as_uri())  # a reload keeps every verdict
-        assert b.eval("document.getElementById('fixes-count').textContent") == f"{len(pairs)} of {len(pairs)} reviewed; {len(expected)} fixes"
+        assert (
+            b.eval("document.getElementById('fixes-count').textContent") == f"{len(pairs)} of {len(pairs)} reviewed; {len(expected)} fixes"
+        )
         assert b.eval(f"document.querySelector('#issue-0 [data-d=\"{_verdict(pairs[0]['rank'])}\"]').classList.contains('chosen')")
         downloads = tmp_path / "downloads"
         downloads.mkdir()
