@@ -435,8 +435,9 @@ def _exams_in(folder: Path, views: list[str]) -> list[Exam] | None:
     * ``folder/<view>/<exam>.npy`` (the MRNet release: a split folder such as ``valid/``), or
     * ``folder/<exam>/<view>.npy`` (one folder per exam; ``folder`` itself when it holds the views).
 
-    Every view of the model must be there; an exam missing one is listed with the missing file,
-    which is then reported (not silently predicted from the other views).
+    Every view of the model must be there; an exam missing one (also an exam that only another
+    view's folder, or only another view's file, holds) is listed with the missing file, which is
+    then reported as skipped (not silently predicted from the other views, nor dropped).
     """
 
     def volumes(d: Path) -> dict[str, Path]:
@@ -444,21 +445,24 @@ def _exams_in(folder: Path, views: list[str]) -> list[Exam] | None:
 
     if all((folder / v).is_dir() for v in views):  # by view, then exam
         per_view = {v: volumes(folder / v) for v in views}
-        names = sorted(set().union(*per_view.values()))
+        # every exam of the folder, also those only another view's folder holds: reported as missing this view, not dropped
+        others = [volumes(d) for d in sorted(folder.iterdir()) if d.is_dir() and d.name not in views]
+        names = sorted(set().union(*per_view.values(), *others))
         return [
             Exam(str(folder / n), {v: str(per_view[v].get(n, folder / v / f"{n}{VOLUME_EXTENSIONS[0]}")) for v in views}) for n in names
         ]
 
-    def exam(d: Path) -> Exam | None:
+    def exam(d: Path, inside: bool) -> Exam | None:
         files = volumes(d)
-        if not any(v in files for v in views):
+        # an exam folder inside holding only other views is an exam missing the model's: reported, not dropped
+        if not any(v in files for v in views) and not (inside and files):
             return None
         return Exam(str(d), {v: str(files.get(v, d / f"{v}{VOLUME_EXTENSIONS[0]}")) for v in views})
 
-    one = exam(folder)
+    one = exam(folder, inside=False)
     if one is not None:
         return [one]
-    found = [e for e in (exam(d) for d in sorted(folder.iterdir()) if d.is_dir()) if e is not None]
+    found = [e for e in (exam(d, inside=True) for d in sorted(folder.iterdir()) if d.is_dir()) if e is not None]
     return found or None
 
 

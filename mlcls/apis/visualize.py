@@ -16,6 +16,7 @@ from mlcls.apis.inference import Preprocessor, bag_evidence, bag_views, with_tes
 from mlcls.datasets.bags import BagBatch, exam_name, load_bag, pack, view_files
 from mlcls.datasets.device_decode import stack_images
 from mlcls.datasets.image_io import samples_for_display
+from mlcls.report.html import slice_words
 from mlcls.utils.plots import prediction_grid, scored_grid
 
 logger = logging.getLogger("mlcls")
@@ -154,7 +155,7 @@ def exam_evidence_grid(
         raw = load_bag(files[v])
         images.append(resize(raw[s], [size, size], antialias=True).permute(1, 2, 0).numpy())
         captions.append(
-            f"{os.path.basename(exam_name(path))} {v + ' ' if v else ''}slice {s + 1}/{raw.shape[0]}: {classes[c]} {best['score']:.2f}"
+            f"{os.path.basename(exam_name(path))} {v + ' ' if v else ''}{slice_words(s, raw.shape[0])}: {classes[c]} {best['score']:.2f}"
         )
         if cam_class is not None:
             prepare = Preprocessor(with_test_pipeline(model))

@@ -348,14 +348,18 @@ def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int
     classes = []
     for i, name in enumerate(run_a["classes"]):
         p = dl["p"][i]
+        auroc_ci = [num(v) for v in boot["per_class"]["AUROC"][i]]
+        # the two tests of the AUROC difference disagree: DeLong's p against alpha, the bootstrap interval against 0
+        disagree = None if math.isnan(p) or None in auroc_ci else bool((p < alpha) != (auroc_ci[0] > 0 or auroc_ci[1] < 0))
         f1_ci = [num(v) for v in boot["per_class"]["F1"][i]] if pos[i] else [None, None]  # no positive: F1 is 0 whatever the model
         classes.append({
             "positives": int(pos[i]), "negatives": int(neg[i]), "few": min(pos[i], neg[i]) < FEW_FOR_PAIRED,
             "name": name, "AUROC_a": num(dl["AUROC_a"][i]), "AUROC_b": num(dl["AUROC_b"][i]), "dAUROC": num(dl["diff"][i]),
             "z": num(dl["z"][i]) if not math.isinf(dl["z"][i]) else None, "p_delong": num(p),
-            "dAUROC_ci": [num(v) for v in boot["per_class"]["AUROC"][i]], "dAP_ci": [num(v) for v in boot["per_class"]["AP"][i]],
+            "dAUROC_ci": auroc_ci, "dAP_ci": [num(v) for v in boot["per_class"]["AP"][i]],
             "dF1_ci": f1_ci,
             "significant": None if math.isnan(p) else bool(p < alpha),
+            "tests_disagree": disagree,
             "significant_bonferroni": None if math.isnan(p) else bool(p < strict),
         })  # fmt: skip
     return {
@@ -408,12 +412,13 @@ def format_paired(paired: dict, name_a: str, name_b: str) -> str:
         )
         p = f"{r['p_delong']:7.4f}" if r["p_delong"] is not None else "n/a".rjust(7)
         few = f" (few: {r['positives']} positives, {r['negatives']} negatives)" if r.get("few") else ""
+        few += " (the bootstrap interval says otherwise)" if r.get("tests_disagree") else ""
         lines.append(
             f"{r['name']:<{width}}  {f(r['AUROC_a'], '7.2f')}  {f(r['AUROC_b'], '7.2f')}  {f(r['dAUROC'], '+6.2f')}  {p}  "
             f"{ci(r['dAUROC_ci'])}{ci(r['dAP_ci'])}{ci(r['dF1_ci'])}{sig}{few}"
         )
     lines.append(
-        f"significant: p < {paired['alpha']:g} (DeLong, two-sided) per class; {paired['classes_tested']} classes tested, so "
+        f"sig.: p < {paired['alpha']:g} in DeLong's test (two-sided) per class; {paired['classes_tested']} classes tested, so "
         f"p < {paired['bonferroni']:.4f} keeps the chance of any false finding at {paired['alpha']:g} (Bonferroni). "
         + (
             f"Classes marked 'few' have under {FEW_FOR_PAIRED} positives or negatives: their p-values and intervals rest on "

@@ -28,6 +28,12 @@ ASSETS = Path(__file__).with_name("assets")
 THUMB_SIZE = 96
 
 
+def slice_words(k: int, n: int) -> str:
+    """How every page and file names slice ``k`` of a series of ``n``: counted from 0, as the
+    volume's index and every saved evidence array count (``slice 12 of 0-23``)."""
+    return f"slice {k} of 0-{n - 1}"
+
+
 def thumbnail(
     path: str | os.PathLike, size: int = THUMB_SIZE, views: Sequence[str] | None = None, slice_index: int | None = None
 ) -> tuple[str | None, str | None, str | None]:
@@ -53,9 +59,9 @@ def thumbnail(
         except (DataError, OSError) as e:
             return None, f"unreadable: {str(e).split(': ', 1)[-1]}", name
         if slice_index is not None and not 0 <= slice_index < bag.shape[0]:  # never another slice under the evidence's caption
-            return None, f"slice {slice_index + 1} is not in this series of {bag.shape[0]} (changed since it was scored?)", name
+            return None, f"slice {slice_index} is not in this series of slices 0-{bag.shape[0] - 1} (changed since it was scored?)", name
         k = bag.shape[0] // 2 if slice_index is None else slice_index
-        caption = f"{name}: {view + ', ' if view else ''}slice {k + 1} of {bag.shape[0]}"
+        caption = f"{name}: {view + ', ' if view else ''}{slice_words(k, bag.shape[0])}"
         path = io.BytesIO()
         Image.fromarray(bag[k].permute(1, 2, 0).numpy()).save(path, format="PNG")
         path.seek(0)
@@ -115,7 +121,7 @@ def evidence_entries(entry: dict, evidence: dict, classes: Sequence[str], galler
         k, n = best["slice"], loaded[v].shape[0]
         entry["evidence"][c] = {
             "view": v, "slice": k, "score": round(best["score"], 4), "thumb": _jpeg_uri(loaded[v][k], THUMB_SIZE),
-            "caption": f"{name}: {v + ', ' if v else ''}slice {k + 1} of {n}, the evidence for {classes[c]}",
+            "caption": f"{name}: {v + ', ' if v else ''}{slice_words(k, n)}, the evidence for {classes[c]}",
         }  # fmt: skip
 
 

@@ -102,7 +102,7 @@ def test_test_tool_reports_auroc_intervals_and_a_report(bag_ckpt, tmp_path, run_
         assert "{view}" in entry["file"]
         exam = Path(entry["file"]).stem
         sagittal = np.load(Path(entry["file"].replace("{view}", "sagittal")))
-        assert entry["caption"] == f"{exam}: sagittal, slice {sagittal.shape[0] // 2 + 1} of {sagittal.shape[0]}"
+        assert entry["caption"] == f"{exam}: sagittal, slice {sagittal.shape[0] // 2} of 0-{sagittal.shape[0] - 1}"
         assert entry["thumb"] == thumbnail(entry["file"].replace("{view}", "sagittal"))[0]
         assert entry["thumb"] != thumbnail(entry["file"].replace("{view}", "axial"))[0]
     # report.py has no model to ask for evidence slices: it keeps test.py's page and writes its own beside it
@@ -166,6 +166,22 @@ def test_infer_tool_over_a_folder_of_volumes(mrnet_root, tmp_path, run_tool):
         mrnet_root / "valid" / "axial" / "0003.npy"
     )
     assert not any("sagittal" in v or "coronal" in v for row in rows for v in row.values())
+    # an exam that only other views hold is reported as missing the model's view, not dropped:
+    # in the by-view layout (no axial/0099.npy) and in one folder per exam (only coronal.npy)
+    import shutil
+
+    split = tmp_path / "split"
+    for v in ("axial", "coronal"):
+        shutil.copytree(mrnet_root / "valid" / v, split / v)
+    shutil.copy(split / "coronal" / "0000.npy", split / "coronal" / "0099.npy")
+    r = run_tool("tools/infer.py", wd / "latest.pth", split, "--out", tmp_path / "s2.csv", "--workers", "0")
+    assert r.returncode == 0 and "16 exams predicted, 1 skipped" in r.stderr and str(split / "axial" / "0099.npy") in r.stderr, r.stderr
+    per_exam = tmp_path / "per_exam"
+    for name, view in (("a", "axial"), ("b", "coronal")):
+        (per_exam / name).mkdir(parents=True)
+        shutil.copy(mrnet_root / "valid" / "axial" / "0000.npy", per_exam / name / f"{view}.npy")
+    r = run_tool("tools/infer.py", wd / "latest.pth", per_exam, "--out", tmp_path / "s3.csv", "--workers", "0")
+    assert r.returncode == 0 and "1 exams predicted, 1 skipped" in r.stderr and str(per_exam / "b" / "axial.npy") in r.stderr, r.stderr
     # nothing predicted is a failure: an empty folder, a folder without volumes
     (tmp_path / "empty").mkdir()
     r = run_tool("tools/infer.py", wd / "latest.pth", tmp_path / "empty", "--workers", "0")
@@ -374,9 +390,14 @@ def test_folds_on_exams_keep_the_evidence_slice_that_the_review_shows(mrnet_root
     (tmp_path / "cv" / "label_issues.csv").write_text(
         f"path,class,given_label,score,quality,kind,rank\n{path},{classes[c]},0,0.9,0.1,missing,1\n"
     )
+    from mlcls.report.store import issues_record
+    from mlcls.utils.misc import write_json
+
+    scores_file = tmp_path / "cv" / "oof_scores.npz"  # the record that says which scores the list was found in
+    write_json(issues_record(scores_file, oof, tmp_path / "cv" / "label_issues.csv", 1, {}), tmp_path / "cv" / "label_issues.json")
     r = run_tool("tools/report.py", tmp_path / "cv")
     assert r.returncode == 0, r.stderr
     pair = embedded_data(tmp_path / "cv" / "report.html")["label_issues"]["pairs"][0]
     n = load_bag(path.replace("{view}", view)).shape[0]
-    assert pair["caption"].endswith(f"{view}, slice {k + 1} of {n}, the evidence for {classes[c]}"), pair["caption"]
+    assert pair["caption"].endswith(f"{view}, slice {k} of 0-{n - 1}, the evidence for {classes[c]}"), pair["caption"]
     assert pair["thumb"].startswith("data:image/jpeg")

@@ -135,3 +135,22 @@ def test_compare_page_in_chromium(browser, evaluated, tmp_path):
     browser.send("Input.insertText", {"text": saved["classes"][0]})
     assert browser.eval("document.querySelectorAll('#class-table tbody tr').length") >= 1
     assert browser.eval("document.querySelector('#class-table tbody tr td').textContent").startswith(saved["classes"][0])
+
+
+def test_compare_page_shows_the_summary_intervals_and_says_which_test_the_stars_follow(browser, evaluated, tmp_path):
+    from mlcls.report.data import paired_comparison
+
+    saved = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")
+    other = {**saved, "scores": saved["scores"] ** 2, "meta": {"name": "B"}}
+    paired = paired_comparison(saved, other, resamples=50)
+    a = report_data(saved["scores"], saved["targets"], saved["classes"], saved["thr"], meta={"name": "A", "views": ["sagittal"]},
+                    gallery_classes=0)  # fmt: skip
+    b = report_data(other["scores"], saved["targets"], saved["classes"], saved["thr"], meta={"name": "B", "views": ["sagittal"]},
+                    gallery_classes=0)  # fmt: skip
+    page = write_compare(a, b, tmp_path / "cmp.html", paired=paired)
+    browser.open(page.as_uri())
+    assert browser.errors() == []
+    summary = browser.eval("document.getElementById('compare-summary').textContent")
+    lo, hi = paired["summary_ci"]["mAP"]
+    assert f"[{lo:.2f}, {hi:.2f}]" in summary and "64 exams" in summary and "images" not in summary
+    assert "The stars follow DeLong's test" in browser.eval("document.getElementById('paired-note').textContent")

@@ -327,7 +327,7 @@
   }
   function showSlices(row, c) {  // an exam's slices of the view that holds its evidence, each with its score for class c
     const im = D.images[row], ev = im.evidence[c], sl = im.slices[ev.view];
-    const cells = sl.thumbs.map((t, k) => '<div class="slice' + (sl.index[k] === ev.slice ? " evidence" : "") + '"><img src="' + t + '" alt="slice ' + (sl.index[k] + 1) + '"><div>' + (sl.index[k] + 1) + ": <b>" + fmt(sl.scores[k][c], 3) + "</b>" + (sl.attention ? " a=" + fmt(sl.attention[k], 2) : "") + "</div></div>").join("");
+    const cells = sl.thumbs.map((t, k) => '<div class="slice' + (sl.index[k] === ev.slice ? " evidence" : "") + '"><img src="' + t + '" alt="slice ' + sl.index[k] + '"><div>' + sl.index[k] + ": <b>" + fmt(sl.scores[k][c], 3) + "</b>" + (sl.attention ? " a=" + fmt(sl.attention[k], 2) : "") + "</div></div>").join("");
     $("exam-slices").innerHTML = "<h3>" + esc((im.caption || "").split(":")[0] || im.file) + (ev.view ? ", " + esc(ev.view) : "") + ": each slice's score for " + esc(names[c]) + '</h3><p class="note">The score the exam would get were that slice its only one (the head on the slice\'s own features); the outlined slice carried the exam\'s score.</p><div class="slices">' + cells + "</div>";
   }
   function drawGallery() {
@@ -479,10 +479,15 @@
     $("subtitle").textContent = "A: " + (A.checkpoint || "") + "  |  B: " + (B.checkpoint || "");
     const ks = ["mAP", "mAUROC", "CP", "CR", "CF1", "OP", "OR", "OF1"];
     const diffCls = (v) => (v === null || Math.abs(v) < 0.005 ? "" : v > 0 ? "good" : "bad");
+    const unit = A.views || B.views ? "exams" : "images";  // a model of exams counts exams
+    const sumCI = (D.paired && D.paired.summary_ci) || {};
     section("compare-summary", "Summary",
       '<table id="compare-summary-table"><thead><tr><th>metric (%)</th><th>A: ' + esc(A.name || "") + "</th><th>B: " + esc(B.name || "") + "</th><th>B - A</th></tr></thead><tbody>" +
-      ks.map((k) => { const a = D.summary.a[k], b = D.summary.b[k], d = a === null || b === null ? null : b - a; return "<tr><td>" + k + "</td><td>" + fmt(a) + "</td><td>" + fmt(b) + '</td><td class="' + diffCls(d) + '">' + (d === null ? "n/a" : (d > 0 ? "+" : "") + fmt(d)) + "</td></tr>"; }).join("") +
-      "</tbody></table><p class=\"note\">A: " + esc(A.split || "") + ", " + A.num_images + " images; B: " + esc(B.split || "") + ", " + B.num_images + " images.</p>" +
+      ks.map((k) => { const a = D.summary.a[k], b = D.summary.b[k], d = a === null || b === null ? null : b - a, iv = sumCI[k];
+        return "<tr><td>" + k + "</td><td>" + fmt(a) + "</td><td>" + fmt(b) + '</td><td class="' + diffCls(d) + '">' + (d === null ? "n/a" : (d > 0 ? "+" : "") + fmt(d)) +
+          (iv ? ' <span class="ci">[' + fmt(iv[0]) + ", " + fmt(iv[1]) + "]</span>" : "") + "</td></tr>"; }).join("") +
+      "</tbody></table><p class=\"note\">A: " + esc(A.split || "") + ", " + A.num_images + " " + unit + "; B: " + esc(B.split || "") + ", " + B.num_images + " " + unit + "." +
+      (Object.keys(sumCI).length ? " Brackets: the paired bootstrap interval of B - A." : "") + "</p>" +
       (A.num_images !== B.num_images || A.split !== B.split
         ? '<div class="warn" id="compare-warning">A and B were evaluated on different data (split or number of images differ): their differences mix the models with the data.</div>' : ""));
     const signed = (v) => (v === null ? "n/a" : Math.abs(v) < 0.005 ? "0.00" : (v > 0 ? "+" : "") + fmt(v));
@@ -492,10 +497,10 @@
     const pairedCols = P ? [
       { key: "AUROC_a", label: "AUROC A", fmt: (v) => fmt(v) }, { key: "AUROC_b", label: "AUROC B", fmt: (v) => fmt(v) },
       { key: "dAUROC", label: "AUROC B-A", fmt: ci("dAUROC_ci"), cls: diffCls, title: "difference, with its paired bootstrap interval" },
-      { key: "p_delong", label: "p (DeLong)", fmt: (v, r) => (v === null ? "n/a" : fmt(v, 4) + (r.significant ? (r.significant_bonferroni ? " **" : " *") : "")), title: "two-sided p of DeLong's test for correlated ROC curves" },
+      { key: "p_delong", label: "p (DeLong)", fmt: (v, r) => (v === null ? "n/a" : fmt(v, 4) + (r.significant ? (r.significant_bonferroni ? " **" : " *") : "") + (r.tests_disagree ? " &dagger;" : "") + (r.few ? " (few)" : "")), title: "two-sided p of DeLong's test for correlated ROC curves" },
     ] : [];
     section("compare-classes", "Per class",
-      (P ? '<p class="note" id="paired-note">Both evaluations are of the same ' + A.num_images + " samples (checked). AUROC differences are tested with DeLong's test for correlated ROC curves (Sun & Xu's algorithm); intervals are " + fmt(P.level * 100, 0) + "% paired bootstrap intervals (" + P.resamples + " resamples drawn once for both models, seed " + P.seed + ") of B - A, each model at its own thresholds for F1. * p &lt; " + P.alpha + "; ** also below " + fmt(P.bonferroni, 4) + " (Bonferroni: " + P.classes_tested + " classes tested).</p>"
+      (P ? '<p class="note" id="paired-note">Both evaluations are of the same ' + A.num_images + " " + unit + " (checked). AUROC differences are tested with DeLong's test for correlated ROC curves (Sun & Xu's algorithm); intervals are " + fmt(P.level * 100, 0) + "% paired bootstrap intervals (" + P.resamples + " resamples drawn once for both models, seed " + P.seed + ") of B - A, each model at its own thresholds for F1. * p &lt; " + P.alpha + "; ** also below " + fmt(P.bonferroni, 4) + " (Bonferroni: " + P.classes_tested + " classes tested). The stars follow DeLong's test; &dagger;: the bootstrap interval of the AUROC difference says otherwise (it excludes 0 where DeLong's p does not reach " + P.alpha + ", or the reverse): read such a class as uncertain. (few): under 10 positives or negatives.</p>"
         : '<p class="note">No paired statistics: the two evaluations are not of the same samples.</p>') +
       '<p><input type="text" id="class-filter" placeholder="filter classes by name"> <span class="note" id="class-count"></span> <span class="note">Click a header to sort.</span></p><div id="class-table-wrap"></div>');
     const t = sortableTable($("class-table-wrap"), [
