@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mlcls.datasets.image_io import IMG_EXTENSIONS, check_pixels, load_image
+from mlcls.datasets.image_io import IMG_EXTENSIONS, check_pixels, check_regular_file, load_image
 from mlcls.errors import DataError
 
 VOLUME_EXTENSIONS = (".npy", ".npz")
@@ -174,6 +174,7 @@ def volume_header(path: str) -> tuple[tuple, np.dtype, str | None]:
     Raises:
         DataError: not an .npy/.npz file, a pickled (object) array, an .npz without one clear array.
     """
+    check_regular_file(path, path)
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":  # an .npz is a zip archive
             f.seek(0)

@@ -58,6 +58,13 @@ def check_pixels(width: int, height: int, name: str) -> None:
         )
 
 
+def check_regular_file(path, name: str) -> None:
+    """Refuse a path that exists but is not a regular file (a FIFO or a device would block the
+    read forever, or never end); a missing file is left to the caller's own error."""
+    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise DataError(f"{name}: not a regular file (a pipe or device); not read")
+
+
 def open_image(source, name: str):
     """``PIL.Image.open`` (header only, nothing decoded yet) with the pixel limit checked: the one
     place where mlcls opens an image file, whatever decodes it afterwards.
@@ -69,6 +76,7 @@ def open_image(source, name: str):
         if isinstance(source, io.BytesIO):
             head = bytes(source.getbuffer()[:65536])
         else:
+            check_regular_file(source, name)
             with open(source, "rb") as f:
                 head = f.read(65536)
         size = _png_size(head, any_mode=True) or _jpeg_size(head)

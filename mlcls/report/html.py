@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +27,29 @@ from mlcls.utils.fileio import atomic_open
 logger = logging.getLogger("mlcls")
 ASSETS = Path(__file__).with_name("assets")
 THUMB_SIZE = 96
+#: seconds a page may spend reading pictures (a slow or hung network file system ends nothing):
+#: past it, the remaining pictures are named as not read
+PICTURE_SECONDS = 300.0
+
+
+class PictureClock:
+    """The time a report has left to read pictures (see :data:`PICTURE_SECONDS`)."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = PICTURE_SECONDS if seconds is None else float(seconds)
+        self.end = time.monotonic() + self.seconds
+        self.skipped = 0
+
+    def thumbnail(self, *args, **kwargs) -> tuple[str | None, str | None, str | None]:
+        """:func:`thumbnail`, or (None, why, None) once the time is spent."""
+        if time.monotonic() > self.end:
+            self.skipped += 1
+            return None, f"not read: the report's {self.seconds:g} s for pictures ran out", None
+        return thumbnail(*args, **kwargs)
+
+    def say(self) -> None:
+        if self.skipped:
+            logger.warning("report: %d pictures were not read: the %g s for pictures ran out (slow files?)", self.skipped, self.seconds)
 
 
 def slice_words(k: int, n: int) -> str:
@@ -173,9 +197,11 @@ def write_report(
     rows = gallery_rows(data)
     images = image_entries(rows, paths, targets)
     unreadable = 0
+    clock = PictureClock()
     for entry in images.values():
-        entry["thumb"], entry["error"], entry["caption"] = thumbnail(entry["file"], views=views)
+        entry["thumb"], entry["error"], entry["caption"] = clock.thumbnail(entry["file"], views=views)
         unreadable += entry["error"] is not None
+    clock.say()
     if unreadable:
         logger.warning(
             "report: %d of %d gallery images could not be read; the page shows their names without a picture", unreadable, len(images)
@@ -243,13 +269,15 @@ def label_issue_entries(
         flags = flags[:max_pairs]
     row_of = {p: i for i, p in enumerate(paths)} if evidence is not None and paths is not None else {}
     pairs = []
+    clock = PictureClock()
     for r in flags:
         c, i = r["class"], row_of.get(r["path"])
         if i is not None and evidence["slice"][i, c] >= 0:
             view = views[int(evidence["view"][i, c])]
-            thumb, error, caption = thumbnail(r["path"], REVIEW_SIZE, views=[view], slice_index=int(evidence["slice"][i, c]))
+            thumb, error, caption = clock.thumbnail(r["path"], REVIEW_SIZE, views=[view], slice_index=int(evidence["slice"][i, c]))
             caption = caption and f"{caption}, the evidence for {classes[c]}"
         else:
-            thumb, error, caption = thumbnail(r["path"], REVIEW_SIZE, views=views)
+            thumb, error, caption = clock.thumbnail(r["path"], REVIEW_SIZE, views=views)
         pairs.append({**r, "thumb": thumb, "error": error, "caption": caption or os.path.basename(r["path"])})
+    clock.say()
     return {"file": str(issues_csv), "key": hashlib.sha256(raw).hexdigest()[:16], "total": total, "pairs": pairs}

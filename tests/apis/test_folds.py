@@ -559,3 +559,38 @@ def test_an_interrupted_fold_with_only_an_epoch_checkpoint_resumes_and_rare_clas
     with pytest.raises(KeyboardInterrupt):
         run_folds(cfg, 40, stop, resume=True)
     assert calls == [("fold_0", False), ("fold_0", True)]  # resumed from epoch_1.pth, not refused as a new run
+
+
+def test_a_folds_csv_edited_into_latin1_is_one_error_on_resume(folds_run, shapes_root, tmp_path):
+    from mlcls.apis.folds import run_folds
+    from mlcls.errors import ConfigError
+
+    base, _, _ = folds_run
+    d = tmp_path / "cv"
+    d.mkdir()
+    (d / "folds.csv").write_bytes((base / "folds.csv").read_bytes() + "caf\xe9.png,0\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"folds\.csv: not UTF-8 text .* was it edited\?"):
+        run_folds(tiny_config(shapes_root, d, max_epochs=1), 3, _never_train, resume=True)
+
+
+def test_the_finder_keeps_cleanlabs_warnings_and_guards_formula_cells(folds_run, run_tool, tmp_path):
+    """cleanlab's RuntimeWarning (divide by zero on tiny classes) no longer reaches the user; a class
+    named like a formula is written with a leading ' and read back as itself by label_fixes."""
+    from mlcls.datasets.label_fixes import read_label_fixes, read_label_issues
+    from mlcls.report.store import save_eval_scores
+
+    base, _, _ = folds_run
+    oof = load_eval_scores(base / "oof_scores.npz")
+    classes = ["=HYPERLINK(1)", *oof["classes"][1:]]
+    save_eval_scores(tmp_path / "oof_scores.npz", oof["scores"], oof["targets"], oof["paths"], classes, oof["thr"], oof["meta"])
+    r = run_tool("tools/find_label_issues.py", tmp_path / "oof_scores.npz", "--min-known", "1")
+    assert r.returncode == 0 and "Warning" not in r.stderr and "divide by zero" not in r.stderr, r.stderr
+    text = (tmp_path / "label_issues.csv").read_text()
+    assert ",=HYPERLINK" not in text
+    flags = read_label_issues(str(tmp_path / "label_issues.csv"), classes)
+    formula = [f for f in flags if f["class"] == 0]
+    assert formula and text.count(",'=HYPERLINK(1),") == len(formula)  # guarded, and read back as the class itself
+    fixes = tmp_path / "fixes.csv"  # the page's export guards the same way; label_fixes reads it back
+    fixes.write_text(f"path,class,label\n{formula[0]['path']},'=HYPERLINK(1),-1\n")
+    got = read_label_fixes(str(fixes), np.array([p.encode() for p in oof["paths"]]), classes)
+    assert got.entries == [[formula[0]["path"], "=HYPERLINK(1)", -1]]

@@ -93,3 +93,43 @@ def test_good_saved_scores_pass_and_a_fifo_is_refused_without_blocking(tmp_path,
     assert run["scores"].shape == (12, 2) and run["meta"]["folds"] == 3
     os.mkfifo(tmp_path / "pipe.npz")
     one_line_error(run_tool("tools/report.py", tmp_path / "pipe.npz"), "pipe.npz: not a regular file")
+
+
+def test_a_pipe_among_the_pictures_is_named_not_read_and_pictures_have_a_time_bound(tmp_path, run_tool, monkeypatch):
+    """A saved path that is a FIFO used to hang report.py forever: pictures are read from regular
+    files only, and a page spends at most its time budget on them, naming the rest as not read."""
+    import os
+    import signal
+
+    from PIL import Image
+
+    from mlcls.report import build_report
+    from tests.report.conftest import embedded_data
+
+    os.mkfifo(tmp_path / "pipe.png")
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "ok.png")
+    arrays = _good()
+    arrays["paths"] = np.array([str(tmp_path / ("pipe.png" if i % 2 else "ok.png")) + ("" if i < 2 else f"?{i}") for i in range(12)])
+    arrays["paths"][:2] = [str(tmp_path / "ok.png"), str(tmp_path / "pipe.png")]
+    _write(tmp_path / "run", arrays)
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("report.py hung on a FIFO")))
+    signal.alarm(60)
+    try:
+        r = run_tool("tools/report.py", tmp_path / "run", "--gallery-k", "12")
+    finally:
+        signal.alarm(0)
+    assert r.returncode == 0, r.stderr
+    images = embedded_data(tmp_path / "run" / "report.html")["images"]
+    errors = {im["file"]: im["error"] for im in images.values()}
+    assert errors.get(str(tmp_path / "pipe.png")) == "unreadable: not a regular file (a pipe or device); not read"
+    assert errors.get(str(tmp_path / "ok.png")) is None
+    # no time left for pictures: every one is named as not read, and the page is still written
+    import mlcls.report.html as html
+
+    monkeypatch.setattr(html, "PICTURE_SECONDS", 0.0)
+    from mlcls.report.store import load_eval_scores
+
+    run = load_eval_scores(tmp_path / "run" / "oof_scores.npz")
+    out = build_report(run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], tmp_path / "late.html",
+                       gallery_k=12)  # fmt: skip
+    assert all(im["error"].startswith("not read: the report's 0 s for pictures ran out") for im in embedded_data(out)["images"].values())
