@@ -14,6 +14,8 @@ from mlcls.apis.loaders import build_loader
 from mlcls.apis.model import build_model_for, check_same_classes
 from mlcls.config import dump_config
 from mlcls.datasets.batch_augments import BatchAugments
+from mlcls.datasets.class_balanced import ClassBalancedDataset
+from mlcls.datasets.protocols import LabelledDataset
 from mlcls.engine import (
     CheckpointHook,
     CollapseGuardHook,
@@ -27,6 +29,7 @@ from mlcls.engine import (
 from mlcls.engine.trainer import unwrap
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.evaluation.metrics import build_evaluator
+from mlcls.losses import SampleIndexed
 from mlcls.schema import check_config, get, require
 from mlcls.utils.checkpoint import load_model_weights
 from mlcls.utils.dist import get_rank, get_world_size, init_distributed, is_dist, is_main_process
@@ -101,6 +104,15 @@ def build_batch_augments(cfgs: list | None, seed: int, model_cfg: dict):
     return BatchAugments(cfgs, seed=seed, rank=get_rank())
 
 
+def _return_sample_index(dataset) -> None:
+    """Make the training dataset (inside its repeat-factor wrapper) return each sample's index."""
+    while isinstance(dataset, ClassBalancedDataset):
+        dataset = dataset.dataset
+    if not isinstance(dataset, LabelledDataset):
+        raise ConfigError(f"the loss keeps state per training sample, and {type(dataset).__name__} cannot say which sample a batch row is")
+    dataset.return_index = True
+
+
 def build_trainer(cfg: dict) -> Trainer:
     """Everything :class:`Trainer` needs, built from the resolved config."""
     check_config(cfg)  # also when called with a dict that did not come through prepare_config
@@ -122,6 +134,8 @@ def build_trainer(cfg: dict) -> Trainer:
             label_stats["num_samples"],
         )
     model = build_model_for(cfg, classes, label_stats=label_stats).to(device)
+    if any(isinstance(m, SampleIndexed) and m.uses_sample_index for m in model.modules()):
+        _return_sample_index(train_loader.dataset)  # a loss keeps state per training sample: batches carry their indices
     cfg["model"] = model.resolved_config(cfg["model"])  # 'auto' values as numbers: checkpoints rebuild without the labels
     max_epochs = get(cfg, "train_cfg.max_epochs")
     accumulate = get(cfg, "train_cfg.accumulate")

@@ -22,6 +22,7 @@ from mlcls.engine.hook import Hook
 from mlcls.errors import CheckpointError, ConfigError, TrainingError
 from mlcls.evaluation.loop import batch_to_device, loader_batch_transform, predict_loader
 from mlcls.evaluation.metrics import Evaluator, MultiLabelMetric
+from mlcls.losses.utils import EpochAware, SampleIndexed, TrainingState
 from mlcls.registry import check_part
 from mlcls.utils.checkpoint import load_checkpoint, save_checkpoint, state_mismatch
 from mlcls.utils.dist import get_rank
@@ -137,6 +138,11 @@ class Trainer:
         self.grad_norm_interval = 0  # a hook's measure_grad_norm: the grad norm every N iterations
         self.inner_iter = 0  # batches done in the current epoch (non-zero only mid-epoch)
         self.batch_augments = batch_augments
+        # losses that change during training (declared interfaces, see mlcls.losses.utils), by module name
+        modules = dict(unwrap(model).named_modules())
+        self.epoch_aware = [m for m in modules.values() if isinstance(m, EpochAware)]
+        self.indexed = [m for m in modules.values() if isinstance(m, SampleIndexed) and m.uses_sample_index]
+        self.loss_states = {name: m for name, m in modules.items() if isinstance(m, TrainingState)}
 
     # -- the loop ----------------------------------------------------------------------------------
     @property
@@ -218,15 +224,19 @@ class Trainer:
             # per rank, so processes do not draw the same augmentations (the sampler's order is
             # seeded separately and identically on every rank)
             self.train_loader.generator.manual_seed(self.seed + self.epoch + 100003 * get_rank())
+        for m in self.epoch_aware:  # the epoch a changing loss is in, counted from 0 (before any batch of it)
+            m.set_epoch(self.epoch)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         n = self.iters_per_epoch
         loss = None
         t_data = time.perf_counter()
         batch_transform = loader_batch_transform(self.train_loader)
-        for i, (images, targets) in enumerate(self.train_loader, start=start):
+        for i, (images, targets, *index) in enumerate(self.train_loader, start=start):
             # the step evaluation shares: copy, channels-last, uint8 normalised once on the device
             images, targets = batch_to_device(images, targets, self.device, self.memory_format, batch_transform)
+            for m in self.indexed:  # a loss with per-sample state: which training samples this batch holds
+                m.set_sample_index(index[0] if index else None)
             if self.batch_augments is not None:  # Mixup/CutMix: drawn from (seed, rank, iteration), so resume replays them
                 images, targets = self.batch_augments(images, targets, self.iter)
             data_time = time.perf_counter() - t_data
@@ -384,6 +394,7 @@ class Trainer:
             "rng": get_rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **({"thresholds": self.thresholds} if self.thresholds else {}),
+            **({"loss_state": {name: m.training_state() for name, m in self.loss_states.items()}} if self.loss_states else {}),
         }
 
     def hook_keys(self) -> list[str]:
@@ -453,6 +464,8 @@ class Trainer:
                 self.ema.module.load_state_dict(unwrap(self.model).state_dict())
         for key, h in zip(self.hook_keys(), self.hooks):
             h.load_state_dict(ckpt.get("hooks", {}).get(key, {}))
+        for name, m in self.loss_states.items():  # corrected labels, estimated priors: the run continues with them
+            m.load_training_state((ckpt.get("loss_state") or {}).get(name, {}))
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
         self.thresholds = ckpt.get("thresholds")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -109,3 +109,33 @@ class DataDerivedWeights(LossBase):
         # checkpoints written before the weights left the state dict still hold them: not an error
         own = {prefix + name for name in self._buffers}
         unexpected_keys[:] = [k for k in unexpected_keys if k not in own]
+
+
+@runtime_checkable
+class EpochAware(Protocol):
+    """A loss that changes during training. The trainer calls ``set_epoch(epoch)`` before each
+    epoch, counted from 0 as ``DistributedSampler.set_epoch`` counts, on every rank."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class TrainingState(Protocol):
+    """A loss that keeps state while it trains (corrected labels, an estimated prior). The trainer
+    saves ``training_state()`` in each checkpoint and hands it back on resume, so a resumed run
+    continues exactly; the state is not part of the model's weights (inference never needs it)."""
+
+    def training_state(self) -> dict: ...
+
+    def load_training_state(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class SampleIndexed(Protocol):
+    """A loss whose state is per training sample: with ``uses_sample_index`` true the training
+    dataset returns each sample's index and the trainer hands the batch's indices [B] to
+    ``set_sample_index`` before the forward pass."""
+
+    uses_sample_index: bool
+
+    def set_sample_index(self, index: torch.Tensor | None) -> None: ...
