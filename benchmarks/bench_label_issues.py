@@ -53,7 +53,7 @@ from mlcls.apis import test_model, train_model  # noqa: E402
 from mlcls.apis.config import prepare_config  # noqa: E402
 from mlcls.apis.folds import combine_seeds, run_folds  # noqa: E402
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset  # noqa: E402
-from mlcls.evaluation.label_issues import FILTERS, find_label_issues  # noqa: E402
+from mlcls.evaluation.label_issues import FILTERS, find_label_issues, policy_fixes  # noqa: E402
 from mlcls.report.store import load_eval_scores  # noqa: E402
 from mlcls.utils.misc import get_logger  # noqa: E402
 
@@ -117,21 +117,14 @@ def precision_recall(found: set, wrong: set) -> dict:
 
 
 def fix_rows(pairs, paths, classes, given, policy: str, truth: set | None = None) -> dict:
-    """``{(path, class): label}``: the fixes of the flagged pairs under one policy:
-
-    - ``all``: every flag flipped; ``missing_only``: only the "missing" flags (labelled 0) flipped;
-    - ``ignore``: every flagged pair made unknown (-1); ``missing_ignore``: only the "missing" ones;
-    - ``reviewed``: a reviewer who looks at every flag and knows the truth: the flags that are
-      wrong labels flipped, the others rejected (kept). The ceiling of the review workflow.
-    """
-    fixes = {}
-    for r, c, g, *_ in pairs:
-        if policy in ("missing_only", "missing_ignore") and g != 0:
-            continue
-        if policy == "reviewed" and (r, c) not in truth:
-            continue
-        fixes[(paths[r], classes[c])] = -1 if policy in ("ignore", "missing_ignore") else 1 - g
-    return fixes
+    """``{(path, class): label}``: the fixes of the flagged pairs under one policy: the library's
+    automatic ones (:data:`~mlcls.evaluation.label_issues.FIX_POLICIES`: ``all``, ``missing_only``,
+    ``ignore``, ``missing_ignore``), or ``reviewed``: a reviewer who looks at every flag and knows
+    the truth (the flags that are wrong labels flipped, the others rejected). The ceiling of the
+    review workflow."""
+    if policy == "reviewed":
+        return {(paths[r], classes[c]): 1 - g for r, c, g, *_ in pairs if (r, c) in truth}
+    return {(paths[r], classes[c]): label for r, c, label in policy_fixes(pairs, policy)}
 
 
 def write_fixes(path: Path, fixes: dict) -> Path:

@@ -26,7 +26,7 @@ ISSUES_FILE = "label_issues.csv"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from mlcls.evaluation.label_issues import FILTERS
+    from mlcls.evaluation.label_issues import FILTERS, FIX_POLICIES
 
     p = argparse.ArgumentParser(description="Rank the given labels that out-of-fold scores contradict (cleanlab)")
     p.add_argument("scores", help="a --folds run folder (its oof_scores.npz), or an .npz of scores")
@@ -44,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "fewer; confident_learning fewer, more of them right; predicted_neq_given every pair on the wrong side of the threshold "
         "(see docs/label_issues.md)",
     )  # fmt: skip
+    p.add_argument(
+        "--write-fixes", metavar="POLICY", choices=FIX_POLICIES,
+        help="also write label_fixes_<POLICY>.csv beside the list, for training without a review: missing_ignore makes the "
+        "'missing' flags unknown (-1), missing_only flips them, ignore makes every flag unknown, all flips every flag "
+        "(see docs/missing_labels.md)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not 0 <= args.min_class_ap <= 1:
         p.error(f"--min-class-ap: expected a number from 0 to 1, got {args.min_class_ap}")
@@ -54,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     from mlcls.apis.folds import OOF_FILE
     from mlcls.datasets.label_fixes import spreadsheet_cell
-    from mlcls.evaluation.label_issues import find_label_issues
+    from mlcls.evaluation.label_issues import find_label_issues, policy_fixes
     from mlcls.report.store import issues_record, load_eval_scores
     from mlcls.utils.fileio import atomic_open, check_outputs
     from mlcls.utils.misc import write_json
@@ -76,7 +82,8 @@ def main(argv=None) -> None:
     record = out.with_suffix(".json")  # which scores the flags were found in: report.py refuses a list found in other scores
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"--out {out}: expected a .csv file (its record is written beside it as {record.name})")
-    check_outputs([out, record], [src], replaces=ISSUES_FILE)
+    fixes_out = out.with_name(f"label_fixes_{args.write_fixes}.csv") if args.write_fixes else None
+    check_outputs([out, record] + ([fixes_out] if fixes_out else []), [src], replaces=ISSUES_FILE)
     res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap,
                             filter_by=args.filter_by)  # fmt: skip
     classes = run["classes"]
@@ -87,6 +94,14 @@ def main(argv=None) -> None:
             w.writerow([spreadsheet_cell(run["paths"][row]), spreadsheet_cell(classes[c]), given, f"{score:.6f}", f"{quality:.6f}",
                         "extra" if given == 1 else "missing", rank])  # fmt: skip
     write_json(issues_record(src, run, out, len(res["pairs"]), vars(args)), record)
+    if fixes_out is not None:  # no review: a policy decides for every flag
+        with atomic_open(fixes_out, newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "class", "label"])
+            w.writerows(
+                [spreadsheet_cell(run["paths"][r]), spreadsheet_cell(classes[c]), label]
+                for r, c, label in policy_fixes(res["pairs"], args.write_fixes)
+            )
     width = max(5, *(len(c) for c in classes))
     print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
     for i, (c, r) in enumerate(zip(classes, res["per_class"])):
@@ -106,6 +121,9 @@ def main(argv=None) -> None:
         )
     print(f"{len(res['pairs'])} (sample, class) pairs flagged ({args.filter_by}) -> {out} (and {record.name}: the scores they were found in)",
           file=sys.stderr)  # fmt: skip
+    if fixes_out is not None:
+        print(f"fixes of policy {args.write_fixes}, no review -> {fixes_out}; train with label_fixes: {fixes_out.resolve()} "
+              "on the training dataset", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -203,12 +203,26 @@ def make_sparse30_dataset(
     return _write_dataset(Path(root), manifest, SPARSE_CLASSES, splits, make_image, force)
 
 
-def inject_label_noise(root: str | Path, split: str = "train", missing: float = 0.0, extra: float = 0.0, seed: int = 0) -> Path:
+def inject_label_noise(
+    root: str | Path,
+    split: str = "train",
+    missing: float = 0.0,
+    extra: float = 0.0,
+    seed: int = 0,
+    single: bool = False,
+    unknown: float = 0.0,
+    name: str | None = None,
+) -> Path:
     """Corrupt a generated set's labels the way annotators do, keeping the truth: each positive is
     dropped with probability ``missing`` (a class the annotator skipped), and ``extra`` x N wrong
-    positives are added at random (a careless tick). Writes ``{split}_noisy.csv`` beside
-    ``{split}.csv`` and ``{split}_noise.csv`` (``path,class,true_label,given_label``, one row per
-    changed pair), for label-error benchmarks; the clean file is left as it is.
+    positives are added at random (a careless tick). ``single``: one positive per image is kept,
+    drawn at random, the others dropped (single positive labels). ``unknown``: each (image,
+    class) entry is left unannotated with this probability (partial annotation, as Open Images'
+    unverified classes), written as a ``label_fixes`` file of -1 entries,
+    ``{name}_unknown_fixes.csv``. Writes ``{name}.csv`` (default ``{split}_noisy``) beside
+    ``{split}.csv`` and ``{name}_noise.csv`` (default ``{split}_noise.csv``:
+    ``path,class,true_label,given_label``, one row per changed pair), for label-error benchmarks;
+    the clean file is left as it is.
 
     Returns:
         the noisy CSV's path.
@@ -222,18 +236,24 @@ def inject_label_noise(root: str | Path, split: str = "train", missing: float = 
     truth = [set(g) for g in given]
     changed = []
     for i, labels in enumerate(truth):
-        for name in sorted(labels):
-            if rng.random() < missing:
-                given[i].discard(name)
-                changed.append((rows[i][0], name, 1, 0))
+        keep = sorted(labels)[int(rng.integers(len(labels)))] if single and labels else None
+        for cls in sorted(labels):
+            if (single and cls != keep) or (not single and rng.random() < missing):
+                given[i].discard(cls)
+                changed.append((rows[i][0], cls, 1, 0))
     for _ in range(int(round(extra * len(rows)))):
-        i, name = int(rng.integers(len(rows))), classes[int(rng.integers(len(classes)))]
-        if name not in given[i] and name not in truth[i]:
-            given[i].add(name)
-            changed.append((rows[i][0], name, 0, 1))
-    out = root / f"{split}_noisy.csv"
+        i, cls = int(rng.integers(len(rows))), classes[int(rng.integers(len(classes)))]
+        if cls not in given[i] and cls not in truth[i]:
+            given[i].add(cls)
+            changed.append((rows[i][0], cls, 0, 1))
+    stem = name or f"{split}_noisy"
+    out = root / f"{stem}.csv"
     out.write_text("\n".join([header] + [f"{path},{' '.join(sorted(g))}" for (path, _), g in zip(rows, given)]) + "\n", encoding="utf-8")
-    (root / f"{split}_noise.csv").write_text(
-        "path,class,true_label,given_label\n" + "".join(f"{p},{c},{t},{g}\n" for p, c, t, g in changed), encoding="utf-8"
-    )
+    noise = root / (f"{name}_noise.csv" if name else f"{split}_noise.csv")
+    noise.write_text("path,class,true_label,given_label\n" + "".join(f"{p},{c},{t},{g}\n" for p, c, t, g in changed), encoding="utf-8")
+    if unknown > 0:
+        hidden = rng.random((len(rows), len(classes))) < unknown
+        (root / f"{stem}_unknown_fixes.csv").write_text(
+            "path,class,label\n" + "".join(f"{rows[i][0]},{classes[c]},-1\n" for i, c in zip(*np.nonzero(hidden))), encoding="utf-8"
+        )
     return out

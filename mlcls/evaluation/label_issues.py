@@ -144,3 +144,22 @@ def find_label_issues(
     # the contradiction weighted by the class's AP: a flag is as good as the model on its class
     pairs.sort(key=lambda x: (-(1 - x[4]) * ap[x[1]], x[4], x[0], x[1]))
     return {"pairs": pairs, "per_class": per_class, "skipped": skipped}
+
+
+#: what an automatic use of the flags does with them (no reviewer): ``missing_ignore`` makes the
+#: "missing" flags (labelled 0, scored high) unknown (-1), never inventing a positive;
+#: ``missing_only`` flips them to 1; ``ignore`` makes every flagged pair unknown; ``all`` flips every flag
+FIX_POLICIES = ("missing_ignore", "missing_only", "ignore", "all")
+
+
+def policy_fixes(pairs, policy: str) -> list[tuple[int, int, int]]:
+    """``[(row, class, label)]``: the fixes :data:`FIX_POLICIES` ``policy`` makes of the flagged
+    ``pairs`` (:func:`find_label_issues`' ``(row, class, given, score, quality)``)."""
+    if policy not in FIX_POLICIES:
+        raise ValueError(f"policy: expected one of {', '.join(FIX_POLICIES)}, got {policy!r}")
+    out = []
+    for r, c, given, *_ in pairs:
+        if policy in ("missing_only", "missing_ignore") and given != 0:
+            continue
+        out.append((int(r), int(c), -1 if policy in ("ignore", "missing_ignore") else 1 - int(given)))
+    return out

@@ -594,3 +594,44 @@ def test_the_finder_keeps_cleanlabs_warnings_and_guards_formula_cells(folds_run,
     fixes.write_text(f"path,class,label\n{formula[0]['path']},'=HYPERLINK(1),-1\n")
     got = read_label_fixes(str(fixes), np.array([p.encode() for p in oof["paths"]]), classes)
     assert got.entries == [[formula[0]["path"], "=HYPERLINK(1)", -1]]
+
+
+@pytest.mark.parametrize("policy", ["missing_ignore", "all"])
+def test_the_finder_writes_the_fixes_of_a_policy_that_train_without_review(policy, folds_run, shapes_root, run_tool, tmp_path):
+    import shutil
+
+    from mlcls.datasets import CSVDataset
+
+    base, _, _ = folds_run
+    shutil.copy(base / "oof_scores.npz", tmp_path / "oof_scores.npz")
+    r = run_tool("tools/find_label_issues.py", tmp_path, "--min-known", "3", "--write-fixes", policy)
+    assert r.returncode == 0 and f"label_fixes: {tmp_path / f'label_fixes_{policy}.csv'}" in r.stderr, r.stderr
+    flags = list(csv.DictReader((tmp_path / "label_issues.csv").open()))
+    fixes = list(csv.DictReader((tmp_path / f"label_fixes_{policy}.csv").open()))
+    if policy == "missing_ignore":
+        expected = [(f["path"], f["class"], "-1") for f in flags if f["kind"] == "missing"]
+    else:
+        expected = [(f["path"], f["class"], str(1 - int(f["given_label"]))) for f in flags]
+    assert [(f["path"], f["class"], f["label"]) for f in fixes] == expected and expected
+    ds = CSVDataset("train.csv", "classes.txt", data_root=str(shapes_root), check_files=False,
+                    label_fixes=str(tmp_path / f"label_fixes_{policy}.csv"))  # fmt: skip
+    assert ds.label_fixes["applied"] == len(expected)
+
+
+def test_single_positive_labels_and_partial_annotation_noise(shapes_root, tmp_path):
+    import shutil
+
+    from mlcls.datasets import CSVDataset
+    from mlcls.datasets.shapes import inject_label_noise
+
+    for name in ("train.csv", "classes.txt"):
+        shutil.copy(shapes_root / name, tmp_path / name)
+    single = inject_label_noise(tmp_path, "train", single=True, seed=1, name="single")
+    clean = {ln.split(",")[0]: set(ln.split(",")[1].split()) for ln in (tmp_path / "train.csv").read_text().splitlines()[1:]}
+    given = {ln.split(",")[0]: set(ln.split(",")[1].split()) for ln in single.read_text().splitlines()[1:]}
+    assert all(len(given[p]) == (1 if clean[p] else 0) and given[p] <= clean[p] for p in clean)
+    assert (tmp_path / "single_noise.csv").is_file()
+    inject_label_noise(tmp_path, "train", unknown=0.3, seed=1, name="partial")
+    ds = CSVDataset("partial.csv", "classes.txt", data_root=str(tmp_path), check_files=False, label_fixes="partial_unknown_fixes.csv")
+    share = float((ds.dense_targets(range(len(ds))) == -1).mean())
+    assert 0.2 < share < 0.4
