@@ -94,6 +94,11 @@ def main(argv=None) -> None:
     try:
         if args.folds:
             from mlcls.apis.folds import combine_seeds, format_folds_summary, run_folds
+            from mlcls.schema import get
+            from mlcls.utils.dist import init_distributed
+
+            if args.launcher == "pytorch":  # the folds' own checks and files are shared by the ranks from the start
+                init_distributed(get(cfg, "dist_backend"))
 
             if args.seeds:
                 base = cfg["work_dir"]

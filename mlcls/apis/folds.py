@@ -117,9 +117,10 @@ def run_folds(
     _warn_few_positives(full, k)
     # every check before anything is written: a refused command leaves the work dir as it was
     finished = _check_resumable(base, k, paths, assigned.tolist(), run_id, full) if resume else {}
-    if not resume:  # every rank sees the same files and refuses alike; rank 0 removes them
-        _claim_run_dir(base, overwrite, remove=is_main_process())
-    if is_main_process():  # under torchrun every rank runs the folds together; rank 0 writes the files
+    replaced = [] if resume else _claim_run_dir(base, overwrite)  # every rank sees the same files and refuses alike
+    barrier()  # every rank has looked before rank 0 changes anything
+    if is_main_process():
+        _remove(base, replaced)  # under torchrun every rank runs the folds together; rank 0 writes the files
         base.mkdir(parents=True, exist_ok=True)
         if not (resume and (base / "folds.csv").is_file()):  # a resumed run's folds.csv was checked equal
             with atomic_open(base / "folds.csv", newline="") as f:
@@ -274,23 +275,28 @@ def labels_sha256(dataset) -> str:
     return h.hexdigest()
 
 
-def _claim_run_dir(base: Path, overwrite: bool, remove: bool = True) -> None:
+def _claim_run_dir(base: Path, overwrite: bool) -> list[Path]:
     """Refuse a new folds run in a work dir that holds one (nothing written), or with ``overwrite``
-    remove that run's folds and files first, so no fold of the old run is read as one of the new."""
+    return that run's folds and files, to be removed first (:func:`_remove`), so that no fold of
+    the old run is read as one of the new."""
     found = sorted(p for p in base.glob("fold_*") if p.is_dir()) + [base / n for n in RUN_OUTPUTS if (base / n).exists()]
     if not found:
-        return
+        return []
     if not overwrite:
         names = ", ".join(p.name for p in found[:5]) + (", ..." if len(found) > 5 else "")
         raise ConfigError(
             f"{base} already holds a folds run ({names}); continue it with --resume, start a new one with --work-dir DIR, "
             "or replace it with --overwrite"
         )
-    if not remove:
-        return
+    return found
+
+
+def _remove(base: Path, found: list[Path]) -> None:
+    """Remove an earlier folds run's folds and files (``--overwrite``)."""
     for p in found:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    logger.warning("--overwrite: removed the earlier folds run from %s (%s)", base, ", ".join(p.name for p in found))
+    if found:
+        logger.warning("--overwrite: removed the earlier folds run from %s (%s)", base, ", ".join(p.name for p in found))
 
 
 def _check_resumable(base: Path, k: int, paths: list[str], folds: list[int], run_id: dict, full) -> dict:
