@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from mlcls.evaluation.paired import delong_test, midranks, paired_bootstrap
@@ -92,3 +93,32 @@ def test_paired_statistics_need_the_same_samples():
     assert same_samples_problem(run, {**run, "targets": 1 - t}) == "the same samples carry different labels in A and B"
     with pytest.raises(DataError, match="paired statistics need both evaluations on the same samples"):
         paired_comparison(run, {**run, "classes": ["b", "a"]})
+
+
+def test_the_comparison_cautions_classes_with_few_samples_and_gives_no_f1_interval_without_positives():
+    from mlcls.report.data import format_paired, paired_comparison
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.zeros(60, 3, dtype=torch.int8)
+    t[:3, 0] = 1  # 3 positives: a p-value to read with care
+    t[:30, 2] = 1
+    a = {"scores": torch.rand(60, 3, generator=g), "targets": t, "paths": [f"{i}.png" for i in range(60)], "classes": ["x", "y", "z"],
+         "thr": [0.5] * 3}  # fmt: skip
+    b = {**a, "scores": torch.rand(60, 3, generator=g)}
+    paired = paired_comparison(a, b, resamples=30)
+    x, y, z = paired["classes"]
+    assert x["few"] and x["positives"] == 3 and not z["few"]
+    assert y["dF1_ci"] == [None, None]  # no positive: F1 is 0 whatever either model does
+    assert z["tests_disagree"] in (True, False) and y["tests_disagree"] is None
+    text = format_paired(paired, "A", "B")
+    assert "(few: 3 positives, 57 negatives)" in text and "Classes marked 'few'" in text and "sig.: p < 0.05 in DeLong's test" in text
+
+
+def test_classes_without_negatives_are_counted_and_said():
+    from mlcls.apis.test import format_report
+    from mlcls.evaluation import compute_metrics
+
+    t = torch.tensor([[1, 0], [1, 1], [1, 0]]).float()
+    m = compute_metrics(torch.rand(3, 2), t)
+    assert m["ap_trivial"] == 1 and m["AP"][0] == 100.0
+    assert "1 classes without negatives score AP 100 whatever the model; mAP counts them" in format_report(m, ["a", "b"])

@@ -133,3 +133,42 @@ def test_a_pipe_among_the_pictures_is_named_not_read_and_pictures_have_a_time_bo
     out = build_report(run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], tmp_path / "late.html",
                        gallery_k=12)  # fmt: skip
     assert all(im["error"].startswith("not read: the report's 0 s for pictures ran out") for im in embedded_data(out)["images"].values())
+
+
+def _issues_dir(tmp_path, text: bytes):
+    """A run folder with good scores and a label_issues.csv of ``text`` found in them (its record beside it)."""
+    from mlcls.report.store import issues_record, load_eval_scores
+    from mlcls.utils.misc import write_json
+
+    d = tmp_path / "run"
+    _write(d, _good())
+    (d / "label_issues.csv").write_bytes(text)
+    run = load_eval_scores(d / "oof_scores.npz")
+    write_json(issues_record(d / "oof_scores.npz", run, d / "label_issues.csv", 1, {}), d / "label_issues.json")
+    return d
+
+
+HEAD = "path,class,given_label,score,quality,kind,rank\n"
+# a label_issues.csv after a spreadsheet: (content, the words of the one error line, or None: read as it should be)
+ISSUE_PROBES = [
+    (("\ufeff" + HEAD + "img_1.png,cat,0,0.9,0.1,missing,1\n").encode(), None),  # a byte-order mark: fine
+    ((HEAD.replace(",", ";") + "img_1.png;cat;0;0.9;0.1;missing;1\n").encode(), "label_issues.csv:1: expected the header 'path,class,given_label"),
+    ((HEAD + "img_1.png,cat,0.0,0.9,0.1,missing,1\n").encode(), "label_issues.csv:2: given_label and rank must be whole numbers"),
+    ((HEAD + "img_1.png,cat,0,0.9,0.1,missing,1\ncaf\xe9.png,dog,0,0.8,0.2,missing,2\n").encode("latin-1"), "label_issues.csv:3: not UTF-8 text"),
+    ((HEAD + "img_1.png,bird,0,0.9,0.1,missing,1\n").encode(), "label_issues.csv:2: unknown class 'bird'"),
+    ((HEAD + "img_1.png,cat,0,1.9,0.1,missing,1\n").encode(), "label_issues.csv:2: expected given_label 0 or 1, a score in [0, 1]"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("content, message", ISSUE_PROBES)
+def test_a_label_issue_list_edited_in_a_spreadsheet_is_read_or_one_error(content, message, tmp_path, run_tool):
+    from tests.report.conftest import embedded_data
+
+    d = _issues_dir(tmp_path, content)
+    r = run_tool("tools/report.py", d)
+    if message is None:
+        assert r.returncode == 0, r.stderr
+        assert [p["path"] for p in embedded_data(d / "report.html")["label_issues"]["pairs"]] == ["img_1.png"]
+    else:
+        one_line_error(r, message)
+        assert not (d / "report.html").exists()
