@@ -31,7 +31,7 @@ python benchmarks/bench_label_issues.py [--images 4000] [--noise missing=0.15,ex
    both rounds' fixes (``POLICY_round2``).
 
 Prints a table and writes results.json. Run again with the same --out, it keeps the finished folds
-and trainings. Measured figures are in docs/label_issues.md.
+and trainings. Measured figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -8,23 +8,19 @@ confident joint, each count divided by its threshold's recall), and
 that many pairs of each label, those whose scores contradict it most, and only pairs the model
 predicts the other way (a 0 scored above 0.5, a 1 below). cleanlab's own estimate
 (``filter_by="prune_by_noise_rate"``, its multi-label default, or its other methods) counts only the
-left-out positives that score above the mean of the labelled ones, about half of them: on the demo's
-noise it found 70 % of the wrong labels, the corrected count 81 %, at a higher precision too (56 /
-60 % with one seed's folds; 76 / 79 % with three seeds' folds and flipped views averaged). Each
-pair's ``quality`` is cleanlab's self-confidence (the score of the given label: ``p`` for a 1,
-``1 - p`` for a 0). Pairs are ranked by how much the scores contradict the label, weighted by how well the
-model knows the class: ``(1 - quality) x AP`` of the class, highest first (within a class: lowest
-quality first). On the demo's noise (three seeds' folds, flipped views) the first 100 / 200 / 400
-pairs so ranked were wrong labels 94 / 92.5 / 92 % of the time, against 81 / 79 / 84 % by quality
-alone: the lowest qualities are mostly true positives of rare classes the model has not learned.
+left-out positives that score above the mean of the labelled ones, about half of them, since a
+left-out positive scores like the labelled ones. Each pair's ``quality`` is cleanlab's
+self-confidence (the score of the given label: ``p`` for a 1, ``1 - p`` for a 0). Pairs are ranked
+by how much the scores contradict the label, weighted by how well the model knows the class:
+``(1 - quality) x AP`` of the class, highest first (within a class: lowest quality first); the
+lowest qualities alone are mostly true positives of rare classes the model has not learned.
 Unlike cleanlab's own multi-label entry point, entries whose label is unknown (-1) take no part at
 all: they are never flagged and never counted in a class's estimate.
 
 How far a class's flags can be trusted depends on how well the model learned the class: each
 class's AP of the scores against the given labels is reported (``ap``), and ``min_class_ap``
-leaves out the classes below it. On the demo's noise (3,000 images, docs/label_issues.md) the
-flags of classes at AP >= 0.7 were right 70 % of the time, those of the classes below 15 %: a
-class the model has not learned contradicts its true labels as often as its wrong ones.
+leaves out the classes below it: a class the model has not learned contradicts its true labels as
+often as its wrong ones. The measured figures are in docs/benchmarks.md.
 
 The scores must be out-of-sample (``oof_scores.npz`` of ``tools/train.py --folds K``): a model
 scoring the samples it was trained on has learned their labels, errors included.
@@ -42,8 +38,6 @@ from mlcls.evaluation.functional import average_precision
 # How the pairs of a class are chosen: cleanlab.filter.find_label_issues' methods that flag a set of
 # pairs (its rankings by margin or self-confidence need a count from the caller), and
 # recall_corrected (the default: cleanlab's prune_by_class with the counts of recall_corrected_counts).
-# Measured on the demo's noise, three seeds' 24-epoch folds (docs/label_issues.md): recall_corrected
-# 75.6 % precision / 83.0 % recall, prune_by_noise_rate 72.5 / 70.4, confident_learning 79.3 / 64.7.
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given", "recall_corrected")
 
 
@@ -55,9 +49,8 @@ def recall_corrected_counts(y: np.ndarray, p: np.ndarray) -> list[int]:
     so of a class's positives score below their own mean, and a left-out positive scores like
     the labelled ones (the annotator skipped it at random), so the confident joint misses as many
     left-out positives as positives fall below the threshold, on a class the model knows as well
-    as on one it does not: cleanlab's count was 69 % of the truth on the demo's best-learned class
-    (AP 0.999 against the true labels). Here each count is divided by its threshold's recall
-    instead: the share of the label's own pairs that clear it.
+    as on one it does not. Here each count is divided by its threshold's recall instead: the
+    share of the label's own pairs that clear it.
 
     Args:
         y: [N] given labels (0/1) of one class.
