@@ -121,25 +121,7 @@ def build_dataloader(
             raise ConfigError("dataloader: missing 'dataset'")
         dataset = build_dataset(cfg["dataset"])
     if isinstance(dataset, IterableDataset):  # a stream (WebDatasetShards): it splits itself by rank and worker
-        if cfg.get("sampler"):
-            raise ConfigError(f"dataloader: {type(dataset).__name__} is a stream and takes no sampler (repeats: its oversample_thr)")
-        if cfg.get("decode_on_device"):
-            raise ConfigError(
-                f"dataloader.decode_on_device: {type(dataset).__name__} is a stream of decoded samples; it takes no decode_on_device"
-            )
-        num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), device)
-        batch_size = int(cfg.get("batch_size", 32))
-        if isinstance(dataset, Stream):
-            dataset.configure_loader(batch_size, num_workers)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=_pin_memory(cfg),
-            persistent_workers=False,  # each epoch's plan is read when the workers start
-            worker_init_fn=_seed_worker,
-            prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
-        )
+        return _stream_loader(cfg, dataset, device)
     sampler_cfg = dict(cfg.get("sampler") or {"type": "DefaultSampler"})
     if shuffle is not None and sampler_cfg.get("type") == "DefaultSampler":
         sampler_cfg.setdefault("shuffle", shuffle)
@@ -173,6 +155,29 @@ def build_dataloader(
     )
     loader.batch_transform = batch_transform
     return loader
+
+
+def _stream_loader(cfg: dict, dataset: IterableDataset, device) -> DataLoader:
+    """The DataLoader of a stream of samples (:class:`Stream`), which takes no sampler."""
+    if cfg.get("sampler"):
+        raise ConfigError(f"dataloader: {type(dataset).__name__} is a stream and takes no sampler (repeats: its oversample_thr)")
+    if cfg.get("decode_on_device"):
+        raise ConfigError(
+            f"dataloader.decode_on_device: {type(dataset).__name__} is a stream of decoded samples; it takes no decode_on_device"
+        )
+    num_workers = resolve_num_workers(cfg.get("num_workers", "auto"), device)
+    batch_size = int(cfg.get("batch_size", 32))
+    if isinstance(dataset, Stream):
+        dataset.configure_loader(batch_size, num_workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=_pin_memory(cfg),
+        persistent_workers=False,  # each epoch's plan is read when the workers start
+        worker_init_fn=_seed_worker,
+        prefetch_factor=cfg.get("prefetch_factor") if num_workers > 0 else None,
+    )
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, skip: int = 0) -> None:

@@ -131,33 +131,10 @@ def read_image_labels(path: str | os.PathLike, lookup: _ClassLookup, chunk_bytes
                     cut = chunk.find(b"\n") + 1 or len(chunk)
                     chunk, line_base = chunk[cut:], 1
             buf = np.frombuffer(chunk, dtype=np.uint8)
-            nl = np.flatnonzero(buf == 10)
             if not len(buf):
                 continue
-            if not len(nl) or nl[-1] != len(buf) - 1:
-                nl = np.append(nl, len(buf))  # a last line without a newline
-            starts = np.concatenate([[0], nl[:-1] + 1])
-            ends = nl - ((nl > starts) & (buf[np.maximum(nl - 1, 0)] == 13))  # drop a '\r'
-            lines = line_base + 1 + np.arange(len(nl))
-            line_base += len(nl)
-            keep = ends > starts
-            starts, ends, lines = starts[keep], ends[keep], lines[keep]
-            commas = np.flatnonzero(buf == 44)
-            k = np.searchsorted(commas, starts)
-            ncomma = np.searchsorted(commas, ends) - k
-            bad = np.flatnonzero(ncomma != 3)
-            if len(bad):
-                i = bad[0]
-                text = bytes(buf[starts[i] : ends[i]][:120]).decode("utf-8", "replace")
-                raise DataError(f"{path}:{lines[i]}: expected 4 fields ImageID,Source,LabelName,Confidence, got {text!r}")
-            c1, c2, c3 = commas[k], commas[k + 1], commas[k + 2]
-            conf_len = ends - c3 - 1
-            conf = buf[np.minimum(c3 + 1, len(buf) - 1)]
-            bad = np.flatnonzero((conf_len != 1) | ((conf != 48) & (conf != 49)))
-            if len(bad):
-                i = bad[0]
-                text = bytes(buf[c3[i] + 1 : ends[i]]).decode("utf-8", "replace")
-                raise DataError(f"{path}:{lines[i]}: Confidence must be 1 (present) or 0 (verified absent), got {text!r}")
+            starts, ends, lines, c1, c2, c3, conf, n_lines = _fields(buf, line_base, path)
+            line_base += n_lines
             id_len = c1 - starts
             if id_len.max() > id_width or id_len.min() == 0:
                 i = int(np.argmax((id_len > id_width) | (id_len == 0)))
@@ -194,6 +171,44 @@ def read_image_labels(path: str | os.PathLike, lookup: _ClassLookup, chunk_bytes
             prev_last = ids[-1].copy()
     if not heads:
         raise DataError(f"{path}: no label rows")
+    return {**_assemble(heads, head_lines, counts, cls_parts, val_parts), "rows": n_rows, "outside": n_outside, "unknown": n_unknown,
+            "unknown_examples": unknown_examples}  # fmt: skip
+
+
+def _fields(buf: np.ndarray, line_base: int, path) -> tuple:
+    """The non-empty lines of a chunk (bytes as uint8) and the positions of their fields:
+    ``(starts, ends, line numbers, first/second/third comma, the Confidence byte, lines in the chunk)``,
+    or one error naming the line whose fields are not ``ImageID,Source,LabelName,0|1``."""
+    nl = np.flatnonzero(buf == 10)
+    if not len(nl) or nl[-1] != len(buf) - 1:
+        nl = np.append(nl, len(buf))  # a last line without a newline
+    starts = np.concatenate([[0], nl[:-1] + 1])
+    ends = nl - ((nl > starts) & (buf[np.maximum(nl - 1, 0)] == 13))  # drop a '\r'
+    lines = line_base + 1 + np.arange(len(nl))
+    keep = ends > starts
+    starts, ends, lines = starts[keep], ends[keep], lines[keep]
+    commas = np.flatnonzero(buf == 44)
+    k = np.searchsorted(commas, starts)
+    ncomma = np.searchsorted(commas, ends) - k
+    bad = np.flatnonzero(ncomma != 3)
+    if len(bad):
+        i = bad[0]
+        text = bytes(buf[starts[i] : ends[i]][:120]).decode("utf-8", "replace")
+        raise DataError(f"{path}:{lines[i]}: expected 4 fields ImageID,Source,LabelName,Confidence, got {text!r}")
+    c1, c2, c3 = commas[k], commas[k + 1], commas[k + 2]
+    conf_len = ends - c3 - 1
+    conf = buf[np.minimum(c3 + 1, len(buf) - 1)]
+    bad = np.flatnonzero((conf_len != 1) | ((conf != 48) & (conf != 49)))
+    if len(bad):
+        i = bad[0]
+        text = bytes(buf[c3[i] + 1 : ends[i]]).decode("utf-8", "replace")
+        raise DataError(f"{path}:{lines[i]}: Confidence must be 1 (present) or 0 (verified absent), got {text!r}")
+    return starts, ends, lines, c1, c2, c3, conf, len(nl)
+
+
+def _assemble(heads: list, head_lines: list, counts: list, cls_parts: list, val_parts: list) -> dict:
+    """The chunks' pieces as one CSR index: ``ids``, ``lines``, ``offsets``, ``label_ids``,
+    ``label_vals``, each image's rows grouped (regrouped only when the file was not sorted)."""
     heads = np.concatenate(heads)
     head_lines = np.concatenate(head_lines)
     per_image = np.concatenate(counts).astype(np.int64)
@@ -214,17 +229,8 @@ def read_image_labels(path: str | os.PathLike, lookup: _ClassLookup, chunk_bytes
     np.cumsum(per_image, out=offsets[1:])
     if not increasing.all():
         heads, head_lines, offsets, label_ids, label_vals = _regroup(heads, head_lines, offsets, label_ids, label_vals)
-    return {
-        "ids": heads.view(f"S{heads.shape[1]}").ravel(),
-        "lines": head_lines,
-        "offsets": offsets,
-        "label_ids": label_ids,
-        "label_vals": label_vals,
-        "rows": n_rows,
-        "outside": n_outside,
-        "unknown": n_unknown,
-        "unknown_examples": unknown_examples,
-    }
+    return {"ids": heads.view(f"S{heads.shape[1]}").ravel(), "lines": head_lines, "offsets": offsets, "label_ids": label_ids,
+            "label_vals": label_vals}  # fmt: skip
 
 
 def _regroup(heads, head_lines, offsets, label_ids, label_vals):
