@@ -256,12 +256,46 @@ def test_model(
     had_evaluation = work_dir.is_dir() and (work_dir / "test_metrics.json").is_file()
     if had_evaluation:
         logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
+    same = _same_samples(cfg, ckpt, checkpoint, split, thr, tune, tune_split, allow_same_split)
+    if tune:
+        ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
+    ev_cfg = evaluator_section(cfg) or {"type": "MultiLabelMetric"}
+    # checked before the evaluation, not after
+    resolved = resolve_thresholds(classes, thr, ckpt.get("thresholds"), ev_cfg, given_as="--thr", checkpoint=checkpoint)
+    scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
+    metrics, at_half, (ev_name, ev_extra) = _metrics(scores, targets, resolved, ev_cfg, ci, ci_seed, report)
+    views = model.views if tta else None
+    metrics["report"] = _report_text(metrics, at_half, classes, resolved, views, ev_name, ev_extra)
+    metrics["thresholds_source"] = resolved.source
+    if on_report is not None:  # before any write that could fail: the numbers are never lost
+        on_report(metrics["report"])
+    results = _results(metrics, at_half, classes, checkpoint, split, resolved.source, views, (ev_name, ev_extra), same, tune, report)
+    written = _write_metric_files(results, work_dir, split, tune)
+    if out:  # relative to where the user is, as every tool's --out
+        write_scores(out, paths, classes, scores, targets, views=bag_views(model))
+        written.append(Path(out))
+    if report:
+        written += write_report_files(
+            work_dir, scores, targets, paths, classes, metrics["thr"], checkpoint, ckpt, cfg, split, resolved.source, views,
+            report_options, metrics.get("ci"), (metrics, at_half), model_views=bag_views(model), same_samples=same,
+            evaluator=f"{ev_name}: " + ", ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()) if ev_extra else None,
+            # exams are shown by the slice that carried each class's score
+            evidence_fn=(lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None,
+        )  # fmt: skip
+    _name_older_files(work_dir, had_evaluation, written)
+    metrics["written"] = [str(p) for p in written]
+    return metrics
+
+
+def _same_samples(cfg: dict, ckpt: dict, checkpoint, split: str, thr, tune: str | None, tune_split: str, allow: bool) -> list[str]:
+    """Why the numbers of ``split`` would be optimistic (thresholds tuned, stored thresholds tuned, or
+    ``best.pth`` selected on the samples reported on), each logged; refused unless ``allow``."""
     # what is read decides, not the sections' names: a val and a test loader on the same exams are one split
     same = [] if not tune else [f"thresholds tuned on them: {why}" for why in [shared_samples(cfg, tune_split, split)] if why]
     stored_split = (ckpt.get("thresholds") or {}).get("split")
     if not tune and thr is None and stored_split in ("train", "val", "test"):
         same += [f"the stored thresholds were tuned on them: {why}" for why in [shared_samples(cfg, stored_split, split)] if why]
-    if same and not allow_same_split:
+    if same and not allow:
         doing = "tune thresholds on the samples reported on" if tune else "report on the samples the thresholds were chosen on"
         raise ConfigError(
             f"refusing to {doing} (optimistic numbers): {same[0]}; "
@@ -274,19 +308,25 @@ def test_model(
         same.append(f"the checkpoint was selected on them (best {picked_by}): {selected}")
     for why in same:
         logger.warning("the numbers below are optimistic: %s", why)
-    if tune:
-        ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
-    ev_cfg = evaluator_section(cfg) or {"type": "MultiLabelMetric"}
-    # checked before the evaluation, not after
-    resolved = resolve_thresholds(classes, thr, ckpt.get("thresholds"), ev_cfg, given_as="--thr", checkpoint=checkpoint)
-    used, source, stored = resolved.values.tolist(), resolved.source, resolved.record
-    scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
+    return same
+
+
+def _metrics(scores, targets, resolved, ev_cfg: dict, ci: int | None, ci_seed: int, report: bool) -> tuple[dict, dict, tuple[str, dict]]:
+    """``(the metrics at the thresholds in use, those at 0.5, (the configured evaluator, its own metrics))``."""
+    used = resolved.values.tolist()
     metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
     ev_name, ev_extra = evaluator_metrics(ev_cfg, scores, targets, used, set(metrics))
     metrics.update(ev_extra)  # the configured evaluator's own metrics, next to the standard ones
     if ci:
         metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
     at_half = metrics if resolved.uniform == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
+    return metrics, at_half, (ev_name, ev_extra)
+
+
+def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, views, ev_name: str, ev_extra: dict) -> str:
+    """What tools/test.py prints: the thresholds' source, the summary and per-class table, the
+    evaluator's own metrics, and the metrics at 0.5 when other thresholds are in use."""
+    stored = resolved.record
     fallback, note = [], ""
     if stored and stored.get("fallback_classes"):
         fallback = [c for c in stored["fallback_classes"] if isinstance(c, str)]
@@ -295,85 +335,59 @@ def test_model(
             f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
         )
     lines = [
-        f"thresholds: {source}" + (f"; test-time augmentation: {' + '.join(map(str, model.views))}" if tta else ""),
+        f"thresholds: {resolved.source}" + (f"; test-time augmentation: {' + '.join(map(str, views))}" if views else ""),
         format_report(metrics, classes, fallback, note),
     ]
     if ev_extra:
         lines.insert(2, f"{ev_name}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()))
     if at_half is not metrics:  # the thresholds in use are not all 0.5: also show the usual reference
         lines.append("at thr 0.5: " + "  ".join(f"{k} {at_half[k]:.2f}" for k in THRESHOLD_KEYS if k in at_half))
-    metrics["report"] = "\n".join(lines)
-    metrics["thresholds_source"] = source
-    if on_report is not None:  # before any write that could fail: the numbers are never lost
-        on_report(metrics["report"])
+    return "\n".join(lines)
 
+
+def _results(metrics, at_half, classes, checkpoint, split, source, views, evaluator, same, tune, report) -> dict:
+    """test_metrics.json's content."""
+    ev_name, ev_extra = evaluator
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "auroc_skipped", "num_samples")
     summary = {k: metrics[k] for k in (*SUMMARY_KEYS, *extra, *ev_extra) if k in metrics}
-    rows = per_class_rows(metrics, classes)
-    results = {
+    return {
         **summary,
         "checkpoint": str(checkpoint),
         "split": split,
         "thresholds": {"source": source, "values": metrics["thr"]},
-        "tta": model.views if tta else None,
+        "tta": views,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
-        **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if ci else {}),
+        **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if metrics.get("ci") else {}),
         "evaluator": {"type": ev_name, "metrics": ev_extra},  # the configured evaluator (its own metrics also above)
         "same_samples": same,  # why these numbers are optimistic (empty: reported on samples nothing was chosen on)
-        "per_class": rows,
+        "per_class": per_class_rows(metrics, classes),
         # the files of this evaluation (a report.html beside them that is not listed is an earlier one's)
         "files": ["test_metrics.json", "per_class.csv", "ap_vs_frequency.png", *(["thresholds.json"] if tune else []),
                   *([SCORES_FILE, "report.html"] if report else [])],
     }  # fmt: skip
+
+
+def _write_metric_files(results: dict, work_dir: Path, split: str, tune: str | None) -> list[Path]:
+    """test_metrics.json, per_class.csv and ap_vs_frequency.png; returns every file this evaluation wrote so far."""
+    rows = results["per_class"]
     write_json(results, work_dir / "test_metrics.json")
     write_per_class_csv(rows, work_dir / "per_class.csv")
     ordered = [r for r in rows if r["AP"] is not None]
-    bar_chart(
-        [f"{r['class']} ({r['positives']})" for r in ordered],
-        [r["AP"] for r in ordered],
-        work_dir / "ap_vs_frequency.png",
-        f"{split}: AP per class, most frequent first",
-        "AP (%)",
-    )
+    bar_chart([f"{r['class']} ({r['positives']})" for r in ordered], [r["AP"] for r in ordered], work_dir / "ap_vs_frequency.png",
+              f"{split}: AP per class, most frequent first", "AP (%)")  # fmt: skip
     written = [work_dir / "test_metrics.json", work_dir / "per_class.csv", work_dir / "ap_vs_frequency.png"]
-    if tune:
-        written.append(work_dir / "thresholds.json")
-    if out:  # relative to where the user is, as every tool's --out
-        write_scores(out, paths, classes, scores, targets, views=bag_views(model))
-        written.append(Path(out))
-    if report:
-        written += write_report_files(
-            work_dir,
-            scores,
-            targets,
-            paths,
-            classes,
-            metrics["thr"],
-            checkpoint,
-            ckpt,
-            cfg,
-            split,
-            source,
-            tta and model.views,
-            report_options,
-            metrics.get("ci"),
-            (metrics, at_half),
-            model_views=bag_views(model),
-            same_samples=same,
-            evaluator=f"{ev_name}: " + ", ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()) if ev_extra else None,
-            # exams are shown by the slice that carried each class's score
-            evidence_fn=(lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None,
-        )
-    # what an earlier evaluation wrote and this one did not write again stays (it is that
-    # evaluation's, and may be all that is left of it); the log and test_metrics.json say which is which
+    return written + ([work_dir / "thresholds.json"] if tune else [])
+
+
+def _name_older_files(work_dir: Path, had_evaluation: bool, written: list[Path]) -> None:
+    """What an earlier evaluation wrote and this one did not write again stays (it is that
+    evaluation's, and may be all that is left of it); the log and test_metrics.json say which is which."""
     older = [work_dir / n for n in OUTPUT_FILES if had_evaluation and (work_dir / n).exists() and work_dir / n not in written]
     if older:
         logger.warning(
             "%s in %s %s from an earlier evaluation, not this one (written: %s)",
             ", ".join(p.name for p in older), work_dir, "is" if len(older) == 1 else "are", ", ".join(p.name for p in written),
         )  # fmt: skip
-    metrics["written"] = [str(p) for p in written]
-    return metrics
 
 
 #: the files of an earlier evaluation that this one may not write again (--no-report): they are
