@@ -246,16 +246,9 @@ def test_model(
     """
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
     tta = resolve_tta(tta, cfg)
-    if tta:
-        model = TTAModel(model, tta)
+    model = TTAModel(model, tta) if tta else model
     classes = list(ckpt["meta"]["classes"])
-    work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
-    check_writable(work_dir)
-    if out and Path(out).suffix.lower() not in (".csv", ".json"):
-        raise ConfigError(f"--out: unsupported extension '{Path(out).suffix}' (use .csv or .json)")
-    had_evaluation = work_dir.is_dir() and (work_dir / "test_metrics.json").is_file()
-    if had_evaluation:
-        logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
+    work_dir, had_evaluation = _output_dir(work_dir, checkpoint, out)
     same = _same_samples(cfg, ckpt, checkpoint, split, thr, tune, tune_split, allow_same_split)
     if tune:
         ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
@@ -285,6 +278,19 @@ def test_model(
     _name_older_files(work_dir, had_evaluation, written)
     metrics["written"] = [str(p) for p in written]
     return metrics
+
+
+def _output_dir(work_dir: str | None, checkpoint, out: str | None) -> tuple[Path, bool]:
+    """``(the folder this evaluation writes, whether it holds an earlier one)``, checked writable,
+    and ``out`` checked before anything is computed."""
+    work_dir = Path(work_dir) if work_dir else default_output_dir(checkpoint)
+    check_writable(work_dir)
+    if out and Path(out).suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"--out: unsupported extension '{Path(out).suffix}' (use .csv or .json)")
+    had_evaluation = work_dir.is_dir() and (work_dir / "test_metrics.json").is_file()
+    if had_evaluation:
+        logger.info("%s holds an earlier evaluation: its files are replaced by this one's", work_dir)
+    return work_dir, had_evaluation
 
 
 def _same_samples(cfg: dict, ckpt: dict, checkpoint, split: str, thr, tune: str | None, tune_split: str, allow: bool) -> list[str]:
