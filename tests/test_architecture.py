@@ -58,3 +58,12 @@ def test_one_function_calls_torch_load():
         if re.search(r"\btorch\.load\(", line) and not line.lstrip().startswith(("#", '"', "``")) and "``torch.load(" not in line
     ]
     assert len(calls) == 1 and calls[0].startswith("mlcls/utils/checkpoint.py:"), calls  # read_file
+
+
+def test_no_function_in_the_library_is_longer_than_a_screen():
+    """A function of the library fits on a screen (80 lines with its docstring): longer ones are
+    split into named steps."""
+    long = [f"{path.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for path, _, tree in _modules() for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]  # fmt: skip
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
