@@ -67,12 +67,10 @@ class LargeLoss(DataDerivedWeights):
         self.epoch = 0
         self.uses_sample_index = mode == "correct_permanent"
         self._index: torch.Tensor | None = None
-        if self.uses_sample_index:
-            if not label_stats or "num_samples" not in label_stats:
-                raise ValueError("LargeLoss(mode=correct_permanent) needs the training label counts (tools/train.py passes them)")
-            n, c = int(label_stats["num_samples"]), len(label_stats["pos"])
-            # the labels corrected for good, per training sample and class (a buffer: it follows the model's device)
-            self.register_buffer("corrected", torch.zeros((n, c), dtype=torch.bool), persistent=False)
+        # the labels corrected for good, per training sample and class (a buffer: it follows the model's device);
+        # a model built for evaluation or inference has no training set and needs none
+        shape = (int(label_stats["num_samples"]), len(label_stats["pos"])) if self.uses_sample_index and label_stats else None
+        self.register_buffer("corrected", torch.zeros(shape, dtype=torch.bool) if shape else None, persistent=False)
 
     def resolved_config(self, cfg: dict) -> dict:
         """``cfg`` with the inner loss's data-derived values (``auto`` weights) written out."""
@@ -98,6 +96,10 @@ class LargeLoss(DataDerivedWeights):
         x, y, valid = split_targets(logits, targets)
         index = self._index
         if self.uses_sample_index:
+            if self.corrected is None:
+                raise ValueError(
+                    "LargeLoss(mode=correct_permanent) trains only with the training label counts (tools/train.py passes them)"
+                )
             if index is None or len(index) != x.shape[0]:
                 raise ValueError("LargeLoss(mode=correct_permanent): the batch's sample indices were not given (set_sample_index)")
             index = index.to(self.corrected.device)
@@ -130,13 +132,13 @@ class LargeLoss(DataDerivedWeights):
 
     def training_state(self) -> dict:
         """The labels corrected for good (``correct_permanent``), as (sample, class) pairs."""
-        if not self.uses_sample_index:
+        if self.corrected is None:
             return {}
         pairs = self.corrected.nonzero().cpu()
         return {"corrected": pairs, "shape": list(self.corrected.shape)}
 
     def load_training_state(self, state: dict) -> None:
-        if not self.uses_sample_index:
+        if self.corrected is None:
             return
         if state.get("shape") is not None and list(state["shape"]) != list(self.corrected.shape):
             raise ValueError(

@@ -220,6 +220,12 @@ def test_the_trainer_tells_the_epoch_and_a_resumed_run_keeps_the_corrected_label
     torch.testing.assert_close(b["loss_state"]["head.loss_module"]["corrected"], state["corrected"], rtol=0, atol=0)
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0, msg=k)
+    # evaluation and inference build the model without a training set: the loss's state is not needed
+    from mlcls.apis import inference_model, init_model, test_model
+
+    assert np.isfinite(test_model(None, str(tmp_path / "part" / "latest.pth"), work_dir=str(tmp_path / "t"))["mAP"])
+    first_image = next(p for p in (shapes_root / "images" / "test").iterdir())
+    assert set(inference_model(init_model(None, tmp_path / "part" / "latest.pth"), str(first_image))["scores"]) == set(a["meta"]["classes"])
 
 
 @pytest.mark.parametrize("loss", [{"type": "HillLoss"}, {"type": "SPLCLoss", "warmup": 1}, {"type": "SelectiveLoss"},
