@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 from mlcls.apis import test_model, train_model  # noqa: E402
 from mlcls.apis.config import prepare_config  # noqa: E402
 from mlcls.apis.folds import combine_seeds, run_folds  # noqa: E402
+from mlcls.datasets.label_fixes import write_label_fixes  # noqa: E402
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset  # noqa: E402
 from mlcls.evaluation.label_issues import FILTERS, find_label_issues, policy_fixes  # noqa: E402
 from mlcls.report.store import load_eval_scores  # noqa: E402
@@ -129,11 +130,7 @@ def fix_rows(pairs, paths, classes, given, policy: str, truth: set | None = None
 
 def write_fixes(path: Path, fixes: dict) -> Path:
     """``label_fixes.csv`` (path, class, label) of :func:`fix_rows`' fixes."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "class", "label"])
-        w.writerows([pth, c, label] for (pth, c), label in fixes.items())
-    return path
+    return write_label_fixes(path, ((pth, c, label) for (pth, c), label in fixes.items()))
 
 
 def folds_scores(make_cfg, base: Path, k: int, seeds: list[int], train, tta: str | None = None) -> dict:

@@ -38,6 +38,7 @@ from bench_label_issues import config  # noqa: E402
 
 from mlcls.apis import test_model, train_model  # noqa: E402
 from mlcls.apis.folds import run_folds  # noqa: E402
+from mlcls.datasets.label_fixes import write_label_fixes  # noqa: E402
 from mlcls.datasets.shapes import inject_label_noise, make_shapes_dataset  # noqa: E402
 from mlcls.evaluation.label_issues import find_label_issues, policy_fixes  # noqa: E402
 from mlcls.report.store import load_eval_scores  # noqa: E402
@@ -93,19 +94,11 @@ def finder_fixes(root: Path, out: Path, ann: str, epochs: int, seed: int, folds:
     run_folds(cfg, folds, lambda c, r: train_model(c, resume="auto" if r else None, overwrite=not r), resume=(wd / "folds.csv").exists())
     run = load_eval_scores(wd / "oof_scores.npz")
     res = find_label_issues(run["scores"].numpy(), run["targets"].numpy())
-    path = out / f"fixes_{policy}_seed{seed}.csv"
-    rows = [(run["paths"][r], run["classes"][c], label) for r, c, label in policy_fixes(res["pairs"], policy)]
+    fixes = {}  # (path, class) -> label; the policy's fix wins over the base file's for the same pair
     if base_fixes is not None:  # partial annotation: the unannotated entries stay unknown beneath the policy's fixes
-        kept = base_fixes.read_text(encoding="utf-8").splitlines()[1:]
-        rows = [tuple(line.rsplit(",", 2)) for line in kept] + [(str(Path(p).relative_to(root)), c, v) for p, c, v in rows]
-    else:
-        rows = [(str(Path(p).relative_to(root)), c, v) for p, c, v in rows]
-    seen, unique = set(), []
-    for p, c, v in reversed(rows):  # the policy's fix wins over the base file's for the same pair
-        if (p, c) not in seen:
-            seen.add((p, c))
-            unique.append((p, c, v))
-    path.write_text("path,class,label\n" + "".join(f"{p},{c},{v}\n" for p, c, v in reversed(unique)), encoding="utf-8")
+        fixes.update({(p, c): v for p, c, v in (line.rsplit(",", 2) for line in base_fixes.read_text(encoding="utf-8").splitlines()[1:])})
+    fixes.update({(str(Path(run["paths"][r]).relative_to(root)), run["classes"][c]): v for r, c, v in policy_fixes(res["pairs"], policy)})
+    path = write_label_fixes(out / f"fixes_{policy}_seed{seed}.csv", ((p, c, v) for (p, c), v in fixes.items()))
     return path
 
 

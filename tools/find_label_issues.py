@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli_main
 def main(argv=None) -> None:
     from mlcls.apis.folds import OOF_FILE
-    from mlcls.datasets.label_fixes import spreadsheet_cell
+    from mlcls.datasets.label_fixes import spreadsheet_cell, write_label_fixes
     from mlcls.evaluation.label_issues import find_label_issues, policy_fixes
     from mlcls.report.store import issues_record, load_eval_scores
     from mlcls.utils.fileio import atomic_open, check_outputs
@@ -95,13 +95,7 @@ def main(argv=None) -> None:
                         "extra" if given == 1 else "missing", rank])  # fmt: skip
     write_json(issues_record(src, run, out, len(res["pairs"]), vars(args)), record)
     if fixes_out is not None:  # no review: a policy decides for every flag
-        with atomic_open(fixes_out, newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "class", "label"])
-            w.writerows(
-                [spreadsheet_cell(run["paths"][r]), spreadsheet_cell(classes[c]), label]
-                for r, c, label in policy_fixes(res["pairs"], args.write_fixes)
-            )
+        write_label_fixes(fixes_out, ((run["paths"][r], classes[c], label) for r, c, label in policy_fixes(res["pairs"], args.write_fixes)))
     width = max(5, *(len(c) for c in classes))
     print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
     for i, (c, r) in enumerate(zip(classes, res["per_class"])):

@@ -171,7 +171,7 @@ def _split(cfg: dict, k: int, seed: int) -> tuple:
     assigned = fold_assignment(full.split_index, full.num_classes, k, seed)  # cut on the file's labels, as the folds' datasets cut
     paths = [full.image_path(i) for i in range(len(full))]
     fixes = full.label_fixes
-    run_id = {"folds": k, "seed": seed, "num_samples": len(paths), "labels_sha256": labels_sha256(full),
+    run_id = {"folds": k, "seed": seed, "num_samples": len(paths), "labels_sha256": labels_sha256(full, paths),
               "label_fixes": {"file": fixes["file"], "sha256": fixes["sha256"]} if fixes else None}  # fmt: skip
     return full, assigned, paths, run_id
 
@@ -191,9 +191,9 @@ def _warn_few_positives(full, k: int) -> None:
 
 def _report_checkpoints(base: Path, k: int) -> None:
     """Say how much disk the folds' checkpoints take: the out-of-fold scores need none of them."""
-    files = [p for fold in range(k) for p in (base / f"fold_{fold}").glob("*.pth")]
-    size = sum(p.stat().st_size for p in {(p.stat().st_ino): p for p in files}.values())  # hard links counted once
-    if files:
+    sizes = {st.st_ino: st.st_size for fold in range(k) for st in (p.stat() for p in (base / f"fold_{fold}").glob("*.pth"))}
+    size = sum(sizes.values())  # by inode: latest.pth, a hard link to an epoch file, counted once
+    if sizes:
         logger.info("--folds: the folds' checkpoints take %.1f GB in %s/fold_*/ (the out-of-fold scores do not need them: delete them "
                     "once the run is finished, or keep fewer with default_hooks.checkpoint.max_keep_ckpts)", size / 1e9, base)  # fmt: skip
 
@@ -263,14 +263,15 @@ def _write_run(base: Path, scores, targets, paths, classes, thr, meta: dict, evi
     barrier()
 
 
-def labels_sha256(dataset) -> str:
-    """A hash of what a dataset trains on: its classes, sample paths and dense targets (label fixes
-    applied), read in blocks so that a large set never builds its whole [N, C] matrix."""
+def labels_sha256(dataset, paths: list[str]) -> str:
+    """A hash of what a dataset trains on: its classes, sample ``paths`` (its image paths, in
+    order) and dense targets (label fixes applied), read in blocks so that a large set never
+    builds its whole [N, C] matrix."""
     h = hashlib.sha256(json.dumps(list(dataset.classes)).encode())
     n = len(dataset)
     for start in range(0, n, 4096):
         rows = np.arange(start, min(n, start + 4096))
-        h.update("\n".join(dataset.image_path(int(i)) for i in rows).encode("utf-8", "surrogateescape"))
+        h.update("\n".join(paths[start : start + 4096]).encode("utf-8", "surrogateescape"))
         h.update(np.ascontiguousarray(dataset.dense_targets(rows), dtype=np.int8).tobytes())
     return h.hexdigest()
 
@@ -308,11 +309,12 @@ def _check_resumable(base: Path, k: int, paths: list[str], folds: list[int], run
     if (base / RUN_FILE).is_file():
         _check_same_labels(base / RUN_FILE, base, run_id)
     finished = {}
+    row_of = {p: i for i, p in enumerate(paths)}
     for fold in range(k):
         path = base / f"fold_{fold}" / HELD_FILE
         if path.is_file():  # the labels each finished fold was scored against: also for runs from before RUN_FILE
             finished[fold] = load_eval_scores(path)
-            _check_held_labels(finished[fold], path, full, paths)
+            _check_held_labels(finished[fold], path, full, row_of)
     return finished
 
 
@@ -332,9 +334,9 @@ def _check_same_labels(saved: Path, base: Path, run_id: dict) -> None:
         )
 
 
-def _check_held_labels(held: dict, path: Path, full, paths: list[str]) -> None:
-    """A finished fold's held-out labels are the training set's labels now, else one clear error."""
-    row_of = {p: i for i, p in enumerate(paths)}
+def _check_held_labels(held: dict, path: Path, full, row_of: dict) -> None:
+    """A finished fold's held-out labels are the training set's labels now (``row_of``: each
+    sample path's row in ``full``), else one clear error."""
     rows = [row_of.get(p, -1) for p in held["paths"]]
     if min(rows, default=0) < 0:
         return  # a sample that is not in the set: the coverage check names the fold

@@ -15,11 +15,13 @@ import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from mlcls.errors import DataError
+from mlcls.utils.fileio import atomic_open
 
 HEADER = ["path", "class", "label"]
 #: a spreadsheet runs a cell that starts with one of these as a formula
@@ -34,12 +36,16 @@ def spreadsheet_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def _strip_guard(text: str) -> str:
+    """``text`` without the ``'`` :func:`spreadsheet_cell` put in front of a formula-like cell."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+
+
 def unguard_cell(text: str, known) -> str:
     """``text`` as written before :func:`spreadsheet_cell` guarded it (only where the guarded form is
     not itself a known name and the unguarded one is)."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_START) and text not in known and text[1:] in known:
-        return text[1:]
-    return text
+    bare = _strip_guard(text)
+    return bare if bare != text and text not in known and bare in known else text
 
 
 def decode_csv(path: str, raw: bytes) -> str:
@@ -77,6 +83,16 @@ class LabelFixes:
         touched this part of the data (``applied``) and changed a label there (``changed``)."""
         return {"file": self.file, "sha256": self.sha256, "rows": len(self.entries), "applied": applied, "changed": changed,
                 "fixes": [list(e) for e in self.entries]}  # fmt: skip
+
+
+def write_label_fixes(path: str | os.PathLike, rows) -> Path:
+    """Write a fix file (atomically): the header and one ``path,class,label`` row per ``rows`` item,
+    cells guarded for spreadsheets (:func:`spreadsheet_cell`)."""
+    with atomic_open(path, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows([spreadsheet_cell(sample), spreadsheet_cell(name), label] for sample, name, label in rows)
+    return Path(path)
 
 
 def check_fixes_key(value, where: str) -> str | None:
@@ -117,10 +133,7 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
     header = next(rows, None)
     if header is None or [h.strip().lower() for h in header[:3]] != HEADER:
         raise _header_error(path, header, "path,class,label")
-    as_bytes = paths.dtype.kind == "S" if isinstance(paths, np.ndarray) else False
-    row_of = {
-        (p if as_bytes else str(p).encode("utf-8")): i for i, p in enumerate(paths.tolist() if isinstance(paths, np.ndarray) else paths)
-    }
+    row_of = {(p if isinstance(p, bytes) else str(p).encode("utf-8")): i for i, p in enumerate(np.asarray(paths).tolist())}
     root_prefix = (str(data_root).rstrip(os.sep) + os.sep).encode() if data_root else b""
     class_id = {c: i for i, c in enumerate(classes)}
     fixes = LabelFixes(file=str(path), sha256=hashlib.sha256(raw).hexdigest())
@@ -132,8 +145,8 @@ def read_label_fixes(path: str, paths: np.ndarray, classes: Sequence[str], data_
             raise DataError(f"{path}:{line_no}: expected 'path,class,label', got {len(row)} field(s)")
         sample, name, label = row[0], unguard_cell(row[1].strip(), class_id), row[2].strip()
         key = sample.encode("utf-8")
-        if key not in row_of and sample.startswith("'") and sample[1:].startswith(FORMULA_START):  # written by spreadsheet_cell
-            sample = sample[1:]
+        if key not in row_of and _strip_guard(sample) != sample:  # written by spreadsheet_cell
+            sample = _strip_guard(sample)
             key = sample.encode("utf-8")
         if key not in row_of and root_prefix and key.startswith(root_prefix):  # written with data_root in front
             key = key[len(root_prefix) :]
@@ -192,10 +205,25 @@ def read_label_issues(path: str, classes: Sequence[str]) -> list[dict]:
                             f"{get('given_label')!r}, {get('rank')!r}, {get('score')!r}") from None  # fmt: skip
         if given not in (0, 1) or not 0 <= score <= 1 or get("kind") not in ("missing", "extra"):
             raise DataError(f"{path}:{line_no}: expected given_label 0 or 1, a score in [0, 1] and kind missing or extra")
-        sample = row[col["path"]]
-        sample = sample[1:] if sample.startswith("'") and sample[1:].startswith(FORMULA_START) else sample
-        out.append({"path": sample, "class": class_id[name], "given": given, "score": score, "kind": get("kind"), "rank": rank})
+        out.append(
+            {
+                "path": _strip_guard(row[col["path"]]),
+                "class": class_id[name],
+                "given": given,
+                "score": score,
+                "kind": get("kind"),
+                "rank": rank,
+            }
+        )
     return sorted(out, key=lambda r: r["rank"])
 
 
-__all__ = ["LabelFixes", "check_fixes_key", "read_label_fixes", "read_label_issues", "spreadsheet_cell", "unguard_cell"]
+__all__ = [
+    "LabelFixes",
+    "check_fixes_key",
+    "read_label_fixes",
+    "read_label_issues",
+    "spreadsheet_cell",
+    "unguard_cell",
+    "write_label_fixes",
+]

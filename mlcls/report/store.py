@@ -89,19 +89,13 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
             for key, ndim in (("scores", 2), ("targets", 2), ("paths", 1), ("classes", 1), ("thr", 1), ("meta", 0)):
                 if arrays[key].ndim != ndim:
                     raise DataError(f"{path}: {key} must be a {ndim}-D array, got shape {arrays[key].shape}")
-            raw = arrays["targets"]
-            if raw.size and not np.isin(raw, (1, 0, -1)).all():  # before the cast to int8, which would hide 0.5 or 257
-                raise DataError(
-                    f"{path}: targets must be 1, 0 or -1 (unknown), found {np.unique(raw[~np.isin(raw, (1, 0, -1))])[:5].tolist()}"
-                )
-            meta = json.loads(str(z["meta"]))
             out = {
-                "scores": torch.from_numpy(z["scores"].astype(np.float32)),
-                "targets": torch.from_numpy(raw.astype(np.int8)),
-                "paths": z["paths"].tolist(),
-                "classes": z["classes"].tolist(),
-                "thr": z["thr"].tolist(),
-                "meta": meta,
+                "scores": torch.from_numpy(arrays["scores"].astype(np.float32)),
+                "targets": torch.from_numpy(arrays["targets"]),  # as stored: int8 once checked (a cast would hide 0.5 or 257)
+                "paths": arrays["paths"].tolist(),
+                "classes": arrays["classes"].tolist(),
+                "thr": arrays["thr"].tolist(),
+                "meta": json.loads(str(arrays["meta"])),
                 "evidence": None,
             }
             if "evidence_view" in z.files and "evidence_slice" in z.files:
@@ -111,6 +105,7 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
     except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:  # truncated, or a pickled (object) array
         raise DataError(f"{path}: cannot read the saved evaluation, damaged or cut short? ({e})") from None
     check_eval_scores(out, path)
+    out["targets"] = out["targets"].to(torch.int8)
     return out
 
 
@@ -125,9 +120,7 @@ def check_eval_scores(run: dict, path: str | os.PathLike) -> None:
     percentages saved by another program), targets other than 1 / 0 / -1, classes named twice or
     empty, thresholds outside [0, 1], meta that is not an object of the known
     types, evidence that does not match the scores."""
-    scores, targets = run["scores"], run["targets"]
-    if scores.ndim != 2:
-        raise DataError(f"{path}: scores must be a [samples, classes] array, got shape {tuple(scores.shape)}")
+    scores, targets = run["scores"], run["targets"]  # 2-D: load_eval_scores checked every array's rank
     n, c = scores.shape
     if n == 0 or c == 0:
         raise DataError(f"{path}: no {'samples' if n == 0 else 'classes'} in the saved scores (shape {n}x{c})")
