@@ -141,7 +141,9 @@ def main() -> None:
         runs = [(name, METHODS[name]) for name in args.methods] + [("clean", METHODS["bce"])]
         for seed in args.seeds:
             for name, loss in runs:
-                r = train_and_test(root, out / setting / f"{name}_seed{seed}", "train.csv" if name == "clean" else ann, args.epochs, seed,
+                # the clean run trains on the true labels: one per seed, shared by every setting
+                wd = out / "clean" / f"seed{seed}" if name == "clean" else out / setting / f"{name}_seed{seed}"
+                r = train_and_test(root, wd, "train.csv" if name == "clean" else ann, args.epochs, seed,
                                    loss, None if name == "clean" else base_fixes)  # fmt: skip
                 for key, v in r.items():
                     results.setdefault(name, {}).setdefault(key, []).append(v)
