@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import importlib
+import json
 import os
 import re
 from pathlib import Path
@@ -351,3 +353,10 @@ def dump_config(cfg: dict, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML (atomically: a reader never sees half a file)."""
     with atomic_open(path) as f:
         yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
+
+
+def config_sha256(cfg: dict) -> str:
+    """A hash of what a run trains with: the config without where it writes (``work_dir``) and
+    which device runs it (a worker of a pool runs on its own GPU)."""
+    body = {key: v for key, v in cfg.items() if key not in ("work_dir", "device")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

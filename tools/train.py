@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mlcls.apis import prepare_config, train_model
 from mlcls.cli import cli_main, int_at_least, resamples_arg, seed_arg
@@ -47,6 +48,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="with --folds: score each held-out fold with test-time augmentation, 'flip' (image + horizontal flip), 'flip4' "
         "(+ vertical, both) or 'config' (the config's test_cfg.tta); with --resume, finished folds scored otherwise are scored again",
     )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int_at_least(1), default=1, metavar="N",
+        help="with --folds / --seeds: run the trainings in N worker processes side by side, each with 1/N of the cores as its "
+        "threads (or one GPU each), then merge them; --resume keeps the finished ones",
+    )  # fmt: skip
+    p.add_argument(
+        "--part", type=int_at_least(0), metavar="I",
+        help="with --folds / --seeds: run only training I of them (seed-major: seed seeds[I // K], fold I %% K), e.g. "
+        "--part $SLURM_ARRAY_TASK_ID in a job array; a finished part is kept, a stopped one resumes. Then --merge",
+    )  # fmt: skip
+    p.add_argument("--merge", action="store_true",
+                   help="with --folds / --seeds: gather the parts run with --part (every part finished, from the same config, split "
+                        "and labels) into the files a run in one process writes")  # fmt: skip
     p.add_argument("--amp", action="store_true", help="mixed precision (train_cfg.amp=true)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument(
@@ -66,6 +80,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--seeds: each seed once, got {' '.join(map(str, args.seeds))}")
     if args.ci and not args.folds:
         p.error("--ci: only with --folds (intervals of the pooled out-of-fold metrics); tools/test.py --ci N for a test split")
+    many = [f for f, on in (("--workers", args.workers > 1), ("--part", args.part is not None), ("--merge", args.merge)) if on]
+    if many and not (args.folds or args.seeds):
+        p.error(f"{many[0]}: only with --folds K or --seeds ... (a single training spreads over GPUs with torchrun)")
+    if len(many) > 1:
+        p.error(f"{many[0]} and {many[1]}: one at a time (--workers runs the parts and merges them itself)")
+    if many and args.launcher != "none" and not args.part:
+        p.error(f"{many[0]}: not under torchrun (--launcher pytorch); a part (--part I) may be a torchrun job")
+    if args.part is not None and args.overwrite:
+        p.error("--part: not with --overwrite (a part would remove the other parts' work); start in a new --work-dir")
     return args
 
 
@@ -92,45 +115,73 @@ def main(argv=None) -> None:
 
     clean = False
     try:
-        if args.folds:
-            from mlcls.apis.folds import combine_seeds, format_folds_summary, run_folds
-            from mlcls.schema import get
-            from mlcls.utils.dist import init_distributed
-
-            if args.launcher == "pytorch":  # the folds' own checks and files are shared by the ranks from the start
-                init_distributed(get(cfg, "dist_backend"))
-
-            if args.seeds:
-                base = cfg["work_dir"]
-                for seed in args.seeds:  # each seed its own split and models
-                    run = {**cfg, "seed": seed, "work_dir": f"{base}/seed_{seed}"}
-                    summary = run_folds(run, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher,
-                                                                                  overwrite=args.overwrite), resume=bool(args.resume), ci=args.ci,
-                                        tta=args.tta, overwrite=args.overwrite)  # fmt: skip
-                    print(f"seed {seed}: " + format_folds_summary(summary))
-                # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
-                print(format_folds_summary(combine_seeds(base, args.seeds)))
-            else:
-                summary = run_folds(
-                    cfg, args.folds, lambda c, r: train_model(c, resume="auto" if r else None, launcher=args.launcher, overwrite=args.overwrite),
-                    resume=bool(args.resume), ci=args.ci, tta=args.tta, overwrite=args.overwrite,
-                )  # fmt: skip
-                print(format_folds_summary(summary))
-            where = f"{cfg['work_dir']}/seed_<s> (and their mean oof_scores.npz in {cfg['work_dir']})" if args.seeds else cfg["work_dir"]
-            print(f"wrote folds.csv, oof_scores.npz and folds_summary.json/.txt in {where}")
-        elif args.seeds:
-            from mlcls.apis.seeds import format_summary, run_seeds
-
-            if args.launcher != "none" or args.resume:
-                raise DataError("--seeds runs the seeds one after the other in this process: start one torchrun job per --seed instead")
-            summary = run_seeds(cfg, args.seeds, lambda c: train_model(c, overwrite=args.overwrite))
-            print(format_summary(summary))
-            print(f"wrote {cfg['work_dir']}/seeds_summary.json and seeds_summary.txt")
+        if args.folds or args.seeds:
+            many_trainings(args, cfg)
         else:
             train_model(cfg, resume=args.resume, launcher=args.launcher, overwrite=args.overwrite)
         clean = True
     finally:
         shutdown(clean)
+
+
+def many_trainings(args: argparse.Namespace, cfg: dict) -> None:
+    """--folds K and/or --seeds ...: in this process one after the other, over --workers, one --part, or --merge."""
+    from mlcls.apis.parts import merge_parts, part_name, parts_of, run_workers, start_parts, train_part
+    from mlcls.schema import get
+    from mlcls.utils.dist import init_distributed
+
+    def train(c: dict, resume: bool) -> dict:
+        return train_model(c, resume="auto" if resume else None, launcher=args.launcher, overwrite=args.overwrite)
+
+    if args.launcher == "pytorch":  # the folds' own checks and files are shared by the ranks from the start
+        init_distributed(get(cfg, "dist_backend"))
+    where = f"{cfg['work_dir']}/seed_<s>" if args.seeds and args.folds else cfg["work_dir"]
+    if args.part is not None:
+        name = train_part(cfg, args.folds, args.seeds, args.part, train, tta=args.tta)
+        print(f"part {args.part} ({name}) is finished in {where}; once every part is: the same command with --merge instead of --part")
+        return
+    if args.workers > 1:
+        parts = parts_of(args.folds, args.seeds)
+        start_parts(cfg, args.folds, args.seeds, resume=bool(args.resume), overwrite=args.overwrite, tta=args.tta)
+        run_workers([part_command(args, cfg, i) for i in range(len(parts))], min(args.workers, len(parts)),
+                    Path(cfg["work_dir"]) / "parts", [part_name(p) for p in parts])  # fmt: skip
+    if args.workers > 1 or args.merge:
+        print(merge_parts(cfg, args.folds, args.seeds, ci=args.ci, tta=args.tta))
+    elif args.folds:
+        from mlcls.apis.folds import combine_seeds, format_folds_summary, run_folds
+
+        for seed in args.seeds or [None]:  # each seed its own split and models
+            run = cfg if seed is None else {**cfg, "seed": seed, "work_dir": f"{cfg['work_dir']}/seed_{seed}"}
+            summary = run_folds(run, args.folds, train, resume=bool(args.resume), ci=args.ci, tta=args.tta, overwrite=args.overwrite)
+            print(("" if seed is None else f"seed {seed}: ") + format_folds_summary(summary))
+        if args.seeds:  # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
+            print(format_folds_summary(combine_seeds(cfg["work_dir"], args.seeds)))
+    else:
+        from mlcls.apis.seeds import format_summary, run_seeds
+
+        if args.launcher != "none" or args.resume:
+            raise DataError("--seeds runs the seeds one after the other in this process: give --workers N (which takes --resume), "
+                            "or start one torchrun job per --seed")  # fmt: skip
+        print(format_summary(run_seeds(cfg, args.seeds, train)))
+    if args.folds:
+        print(f"wrote folds.csv, oof_scores.npz and folds_summary.json/.txt in {where}" +
+              (f" (and their mean oof_scores.npz in {cfg['work_dir']})" if args.seeds else ""))  # fmt: skip
+    else:
+        print(f"wrote {cfg['work_dir']}/seeds_summary.json and seeds_summary.txt")
+
+
+def part_command(args: argparse.Namespace, cfg: dict, index: int) -> list[str]:
+    """The command line of part ``index``: this command's options (the work dir as resolved), run as that part alone."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), args.config, "--work-dir", str(cfg["work_dir"]), "--part", str(index)]
+    if args.cfg_options:
+        cmd += ["--cfg-options", *args.cfg_options]
+    for flag, value in (("--seed", args.seed), ("--folds", args.folds), ("--tta", args.tta), ("--device", args.device)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.seeds:
+        cmd += ["--seeds", *map(str, args.seeds)]
+    cmd += [flag for flag, on in (("--amp", args.amp), ("--auto-scale-lr", args.auto_scale_lr)) if on]
+    return cmd
 
 
 if __name__ == "__main__":

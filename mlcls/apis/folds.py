@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,7 @@ from mlcls.apis.model import build_from_checkpoint
 from mlcls.apis.train import resume_candidates
 from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.cli import MAX_RESAMPLES
+from mlcls.config import config_sha256
 from mlcls.datasets.base import fold_assignment
 from mlcls.datasets.class_balanced import WRAPPERS
 from mlcls.errors import ConfigError
@@ -76,6 +78,23 @@ def fold_config(cfg: dict, k: int, seed: int, fold: int, base: Path) -> tuple[di
     return run, {**run, "test_dataloader": {**eval_section, "dataset": held}}
 
 
+@dataclass
+class FoldsPlan:
+    """A folds run as its parts see it: the split, what it was made from, the folds finished so far."""
+
+    cfg: dict
+    k: int
+    seed: int
+    base: Path
+    views: list | None
+    assigned: np.ndarray
+    paths: list[str]
+    run_id: dict
+    num_classes: int
+    full: object = field(default=None, repr=False)  # the training set read for evaluation (the resume checks read its labels)
+    finished: dict = field(default_factory=dict)  # fold -> its held-out scores
+
+
 def run_folds(
     cfg: dict,
     k: int,
@@ -87,12 +106,16 @@ def run_folds(
 ) -> dict:
     """Train ``cfg`` once per fold, score each held-out fold, gather the out-of-fold scores and summarise.
 
+    The same three steps run spread over processes or jobs: :func:`start_folds` once, then
+    :func:`train_fold` per fold anywhere (:func:`fold_part` for a job that joins the run), then
+    :func:`merge_folds`; the outputs are the same files.
+
     Args:
         k: the number of folds (>= 2); the split is seeded by the config's ``seed``.
         train: ``(config, resume) -> validation metrics`` (``train_model`` with the caller's options).
         resume: continue an interrupted run: finished folds (their ``heldout_scores.npz``) are kept,
-            the fold that was stopped resumes from its latest checkpoint. Refused when the split or
-            the training labels (label fixes included, by hash) differ from the run's.
+            the fold that was stopped resumes from its latest checkpoint. Refused when the split,
+            the training labels (label fixes included, by hash) or the config differ from the run's.
         overwrite: replace an earlier folds run in ``work_dir`` (its folds, scores and the
             label issues found in them); without it, and without ``resume``, one is refused
             before anything is written.
@@ -105,54 +128,134 @@ def run_folds(
     Returns:
         the summary written to ``folds_summary.json``.
     """
+    check_ci(ci)  # checked before the folds train, not after
+    plan = start_folds(cfg, k, resume=resume, overwrite=overwrite, tta=tta)
+    for fold in range(k):
+        train_fold(plan, fold, train)
+    return finish_folds(plan, ci)
+
+
+def check_ci(ci: int | None) -> None:
+    if ci is not None and not 1 <= ci <= MAX_RESAMPLES:
+        raise ConfigError(f"--ci: expected 1 to {MAX_RESAMPLES} resamples, got {ci}")
+
+
+def _plan(cfg: dict, k: int, tta) -> FoldsPlan:
+    """The split of ``cfg``'s training set into ``k`` folds and the record of what it was made from."""
     if k < 2:
         raise ConfigError(f"--folds: expected K >= 2, got {k}")
-    if ci is not None and not 1 <= ci <= MAX_RESAMPLES:  # checked before the folds train, not after
-        raise ConfigError(f"--ci: expected 1 to {MAX_RESAMPLES} resamples, got {ci}")
     get_logger()  # the folds' own lines reach the console before the first fold's training sets it up
-    base = Path(cfg["work_dir"])
     seed = int(cfg.get("seed", 0))
     views = resolve_tta(tta, cfg)
     full, assigned, paths, run_id = _split(cfg, k, seed)
     _warn_few_positives(full, k)
+    return FoldsPlan(cfg, k, seed, Path(cfg["work_dir"]), views, assigned, paths, run_id, full.num_classes, full)
+
+
+def start_folds(cfg: dict, k: int, resume: bool = False, overwrite: bool = False, tta: str | list | None = None) -> FoldsPlan:
+    """Check the work dir (see :func:`run_folds` for ``resume`` and ``overwrite``), then write the
+    run's plan (``folds.csv``, ``folds_run.json``) that each fold's training reads and checks."""
+    plan = _plan(cfg, k, tta)
+    base = plan.base
     # every check before anything is written: a refused command leaves the work dir as it was
-    finished = _check_resumable(base, k, paths, assigned.tolist(), run_id, full) if resume else {}
+    plan.finished = _check_resumable(base, k, plan.paths, plan.assigned.tolist(), plan.run_id, plan.full) if resume else {}
     replaced = [] if resume else _claim_run_dir(base, overwrite)  # every rank sees the same files and refuses alike
     barrier()  # every rank has looked before rank 0 changes anything
     if is_main_process():
         _remove(base, replaced)  # under torchrun every rank runs the folds together; rank 0 writes the files
-        base.mkdir(parents=True, exist_ok=True)
-        if not (resume and (base / "folds.csv").is_file()):  # a resumed run's folds.csv was checked equal
-            with atomic_open(base / "folds.csv", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["path", "fold"])
-                w.writerows(zip(paths, assigned.tolist()))
-        write_json(run_id, base / RUN_FILE)
+        _write_plan(plan, keep_csv=resume)
     barrier()
-    held_runs = []
-    for fold in range(k):
-        run, score_cfg = fold_config(cfg, k, seed, fold, base)
-        fold_dir = Path(run["work_dir"])
-        held = finished.get(fold)
-        if held is not None:
-            logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, k, fold_dir / HELD_FILE)
-            barrier()  # every rank has read the file before rank 0 may replace it
-            if held["meta"].get("tta") != views:
-                logger.info("--folds: fold %d was scored with test-time augmentation %s, now %s: scoring it again from its checkpoint",
-                            fold + 1, held["meta"].get("tta"), views)  # fmt: skip
-                _score_heldout(score_cfg, fold_dir, views)
-                barrier()
-                held = None  # read again below
-        else:
-            logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, k, int((assigned != fold).sum()),
-                        int((assigned == fold).sum()))  # fmt: skip
-            train(run, resume and bool(resume_candidates(fold_dir)))  # latest.pth, or an epoch_N.pth when it is missing
-            barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
-            _score_heldout(score_cfg, fold_dir, views)  # every rank takes part in the (gathered) prediction
-            barrier()  # rank 0's file is complete before any rank reads it
-        held_runs.append(held if held is not None else load_eval_scores(fold_dir / HELD_FILE))
-    _report_checkpoints(base, k)
-    return _gather(base, held_runs, assigned, paths, full.num_classes, {"folds": k, "seed": seed, "tta": views, **run_id}, ci)
+    return plan
+
+
+def _write_plan(plan: FoldsPlan, keep_csv: bool) -> None:
+    """``folds_run.json``, then ``folds.csv`` (a part that finds folds.csv finds the record too)."""
+    plan.base.mkdir(parents=True, exist_ok=True)
+    write_json(plan.run_id, plan.base / RUN_FILE)
+    if not (keep_csv and (plan.base / "folds.csv").is_file()):  # a resumed run's folds.csv was checked equal
+        with atomic_open(plan.base / "folds.csv", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "fold"])
+            w.writerows(zip(plan.paths, plan.assigned.tolist()))
+
+
+def fold_part(cfg: dict, k: int, fold: int, train: Callable[[dict, bool], dict], tta: str | list | None = None) -> None:
+    """One fold of a folds run as a job of its own (``tools/train.py --folds K --part I``: a
+    scheduler's job array, or a worker of ``--workers N``). The first part to start writes the
+    run's plan; every other part checks that its own config, split and labels are the plan's. A
+    finished fold is kept, a stopped one resumes from its latest checkpoint."""
+    if not 0 <= fold < k:
+        raise ConfigError(f"--part: fold {fold} is not one of the {k} folds (0 to {k - 1})")
+    train_fold(join_folds(cfg, k, tta), fold, train)
+
+
+def join_folds(cfg: dict, k: int, tta: str | list | None = None, create: bool = True) -> FoldsPlan:
+    """The plan of the folds run in ``cfg``'s work dir, checked against ``cfg`` (its finished folds
+    read); with ``create``, written when there is none yet."""
+    plan = _plan(cfg, k, tta)
+    base = plan.base
+    for _ in range(2):
+        if (base / "folds.csv").is_file():
+            plan.finished = _check_resumable(base, k, plan.paths, plan.assigned.tolist(), plan.run_id, plan.full)
+            return plan
+        if not create:
+            raise ConfigError(f"--merge: {base} holds no folds run (no folds.csv): run its parts first (--part I)")
+        try:
+            _claim_run_dir(base, overwrite=False)
+        except ConfigError:
+            continue  # another part wrote the plan meanwhile: check against it
+        if is_main_process():
+            _write_plan(plan, keep_csv=False)
+        barrier()
+        return plan
+    raise ConfigError(f"{base} holds files of another folds run but no folds.csv: remove them or use another --work-dir")
+
+
+def train_fold(plan: FoldsPlan, fold: int, train: Callable[[dict, bool], dict]) -> None:
+    """Train fold ``fold`` of ``plan`` and score its held-out samples, unless it is finished
+    (then it is scored again only when the test-time augmentation asked for differs)."""
+    run, score_cfg = fold_config(plan.cfg, plan.k, plan.seed, fold, plan.base)
+    fold_dir = Path(run["work_dir"])
+    held = plan.finished.get(fold)
+    if held is not None:
+        logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, plan.k, fold_dir / HELD_FILE)
+        barrier()  # every rank has read the file before rank 0 may replace it
+        if held["meta"].get("tta") == plan.views:
+            return
+        logger.info("--folds: fold %d was scored with test-time augmentation %s, now %s: scoring it again from its checkpoint",
+                    fold + 1, held["meta"].get("tta"), plan.views)  # fmt: skip
+    else:
+        logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, plan.k,
+                    int((plan.assigned != fold).sum()), int((plan.assigned == fold).sum()))  # fmt: skip
+        train(run, bool(resume_candidates(fold_dir)))  # latest.pth, or an epoch_N.pth when it is missing
+        barrier()  # rank 0 saves the fold's checkpoints: complete before any rank reads them
+    _score_heldout(score_cfg, fold_dir, plan.views, plan.run_id)  # every rank takes part in the (gathered) prediction
+    barrier()  # rank 0's file is complete before any rank reads it
+    plan.finished[fold] = load_eval_scores(fold_dir / HELD_FILE)
+
+
+def merge_folds(cfg: dict, k: int, ci: int | None = None, tta: str | list | None = None) -> dict:
+    """Gather a folds run whose folds were trained as separate parts (:func:`fold_part`), after
+    checking that every fold is finished and was made from this config, split and labels."""
+    check_ci(ci)
+    plan = join_folds(cfg, k, tta, create=False)
+    missing = [f for f in range(k) if f not in plan.finished]
+    if missing:
+        raise ConfigError(f"--merge: {len(missing)} of {k} folds in {plan.base} are not finished (no fold_<k>/{HELD_FILE}): "
+                          f"fold {', '.join(map(str, missing))}; run their parts first")  # fmt: skip
+    other = [f for f, held in plan.finished.items() if held["meta"].get("tta") != plan.views]
+    if other:
+        raise ConfigError(f"--merge: fold {other[0]} in {plan.base} was scored with test-time augmentation "
+                          f"{plan.finished[other[0]]['meta'].get('tta')}, the merge asks for {plan.views}: give the parts' --tta")  # fmt: skip
+    return finish_folds(plan, ci)
+
+
+def finish_folds(plan: FoldsPlan, ci: int | None = None) -> dict:
+    """Gather the folds' held-out scores into ``oof_scores.npz`` and ``folds_summary.json`` / ``.txt``."""
+    _report_checkpoints(plan.base, plan.k)
+    held_runs = [plan.finished[fold] for fold in range(plan.k)]
+    run = {"folds": plan.k, "seed": plan.seed, "tta": plan.views, **plan.run_id}
+    return _gather(plan.base, held_runs, plan.assigned, plan.paths, plan.num_classes, run, ci)
 
 
 def _split(cfg: dict, k: int, seed: int) -> tuple:
@@ -172,7 +275,8 @@ def _split(cfg: dict, k: int, seed: int) -> tuple:
     paths = [full.image_path(i) for i in range(len(full))]
     fixes = full.label_fixes
     run_id = {"folds": k, "seed": seed, "num_samples": len(paths), "labels_sha256": labels_sha256(full, paths),
-              "label_fixes": {"file": fixes["file"], "sha256": fixes["sha256"]} if fixes else None}  # fmt: skip
+              "label_fixes": {"file": fixes["file"], "sha256": fixes["sha256"]} if fixes else None,
+              "config_sha256": config_sha256(cfg)}  # fmt: skip
     return full, assigned, paths, run_id
 
 
@@ -315,11 +419,16 @@ def _check_resumable(base: Path, k: int, paths: list[str], folds: list[int], run
         if path.is_file():  # the labels each finished fold was scored against: also for runs from before RUN_FILE
             finished[fold] = load_eval_scores(path)
             _check_held_labels(finished[fold], path, full, row_of)
+    for fold, held in finished.items():  # the labels first: a label fix also changes the config
+        if (held["meta"].get("run") or {}).get("config_sha256") not in (None, run_id["config_sha256"]):
+            raise ConfigError(f"--folds: {base / f'fold_{fold}' / HELD_FILE} was made with another config than this run's: rerun it "
+                              "with --overwrite (or in a new work dir)")  # fmt: skip
     return finished
 
 
 def _check_same_labels(saved: Path, base: Path, run_id: dict) -> None:
-    """Refuse to resume when the labels' hash recorded in ``saved`` is not the training set's now."""
+    """Refuse to resume when the labels' hash recorded in ``saved`` is not the training set's now,
+    or the config's hash is not this config's."""
     try:
         before = json.loads(saved.read_text(encoding="utf-8"))
         before_sha = before["labels_sha256"]
@@ -331,6 +440,11 @@ def _check_same_labels(saved: Path, base: Path, run_id: dict) -> None:
             f"--folds --resume: the training labels differ from those the run in {base} started with (label fixes then: "
             f"{fixes(before)}, now: {fixes(run_id)}): its finished folds were trained on the old labels. Rerun with --overwrite "
             "(or in a new work dir) so that every fold learns from the same labels"
+        )
+    if before.get("config_sha256") not in (None, run_id["config_sha256"]):
+        raise ConfigError(
+            f"--folds: the run in {base} was started with another config (a changed key, --cfg-options or --seed): its folds "
+            "would mix two recipes. Run this config in a new --work-dir, or replace the run with --overwrite"
         )
 
 
@@ -366,7 +480,7 @@ def _check_same_split(path: Path, paths: list[str], folds: list[int]) -> None:
         )
 
 
-def _score_heldout(run: dict, fold_dir: Path, views: list | None = None) -> None:
+def _score_heldout(run: dict, fold_dir: Path, views: list | None = None, run_id: dict | None = None) -> None:
     """Score the fold's held-out samples with its best checkpoint (the config's ``save_best``) or
     final weights, averaged over ``views`` (test-time augmentation) if given."""
     best, latest = fold_dir / "best.pth", fold_dir / "latest.pth"
@@ -389,7 +503,7 @@ def _score_heldout(run: dict, fold_dir: Path, views: list | None = None) -> None
     evidence = evidence_arrays(plain, paths) if names is not None else None
     save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
                      {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": names,
-                      "tta": views},
+                      "tta": views, "run": run_id},
                      evidence)  # fmt: skip
 
 
@@ -474,4 +588,4 @@ def oof_rows_of(path: str | Path) -> dict:
     return {row[0]: int(row[1]) for row in _read_folds_csv(path)}
 
 
-__all__ = ["OOF_FILE", "combine_seeds", "fold_config", "format_folds_summary", "run_folds"]
+__all__ = ["OOF_FILE", "combine_seeds", "fold_config", "fold_part", "format_folds_summary", "merge_folds", "run_folds", "start_folds"]

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
-from mlcls.errors import DataError
+from mlcls.apis.train import resume_candidates
+from mlcls.config import config_sha256
+from mlcls.errors import ConfigError, DataError
 from mlcls.utils.checkpoint import checkpoint_meta
+from mlcls.utils.dist import is_main_process
 from mlcls.utils.misc import write_json
+
+logger = logging.getLogger("mlcls")
 
 SUMMARY_METRICS = ("mAP", "mAUROC", "CF1", "OF1", "F1_macro")
 
@@ -75,23 +81,76 @@ def compare_summaries(a: dict, b: dict, names: tuple[str, str] = ("A", "B")) -> 
     return rows
 
 
+SEED_FILE = "seed_result.json"  # in each seed_<k>: its validation metrics and the config's hash, the mark of a finished seed
+
+
+def seed_config(cfg: dict, seed: int) -> dict:
+    """The config of seed ``seed``'s training, in ``<work_dir>/seed_<seed>``."""
+    run = copy.deepcopy(cfg)
+    run["seed"], run["work_dir"] = int(seed), str(Path(cfg["work_dir"]) / f"seed_{seed}")
+    return run
+
+
 def run_seeds(cfg: dict, seeds: list[int], train) -> dict:
     """Train ``cfg`` once per seed in ``<work_dir>/seed_<k>`` (one after the other) and summarise.
 
+    The same steps run spread over processes or jobs: :func:`train_seed` per seed anywhere, then
+    :func:`merge_seeds`; the outputs are the same files.
+
     Args:
-        train: ``train_model``-like callable taking a config and returning the validation metrics.
+        train: ``(config, resume) -> validation metrics`` (``train_model`` with the caller's options).
     """
-    base = Path(cfg["work_dir"])
-    results, classes = {}, None
     for seed in seeds:
-        run = copy.deepcopy(cfg)
-        run["seed"], run["work_dir"] = int(seed), str(base / f"seed_{seed}")
-        results[seed] = train(run)
-        classes = classes or _classes(Path(run["work_dir"]))
-    summary = summarize_seeds(results, classes)
-    write_json(summary, base / "seeds_summary.json")
-    (base / "seeds_summary.txt").write_text(format_summary(summary) + "\n")
+        train_seed(cfg, seed, train, keep_finished=False)
+    return merge_seeds(cfg, seeds)
+
+
+def train_seed(cfg: dict, seed: int, train, keep_finished: bool = True) -> None:
+    """Train seed ``seed`` of ``cfg`` and record its validation metrics (``seed_<k>/seed_result.json``).
+    With ``keep_finished`` (a part of many: a worker, or one job of a scheduler's array), a
+    seed finished with this config is kept and a stopped one resumes from its latest checkpoint."""
+    run = seed_config(cfg, seed)
+    wd = Path(run["work_dir"])
+    sha = config_sha256(cfg)
+    if keep_finished and (wd / SEED_FILE).is_file():
+        if _read_result(wd / SEED_FILE).get("config_sha256") == sha:
+            logger.info("--seeds: seed %d is finished (%s): kept", seed, wd / SEED_FILE)
+            return
+        raise ConfigError(f"{wd / SEED_FILE}: seed {seed} was trained with another config: use a new --work-dir, or --overwrite")
+    metrics = train(run, keep_finished and bool(resume_candidates(wd)))
+    if is_main_process():
+        write_json({"seed": int(seed), "config_sha256": sha, "metrics": metrics}, wd / SEED_FILE)
+
+
+def merge_seeds(cfg: dict, seeds: list[int]) -> dict:
+    """Summarise the seeds of ``cfg`` (``seeds_summary.json`` / ``.txt`` in its work dir) after
+    checking that each is finished and was trained with ``cfg``."""
+    base, sha = Path(cfg["work_dir"]), config_sha256(cfg)
+    missing = [s for s in seeds if not (base / f"seed_{s}" / SEED_FILE).is_file()]
+    if missing:
+        raise ConfigError(f"--merge: {len(missing)} of {len(seeds)} seeds in {base} are not finished (no seed_<k>/{SEED_FILE}): "
+                          f"seed {', '.join(map(str, missing))}; run their parts first")  # fmt: skip
+    results = {}
+    for seed in seeds:
+        record = _read_result(base / f"seed_{seed}" / SEED_FILE)
+        if record.get("config_sha256") != sha:
+            raise ConfigError(f"--merge: {base / f'seed_{seed}' / SEED_FILE} was trained with another config than this one")
+        results[seed] = record["metrics"]
+    summary = summarize_seeds(results, _classes(base / f"seed_{seeds[0]}"))
+    if is_main_process():
+        write_json(summary, base / "seeds_summary.json")
+        (base / "seeds_summary.txt").write_text(format_summary(summary) + "\n")
     return summary
+
+
+def _read_result(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+            raise ValueError("not an object with metrics")
+        return record
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not readable as a seed's result ({e}); train that seed again") from None
 
 
 def _classes(work_dir: Path) -> list[str]:

@@ -26,12 +26,14 @@ from mlcls.engine import (
     build_optimizer,
     build_scheduler,
 )
+from mlcls.engine.hooks import CoreShareHook
 from mlcls.engine.trainer import unwrap
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.evaluation.metrics import build_evaluator
 from mlcls.losses import SampleIndexed
 from mlcls.schema import check_config, get, require
 from mlcls.utils.checkpoint import load_model_weights
+from mlcls.utils.cores import CoreShare
 from mlcls.utils.dist import get_rank, get_world_size, init_distributed, is_dist, is_main_process
 from mlcls.utils.fileio import WorkDirLock, sweep_stale_temporaries
 from mlcls.utils.misc import get_logger, set_random_seed
@@ -255,7 +257,9 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
     if lock is not None:  # before anything in the folder is looked at or changed: one run per work dir
         lock.acquire()
     try:
-        return _train_in(cfg, work_dir, resume, overwrite, created)
+        # registered as one of the machine's trainings before the loaders count the cores left for their workers
+        with CoreShare() as share:
+            return _train_in(cfg, work_dir, resume, overwrite, created, share)
     finally:
         _close_log_file(work_dir / "train.log", remove=False)  # later log lines of this process are not this run's
         if lock is not None:
@@ -264,7 +268,7 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
                 _remove_if_empty(work_dir, top)
 
 
-def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool) -> dict:
+def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool, share: CoreShare) -> dict:
     """:func:`train_model` once the work dir is locked."""
     if is_main_process():
         claim_work_dir(work_dir, resume, overwrite)
@@ -275,6 +279,7 @@ def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, cr
         logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
     try:
         trainer = build_trainer(cfg)
+        trainer.hooks = sorted([*trainer.hooks, CoreShareHook(share)], key=lambda h: h.priority)
         if resume == "auto":
             candidates = resume_candidates(work_dir)
             if not candidates:

@@ -20,6 +20,7 @@ from mlcls.datasets.samplers import SeededBatchSampler
 from mlcls.errors import CheckpointError, ConfigError
 from mlcls.registry import DATASETS, SAMPLERS
 from mlcls.schema import check_section
+from mlcls.utils.cores import usable_cores
 
 logger = logging.getLogger("mlcls")
 
@@ -45,15 +46,14 @@ def _pin_memory(cfg: dict) -> bool:
 def auto_num_workers(device: torch.device) -> tuple[int, str]:
     """The DataLoader worker processes ``num_workers: auto`` starts for a loader feeding ``device``, and why.
 
-    On a GPU the CPU cores are free to decode: one worker per core this process may use (the cores
-    shared among the local ranks of a torchrun job), one core kept for the training loop, at most 8.
+    On a GPU the CPU cores are free to decode: one worker per core this process may use (its share of
+    a ``--workers`` pool, shared among the local ranks of a torchrun job), one core kept for the training loop, at most 8.
     On the CPU the compute threads already use the cores, and a worker can only preempt them: an
     intra-op parallel region waits for its slowest thread, so each worker wake-up stalls the whole
     step, and each batch costs a shared-memory round trip as well. Images then load in the training
     process between steps (measured in docs/benchmarks.md), unless cores are left over.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    cores = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if device.type == "cpu":
         threads = torch.get_num_threads()
         free = cores - threads

@@ -26,12 +26,27 @@ from mlcls.evaluation import threshold_record, tune_thresholds
 from mlcls.evaluation.functional import SUMMARY_KEYS
 from mlcls.registry import HOOKS
 from mlcls.utils.checkpoint import link_checkpoint
+from mlcls.utils.cores import CoreShare
 from mlcls.utils.dist import all_reduce, all_reduce_mean, get_world_size, is_main_process
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import read_scalars, write_json
 from mlcls.utils.plots import scored_grid
 
 logger = logging.getLogger("mlcls")
+
+
+class CoreShareHook(Hook):
+    """Before each epoch, sets the training's compute threads to its share of the machine's cores
+    (:class:`~mlcls.utils.cores.CoreShare`: trainings started or ended since change the share).
+    Added by ``train_model``, not by configs."""
+
+    priority = Priority.GUARD
+
+    def __init__(self, share: CoreShare) -> None:
+        self.share = share
+
+    def before_epoch(self, trainer: TrainerView) -> None:
+        self.share.adjust()
 
 
 @HOOKS.register_module()

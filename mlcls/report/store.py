@@ -111,7 +111,7 @@ def load_eval_scores(path: str | os.PathLike) -> dict:
 
 #: meta keys whose type is checked when saved scores are read (others are carried as they are)
 _META_TYPES = {"name": str, "split": str, "checkpoint": str, "thresholds_source": str, "folds": int, "seed": int, "views": list,
-               "tta": list, "seeds": list, "checkpoints": list, "labels_sha256": str, "label_fixes": dict}  # fmt: skip
+               "tta": list, "seeds": list, "checkpoints": list, "labels_sha256": str, "label_fixes": dict, "run": dict}  # fmt: skip
 
 
 def check_eval_scores(run: dict, path: str | os.PathLike) -> None:

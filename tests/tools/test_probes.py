@@ -14,6 +14,11 @@ CLI_PROBES = [
     ("tools/train.py", ["--seeds", "0", "0"], "--seeds: each seed once, got 0 0"),
     ("tools/train.py", ["--folds", "2", "--ci", str(10**10)], "argument --ci: expected a number of resamples from 1 to 100000"),
     ("tools/train.py", ["--ci", "100"], "--ci: only with --folds"),
+    ("tools/train.py", ["--workers", "2"], "--workers: only with --folds K or --seeds"),
+    ("tools/train.py", ["--folds", "2", "--workers", "0"], "argument --workers: expected an integer >= 1, got 0"),
+    ("tools/train.py", ["--folds", "2", "--workers", "2", "--merge"], "--workers and --merge: one at a time"),
+    ("tools/train.py", ["--folds", "2", "--part", "0", "--overwrite"], "--part: not with --overwrite"),
+    ("tools/train.py", ["--seeds", "0", "1", "--workers", "2", "--launcher", "pytorch"], "--workers: not under torchrun"),
     ("tools/train.py", ["--cfg-options", "seed=-1"], "seed must be an integer from 0 to 2^32 - 1, got -1"),
     (
         "tools/train.py",
