@@ -60,7 +60,9 @@ def test_folds_over_two_workers_and_as_separate_jobs_equal_the_run_in_one_proces
         r = run_tool("tools/train.py", config_file, "--folds", "2", "--merge", "--work-dir", arr, *ONE_EPOCH)
         assert r.returncode == 2 and "1 of 2 folds" in r.stderr and "fold 0; run their parts first" in r.stderr
         assert not (arr / "oof_scores.npz").exists()
-        r = run_tool("tools/train.py", config_file, "--folds", "2", "--part", "0", "--work-dir", arr, "--cfg-options", "train_cfg.max_epochs=2")
+        r = run_tool(
+            "tools/train.py", config_file, "--folds", "2", "--part", "0", "--work-dir", arr, "--cfg-options", "train_cfg.max_epochs=2"
+        )
         assert r.returncode == 2 and "started with another config" in r.stderr and not (arr / "fold_0").exists()
         r = run_tool("tools/train.py", config_file, "--folds", "2", "--part", "2", "--work-dir", arr, *ONE_EPOCH)
         assert r.returncode == 2 and "--part: expected 0 to 1 (this command has 2 parts), got 2" in r.stderr
