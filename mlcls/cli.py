@@ -56,7 +56,13 @@ class Terminated(BaseException):
     ``except Exception`` blocks do not swallow it)."""
 
 
+#: set once SIGTERM arrived: code that catches ``Exception`` around work checks it, because a
+#: library may turn the Terminated raised inside its callback into an error of its own (torch.save does)
+TERMINATION = threading.Event()
+
+
 def _terminate(signum, frame):
+    TERMINATION.set()
     raise Terminated()
 
 

@@ -213,6 +213,31 @@ HOOKS = Registry("hook", ("mlcls.engine",))
 BATCH_AUGMENTS = Registry("batch augment", ("mlcls.datasets",))
 
 
+def check_spec(cfg: dict, where: str) -> None:
+    """Check a ``{type: Name, ...}`` section without building it: the name is registered (else
+    the close names of every kind) and each key is one its class accepts; nested sections too.
+    For values chosen before any training (a sweep's space)."""
+    kinds = [DATASETS, TRANSFORMS, SAMPLERS, MODELS, LOSSES, METRICS, OPTIMIZERS, SCHEDULERS, HOOKS, BATCH_AUGMENTS]
+    name = cfg.get("type")
+    for value in cfg.values():
+        if isinstance(value, dict) and "type" in value:
+            check_spec(value, where)
+    if not isinstance(name, str):
+        return
+    for reg in kinds:
+        if name in reg:
+            obj = reg.get(name)
+            try:
+                _check_kwargs(reg.name, obj, {k: v for k, v in cfg.items() if k != "type"}, set(cfg) - {"type"})
+            except BuildError as e:
+                raise BuildError(f"{where}: {e}") from None
+            return
+    names = {n for reg in kinds for n in reg.keys()}
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise BuildError(f"{where}: unknown type '{name}'{hint}")
+
+
 def _register_torch() -> None:
     """torch optimizers, lr schedulers and torchvision v2 transforms, usable by their names."""
     for name in dir(torch.optim):

@@ -99,13 +99,14 @@ def merge_parts(cfg: dict, folds: int | None, seeds: Sequence[int] | None, ci: i
 
 
 def run_workers(commands: list[list[str]], workers: int, log_dir: Path, names: Sequence[str]) -> None:
-    """Run ``commands`` (one per part) in at most ``workers`` processes at a time, each worker
-    slot with its share of the cores and, when there are GPUs, its own GPU. Each part's output goes
-    to ``log_dir/part_<i>.log``. A failed part does not stop the others (their work is kept);
-    the failures are then raised as one error naming each part, its log and its last line."""
+    """Run ``commands`` (one per part, or per sweep worker; ``names`` say which) in at most
+    ``workers`` processes at a time, each worker slot with its share of the cores and, when there
+    are GPUs, its own GPU. Command ``i``'s output goes to ``log_dir/part_<i>.log``. A failed one does
+    not stop the others (their work is kept); the failures are then raised as one error naming
+    each, its log and its last line."""
     log_dir.mkdir(parents=True, exist_ok=True)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    logger.info("%d parts over %d workers (%s each)", len(commands), workers,
+    logger.info("%d processes, %d at a time (%s each)", len(commands), workers,
                 f"one of {gpus} GPUs" if gpus else f"{worker_env(workers, 0)['OMP_NUM_THREADS']} compute thread(s)")  # fmt: skip
     pending, running, failed, free = list(enumerate(commands)), {}, [], list(range(workers))
     try:
@@ -115,7 +116,7 @@ def run_workers(commands: list[list[str]], workers: int, log_dir: Path, names: S
                 log = open(log_dir / f"part_{i}.log", "w")  # noqa: SIM115 (closed when the part ends)
                 env = {**os.environ, **worker_env(workers, slot, gpus)}
                 running[slot] = (i, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-                logger.info("part %d (%s): started, log %s", i, names[i], log.name)
+                logger.info("%s: started, log %s", names[i], log.name)
             time.sleep(0.2)
             for slot, (i, proc, log) in list(running.items()):
                 if proc.poll() is None:
@@ -123,19 +124,23 @@ def run_workers(commands: list[list[str]], workers: int, log_dir: Path, names: S
                 log.close()
                 del running[slot]
                 free.append(slot)
-                logger.info("part %d (%s): %s", i, names[i], "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})")
+                logger.info("%s: %s", names[i], "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})")
                 if proc.returncode:
                     failed.append(i)
     finally:  # interrupted (Ctrl-C, SIGTERM): the workers stop too; what they finished is kept
-        for _i, proc, log in running.values():
+        for _i, proc, _log in running.values():
             proc.terminate()
-            proc.wait()
+        for _i, proc, log in running.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a worker that does not stop on SIGTERM within a minute
+                proc.kill()
+                proc.wait()
             log.close()
     if failed:
-        said = "; ".join(f"part {i} ({names[i]}): {_last_line(log_dir / f'part_{i}.log')} (log: {log_dir / f'part_{i}.log'})"
-                         for i in sorted(failed))  # fmt: skip
-        raise ConfigError(f"{len(failed)} of {len(commands)} parts failed: {said}. The finished parts are kept: fix the cause and "
-                          "run the command again with --resume")  # fmt: skip
+        said = "; ".join(f"{names[i]}: {_last_line(log_dir / f'part_{i}.log')} (log: {log_dir / f'part_{i}.log'})" for i in sorted(failed))
+        raise ConfigError(f"{len(failed)} of {len(commands)} failed: {said}. What finished is kept: fix the cause and run the command "
+                          "again (with --resume for tools/train.py)")  # fmt: skip
 
 
 def _last_line(path: Path) -> str:

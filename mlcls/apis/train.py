@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -26,6 +27,7 @@ from mlcls.engine import (
     build_optimizer,
     build_scheduler,
 )
+from mlcls.engine.hook import Hook
 from mlcls.engine.hooks import CoreShareHook
 from mlcls.engine.trainer import unwrap
 from mlcls.errors import CheckpointError, ConfigError
@@ -231,7 +233,7 @@ def resume_candidates(work_dir: Path) -> list[Path]:
     return out
 
 
-def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", overwrite: bool = False) -> dict:
+def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", overwrite: bool = False, hooks: Sequence[Hook] = ()) -> dict:
     """Train from a resolved config.
 
     Args:
@@ -241,6 +243,8 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
             device, torch.distributed initialised from its environment variables).
         overwrite: replace an earlier run in ``work_dir`` (without it, and without ``resume``,
             a work dir that holds a run is refused: two runs' logs and curves never mix).
+        hooks: ready hook objects added to the config's (a caller's own, e.g. a sweep's report
+            of each validation to its study).
     """
     if launcher == "pytorch":
         init_distributed(get(cfg, "dist_backend"))
@@ -259,7 +263,7 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
     try:
         # registered as one of the machine's trainings before the loaders count the cores left for their workers
         with CoreShare() as share:
-            return _train_in(cfg, work_dir, resume, overwrite, created, share)
+            return _train_in(cfg, work_dir, resume, overwrite, created, [CoreShareHook(share), *hooks])
     finally:
         _close_log_file(work_dir / "train.log", remove=False)  # later log lines of this process are not this run's
         if lock is not None:
@@ -268,7 +272,7 @@ def train_model(cfg: dict, resume: str | None = None, launcher: str = "none", ov
                 _remove_if_empty(work_dir, top)
 
 
-def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool, share: CoreShare) -> dict:
+def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, created: bool, hooks: list[Hook]) -> dict:
     """:func:`train_model` once the work dir is locked."""
     if is_main_process():
         claim_work_dir(work_dir, resume, overwrite)
@@ -279,7 +283,7 @@ def _train_in(cfg: dict, work_dir: Path, resume: str | None, overwrite: bool, cr
         logger.info("distributed: %d processes, backend %s", get_world_size(), torch.distributed.get_backend())
     try:
         trainer = build_trainer(cfg)
-        trainer.hooks = sorted([*trainer.hooks, CoreShareHook(share)], key=lambda h: h.priority)
+        trainer.hooks = sorted([*trainer.hooks, *hooks], key=lambda h: h.priority)
         if resume == "auto":
             candidates = resume_candidates(work_dir)
             if not candidates:

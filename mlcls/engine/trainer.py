@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
@@ -394,6 +395,8 @@ class Trainer:
             "rng": get_rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **({"thresholds": self.thresholds} if self.thresholds else {}),
+            # the last validation's metrics: a run resumed when already complete still returns them
+            **({"val_metrics": plain(self.val_metrics)} if self.val_metrics else {}),
             **({"loss_state": {name: m.training_state() for name, m in self.loss_states.items()}} if self.loss_states else {}),
         }
 
@@ -469,6 +472,7 @@ class Trainer:
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
         self.thresholds = ckpt.get("thresholds")
+        self.val_metrics = dict(ckpt.get("val_metrics") or {})
         where = f", batch {self.inner_iter} of epoch {self.epoch + 1}" if self.inner_iter else ""
         logger.info("resumed from %s at epoch %d (iteration %d%s)", path, self.epoch, self.iter, where)
 
@@ -498,3 +502,18 @@ class Trainer:
                 f"{len(ckpt['optimizer']['param_groups'])} in the checkpoint (another lr decay or weight-decay setting?)"
             )
         return None
+
+
+def plain(value):
+    """Metrics as plain Python numbers, lists and dicts (what a ``weights_only`` checkpoint load accepts)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return plain(value.tolist())
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -49,7 +49,7 @@ def worker_env(workers: int, slot: int, gpus: int = 0) -> dict[str, str]:
     return env
 
 
-def _start_time(pid: int) -> str:
+def process_start_time(pid: int) -> str:
     """The start time of process ``pid`` (``/proc``), so that a reused pid is not taken for a training; '' elsewhere."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -77,7 +77,7 @@ class CoreShare:
             self.folder.mkdir(parents=True, exist_ok=True)
             pid = os.getpid()
             self.entry = self.folder / str(pid)
-            self.entry.write_text(_start_time(pid))
+            self.entry.write_text(process_start_time(pid))
         except OSError as e:  # a read-only temp dir: the training runs, it just cannot see the others
             logger.warning("could not register this training in %s (%s): trainings started beside it may share the cores badly",
                            self.folder, e)  # fmt: skip
@@ -100,7 +100,7 @@ class CoreShare:
                 recorded = entry.read_text()
             except OSError:
                 continue  # removed meanwhile
-            if pid > 0 and _alive(pid) and (not recorded or recorded == _start_time(pid)):
+            if pid > 0 and process_alive(pid) and (not recorded or recorded == process_start_time(pid)):
                 alive += 1
             else:
                 entry.unlink(missing_ok=True)  # a killed training's entry, or a pid reused since
@@ -119,7 +119,7 @@ class CoreShare:
         return target
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -40,7 +40,7 @@ def test_folds_over_two_workers_and_as_separate_jobs_equal_the_run_in_one_proces
         p = subprocess.run([sys.executable, "tools/train.py", str(config_file), "--folds", "2", "--workers", "2", "--work-dir", str(wd),
                             *ONE_EPOCH], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
         assert p.returncode == 0, p.stderr[-3000:]
-        assert f"2 parts over 2 workers ({share} compute thread(s) each)" in p.stdout + p.stderr
+        assert f"2 processes, 2 at a time ({share} compute thread(s) each)" in p.stdout + p.stderr
         logs = [wd / "parts" / f"part_{i}.log" for i in (0, 1)]
         assert "fold 1 of 2: training" in logs[0].read_text() and "fold 2 of 2: training" in logs[1].read_text()
         (start0, end0), (start1, end1) = _times(logs[0]), _times(logs[1])

@@ -23,11 +23,11 @@ def test_a_training_gives_up_threads_while_another_runs_and_takes_them_back(tmp_
         with CoreShare(tmp_path) as share:
             assert share.trainings() == 1 and torch.get_num_threads() == 4  # alone: every core
             assert not (tmp_path / "999999999").exists()  # the stale entry was removed
-            (tmp_path / str(other.pid)).write_text(cores._start_time(other.pid))  # a second training registers
+            (tmp_path / str(other.pid)).write_text(cores.process_start_time(other.pid))  # a second training registers
             assert share.adjust() == 2 and torch.get_num_threads() == 2
             (tmp_path / str(other.pid)).write_text("1")  # a pid reused by another process is not a training
             assert share.adjust() == 4
-            (tmp_path / str(other.pid)).write_text(cores._start_time(other.pid))
+            (tmp_path / str(other.pid)).write_text(cores.process_start_time(other.pid))
             assert share.adjust() == 2
             other.kill()
             other.wait()
