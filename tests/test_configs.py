@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shipped_configs() -> list[Path]:
-    """The configs the project ships (tracked by git), not whatever a user keeps in configs/."""
+    """The configs the project ships (tracked by git), not whatever a user keeps in configs/;
+    configs/spaces holds sweep spaces, checked in tests/apis/test_sweep.py."""
     import subprocess
 
     r = subprocess.run(["git", "ls-files", "configs"], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:  # not a git checkout (an sdist): every config there is the project's
-        return sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
-    return sorted(ROOT / f for f in r.stdout.split() if f.endswith(".yaml") and "_base_" not in Path(f).parts)
+        return sorted(p for p in (ROOT / "configs").rglob("*.yaml") if not {"_base_", "spaces"} & set(p.parts))
+    return sorted(ROOT / f for f in r.stdout.split() if f.endswith(".yaml") and not {"_base_", "spaces"} & set(Path(f).parts))
 
 
 CONFIGS = shipped_configs()

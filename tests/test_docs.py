@@ -45,6 +45,12 @@ def test_every_config_snippet_in_readme_and_docs_loads(tmp_path):
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for block in yaml_blocks(doc):
             n += 1
+            if re.search(r"^space:", block, flags=re.M):  # a sweep's search space (docs/sweeps.md), not a config
+                from mlcls.apis.sweep import Space
+
+                (tmp_path / "space.yaml").write_text(block)
+                Space.from_file(tmp_path / "space.yaml")
+                continue
             if "_base_" in block:  # a whole file: load it where its relative bases resolve
                 where = tmp_path / "configs" / ("examples" if "../_base_" in block else "") / "snippet.yaml"
                 where.write_text(block)

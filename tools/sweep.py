@@ -32,8 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--ci", type=resamples_arg(), default=200, metavar="N",
                    help="with --folds: bootstrap resamples of the pooled metric's interval (default 200)")  # fmt: skip
-    p.add_argument("--workers", type=int_at_least(1), default=1, metavar="N",
-                   help="N worker processes on this machine share the study, each with 1/N of the cores (or one GPU)")  # fmt: skip
+    p.add_argument("--workers", type=int_at_least(0), default=1, metavar="N",
+                   help="N worker processes on this machine share the study, each with 1/N of the cores (or one GPU); 0: only "
+                        "create the study (its grid queued) for workers started elsewhere with --worker")  # fmt: skip
     p.add_argument("--storage", metavar="URL",
                    help="the study's storage: a journal file path (default <work-dir>/study.journal), postgresql://, mysql://, "
                         "sqlite:/// or redis:// (workers on many machines share it)")  # fmt: skip
@@ -71,7 +72,7 @@ def main(argv=None) -> None:
         retry_failed(study)
     if args.worker or (not args.report and args.workers == 1):
         run_trials(study, space, cfg, work_dir, folds, ci)
-    elif not args.report:
+    elif not args.report and args.workers > 1:
         from mlcls.apis.parts import run_workers
 
         storage = args.storage or str(work_dir / "study.journal")

@@ -117,3 +117,17 @@ def test_a_bad_space_is_one_error_naming_the_key_before_any_training(doc, messag
     r = run_tool("tools/sweep.py", config_file, space, "--work-dir", tmp_path / "sweep")
     assert r.returncode == 2 and message in r.stderr and str(space) in r.stderr, r.stderr
     assert not (tmp_path / "sweep").exists()  # refused before the study or any trial was made
+
+
+def test_the_shipped_spaces_apply_to_the_demo_config():
+    from mlcls.apis.sweep import Space, apply_params
+
+    cfg = prepare_config(ROOT / "configs/demo/resnet18_shapes.yaml")
+    spaces = sorted((ROOT / "configs/spaces").glob("*.yaml"))
+    assert spaces
+    for path in spaces:
+        space = Space.from_file(path)
+        for params in space.grid():
+            apply_params(cfg, space, params, source=str(path))
+        assert space.trials == len(space.grid())
+    assert Space.from_file(ROOT / "configs/spaces/losses.yaml").trials == 10  # 5 losses x 2 learning rates
