@@ -66,7 +66,9 @@ def tiny_config(root: Path, work_dir: Path, **train_cfg) -> dict:
         "param_scheduler": [{"type": "LinearLR", "start_factor": 0.1, "end": 1}, {"type": "CosineAnnealingLR"}],
         "train_cfg": {"max_epochs": 2, "val_interval": 1, **train_cfg},
         "default_hooks": {
-            "logger": {"type": "LoggerHook", "interval": 2, "progress_bar": False},
+            # TensorBoard and its labelled image grid (a matplotlib figure per validation, about a
+            # second each) are read back in tests/engine/test_trainer.py, which turns them on
+            "logger": {"type": "LoggerHook", "interval": 2, "progress_bar": False, "tensorboard": False, "val_images": 0},
             "checkpoint": {"type": "CheckpointHook", "interval": 1, "save_best": "mAP"},
         },
         "work_dir": str(work_dir),

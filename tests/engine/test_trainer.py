@@ -15,6 +15,7 @@ from mlcls.utils.checkpoint import load_checkpoint
 
 def test_two_epoch_training_writes_checkpoints_and_logs(make_config, tmp_path):
     cfg = make_config(tmp_path / "run")
+    cfg["default_hooks"]["logger"].update(tensorboard=True, val_images=16)  # the tiny config leaves them out (time)
     metrics = train_model(cfg)
     wd = tmp_path / "run"
     for name in ("epoch_1.pth", "epoch_2.pth", "latest.pth", "best.pth", "config.yaml", "train.log", "scalars.jsonl"):

@@ -16,7 +16,7 @@ def test_runs_never_mix_in_one_work_dir(shapes_root, tmp_path, run_tool):
     import yaml
 
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=1)
-    cfg["default_hooks"]["logger"]["interval"] = 20  # longer than the 6-iteration epoch
+    cfg["default_hooks"]["logger"].update(interval=20, tensorboard=True)  # interval longer than the 6-iteration epoch
     del cfg["work_dir"]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     wd = tmp_path / "wd"
