@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from mlcls.utils.fileio import process_alive
+
 logger = logging.getLogger("mlcls")
 
 CORES_ENV = "MLCLS_CORES"  # the cores a worker of a pool may use (set by the pool)
@@ -117,13 +119,3 @@ class CoreShare:
                         n, usable_cores(), target)  # fmt: skip
             torch.set_num_threads(target)
         return target
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -105,7 +105,8 @@ def replace_durably(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         pass  # some filesystems cannot fsync a directory; the rename is still atomic
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (someone else's live process counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -127,7 +128,7 @@ def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for p in folder.iterdir():
         m = _TMP_NAME.match(p.name)
-        if m and p.is_file() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if m and p.is_file() and int(m.group(1)) != os.getpid() and not process_alive(int(m.group(1))):
             p.unlink(missing_ok=True)
             removed.append(p)
     if removed:

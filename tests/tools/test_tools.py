@@ -32,7 +32,7 @@ def trained_dir(shapes_root, tmp_path_factory) -> Path:
     return base / "wd"
 
 
-def test_train_then_test_round_trip(config_file, tmp_path):
+def test_train_then_test_round_trip(config_file, tmp_path, run_tool):
     wd = tmp_path / "wd"
     r = run("tools/train.py", config_file, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1", "optimizer.lr=0.002")
     assert r.returncode == 0, r.stderr
@@ -49,7 +49,7 @@ def test_train_then_test_round_trip(config_file, tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 65 and lines[0].startswith("image,score_circle")
     # the checkpoint alone is enough to rebuild and test the model; --thr changes the threshold
-    r = run("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "wd2", "--thr", "0.3")
+    r = run_tool("tools/test.py", wd / "best.pth", "--work-dir", tmp_path / "wd2", "--thr", "0.3")  # (one real process per tool is enough)
     assert r.returncode == 0, r.stderr
     m2 = json.loads((tmp_path / "wd2/test_metrics.json").read_text())
     assert m2["mAP"] == pytest.approx(metrics["mAP"]) and m2["thresholds"]["values"][0] == 0.3 and m2["thresholds"]["source"] == "--thr 0.3"

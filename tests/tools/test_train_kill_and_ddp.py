@@ -49,7 +49,7 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp_path):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp_path, run_tool):
     # latest.pth is also written every 2 iterations inside an epoch; the kill comes at iteration 5
     # of epoch 2, so the run resumes from batch 4 of epoch 2 (random flips, a worker process, EMA)
     (tmp_path / "plugins").mkdir()
@@ -69,7 +69,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     killed = write_config(cfg_kill, tmp_path / "killed.yaml")
 
     ref, wd = tmp_path / "ref", tmp_path / "wd"
-    assert run(["tools/train.py", plain, "--work-dir", ref]).returncode == 0
+    # the uninterrupted run and the resume in this process (the same threads as the killed process,
+    # which inherits them); the kill needs a process of its own
+    assert run_tool("tools/train.py", plain, "--work-dir", ref).returncode == 0
     # output to files, not pipes: waiting for a pipe's end would wait for the orphaned workers too,
     # and the resume below comes the moment the killed process is gone, as a scheduler's requeue does
     with open(tmp_path / "killed.out", "w") as out:
@@ -79,7 +81,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     assert r.returncode == -9, (tmp_path / "killed.out").read_text()  # really killed, in epoch 2
     meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
     assert (meta["epoch"], meta["inner_iter"]) == (1, 4)  # 1 epoch + 4 batches done
-    r = run(["tools/train.py", plain, "--work-dir", wd, "--resume"])
+    r = run_tool("tools/train.py", plain, "--work-dir", wd, "--resume")
     assert r.returncode == 0, r.stderr
     assert "batch 4 of epoch 2" in (wd / "train.log").read_text()
 
@@ -111,7 +113,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     assert {k: v for k, v in ra.items() if k != "iter"} == {k: v for k, v in rb.items() if k != "iter"}
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_root, tmp_path):
+def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_root, tmp_path, run_tool):
     # VGG-11 has no BatchNorm, so per-process batch statistics cannot make the runs differ: with
     # DistributedSampler the two ranks' batches of 8 are exactly one process's batch of 16.
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=2)
@@ -125,7 +127,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_r
         cfg, train_dataloader={**cfg["train_dataloader"], "batch_size": 8}, val_evaluator={**cfg["val_evaluator"], "gather": "classes"}
     )
     one, two = tmp_path / "one", tmp_path / "two"
-    r = run(["tools/train.py", write_config(single, tmp_path / "single.yaml"), "--work-dir", one])
+    r = run_tool("tools/train.py", write_config(single, tmp_path / "single.yaml"), "--work-dir", one)  # the reference, in this process
     assert r.returncode == 0, r.stderr
     r = run(
         ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "tools/train.py",
@@ -152,7 +154,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_r
         for key in ("mAP", "CF1", "OF1"):
             assert y[key] == pytest.approx(x[key], abs=1e-3), key
     # rank 0 alone wrote files; the DDP checkpoint loads and tests in a single process
-    r = run(["tools/test.py", two / "latest.pth", "--work-dir", tmp_path / "test2"])
+    r = run_tool("tools/test.py", two / "latest.pth", "--work-dir", tmp_path / "test2")
     assert r.returncode == 0, r.stderr
     saved = load_eval_scores(tmp_path / "test2" / "eval_scores.npz")  # the scores the evaluation saw
     assert_metrics_match_sklearn(json.loads((tmp_path / "test2" / "test_metrics.json").read_text()), saved["scores"], saved["targets"])
