@@ -34,7 +34,7 @@ setup(
         "cleanlab>=2.5",  # the label-error finder (tools/find_label_issues.py)
     ],
     extras_require={
-        "tests": ["pytest>=7", "scikit-learn>=1.1", "onnx>=1.14", "onnxruntime>=1.15", "optuna>=3.6"],
+        "tests": ["pytest>=7", "scikit-learn>=1.1", "onnx>=1.14", "onnxruntime>=1.15", "optuna>=3.6", "pytest-xdist>=3.5"],
         "sweep": ["optuna>=3.6"],
         "export": ["onnx>=1.14", "onnxruntime>=1.15"],
         "dev": ["ruff>=0.4"],
