@@ -96,3 +96,25 @@ def test_seeds_as_separate_jobs_merge_into_the_summary_of_one_process(config_fil
     r = run_tool("tools/train.py", config_file, "--seeds", "0", "1", "--merge", "--work-dir", wd, *ONE_EPOCH)
     assert r.returncode == 0, r.stderr
     assert json.loads((wd / "seeds_summary.json").read_text()) == json.loads((tmp_path / "one" / "seeds_summary.json").read_text())
+
+
+def test_each_worker_gets_one_gpu_and_a_failed_part_is_named_with_its_last_line(tmp_path, monkeypatch):
+    """The pool's own code path on a machine with 2 GPUs (CUDA reported by monkeypatching; the
+    commands only print what they were given, so no GPU is needed here)."""
+    from mlcls.apis.parts import run_workers
+    from mlcls.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    show = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
+    run_workers([[sys.executable, "-c", show]] * 2, 2, tmp_path / "logs", ["a", "b"])
+    seen = sorted((tmp_path / "logs" / f"part_{i}.log").read_text().split()[0] for i in (0, 1))
+    assert seen == ["0", "1"]  # one GPU each, never both on one
+    fail = [sys.executable, "-c", "import sys; print('error: the thing that went wrong'); sys.exit(2)"]
+    try:
+        run_workers([[sys.executable, "-c", "pass"], fail], 2, tmp_path / "logs2", ["fine", "broken"])
+    except ConfigError as e:
+        message = str(e)
+    else:
+        raise AssertionError("a failed part was not reported")
+    assert message.startswith("1 of 2 failed: broken: error: the thing that went wrong (log: ") and "part_1.log" in message
