@@ -48,6 +48,7 @@ logger = logging.getLogger("mlcls")
 
 SAMPLERS = ("grid", "tpe", "random")
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_FAILED_IN_A_ROW = 3  # trials of one process failing one after the other before the sweep stops
 
 
 @dataclass
@@ -296,8 +297,11 @@ def run_trials(study: optuna.Study, space: Space, cfg: dict, work_dir: Path, fol
         optuna.samplers.TPESampler(seed=_worker_seed(space))  # fmt: skip
     study.sampler = sampler
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    ran = 0
+    ran, failed_in_a_row, last_error = 0, 0, ""
     while True:
+        if failed_in_a_row >= MAX_FAILED_IN_A_ROW:  # a broken setup (data, config) fails every trial: say so instead of sampling forever
+            raise ConfigError(f"{failed_in_a_row} trials in a row failed, the last with: {last_error}; fix it and start the sweep again "
+                              "(failed trials are queued again)")  # fmt: skip
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         busy = len(study.get_trials(deepcopy=False, states=(*DONE, TrialState.RUNNING)))
         if not waiting and (space.sampler == "grid" or busy >= space.trials):
@@ -308,15 +312,18 @@ def run_trials(study: optuna.Study, space: Space, cfg: dict, work_dir: Path, fol
             value = run_trial(trial, space, cfg, work_dir, folds, ci)
             study.tell(trial, value)
             logger.info("trial %d: %s %.2f", trial.number, space.metric, value)
+            failed_in_a_row = 0
         except optuna.TrialPruned as e:
             study.tell(trial, state=TrialState.PRUNED)
             logger.info("trial %d pruned: %s", trial.number, e)
+            failed_in_a_row = 0
         except Exception as e:  # one bad candidate (a value the model rejects, a diverged run) does not end the sweep
             if TERMINATION.is_set():  # SIGTERM, turned into another error inside a library: the trial stays to be resumed
                 raise Terminated() from e
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             logger.warning("trial %d failed: %s", trial.number, e)
+            failed_in_a_row, last_error = failed_in_a_row + 1, f"{type(e).__name__}: {e}"
         ran += 1
 
 

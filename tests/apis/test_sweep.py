@@ -131,3 +131,15 @@ def test_the_shipped_spaces_apply_to_the_demo_config():
             apply_params(cfg, space, params, source=str(path))
         assert space.trials == len(space.grid())
     assert Space.from_file(ROOT / "configs/spaces/losses.yaml").trials == 10  # 5 losses x 2 learning rates
+
+
+def test_a_sweep_whose_every_trial_fails_stops_and_says_why(config_file, tmp_path, run_tool):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump({"sampler": "random", "trials": 20, "space": {"optimizer.lr": {"low": 1e-4, "high": 1e-2, "log": True}}})
+    )
+    r = run_tool("tools/sweep.py", config_file, space, "--work-dir", tmp_path / "sweep",
+                 "--cfg-options", f"train_dataloader.dataset.ann_file={tmp_path / 'missing.csv'}")  # fmt: skip
+    assert r.returncode == 2 and "3 trials in a row failed, the last with:" in r.stderr and "missing.csv" in r.stderr, r.stderr
+    states = [t.state.name for t in _trials(tmp_path / "sweep")]
+    assert states == ["FAIL"] * 3  # not 20 trials that could only fail
