@@ -54,7 +54,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp
     # of epoch 2, so the run resumes from batch 4 of epoch 2 (random flips, a worker process, EMA)
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "killer.py").write_text(KILLER)
-    env = {"PYTHONPATH": str(tmp_path / "plugins")}
+    # the killed process computes with the threads of this one, where the reference and the resume run
+    env = {"PYTHONPATH": str(tmp_path / "plugins"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=2)
     cfg["train_dataloader"]["num_workers"] = 2  # the workers' seeding is part of the guarantee
     cfg["train_dataloader"]["dataset"]["pipeline"][:0] = [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}]
