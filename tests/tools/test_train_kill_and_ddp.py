@@ -49,13 +49,15 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp_path, run_tool):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(shapes_root, tmp_path, run_tool, monkeypatch):
     # latest.pth is also written every 2 iterations inside an epoch; the kill comes at iteration 5
     # of epoch 2, so the run resumes from batch 4 of epoch 2 (random flips, a worker process, EMA)
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "killer.py").write_text(KILLER)
-    # the killed process computes with the threads of this one, where the reference and the resume run
-    env = {"PYTHONPATH": str(tmp_path / "plugins"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    # the three runs with the same threads, whatever else trains on the machine (a training without
+    # OMP_NUM_THREADS takes its share of the cores: mlcls.utils.cores); the killed process inherits them
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    env = {"PYTHONPATH": str(tmp_path / "plugins")}
     cfg = tiny_config(shapes_root, tmp_path / "unused", max_epochs=2)
     cfg["train_dataloader"]["num_workers"] = 2  # the workers' seeding is part of the guarantee
     cfg["train_dataloader"]["dataset"]["pipeline"][:0] = [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}]
