@@ -22,14 +22,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 else:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    # fixed, as under -n: a training whose threads nobody fixed takes its share of the cores, which
-    # would make a test's result depend on what else trains on the machine (tests/utils/test_cores.py
-    # tests that share with the variable removed)
-    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
 
 TINY_SPLITS = {"train": 96, "val": 64, "test": 64}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixed_threads():
+    """The threads fixed for the tests, as under -n: a training whose threads nobody fixed takes
+    its share of the cores, which would make a result depend on what else trains on the machine
+    (tests/utils/test_cores.py tests that share with the variable removed). A fixture, not an
+    import-time setting: under -n the controller process imports this file too, and its workers
+    would inherit its value instead of their share."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
