@@ -12,18 +12,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
+from mlcls.utils.cores import worker_env  # noqa: E402
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # the suite runs in N pytest processes (pytest -n N): each takes its share of the cores, and
-    # the trainings its tests start as subprocesses inherit it (OpenMP threads spinning for cores
-    # another process holds would slow every test; mlcls.utils.cores does the same for trainings)
-    _share = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-                 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))  # fmt: skip
-    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    # the suite runs in N pytest processes (pytest -n N): each takes its share of the cores, as a
+    # worker of a --workers pool does, and the trainings its tests start as subprocesses inherit it
+    # (OpenMP threads spinning for cores another process holds would slow every test)
+    os.environ.setdefault("OMP_NUM_THREADS", worker_env(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 0)["OMP_NUM_THREADS"])
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 else:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-from mlcls.datasets.shapes import make_shapes_dataset  # noqa: E402
 
 TINY_SPLITS = {"train": 96, "val": 64, "test": 64}
 

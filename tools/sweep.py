@@ -67,8 +67,9 @@ def main(argv=None) -> None:
     folds = args.folds
     ci = args.ci if folds else None
     study = open_study(space, cfg, folds, args.storage, args.study_name, work_dir, create=not (args.worker or args.report))
-    if not (args.worker or args.report):  # a sweep started again: its stopped and failed trials run again (once per start)
+    if not args.report:  # each process that takes trials, once: a requeued worker takes over what its last run left
         recover_stopped(study)
+    if not (args.worker or args.report):  # a sweep started again: its failed trials run again (once per start)
         retry_failed(study)
     if args.worker or (not args.report and args.workers == 1):
         run_trials(study, space, cfg, work_dir, folds, ci)

@@ -148,14 +148,14 @@ def many_trainings(args: argparse.Namespace, cfg: dict) -> None:
     if args.workers > 1 or args.merge:
         print(merge_parts(cfg, args.folds, args.seeds, ci=args.ci, tta=args.tta))
     elif args.folds:
-        from mlcls.apis.folds import combine_seeds, format_folds_summary, run_folds
+        from mlcls.apis.folds import run_folds
+        from mlcls.apis.parts import folds_of_seeds
 
-        for seed in args.seeds or [None]:  # each seed its own split and models
-            run = cfg if seed is None else {**cfg, "seed": seed, "work_dir": f"{cfg['work_dir']}/seed_{seed}"}
-            summary = run_folds(run, args.folds, train, resume=bool(args.resume), ci=args.ci, tta=args.tta, overwrite=args.overwrite)
-            print(("" if seed is None else f"seed {seed}: ") + format_folds_summary(summary))
-        if args.seeds:  # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
-            print(format_folds_summary(combine_seeds(cfg["work_dir"], args.seeds)))
+        def run(c: dict) -> dict:
+            return run_folds(c, args.folds, train, resume=bool(args.resume), ci=args.ci, tta=args.tta, overwrite=args.overwrite)
+
+        for line in folds_of_seeds(cfg, args.seeds, run):
+            print(line)
     else:
         from mlcls.apis.seeds import format_summary, run_seeds
 

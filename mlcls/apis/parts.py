@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -88,13 +88,23 @@ def start_parts(cfg: dict, folds: int | None, seeds: Sequence[int] | None, resum
                           "--resume, start anew with --work-dir DIR, or replace them with --overwrite")  # fmt: skip
 
 
+def folds_of_seeds(cfg: dict, seeds: Sequence[int] | None, summarise: Callable[[dict], dict]) -> Iterator[str]:
+    """The summary lines of a folds run, or of one per seed (``seed_<s>``) and then of the mean of
+    their out-of-fold scores; ``summarise`` runs or merges the folds of one config. Lazy: each
+    seed's line comes as soon as its folds are done."""
+    if not seeds:
+        yield format_folds_summary(summarise(cfg))
+        return
+    for seed in seeds:  # each seed its own split and models
+        yield f"seed {seed}: " + format_folds_summary(summarise(seed_config(cfg, seed)))
+    # the seeds' out-of-fold scores averaged: an ensemble's, still out of fold, for the finder and the report
+    yield format_folds_summary(combine_seeds(cfg["work_dir"], list(seeds)))
+
+
 def merge_parts(cfg: dict, folds: int | None, seeds: Sequence[int] | None, ci: int | None = None, tta: str | list | None = None) -> str:
     """Gather the finished parts into the files of a run in one process; returns the summary's text."""
-    if folds and seeds:
-        lines = [f"seed {s}: " + format_folds_summary(merge_folds(seed_config(cfg, s), folds, ci=ci, tta=tta)) for s in seeds]
-        return "\n".join([*lines, format_folds_summary(combine_seeds(cfg["work_dir"], list(seeds)))])
     if folds:
-        return format_folds_summary(merge_folds(cfg, folds, ci=ci, tta=tta))
+        return "\n".join(folds_of_seeds(cfg, seeds, lambda c: merge_folds(c, folds, ci=ci, tta=tta)))
     return format_summary(merge_seeds(cfg, list(seeds)))
 
 

@@ -161,14 +161,13 @@ def _param(path, key: str, spec: Any) -> Param:
 
 def apply_params(cfg: dict, space: Space, params: dict, source: str = "space") -> dict:
     """``cfg`` with each key of ``params`` (stored values) set to its config value, checked."""
-    options = [f"{p.key}={json.dumps(p.value(params[p.key]))}" for p in space.params if p.key in params]
+    values = {p.key: p.value(params[p.key]) for p in space.params if p.key in params}
     try:
-        out = apply_overrides(cfg, options)
+        out = apply_overrides(cfg, [f"{key}={json.dumps(value)}" for key, value in values.items()])
         check_config(out)
-        for p in space.params:
-            value = p.value(params[p.key]) if p.key in params else None
+        for key, value in values.items():
             if isinstance(value, dict):
-                check_spec(value, p.key)
+                check_spec(value, key)
     except MlclsError as e:
         raise ConfigError(f"{source}: {str(e).replace('--cfg-options: ', '')}") from None
     return out
@@ -283,16 +282,16 @@ def run_trial(trial: optuna.Trial, space: Space, cfg: dict, work_dir: Path, fold
             raise ConfigError(
                 f"trial {trial.number}: no validation ran, so there is no {space.metric}: give the config a val_dataloader, or use --folds K"
             )
-    trial.set_user_attr("seconds", trial.user_attrs.get("seconds", 0.0) + time.perf_counter() - start)
+    trial.set_user_attr("seconds", time.perf_counter() - start)
     return float(value)
 
 
 def run_trials(study: optuna.Study, space: Space, cfg: dict, work_dir: Path, folds: int | None = None, ci: int | None = None) -> int:
     """Take trials from ``study`` until the space is done (grid: every combination finished;
-    otherwise ``space.trials`` finished or running). Returns how many this process ran."""
+    otherwise ``space.trials`` finished or running). Returns how many this process ran. The
+    caller recovers stopped trials first (:func:`recover_stopped`)."""
     if folds and space.metric not in SUMMARY_KEYS:
         raise ConfigError(f"metric {space.metric!r}: with --folds, one of the pooled metrics {', '.join(SUMMARY_KEYS)}")
-    recover_stopped(study)
     sampler = optuna.samplers.RandomSampler(seed=_worker_seed(space)) if space.sampler == "random" else \
         optuna.samplers.TPESampler(seed=_worker_seed(space))  # fmt: skip
     study.sampler = sampler

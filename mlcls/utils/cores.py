@@ -112,10 +112,10 @@ class CoreShare:
         """Set this process's compute threads to its share of the cores (unless fixed); returns the threads."""
         if self.fixed or self.entry is None:
             return torch.get_num_threads()
-        n = self.trainings()
-        target = max(1, min(self.initial, usable_cores() // n))
+        n, cores = self.trainings(), usable_cores()
+        target = max(1, min(self.initial, cores // n))
         if target != torch.get_num_threads():
             logger.info("%d trainings on this machine's %d cores: this one uses %d compute thread(s) (set OMP_NUM_THREADS to choose)",
-                        n, usable_cores(), target)  # fmt: skip
+                        n, cores, target)  # fmt: skip
             torch.set_num_threads(target)
         return target
