@@ -230,9 +230,9 @@ def main() -> None:
         results.update({k: earlier[k] for k in ("folds_time_s", "fold_trainings_s", "fold_overhead")})
 
     # 3. the finder against the truth
-    classes, paths = oof["classes"], oof["paths"]
-    given = oof["targets"].numpy().astype(int)
-    res = find_label_issues(oof["scores"].numpy(), given)
+    classes, paths = oof.classes, oof.paths
+    given = oof.targets.numpy().astype(int)
+    res = find_label_issues(oof.scores.numpy(), given)
     row_of = {Path(pth).name: i for i, pth in enumerate(paths)}
     truth = set()
     with open(root / "train_noise.csv", newline="") as f:
@@ -245,7 +245,7 @@ def main() -> None:
         results["finder_per_fold_seed"] = {}
         for seed in args.fold_seeds:
             one = load_eval_scores(out / folds_dir / f"seed_{seed}" / "oof_scores.npz")
-            found = {(r, c) for r, c, *_ in find_label_issues(one["scores"].numpy(), given)["pairs"]}
+            found = {(r, c) for r, c, *_ in find_label_issues(one.scores.numpy(), given)["pairs"]}
             results["finder_per_fold_seed"][seed] = {"flagged": len(found), **precision_recall(found, truth)}
     # how often the first k pairs of the ranking (what a reviewer looks at first) are wrong labels
     by_quality = sorted(res["pairs"], key=lambda x: x[4])
@@ -255,9 +255,9 @@ def main() -> None:
     results["finder_methods"] = {}
     for method in FILTERS:
         for floor in (0.0, 0.7, 0.8):
-            found = {(r, c) for r, c, *_ in find_label_issues(oof["scores"].numpy(), given, min_class_ap=floor, filter_by=method)["pairs"]}
+            found = {(r, c) for r, c, *_ in find_label_issues(oof.scores.numpy(), given, min_class_ap=floor, filter_by=method)["pairs"]}
             results["finder_methods"][f"{method} min_class_ap={floor:g}"] = {"flagged": len(found), **precision_recall(found, truth)}
-    diff = np.abs(given - oof["scores"].numpy())
+    diff = np.abs(given - oof.scores.numpy())
     top = {divmod(int(i), given.shape[1]) for i in np.argsort(-diff, axis=None)[:n]}
     results["baseline_abs_diff"] = precision_recall(top, truth)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # the finder's figures before the long part
@@ -274,14 +274,14 @@ def main() -> None:
         first_csv = write_fixes((out / f"fixes_{pol}.csv").resolve(), first)
         oof2 = folds_scores(lambda wd, seed: config(root, wd, "train_noisy.csv", fold_epochs, seed, first_csv, recipe=args.recipe),
                             r2, args.folds, args.fold_seeds, train, args.fold_tta)  # fmt: skip
-        if list(oof2["paths"]) != list(paths):
+        if list(oof2.paths) != list(paths):
             raise SystemExit(f"{r2}: the second round scored other samples than the first")
-        given2 = oof2["targets"].numpy().astype(int)  # the first round's fixes applied (-1: made unknown)
+        given2 = oof2.targets.numpy().astype(int)  # the first round's fixes applied (-1: made unknown)
         true = given.copy()
         for r, c in truth:
             true[r, c] = 1 - given[r, c]
         left = {(int(r), int(c)) for r, c in zip(*np.nonzero((given2 >= 0) & (given2 != true)))}
-        res2 = find_label_issues(oof2["scores"].numpy(), given2)
+        res2 = find_label_issues(oof2.scores.numpy(), given2)
         found = {(r, c) for r, c, *_ in res2["pairs"]}
         results["second_round"] = {
             "policy": pol,

@@ -93,11 +93,11 @@ def finder_fixes(root: Path, out: Path, ann: str, epochs: int, seed: int, folds:
     cfg = config(root, wd, ann, epochs, seed, fixes=base_fixes)
     run_folds(cfg, folds, lambda c, r: train_model(c, resume="auto" if r else None, overwrite=not r), resume=(wd / "folds.csv").exists())
     run = load_eval_scores(wd / "oof_scores.npz")
-    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy())
+    res = find_label_issues(run.scores.numpy(), run.targets.numpy())
     fixes = {}  # (path, class) -> label; the policy's fix wins over the base file's for the same pair
     if base_fixes is not None:  # partial annotation: the unannotated entries stay unknown beneath the policy's fixes
         fixes.update({(p, c): v for p, c, v in (line.rsplit(",", 2) for line in base_fixes.read_text(encoding="utf-8").splitlines()[1:])})
-    fixes.update({(str(Path(run["paths"][r]).relative_to(root)), run["classes"][c]): v for r, c, v in policy_fixes(res["pairs"], policy)})
+    fixes.update({(str(Path(run.paths[r]).relative_to(root)), run.classes[c]): v for r, c, v in policy_fixes(res["pairs"], policy)})
     path = write_label_fixes(out / f"fixes_{policy}_seed{seed}.csv", ((p, c, v) for (p, c), v in fixes.items()))
     return path
 

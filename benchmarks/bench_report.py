@@ -86,7 +86,7 @@ def main() -> None:
               f"eval_scores.npz {mb(tmp / 'test_True' / 'eval_scores.npz'):.2f} MB")  # fmt: skip
         saved = load_eval_scores(tmp / "test_True" / "eval_scores.npz")
         t = time.perf_counter()
-        build_report(saved["scores"], saved["targets"], saved["paths"], saved["classes"], saved["thr"], saved["meta"], tmp / "again.html")
+        build_report(saved, tmp / "again.html")
         print(f"   the report alone (tools/report.py's work: data, thumbnails, page): {time.perf_counter() - t:.2f} s")
 
         c, n = args.many_classes, args.images

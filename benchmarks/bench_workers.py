@@ -44,8 +44,8 @@ def timed(cmd: list[str], log: Path) -> float:
 
 def compare_folds(a: Path, b: Path) -> str:
     one, two = load_eval_scores(a / "oof_scores.npz"), load_eval_scores(b / "oof_scores.npz")
-    same_rows = one["paths"] == two["paths"]
-    diff = float((one["scores"] - two["scores"]).abs().max())
+    same_rows = one.paths == two.paths
+    diff = float((one.scores - two.scores).abs().max())
     pa, pb = (json.loads((d / "folds_summary.json").read_text())["pooled"]["mAP"] for d in (a, b))
     return f"rows in the same order: {same_rows}; largest score difference {diff:.2e}; pooled mAP {pa:.2f} vs {pb:.2f}"
 

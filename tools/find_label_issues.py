@@ -72,7 +72,7 @@ def main(argv=None) -> None:
             raise DataError(f"{src}: no {OOF_FILE}; run python tools/train.py CONFIG --folds 5 --work-dir {src} first")
         src = src / OOF_FILE
     run = load_eval_scores(src)
-    if not run["meta"].get("folds"):
+    if not run.meta.get("folds"):
         print(
             f"warning: {src} is not out-of-fold: if its model trained on these samples it has learned their labels, errors "
             "included, and will miss them; use it to audit a held-out split (a test set), or run --folds for the training data",
@@ -84,18 +84,18 @@ def main(argv=None) -> None:
         raise ConfigError(f"--out {out}: expected a .csv file (its record is written beside it as {record.name})")
     fixes_out = out.with_name(f"label_fixes_{args.write_fixes}.csv") if args.write_fixes else None
     check_outputs([out, record] + ([fixes_out] if fixes_out else []), [src], replaces=ISSUES_FILE)
-    res = find_label_issues(run["scores"].numpy(), run["targets"].numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap,
+    res = find_label_issues(run.scores.numpy(), run.targets.numpy(), min_known=args.min_known, min_class_ap=args.min_class_ap,
                             filter_by=args.filter_by)  # fmt: skip
-    classes = run["classes"]
+    classes = run.classes
     with atomic_open(out, newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "class", "given_label", "score", "quality", "kind", "rank"])
         for rank, (row, c, given, score, quality) in enumerate(res["pairs"], 1):
-            w.writerow([spreadsheet_cell(run["paths"][row]), spreadsheet_cell(classes[c]), given, f"{score:.6f}", f"{quality:.6f}",
+            w.writerow([spreadsheet_cell(run.paths[row]), spreadsheet_cell(classes[c]), given, f"{score:.6f}", f"{quality:.6f}",
                         "extra" if given == 1 else "missing", rank])  # fmt: skip
     write_json(issues_record(src, run, out, len(res["pairs"]), vars(args)), record)
     if fixes_out is not None:  # no review: a policy decides for every flag
-        write_label_fixes(fixes_out, ((run["paths"][r], classes[c], label) for r, c, label in policy_fixes(res["pairs"], args.write_fixes)))
+        write_label_fixes(fixes_out, ((run.paths[r], classes[c], label) for r, c, label in policy_fixes(res["pairs"], args.write_fixes)))
     width = max(5, *(len(c) for c in classes))
     print(f"{'class':<{width}}  {'known':>6}  {'pos':>5}  {'AP':>5}  {'flagged':>7}  {'missing':>7}  {'extra':>5}  {'est. error rate':>15}")
     for i, (c, r) in enumerate(zip(classes, res["per_class"])):

@@ -57,11 +57,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     files = [find_scores(p) for p in args.paths]
     runs = [load_eval_scores(f) for f in files]
-    for f, run in zip(files, runs):
+    for i, (f, run) in enumerate(zip(files, runs)):
         if args.thr_file:
-            given = resolve_thresholds(run["classes"], args.thr_file)
-            run["thr"], run["meta"]["thresholds_source"] = given.values.tolist(), given.source
-        run["meta"].setdefault("name", f.parent.name)
+            given = resolve_thresholds(run.classes, args.thr_file)
+            runs[i] = run = run.with_thresholds(given.values.tolist(), given.source)
+        run.meta.setdefault("name", f.parent.name)
     inputs = files + ([Path(args.thr_file)] if args.thr_file else [])
     if len(runs) == 1:
         run = runs[0]
@@ -78,19 +78,16 @@ def main(argv=None) -> None:
                 print(f"warning: no review section: {stale}; run python tools/find_label_issues.py {files[0].parent} again",
                       file=sys.stderr)  # fmt: skip
                 issues = None
-        build_report(
-            run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], out,
-            gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
-            label_issues=issues if issues is not None and issues.is_file() else None, evidence=run["evidence"], review_max=args.review_max,
-        )  # fmt: skip
+        build_report(run, out, gallery_k=args.gallery_k, gallery_classes=args.gallery_classes,
+                     label_issues=issues if issues is not None and issues.is_file() else None, review_max=args.review_max)  # fmt: skip
         written = [out]
     else:
-        if runs[0]["classes"] != runs[1]["classes"]:  # compared class by class: positions must mean the same classes
-            only_a = [c for c in runs[0]["classes"] if c not in runs[1]["classes"]]
-            only_b = [c for c in runs[1]["classes"] if c not in runs[0]["classes"]]
+        if runs[0].classes != runs[1].classes:  # compared class by class: positions must mean the same classes
+            only_a = [c for c in runs[0].classes if c not in runs[1].classes]
+            only_b = [c for c in runs[1].classes if c not in runs[0].classes]
             what = f"only in A: {only_a[:5]}; only in B: {only_b[:5]}" if only_a or only_b else "the same classes in another order"
             raise DataError(f"cannot compare {files[0]} and {files[1]}: their class lists differ ({what})")
-        a, b = (report_data(r["scores"], r["targets"], r["classes"], r["thr"], meta=r["meta"], gallery_classes=0) for r in runs)
+        a, b = (report_data(r.scores, r.targets, r.classes, r.thr, meta=r.meta, gallery_classes=0) for r in runs)
         out = Path(args.out) if args.out else files[1].parent / f"compare_{files[0].parent.name}.html"
         check_outputs([out, out.with_suffix(".json")], inputs)  # before the resamples: a refused command costs nothing
         runs[1] = align_samples(runs[0], runs[1])  # the same samples in another order are compared row by row
@@ -100,7 +97,7 @@ def main(argv=None) -> None:
             print(f"warning: no paired statistics (DeLong, paired bootstrap): {problem}", file=sys.stderr)
         else:
             paired = paired_comparison(*runs, resamples=args.resamples, seed=args.seed)
-            print(format_paired(paired, runs[0]["meta"]["name"], runs[1]["meta"]["name"]))
+            print(format_paired(paired, runs[0].meta["name"], runs[1].meta["name"]))
         written = [out] + ([out.with_suffix(".json")] if paired is not None else [])
         write_compare(a, b, out, paired=paired)
         if paired is not None:

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from mlcls.apis import prepare_config, test_model
+from mlcls.apis.test import ReportOptions, ThresholdOptions
 from mlcls.cli import cli_main, int_at_least, number_in, resamples_arg, seed_arg
 
 
@@ -73,26 +74,29 @@ def main(argv=None) -> None:
         cfg = prepare_config(config, args.cfg_options, work_dir=args.work_dir)
     else:  # the checkpoint's own config (data: checked before use), with --cfg-options applied to it
         config, checkpoint, cfg = None, args.paths[0], None
+    thresholds = ThresholdOptions(
+        thr=args.thr if args.thr is not None else args.thr_file,
+        tune=args.tune_thr,
+        target=args.tune_target,
+        split=args.tune_split,
+        min_pos=args.min_pos,
+        allow_same_split=args.allow_same_split,
+    )
+    page = ReportOptions(write=args.report, gallery_k=args.gallery_k, gallery_classes=args.gallery_classes, config=config)
     metrics = test_model(
         cfg,
         checkpoint,
-        thr=args.thr if args.thr is not None else args.thr_file,
-        out=args.out,
-        work_dir=args.work_dir,
         split=args.split,
-        tune=args.tune_thr,
-        tune_target=args.tune_target,
-        tune_split=args.tune_split,
-        min_pos=args.min_pos,
-        allow_same_split=args.allow_same_split,
-        on_report=print,
-        tta=args.tta,
-        report=args.report,
-        report_options={"gallery_k": args.gallery_k, "gallery_classes": args.gallery_classes, "config": config},
-        cfg_options=None if config else args.cfg_options,
-        trust_config=args.trust_config,
+        work_dir=args.work_dir,
+        out=args.out,
+        thresholds=thresholds,
+        report=page,
         ci=args.ci,
         ci_seed=args.ci_seed,
+        tta=args.tta,
+        on_report=print,
+        cfg_options=None if config else args.cfg_options,
+        trust_config=args.trust_config,
     )
     print(f"wrote {len(metrics['written'])} files to {Path(metrics['written'][0]).parent}:")
     for path in metrics["written"]:

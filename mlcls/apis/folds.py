@@ -28,6 +28,7 @@ import torch
 from mlcls.apis.inference import bag_views, evidence_arrays
 from mlcls.apis.loaders import build_loader, shared_samples
 from mlcls.apis.model import build_from_checkpoint
+from mlcls.apis.test import predict_split
 from mlcls.apis.train import resume_candidates
 from mlcls.apis.tta import TTAModel, resolve_tta
 from mlcls.cli import MAX_RESAMPLES
@@ -35,10 +36,9 @@ from mlcls.config import config_sha256
 from mlcls.datasets.base import fold_assignment
 from mlcls.datasets.class_balanced import WRAPPERS
 from mlcls.errors import ConfigError
-from mlcls.evaluation import MultiLabelMetric, compute_metrics
+from mlcls.evaluation import compute_metrics
 from mlcls.evaluation.functional import SUMMARY_KEYS, bootstrap_ci
-from mlcls.evaluation.loop import predict_loader
-from mlcls.report.store import load_eval_scores, save_eval_scores
+from mlcls.report.store import Evaluation, load_eval_scores, save_eval_scores
 from mlcls.utils.dist import barrier, is_main_process
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import get_logger, write_json
@@ -220,10 +220,10 @@ def train_fold(plan: FoldsPlan, fold: int, train: Callable[[dict, bool], dict]) 
     if held is not None:
         logger.info("--folds: fold %d of %d is finished (%s): kept", fold + 1, plan.k, fold_dir / HELD_FILE)
         barrier()  # every rank has read the file before rank 0 may replace it
-        if held["meta"].get("tta") == plan.views:
+        if held.meta.get("tta") == plan.views:
             return
         logger.info("--folds: fold %d was scored with test-time augmentation %s, now %s: scoring it again from its checkpoint",
-                    fold + 1, held["meta"].get("tta"), plan.views)  # fmt: skip
+                    fold + 1, held.meta.get("tta"), plan.views)  # fmt: skip
     else:
         logger.info("--folds: fold %d of %d: training on %d samples, holding out %d", fold + 1, plan.k,
                     int((plan.assigned != fold).sum()), int((plan.assigned == fold).sum()))  # fmt: skip
@@ -243,10 +243,10 @@ def merge_folds(cfg: dict, k: int, ci: int | None = None, tta: str | list | None
     if missing:
         raise ConfigError(f"--merge: {len(missing)} of {k} folds in {plan.base} are not finished (no fold_<k>/{HELD_FILE}): "
                           f"fold {', '.join(map(str, missing))}; run their parts first")  # fmt: skip
-    other = [f for f, held in plan.finished.items() if held["meta"].get("tta") != plan.views]
+    other = [f for f, held in plan.finished.items() if held.meta.get("tta") != plan.views]
     if other:
         raise ConfigError(f"--merge: fold {other[0]} in {plan.base} was scored with test-time augmentation "
-                          f"{plan.finished[other[0]]['meta'].get('tta')}, the merge asks for {plan.views}: give the parts' --tta")  # fmt: skip
+                          f"{plan.finished[other[0]].meta.get('tta')}, the merge asks for {plan.views}: give the parts' --tta")  # fmt: skip
     return finish_folds(plan, ci)
 
 
@@ -302,38 +302,38 @@ def _report_checkpoints(base: Path, k: int) -> None:
                     "once the run is finished, or keep fewer with default_hooks.checkpoint.max_keep_ckpts)", size / 1e9, base)  # fmt: skip
 
 
-def _gather(base: Path, held_runs: list[dict], assigned: np.ndarray, paths: list[str], c: int, run: dict, ci: int | None) -> dict:
+def _gather(base: Path, held_runs: list[Evaluation], assigned: np.ndarray, paths: list[str], c: int, run: dict, ci: int | None) -> dict:
     """Put the folds' held-out scores together (every sample once, in the training set's order),
     write ``oof_scores.npz`` and the summary, and return the summary."""
     k, seed = run["folds"], run["seed"]
-    per_fold = [_summary_metrics(h["scores"], h["targets"], h["thr"]) for h in held_runs]
+    per_fold = [_summary_metrics(h.scores, h.targets, h.thr) for h in held_runs]
     # every sample exactly once, in the training set's order
     row_of = {p: i for i, p in enumerate(paths)}
     scores = torch.full((len(paths), c), float("nan"))
     targets = torch.zeros((len(paths), c))
     fold_of = np.full(len(paths), -1)
-    with_evidence = all(h["evidence"] is not None for h in held_runs)
+    with_evidence = all(h.evidence is not None for h in held_runs)
     evidence = {"view": np.zeros((len(paths), c), dtype=np.int64), "slice": np.full((len(paths), c), -1, dtype=np.int64)}
     for fold, held in enumerate(held_runs):
-        rows = [row_of.get(p, -1) for p in held["paths"]]
+        rows = [row_of.get(p, -1) for p in held.paths]
         if sorted(rows) != np.flatnonzero(assigned == fold).tolist():
             raise ConfigError(
                 f"--folds: fold {fold}'s held-out scores do not cover exactly its samples (folds.csv); rerun without --resume"
             )
-        scores[rows], targets[rows], fold_of[rows] = held["scores"].float(), held["targets"].float(), fold
+        scores[rows], targets[rows], fold_of[rows] = held.scores.float(), held.targets.float(), fold
         if with_evidence:
-            evidence["view"][rows], evidence["slice"][rows] = held["evidence"]["view"], held["evidence"]["slice"]
-    classes = list(held_runs[0]["classes"])
-    thr = held_runs[0]["thr"]
+            evidence["view"][rows], evidence["slice"][rows] = held.evidence["view"], held.evidence["slice"]
+    classes = list(held_runs[0].classes)
+    thr = held_runs[0].thr
     meta = {"name": f"{base.name}: out-of-fold ({k} folds)", "split": "train (out-of-fold)", "folds": k, "seed": seed,
-            "checkpoints": [h["meta"].get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
-            "views": held_runs[0]["meta"].get("views"), "tta": run["tta"], "labels_sha256": run["labels_sha256"],
+            "checkpoints": [h.meta.get("checkpoint") for h in held_runs], "thresholds_source": "each fold's", "created": None,
+            "views": held_runs[0].meta.get("views"), "tta": run["tta"], "labels_sha256": run["labels_sha256"],
             "label_fixes": run["label_fixes"]}  # fmt: skip
     summary = {"folds": k, "seed": seed, "num_samples": len(paths), "per_fold": per_fold,
                **_spread_and_pooled(per_fold, scores, targets, thr, classes)}  # fmt: skip
     if ci:
         summary["pooled_ci"] = bootstrap_ci(scores, targets, thr=thr, n=int(ci), seed=seed)["summary"]
-    _write_run(base, scores, targets, paths, classes, thr, meta, evidence if with_evidence else None, summary)
+    _write_run(base, Evaluation(scores, targets, paths, classes, thr, meta, evidence if with_evidence else None), summary)
     return summary
 
 
@@ -357,10 +357,10 @@ def _spread_and_pooled(parts: list[dict], scores: torch.Tensor, targets: torch.T
     }
 
 
-def _write_run(base: Path, scores, targets, paths, classes, thr, meta: dict, evidence: dict | None, summary: dict) -> None:
+def _write_run(base: Path, oof: Evaluation, summary: dict) -> None:
     """``oof_scores.npz`` and ``folds_summary.json`` / ``.txt`` in ``base`` (rank 0 writes; every rank waits for it)."""
     if is_main_process():
-        save_eval_scores(base / OOF_FILE, scores, targets, paths, classes, thr, meta, evidence)
+        save_eval_scores(base / OOF_FILE, oof)
         write_json(summary, base / "folds_summary.json")
         with atomic_open(base / "folds_summary.txt") as f:
             f.write(format_folds_summary(summary) + "\n")
@@ -420,7 +420,7 @@ def _check_resumable(base: Path, k: int, paths: list[str], folds: list[int], run
             finished[fold] = load_eval_scores(path)
             _check_held_labels(finished[fold], path, full, row_of)
     for fold, held in finished.items():  # the labels first: a label fix also changes the config
-        if (held["meta"].get("run") or {}).get("config_sha256") not in (None, run_id["config_sha256"]):
+        if (held.meta.get("run") or {}).get("config_sha256") not in (None, run_id["config_sha256"]):
             raise ConfigError(f"--folds: {base / f'fold_{fold}' / HELD_FILE} was made with another config than this run's: rerun it "
                               "with --overwrite (or in a new work dir)")  # fmt: skip
     return finished
@@ -448,14 +448,14 @@ def _check_same_labels(saved: Path, base: Path, run_id: dict) -> None:
         )
 
 
-def _check_held_labels(held: dict, path: Path, full, row_of: dict) -> None:
+def _check_held_labels(held: Evaluation, path: Path, full, row_of: dict) -> None:
     """A finished fold's held-out labels are the training set's labels now (``row_of``: each
     sample path's row in ``full``), else one clear error."""
-    rows = [row_of.get(p, -1) for p in held["paths"]]
+    rows = [row_of.get(p, -1) for p in held.paths]
     if min(rows, default=0) < 0:
         return  # a sample that is not in the set: the coverage check names the fold
     now = torch.from_numpy(full.dense_targets(np.asarray(rows)).astype(np.int8))
-    if not torch.equal(now, held["targets"]):
+    if not torch.equal(now, held.targets):
         raise ConfigError(
             f"--folds --resume: {path} holds other labels than the training set now (label fixes added or changed since it was "
             "scored): rerun with --overwrite (or in a new work dir) so that every fold learns from the same labels"
@@ -491,20 +491,16 @@ def _score_heldout(run: dict, fold_dir: Path, views: list | None = None, run_id:
     plain = model
     if views:
         model = TTAModel(model, views)
-    loader = build_loader(run, "test", "eval", int(run.get("seed", 0)))
-    metric = MultiLabelMetric()
-    scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
-    paths = [loader.dataset.image_path(int(i)) for i in metric.indices]
-    thr = model.info.thresholds.tolist()
+    scores, targets, paths = predict_split(run, model, "test")
     if not is_main_process():
         return
     names = bag_views(plain)
     # a model of exams keeps the slice behind each score: the review of suspected label errors shows it
     evidence = evidence_arrays(plain, paths) if names is not None else None
-    save_eval_scores(fold_dir / HELD_FILE, scores, targets, paths, list(ckpt["meta"]["classes"]), thr,
-                     {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": names,
-                      "tta": views, "run": run_id},
-                     evidence)  # fmt: skip
+    meta = {"name": f"{fold_dir.name} held out", "checkpoint": str(checkpoint), "split": "held-out fold", "views": names, "tta": views,
+            "run": run_id}  # fmt: skip
+    save_eval_scores(fold_dir / HELD_FILE, Evaluation(scores, targets, paths, list(ckpt["meta"]["classes"]),
+                                                      model.info.thresholds.tolist(), meta, evidence))  # fmt: skip
 
 
 def format_folds_summary(summary: dict) -> str:
@@ -551,26 +547,26 @@ def combine_seeds(base: str | Path, seeds: list[int]) -> dict:
     runs = [load_eval_scores(base / f"seed_{s}" / OOF_FILE) for s in seeds]
     first = runs[0]
     for s, run in zip(seeds[1:], runs[1:]):
-        if run["paths"] != first["paths"] or run["classes"] != first["classes"] or not torch.equal(run["targets"], first["targets"]):
+        if run.paths != first.paths or run.classes != first.classes or not torch.equal(run.targets, first.targets):
             raise ConfigError(
                 f"{base / f'seed_{s}' / OOF_FILE}: other samples, classes or labels than {base / f'seed_{seeds[0]}' / OOF_FILE}; "
                 "the seeds of one --folds run must train on the same data: rerun it in a new work dir"
             )
-    stack = torch.stack([run["scores"] for run in runs])  # [S, N, C]
-    scores, targets = stack.mean(0), first["targets"].float()
-    thr = np.mean([run["thr"] for run in runs], axis=0).tolist()
+    stack = torch.stack([run.scores for run in runs])  # [S, N, C]
+    scores, targets = stack.mean(0), first.targets.float()
+    thr = np.mean([run.thr for run in runs], axis=0).tolist()
     evidence = None
-    if all(run["evidence"] is not None for run in runs):  # each pair's slice from the seed that scored it highest
+    if all(run.evidence is not None for run in runs):  # each pair's slice from the seed that scored it highest
         top = stack.argmax(0).numpy()[None]
-        evidence = {key: np.take_along_axis(np.stack([run["evidence"][key] for run in runs]), top, 0)[0] for key in ("view", "slice")}
-    per_seed = [_summary_metrics(run["scores"], targets, run["thr"]) for run in runs]
-    k = first["meta"]["folds"]
-    summary = {"folds": k, "seeds": list(seeds), "num_samples": len(first["paths"]), "per_seed": per_seed,
-               **_spread_and_pooled(per_seed, scores, targets, thr, first["classes"])}  # fmt: skip
-    meta = {**first["meta"], "name": f"{base.name}: out-of-fold ({k} folds, mean of {len(seeds)} seeds)", "seed": None,
+        evidence = {key: np.take_along_axis(np.stack([run.evidence[key] for run in runs]), top, 0)[0] for key in ("view", "slice")}
+    per_seed = [_summary_metrics(run.scores, targets, run.thr) for run in runs]
+    k = first.meta["folds"]
+    summary = {"folds": k, "seeds": list(seeds), "num_samples": len(first.paths), "per_seed": per_seed,
+               **_spread_and_pooled(per_seed, scores, targets, thr, first.classes)}  # fmt: skip
+    meta = {**first.meta, "name": f"{base.name}: out-of-fold ({k} folds, mean of {len(seeds)} seeds)", "seed": None,
             "seeds": list(seeds), "split": f"train (out-of-fold, mean of {len(seeds)} seeds)", "thresholds_source": "mean of the seeds'",
-            "checkpoints": [c for run in runs for c in run["meta"].get("checkpoints", [])]}  # fmt: skip
-    _write_run(base, scores, targets, first["paths"], first["classes"], thr, meta, evidence, summary)
+            "checkpoints": [c for run in runs for c in run.meta.get("checkpoints", [])]}  # fmt: skip
+    _write_run(base, Evaluation(scores, targets, first.paths, first.classes, thr, meta, evidence), summary)
     return summary
 
 

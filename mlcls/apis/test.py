@@ -8,8 +8,9 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -25,7 +26,7 @@ from mlcls.evaluation.loop import predict_loader
 from mlcls.evaluation.metrics import build_evaluator
 from mlcls.evaluation.thresholds import evaluator_section, resolve_thresholds
 from mlcls.registry import METRICS
-from mlcls.report import SCORES_FILE, build_report, save_eval_scores
+from mlcls.report import SCORES_FILE, Evaluation, build_report, save_eval_scores
 from mlcls.utils.checkpoint import save_checkpoint_keeping_links
 from mlcls.utils.fileio import atomic_open
 from mlcls.utils.misc import write_json
@@ -115,33 +116,26 @@ def format_report(metrics: dict, classes: list[str], fallback: Sequence[str] = (
     return "\n".join(lines)
 
 
-def write_scores(
-    path: str | os.PathLike,
-    paths: list[str],
-    classes: list[str],
-    scores: torch.Tensor,
-    targets: torch.Tensor,
-    views: list[str] | None = None,
-) -> None:
-    """Per-sample scores and targets as CSV (one score and one target column per class) or JSON.
-    Samples of several ``views`` are named by exam, with the file of each view (never a
+def write_scores(path: str | os.PathLike, ev: Evaluation) -> None:
+    """Per-sample scores and targets of ``ev`` as CSV (one score and one target column per class)
+    or JSON. Samples of several views are named by exam, with the file of each view (never a
     ``{view}`` template)."""
     path = Path(path)
-    named = [v for v in views or [] if v]
-    files = [view_files(p, named) if named else {} for p in paths]
-    names = [exam_name(p) if named else p for p in paths]
+    named = [v for v in ev.views or [] if v]
+    files = [view_files(p, named) if named else {} for p in ev.paths]
+    names = [exam_name(p) if named else p for p in ev.paths]
     if path.suffix.lower() == ".json":
         rows = [
-            {"image": n, **({"files": f} if f else {}), "scores": dict(zip(classes, s)), "targets": dict(zip(classes, t))}
-            for n, f, s, t in zip(names, files, scores.tolist(), targets.int().tolist())
+            {"image": n, **({"files": f} if f else {}), "scores": dict(zip(ev.classes, s)), "targets": dict(zip(ev.classes, t))}
+            for n, f, s, t in zip(names, files, ev.scores.tolist(), ev.targets.int().tolist())
         ]
         with atomic_open(path) as f:
             f.write(json.dumps(rows))
     elif path.suffix.lower() == ".csv":
         with atomic_open(path, newline="") as f:
             w = csv.writer(f)
-            w.writerow(["image", *[f"file_{v}" for v in named], *[f"score_{c}" for c in classes], *[f"target_{c}" for c in classes]])
-            for n, fs, s, t in zip(names, files, scores.tolist(), targets.int().tolist()):
+            w.writerow(["image", *[f"file_{v}" for v in named], *[f"score_{c}" for c in ev.classes], *[f"target_{c}" for c in ev.classes]])
+            for n, fs, s, t in zip(names, files, ev.scores.tolist(), ev.targets.int().tolist()):
                 w.writerow([n, *[fs[v] for v in named], *[f"{v:.6f}" for v in s], *t])
     else:
         raise ConfigError(f"--out: unsupported extension '{path.suffix}' (use .csv or .json)")
@@ -155,129 +149,161 @@ def write_per_class_csv(rows: list[dict], path: str | os.PathLike) -> None:
             w.writerow({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def loader_scores(cfg: dict, model, split: str, classes: list[str], checkpoint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(scores [N, C], targets [N, C], the image path of each row) of ``model`` on the ``{split}_dataloader``."""
+def predict_split(
+    cfg: dict, model, split: str, classes: list[str] | None = None, owner: str = ""
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(scores [N, C], targets [N, C], the sample path of each row) of ``model`` on the
+    ``{split}_dataloader``, every sample once. ``classes``: the model's, checked against the
+    dataset's before anything is predicted (``owner`` names the model in the error)."""
     loader = build_loader(cfg, split, "eval", int(cfg.get("seed", 0)))
     if loader is None:
         raise ConfigError(f"config: no '{split}_dataloader' section")
-    check_same_classes(classes, loader.dataset.classes, f"checkpoint {checkpoint}", f"{split}_dataloader")
+    if classes is not None:
+        check_same_classes(classes, loader.dataset.classes, owner, f"{split}_dataloader")
     metric = MultiLabelMetric()
     scores, targets = predict_loader(model, loader, metric, next(model.parameters()).device)
-    # each row's image comes from the index the sample itself carried, never from a sampler's order
+    # each row's sample comes from the index the sample itself carried, never from a sampler's order
     return scores, targets, [loader.dataset.image_path(int(i)) for i in metric.indices]
 
 
-def tune_and_store(
-    cfg: dict,
-    model,
-    ckpt: dict,
-    checkpoint: str,
-    classes: list[str],
-    objective: str,
-    target: float | None,
-    split: str,
-    min_pos: int,
-    work_dir: Path,
-) -> dict:
-    """Tune per-class thresholds on ``split`` and save them in the checkpoint and thresholds.json."""
-    scores, targets, _ = loader_scores(cfg, model, split, classes, checkpoint)
-    thr, info = tune_thresholds(scores, targets, objective=objective, target=target, min_pos=min_pos)
-    record = threshold_record(thr, info, classes, split)
+@dataclass
+class ThresholdOptions:
+    """The thresholds an evaluation judges at, in order of precedence: ``thr`` (a number, per-class
+    values or a thresholds JSON file, see :func:`mlcls.evaluation.thresholds.resolve_thresholds`);
+    per-class thresholds tuned now for ``tune`` (``f1``, ``precision``, ``recall``, ``specificity``;
+    the last three reach ``target``) on ``split`` and saved into the checkpoint (classes with fewer
+    than ``min_pos`` positives there take the global threshold); those stored in the checkpoint;
+    the evaluator's (0.5 by default). ``allow_same_split``: report on samples the thresholds or the
+    checkpoint were chosen on (refused otherwise; the report then says so)."""
+
+    thr: float | list | str | None = None
+    tune: str | None = None
+    target: float | None = None
+    split: str = "val"
+    min_pos: int = 5
+    allow_same_split: bool = False
+
+
+@dataclass
+class ReportOptions:
+    """``write``: also ``eval_scores.npz`` and ``report.html`` (see :mod:`mlcls.report`), with up to
+    ``gallery_k`` errors shown per class for the ``gallery_classes`` lowest-AP classes; ``config``:
+    the config file named in the page's header (None: the checkpoint's own)."""
+
+    write: bool = False
+    gallery_k: int = 6
+    gallery_classes: int = 100
+    config: str | None = None
+
+
+def tune_and_store(cfg: dict, model, ckpt: dict, checkpoint: str, classes: list[str], opts: ThresholdOptions, work_dir: Path) -> dict:
+    """Tune per-class thresholds on ``opts.split`` and save them in the checkpoint and thresholds.json."""
+    scores, targets, _ = predict_split(cfg, model, opts.split, classes, f"checkpoint {checkpoint}")
+    thr, info = tune_thresholds(scores, targets, objective=opts.tune, target=opts.target, min_pos=opts.min_pos)
+    record = threshold_record(thr, info, classes, opts.split)
     ckpt = {k: v for k, v in ckpt.items() if k != "format"}
     ckpt["thresholds"] = record
     save_checkpoint_keeping_links(ckpt, checkpoint)
     write_json(record, work_dir / "thresholds.json")
-    logger.info(
-        "tuned %s thresholds on '%s' (%d classes fell back to the global %s) -> %s",
-        objective,
-        split,
-        len(info["fallback"]),
-        info["global_thr"],
-        checkpoint,
-    )
+    logger.info("tuned %s thresholds on '%s' (%d classes fell back to the global %s) -> %s",
+                opts.tune, opts.split, len(info["fallback"]), info["global_thr"], checkpoint)  # fmt: skip
     return record
 
 
 def test_model(
     cfg: dict | None,
     checkpoint: str,
-    thr: float | None = None,
-    out: str | None = None,
-    work_dir: str | None = None,
+    *,
     split: str = "test",
-    tune: str | None = None,
-    tune_target: float | None = None,
-    tune_split: str = "val",
-    min_pos: int = 5,
-    allow_same_split: bool = False,
-    on_report: Callable[[str], None] | None = None,
-    tta: str | list | None = None,
-    report: bool = False,
-    report_options: dict | None = None,
-    cfg_options: list[str] | None = None,
-    trust_config: bool = False,
+    work_dir: str | None = None,
+    out: str | None = None,
+    thresholds: ThresholdOptions | None = None,
+    report: ReportOptions | bool = False,
     ci: int | None = None,
     ci_seed: int = 0,
+    tta: str | list | None = None,
+    on_report: Callable[[str], None] | None = None,
+    cfg_options: list[str] | None = None,
+    trust_config: bool = False,
 ) -> dict:
     """Evaluate ``checkpoint`` on the ``{split}_dataloader`` of ``cfg`` (or of the checkpoint's config).
 
-    Thresholds, in order of precedence: ``thr`` (a number, per-class values or a thresholds JSON
-    file, see :func:`mlcls.evaluation.thresholds.resolve_thresholds`); per-class thresholds tuned now with
-    ``tune`` (``f1``, ``precision``, ``recall``) on ``tune_split`` and saved into the checkpoint; the
-    thresholds already stored in the checkpoint; the evaluator's (0.5 by default). The report
-    says which were used and also gives the metrics at 0.5.
+    The split is predicted once into an :class:`~mlcls.report.store.Evaluation`, which the writers
+    take: ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` in ``work_dir``
+    (default: ``test_<name>`` beside the checkpoint), per-sample rows in ``out`` (.csv or .json)
+    and, with ``report``, ``eval_scores.npz`` (its file form, which ``tools/report.py`` rebuilds
+    the page from) and ``report.html``. The report says which thresholds were used (see
+    :class:`ThresholdOptions`) and also gives the metrics at 0.5.
 
-    Writes ``test_metrics.json``, ``per_class.csv`` and ``ap_vs_frequency.png`` to ``work_dir``
-    (default: ``test_<name>`` beside the checkpoint) and, with ``out``, per-image scores. With
-    ``report``, also ``report.html`` (see :mod:`mlcls.report`; ``report_options``: ``gallery_k``,
-    ``gallery_classes``, ``config`` for its header) and ``eval_scores.npz``, which
-    ``tools/report.py`` rebuilds the page from.
-    ``on_report`` receives the report text before anything is written. ``tta`` (``flip``, a
-    list of views, see :mod:`mlcls.apis.tta`, or ``config``: the config's ``test_cfg.tta``)
-    averages the scores over views; thresholds tuned here are tuned under the same TTA.
-    ``cfg_options`` apply to the checkpoint's stored config when ``cfg`` is None;
     ``ci``: that many bootstrap resamples (seeded by ``ci_seed``) give 95 % confidence intervals of
-    mAP, mAUROC, CF1, OF1 and each class's AP and AUROC (printed, in the JSON and the report).
-    ``trust_config`` lets that stored config import modules or open program URLs
+    mAP, mAUROC, CF1, OF1 and each class's AP and AUROC. ``tta`` (``flip``, a list of views, see
+    :mod:`mlcls.apis.tta`, or ``config``: the config's ``test_cfg.tta``) averages the scores over
+    views; thresholds tuned here are tuned under the same TTA. ``on_report`` receives the report
+    text before anything is written. ``cfg_options`` apply to the checkpoint's stored config when
+    ``cfg`` is None; ``trust_config`` lets that stored config import modules or open program URLs
     (:func:`mlcls.apis.model.build_from_checkpoint`). Files of an earlier evaluation in
     ``work_dir`` that this one does not write again are kept, and named in the log as that
     evaluation's; ``test_metrics.json`` lists this one's ``files``.
     Returns the metrics dict (plus ``report``, the text, and ``written``, the files).
     """
+    opts = thresholds or ThresholdOptions()
+    page = report if isinstance(report, ReportOptions) else ReportOptions(write=bool(report))
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
     tta = resolve_tta(tta, cfg)
     model = TTAModel(model, tta) if tta else model
-    classes = list(ckpt["meta"]["classes"])
+    tta_views = model.views if tta else None
     work_dir, had_evaluation = _output_dir(work_dir, checkpoint, out)
-    same = _same_samples(cfg, ckpt, checkpoint, split, thr, tune, tune_split, allow_same_split)
-    if tune:
-        ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, tune, tune_target, tune_split, min_pos, work_dir)
     ev_cfg = evaluator_section(cfg) or {"type": "MultiLabelMetric"}
-    # checked before the evaluation, not after
-    resolved = resolve_thresholds(classes, thr, ckpt.get("thresholds"), ev_cfg, given_as="--thr", checkpoint=checkpoint)
-    scores, targets, paths = loader_scores(cfg, model, split, classes, checkpoint)
-    metrics, at_half, (ev_name, ev_extra) = _metrics(scores, targets, resolved, ev_cfg, ci, ci_seed, report)
-    views = model.views if tta else None
-    metrics["report"] = _report_text(metrics, at_half, classes, resolved, views, ev_name, ev_extra)
+    ev, resolved = evaluate_split(cfg, model, ckpt, checkpoint, split, opts, ev_cfg, work_dir, page.config)
+    metrics, at_half, evaluator = _metrics(ev, resolved, ev_cfg, ci, ci_seed, page.write)
+    metrics["report"] = _report_text(metrics, at_half, ev.classes, resolved, tta_views, *evaluator)
     metrics["thresholds_source"] = resolved.source
     if on_report is not None:  # before any write that could fail: the numbers are never lost
         on_report(metrics["report"])
-    results = _results(metrics, at_half, classes, checkpoint, split, resolved.source, views, (ev_name, ev_extra), same, tune, report)
-    written = _write_metric_files(results, work_dir, split, tune)
+    results = _results(metrics, at_half, ev, checkpoint, tta_views, evaluator, opts.tune, page.write)
+    written = _write_metric_files(results, work_dir, split, opts.tune)
     if out:  # relative to where the user is, as every tool's --out
-        write_scores(out, paths, classes, scores, targets, views=bag_views(model))
+        write_scores(out, ev)
         written.append(Path(out))
-    if report:
-        written += write_report_files(
-            work_dir, scores, targets, paths, classes, metrics["thr"], checkpoint, ckpt, cfg, split, resolved.source, views,
-            report_options, metrics.get("ci"), (metrics, at_half), model_views=bag_views(model), same_samples=same,
-            evaluator=f"{ev_name}: " + ", ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()) if ev_extra else None,
-            # exams are shown by the slice that carried each class's score
-            evidence_fn=(lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None,
-        )  # fmt: skip
+    if page.write:
+        written += write_report_files(work_dir, ev, model, page, metrics, at_half)
     _name_older_files(work_dir, had_evaluation, written)
     metrics["written"] = [str(p) for p in written]
     return metrics
+
+
+def evaluate_split(
+    cfg: dict, model, ckpt: dict, checkpoint, split: str, opts: ThresholdOptions, ev_cfg: dict, work_dir: Path, config: str | None
+) -> tuple[Evaluation, Any]:
+    """Check the samples, tune thresholds if asked, resolve them and predict ``split`` once:
+    ``(the evaluation, the resolved thresholds)``."""
+    classes = list(ckpt["meta"]["classes"])
+    same = _same_samples(cfg, ckpt, checkpoint, split, opts)
+    if opts.tune:
+        ckpt["thresholds"] = tune_and_store(cfg, model, ckpt, checkpoint, classes, opts, work_dir)
+    # checked before the evaluation, not after
+    resolved = resolve_thresholds(classes, opts.thr, ckpt.get("thresholds"), ev_cfg, given_as="--thr", checkpoint=checkpoint)
+    scores, targets, paths = predict_split(cfg, model, split, classes, f"checkpoint {checkpoint}")
+    checkpoint = Path(checkpoint)
+    # the run's scalars.jsonl: beside the checkpoint, else in the work dir it was trained in
+    run_dir = next((str(d) for d in (checkpoint.parent, (cfg or {}).get("work_dir")) if d and (Path(d) / "scalars.jsonl").is_file()), None)
+    views = model.views if isinstance(model, TTAModel) else None
+    meta = {
+        "name": f"{checkpoint.parent.name}/{checkpoint.name} on {split}",
+        "checkpoint": str(checkpoint.resolve()),
+        "config": str(config or "stored in the checkpoint"),
+        "split": split,
+        "thresholds_source": resolved.source,
+        "tta": " + ".join(map(str, views)) if views else None,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "train_counts": ckpt["meta"].get("train_counts"),
+        "views": bag_views(model),  # the report shows a multi-view sample by the model's own view
+        "same_samples": same,  # why the numbers are optimistic (empty: reported on samples nothing was chosen on)
+        "evaluator": None,  # the configured evaluator's own metrics and the intervals, once computed
+        "run_dir": run_dir,
+        "ci": None,
+    }
+    return Evaluation(scores, targets, paths, classes, resolved.values.tolist(), meta), resolved
 
 
 def _output_dir(work_dir: str | None, checkpoint, out: str | None) -> tuple[Path, bool]:
@@ -293,15 +319,16 @@ def _output_dir(work_dir: str | None, checkpoint, out: str | None) -> tuple[Path
     return work_dir, had_evaluation
 
 
-def _same_samples(cfg: dict, ckpt: dict, checkpoint, split: str, thr, tune: str | None, tune_split: str, allow: bool) -> list[str]:
+def _same_samples(cfg: dict, ckpt: dict, checkpoint, split: str, opts: ThresholdOptions) -> list[str]:
     """Why the numbers of ``split`` would be optimistic (thresholds tuned, stored thresholds tuned, or
-    ``best.pth`` selected on the samples reported on), each logged; refused unless ``allow``."""
+    ``best.pth`` selected on the samples reported on), each logged; refused unless ``opts.allow_same_split``."""
+    tune, tune_split = opts.tune, opts.split
     # what is read decides, not the sections' names: a val and a test loader on the same exams are one split
     same = [] if not tune else [f"thresholds tuned on them: {why}" for why in [shared_samples(cfg, tune_split, split)] if why]
     stored_split = (ckpt.get("thresholds") or {}).get("split")
-    if not tune and thr is None and stored_split in ("train", "val", "test"):
+    if not tune and opts.thr is None and stored_split in ("train", "val", "test"):
         same += [f"the stored thresholds were tuned on them: {why}" for why in [shared_samples(cfg, stored_split, split)] if why]
-    if same and not allow:
+    if same and not opts.allow_same_split:
         doing = "tune thresholds on the samples reported on" if tune else "report on the samples the thresholds were chosen on"
         raise ConfigError(
             f"refusing to {doing} (optimistic numbers): {same[0]}; "
@@ -317,15 +344,24 @@ def _same_samples(cfg: dict, ckpt: dict, checkpoint, split: str, thr, tune: str 
     return same
 
 
-def _metrics(scores, targets, resolved, ev_cfg: dict, ci: int | None, ci_seed: int, report: bool) -> tuple[dict, dict, tuple[str, dict]]:
-    """``(the metrics at the thresholds in use, those at 0.5, (the configured evaluator, its own metrics))``."""
-    used = resolved.values.tolist()
-    metrics = compute_metrics(scores, targets, thr=used, topk=ev_cfg.get("topk"), sample_metrics=True)
-    ev_name, ev_extra = evaluator_metrics(ev_cfg, scores, targets, used, set(metrics))
+def _metrics(ev: Evaluation, resolved, ev_cfg: dict, ci: int | None, ci_seed: int, report: bool) -> tuple[dict, dict, tuple[str, dict]]:
+    """``(the metrics at the thresholds in use, those at 0.5, (the configured evaluator, its own metrics))``;
+    the evaluator's metrics and the intervals also go into ``ev.meta`` (the report's header)."""
+    scores, targets = ev.scores, ev.targets
+    metrics = compute_metrics(scores, targets, thr=ev.thr, topk=ev_cfg.get("topk"), sample_metrics=True)
+    ev_name, ev_extra = evaluator_metrics(ev_cfg, scores, targets, ev.thr, set(metrics))
     metrics.update(ev_extra)  # the configured evaluator's own metrics, next to the standard ones
     if ci:
         metrics["ci"] = bootstrap_ci(scores, targets, thr=metrics["thr"], n=int(ci), seed=ci_seed)
     at_half = metrics if resolved.uniform == 0.5 else compute_metrics(scores, targets, thr=0.5, sample_metrics=report)
+    ev.meta["evaluator"] = f"{ev_name}: " + ", ".join(f"{k} {v:.2f}" for k, v in ev_extra.items()) if ev_extra else None
+    c = metrics.get("ci")
+    ev.meta["ci"] = (
+        None
+        if not c
+        else f"{c['level'] * 100:.0f}% from {c['resamples']} resamples: "
+        + ", ".join(f"{k} {lo:.1f}-{hi:.1f}" for k, (lo, hi) in c["summary"].items())
+    )
     return metrics, at_half, (ev_name, ev_extra)
 
 
@@ -351,7 +387,7 @@ def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, vie
     return "\n".join(lines)
 
 
-def _results(metrics, at_half, classes, checkpoint, split, source, views, evaluator, same, tune, report) -> dict:
+def _results(metrics: dict, at_half: dict, ev: Evaluation, checkpoint, views, evaluator, tune, report) -> dict:
     """test_metrics.json's content."""
     ev_name, ev_extra = evaluator
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "auroc_skipped", "num_samples")
@@ -359,14 +395,14 @@ def _results(metrics, at_half, classes, checkpoint, split, source, views, evalua
     return {
         **summary,
         "checkpoint": str(checkpoint),
-        "split": split,
-        "thresholds": {"source": source, "values": metrics["thr"]},
+        "split": ev.meta["split"],
+        "thresholds": {"source": ev.meta["thresholds_source"], "values": metrics["thr"]},
         "tta": views,
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if metrics.get("ci") else {}),
         "evaluator": {"type": ev_name, "metrics": ev_extra},  # the configured evaluator (its own metrics also above)
-        "same_samples": same,  # why these numbers are optimistic (empty: reported on samples nothing was chosen on)
-        "per_class": per_class_rows(metrics, classes),
+        "same_samples": ev.meta["same_samples"],  # why these numbers are optimistic (empty: reported on samples nothing was chosen on)
+        "per_class": per_class_rows(metrics, ev.classes),
         # the files of this evaluation (a report.html beside them that is not listed is an earlier one's)
         "files": ["test_metrics.json", "per_class.csv", "ap_vs_frequency.png", *(["thresholds.json"] if tune else []),
                   *([SCORES_FILE, "report.html"] if report else [])],
@@ -401,55 +437,14 @@ def _name_older_files(work_dir: Path, had_evaluation: bool, written: list[Path])
 OUTPUT_FILES = ("eval_scores.npz", "report.html")
 
 
-def write_report_files(
-    work_dir,
-    scores,
-    targets,
-    paths,
-    classes,
-    thr,
-    checkpoint,
-    ckpt,
-    cfg,
-    split,
-    source,
-    views,
-    options,
-    ci=None,
-    computed=(None, None),
-    model_views=None,
-    same_samples=None,
-    evidence_fn=None,
-    evaluator=None,
-) -> list[Path]:
-    """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` in ``work_dir``."""
-    options = dict(options or {})
-    checkpoint = Path(checkpoint)
-    # the run's scalars.jsonl: beside the checkpoint, else in the work dir it was trained in
-    run_dir = next((str(d) for d in (checkpoint.parent, (cfg or {}).get("work_dir")) if d and (Path(d) / "scalars.jsonl").is_file()), None)
-    meta = {
-        "name": f"{checkpoint.parent.name}/{checkpoint.name} on {split}",
-        "checkpoint": str(checkpoint.resolve()),
-        "config": str(options.pop("config", None) or "stored in the checkpoint"),
-        "split": split,
-        "thresholds_source": source,
-        "tta": " + ".join(map(str, views)) if views else None,
-        "created": time.strftime("%Y-%m-%d %H:%M"),
-        "train_counts": ckpt["meta"].get("train_counts"),
-        "views": model_views,  # the report shows a multi-view sample by the model's own view
-        "same_samples": same_samples or [],
-        "evaluator": evaluator or None,
-        "run_dir": run_dir,
-        "ci": None
-        if not ci
-        else f"{ci['level'] * 100:.0f}% from {ci['resamples']} resamples: "
-        + ", ".join(f"{k} {lo:.1f}-{hi:.1f}" for k, (lo, hi) in ci["summary"].items()),
-    }
-    npz = save_eval_scores(work_dir / SCORES_FILE, scores, targets, paths, classes, thr, meta)
-    html = build_report(
-        scores, targets, paths, classes, thr, meta, work_dir / "report.html", **options, metrics=computed[0], at_half=computed[1],
-        evidence_fn=evidence_fn,
-    )  # fmt: skip
+def write_report_files(work_dir: Path, ev: Evaluation, model, page: ReportOptions, metrics: dict, at_half: dict) -> list[Path]:
+    """``eval_scores.npz`` (what a report is rebuilt from) and ``report.html`` of ``ev`` in ``work_dir``;
+    ``metrics`` / ``at_half``: the evaluation's, reused by the page."""
+    npz = save_eval_scores(work_dir / SCORES_FILE, ev)
+    # exams are shown by the slice that carried each class's score
+    evidence_fn = (lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None
+    html = build_report(ev, work_dir / "report.html", gallery_k=page.gallery_k, gallery_classes=page.gallery_classes,
+                        metrics=metrics, at_half=at_half, evidence_fn=evidence_fn)  # fmt: skip
     return [npz, html]
 
 

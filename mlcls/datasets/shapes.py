@@ -248,12 +248,14 @@ def inject_label_noise(
             changed.append((rows[i][0], cls, 0, 1))
     stem = name or f"{split}_noisy"
     out = root / f"{stem}.csv"
-    out.write_text("\n".join([header] + [f"{path},{' '.join(sorted(g))}" for (path, _), g in zip(rows, given)]) + "\n", encoding="utf-8")
+    # written whole or not at all: another process may be reading the files of an earlier identical call
+    with atomic_open(out, encoding="utf-8") as f:
+        f.write("\n".join([header] + [f"{path},{' '.join(sorted(g))}" for (path, _), g in zip(rows, given)]) + "\n")
     noise = root / (f"{name}_noise.csv" if name else f"{split}_noise.csv")
-    noise.write_text("path,class,true_label,given_label\n" + "".join(f"{p},{c},{t},{g}\n" for p, c, t, g in changed), encoding="utf-8")
+    with atomic_open(noise, encoding="utf-8") as f:
+        f.write("path,class,true_label,given_label\n" + "".join(f"{p},{c},{t},{g}\n" for p, c, t, g in changed))
     if unknown > 0:
         hidden = rng.random((len(rows), len(classes))) < unknown
-        (root / f"{stem}_unknown_fixes.csv").write_text(
-            "path,class,label\n" + "".join(f"{rows[i][0]},{classes[c]},-1\n" for i, c in zip(*np.nonzero(hidden))), encoding="utf-8"
-        )
+        with atomic_open(root / f"{stem}_unknown_fixes.csv", encoding="utf-8") as f:
+            f.write("path,class,label\n" + "".join(f"{rows[i][0]},{classes[c]},-1\n" for i, c in zip(*np.nonzero(hidden))))
     return out

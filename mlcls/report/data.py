@@ -7,6 +7,7 @@ Everything the page shows comes from here, so the numbers can be tested in Pytho
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,7 @@ import torch
 from mlcls.errors import DataError
 from mlcls.evaluation.functional import CI_COLUMNS, SUMMARY_KEYS, as_tensors, compute_metrics
 from mlcls.evaluation.paired import delong_test, paired_bootstrap
+from mlcls.report.store import Evaluation
 from mlcls.utils.misc import SCALARS_FILE, read_scalars
 
 #: Score histogram resolution: thresholds k / NUM_BINS (k = 0..NUM_BINS) are exact in the page.
@@ -285,41 +287,39 @@ def compare_data(a: dict, b: dict, paired: dict | None = None) -> dict:
     }
 
 
-def align_samples(run_a: dict, run_b: dict) -> dict:
-    """``run_b`` with its rows in ``run_a``'s order when both list the same samples (each once) in
+def align_samples(a: Evaluation, b: Evaluation) -> Evaluation:
+    """``b`` with its rows in ``a``'s order when both list the same samples (each once) in
     another order (two evaluations of one split whose loaders ordered it differently); else as it is."""
-    pa, pb = list(run_a["paths"]), list(run_b["paths"])
+    pa, pb = list(a.paths), list(b.paths)
     if pa == pb or len(pa) != len(pb) or len(set(pa)) != len(pa) or set(pa) != set(pb):
-        return run_b
+        return b
     row_of = {p: i for i, p in enumerate(pb)}
     order = torch.tensor([row_of[p] for p in pa])
-    out = {**run_b, "scores": run_b["scores"][order], "targets": run_b["targets"][order], "paths": pa}
-    if run_b.get("evidence") is not None:
-        out["evidence"] = {k: v[order.numpy()] for k, v in run_b["evidence"].items()}
-    return out
+    evidence = None if b.evidence is None else {k: v[order.numpy()] for k, v in b.evidence.items()}
+    return replace(b, scores=b.scores[order], targets=b.targets[order], paths=pa, evidence=evidence)
 
 
 #: fewer positives (or negatives) than this: a class's DeLong p-value and intervals rest on too few samples to lean on
 FEW_FOR_PAIRED = 10
 
 
-def same_samples_problem(run_a: dict, run_b: dict) -> str | None:
-    """Why two saved evaluations (:func:`~mlcls.report.store.load_eval_scores`) are not of the same
-    samples in the same order with the same labels (paired statistics need that), or None."""
-    if run_a["classes"] != run_b["classes"]:
+def same_samples_problem(a: Evaluation, b: Evaluation) -> str | None:
+    """Why two evaluations are not of the same samples in the same order with the same labels
+    (paired statistics need that), or None."""
+    if a.classes != b.classes:
         return "their class lists differ"
-    if list(run_a["paths"]) != list(run_b["paths"]):
-        na, nb = len(run_a["paths"]), len(run_b["paths"])
+    if list(a.paths) != list(b.paths):
+        na, nb = len(a.paths), len(b.paths)
         if na != nb:
             return f"A has {na} samples, B {nb}"
-        i = next(k for k, (x, y) in enumerate(zip(run_a["paths"], run_b["paths"])) if x != y)
-        return f"their samples differ (row {i}: {run_a['paths'][i]} in A, {run_b['paths'][i]} in B)"
-    if not torch.equal(torch.as_tensor(run_a["targets"]), torch.as_tensor(run_b["targets"])):
+        i = next(k for k, (x, y) in enumerate(zip(a.paths, b.paths)) if x != y)
+        return f"their samples differ (row {i}: {a.paths[i]} in A, {b.paths[i]} in B)"
+    if not torch.equal(torch.as_tensor(a.targets), torch.as_tensor(b.targets)):
         return "the same samples carry different labels in A and B"
     return None
 
 
-def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def paired_comparison(a: Evaluation, b: Evaluation, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Per class: both AUROCs, their difference with DeLong's test, and paired bootstrap intervals
     of the differences in AUROC, AP and F1 (each model at its own thresholds), B - A throughout.
 
@@ -331,12 +331,12 @@ def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int
         DataError: the runs are not of the same samples (see :func:`same_samples_problem`).
     """
 
-    problem = same_samples_problem(run_a, run_b)
+    problem = same_samples_problem(a, b)
     if problem:
         raise DataError(f"paired statistics need both evaluations on the same samples: {problem}")
-    sa, sb, t = run_a["scores"], run_b["scores"], run_a["targets"]
+    sa, sb, t = a.scores, b.scores, a.targets
     dl = delong_test(sa, sb, t)
-    boot = paired_bootstrap(sa, sb, t, thr_a=list(run_a["thr"]), thr_b=list(run_b["thr"]), n=resamples, seed=seed)
+    boot = paired_bootstrap(sa, sb, t, thr_a=list(a.thr), thr_b=list(b.thr), n=resamples, seed=seed)
     tested = sum(not math.isnan(p) for p in dl["p"])
     strict = alpha / max(tested, 1)
 
@@ -346,7 +346,7 @@ def paired_comparison(run_a: dict, run_b: dict, resamples: int = 1000, seed: int
     known = t >= 0
     pos, neg = ((t == 1) & known).sum(0).tolist(), ((t == 0) & known).sum(0).tolist()
     classes = []
-    for i, name in enumerate(run_a["classes"]):
+    for i, name in enumerate(a.classes):
         p = dl["p"][i]
         auroc_ci = [num(v) for v in boot["per_class"]["AUROC"][i]]
         # the two tests of the AUROC difference disagree: DeLong's p against alpha, the bootstrap interval against 0

@@ -372,21 +372,21 @@ def test_folds_on_exams_keep_the_evidence_slice_that_the_review_shows(mrnet_root
     cfg["model"]["backbone"] = {"type": "TimmBackbone", "model_name": "test_resnet"}  # small: the folds' training is not the point
     run_folds(cfg, 2, lambda c, resume: train_model(c))
     oof = load_eval_scores(tmp_path / "cv" / "oof_scores.npz")
-    ev, views = oof["evidence"], oof["meta"]["views"]
+    ev, views = oof.evidence, oof.meta["views"]
     assert views == ["sagittal", "coronal"] and ev is not None and (ev["slice"] >= 0).all()
     fold_of = oof_rows_of(tmp_path / "cv" / "folds.csv")
     models = [init_model(None, tmp_path / "cv" / f"fold_{k}" / "latest.pth") for k in range(2)]
-    classes = oof["classes"]
+    classes = oof.classes
     for i in (0, 5, 13):  # the fold model that scored the exam says the same
-        path = oof["paths"][i]
+        path = oof.paths[i]
         best = bag_evidence(models[fold_of[path]], [bag_input(path, views)])[0]["per_class"]
         assert [(views.index(best[c]["view"]), best[c]["slice"]) for c in classes] == [
             (int(ev["view"][i, c]), int(ev["slice"][i, c])) for c in range(len(classes))
         ]
     # a pair whose evidence is not the middle slice, under review
-    i, c = next((i, c) for i in range(len(oof["paths"])) for c in range(len(classes))
-                if ev["slice"][i, c] != load_bag(oof["paths"][i].replace("{view}", views[ev["view"][i, c]])).shape[0] // 2)  # fmt: skip
-    path, view, k = oof["paths"][i], views[ev["view"][i, c]], int(ev["slice"][i, c])
+    i, c = next((i, c) for i in range(len(oof.paths)) for c in range(len(classes))
+                if ev["slice"][i, c] != load_bag(oof.paths[i].replace("{view}", views[ev["view"][i, c]])).shape[0] // 2)  # fmt: skip
+    path, view, k = oof.paths[i], views[ev["view"][i, c]], int(ev["slice"][i, c])
     (tmp_path / "cv" / "label_issues.csv").write_text(
         f"path,class,given_label,score,quality,kind,rank\n{path},{classes[c]},0,0.9,0.1,missing,1\n"
     )

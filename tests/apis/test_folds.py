@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlcls.report.store import load_eval_scores
+from mlcls.report.store import Evaluation, load_eval_scores
 from tests.conftest import tiny_config
 
 
@@ -44,20 +44,20 @@ def test_every_sample_is_scored_once_by_a_model_that_never_saw_it(folds_run, sha
     base, summary, calls = folds_run
     oof = load_eval_scores(base / "oof_scores.npz")
     train_paths = [str(shapes_root / line.split(",")[0]) for line in (shapes_root / "train.csv").read_text().splitlines()[1:]]
-    assert sorted(oof["paths"]) == sorted(train_paths) and len(set(oof["paths"])) == len(train_paths) == 96
-    assert not torch.isnan(oof["scores"]).any()
+    assert sorted(oof.paths) == sorted(train_paths) and len(set(oof.paths)) == len(train_paths) == 96
+    assert not torch.isnan(oof.scores).any()
     fold_of = oof_rows_of(base / "folds.csv")
     for k in range(3):
         held = load_eval_scores(base / f"fold_{k}" / "heldout_scores.npz")
-        assert {fold_of[p] for p in held["paths"]} == {k}  # fold k's model scored fold k only
+        assert {fold_of[p] for p in held.paths} == {k}  # fold k's model scored fold k only
         ckpt = load_checkpoint(base / f"fold_{k}" / "latest.pth")
         seen = ckpt["meta"]["config"]["train_dataloader"]["dataset"]["folds"]
         assert seen == {"k": 3, "seed": 0, "fold": k, "part": "train"}  # ...and trained without it
-        i = oof["paths"].index(held["paths"][0])
-        assert torch.equal(oof["scores"][i], held["scores"][0])
+        i = oof.paths.index(held.paths[0])
+        assert torch.equal(oof.scores[i], held.scores[0])
     # stratified: each class's positives within one of K-equal across folds
-    targets = {p: t for p, t in zip(oof["paths"], oof["targets"])}
-    for c in range(oof["targets"].shape[1]):
+    targets = {p: t for p, t in zip(oof.paths, oof.targets)}
+    for c in range(oof.targets.shape[1]):
         per_fold = [sum(int(targets[p][c] == 1) for p, f in fold_of.items() if f == k) for k in range(3)]
         assert max(per_fold) - min(per_fold) <= 1, (c, per_fold)
     # the interrupted fold resumed; the finished one was kept
@@ -82,17 +82,17 @@ def test_seeds_out_of_fold_scores_are_averaged(folds_run, tmp_path):
     one = load_eval_scores(base / "oof_scores.npz")
     (tmp_path / "seed_0").mkdir()
     shutil.copy(base / "oof_scores.npz", tmp_path / "seed_0" / "oof_scores.npz")
-    other = torch.from_numpy(np.random.default_rng(0).random(one["scores"].shape, dtype=np.float32))
-    save_eval_scores(tmp_path / "seed_3" / "oof_scores.npz", other, one["targets"], one["paths"], one["classes"],
-                     [0.3] * len(one["classes"]), {**one["meta"], "seed": 3})  # fmt: skip
+    other = torch.from_numpy(np.random.default_rng(0).random(one.scores.shape, dtype=np.float32))
+    save_eval_scores(tmp_path / "seed_3" / "oof_scores.npz", Evaluation(other, one.targets, one.paths, one.classes,
+                     [0.3] * len(one.classes), {**one.meta, "seed": 3}))  # fmt: skip
     summary = combine_seeds(tmp_path, [0, 3])
     mean = load_eval_scores(tmp_path / "oof_scores.npz")
-    want = (one["scores"].numpy() + other.numpy()) / 2
-    np.testing.assert_allclose(mean["scores"].numpy(), want, atol=1e-6)
-    assert mean["paths"] == one["paths"] and torch.equal(mean["targets"], one["targets"])
-    assert mean["meta"]["folds"] == 3 and mean["meta"]["seeds"] == [0, 3]
-    np.testing.assert_allclose(mean["thr"], (np.array(one["thr"]) + 0.3) / 2, atol=1e-6)
-    y = one["targets"].numpy()
+    want = (one.scores.numpy() + other.numpy()) / 2
+    np.testing.assert_allclose(mean.scores.numpy(), want, atol=1e-6)
+    assert mean.paths == one.paths and torch.equal(mean.targets, one.targets)
+    assert mean.meta["folds"] == 3 and mean.meta["seeds"] == [0, 3]
+    np.testing.assert_allclose(mean.thr, (np.array(one.thr) + 0.3) / 2, atol=1e-6)
+    y = one.targets.numpy()
     has = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
     ap = np.mean([average_precision_score(y[:, k], want[:, k]) for k in has])
     assert summary["pooled"]["mAP"] == pytest.approx(100 * ap, abs=1e-3)
@@ -102,9 +102,9 @@ def test_seeds_out_of_fold_scores_are_averaged(folds_run, tmp_path):
     assert summary["std"]["mAP"] > 0 and "seed 3: mAP" in format_folds_summary(summary)
     assert "2 seeds" in (tmp_path / "folds_summary.txt").read_text()
     # a seed whose labels differ (the data or the label fixes changed): refused, nothing rewritten
-    flipped = one["targets"].clone()
+    flipped = one.targets.clone()
     flipped[0, 0] = 1 - flipped[0, 0]
-    save_eval_scores(tmp_path / "seed_4" / "oof_scores.npz", other, flipped, one["paths"], one["classes"], one["thr"], one["meta"])
+    save_eval_scores(tmp_path / "seed_4" / "oof_scores.npz", Evaluation(other, flipped, one.paths, one.classes, one.thr, one.meta))
     before = (tmp_path / "oof_scores.npz").read_bytes()
     with pytest.raises(ConfigError, match=r"seed_4.oof_scores\.npz: other samples, classes or labels than .*seed_0"):
         combine_seeds(tmp_path, [0, 4])
@@ -164,19 +164,19 @@ def test_held_out_folds_scored_with_tta_and_rescored_on_resume(folds_run, tmp_pa
     run_cfg["train_dataloader"]["dataset"].pop("folds")
     run_folds({**run_cfg, "work_dir": str(copy)}, 3, train, resume=True, tta="flip")
     held = load_eval_scores(copy / "fold_0" / "heldout_scores.npz")
-    assert held["meta"]["tta"] == ["identity", "hflip"]
+    assert held.meta["tta"] == ["identity", "hflip"]
     model = init_model(None, copy / "fold_0" / "latest.pth")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in held["paths"][:12]]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in held.paths[:12]]
 
     def probs(arrays):
-        return torch.tensor([[r["scores"][c] for c in held["classes"]] for r in inference_model(model, arrays)])
+        return torch.tensor([[r["scores"][c] for c in held.classes] for r in inference_model(model, arrays)])
 
     want = (probs(images) + probs([np.ascontiguousarray(a[:, ::-1]) for a in images])) / 2
-    torch.testing.assert_close(held["scores"][:12].float(), want.float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(held.scores[:12].float(), want.float(), atol=1e-5, rtol=1e-4)
     plain = load_eval_scores(base / "fold_0" / "heldout_scores.npz")
-    assert plain["meta"].get("tta") is None and not torch.allclose(plain["scores"][:12], held["scores"][:12])
+    assert plain.meta.get("tta") is None and not torch.allclose(plain.scores[:12], held.scores[:12])
     oof = load_eval_scores(copy / "oof_scores.npz")
-    assert oof["meta"]["tta"] == ["identity", "hflip"] and oof["paths"] == plain_oof["paths"]
+    assert oof.meta["tta"] == ["identity", "hflip"] and oof.paths == plain_oof.paths
     # the same --tta again: nothing is scored again
     before = (copy / "fold_0" / "heldout_scores.npz").read_bytes()
     run_folds({**run_cfg, "work_dir": str(copy)}, 3, train, resume=True, tta="flip")
@@ -235,7 +235,7 @@ def test_find_label_issues_tool_on_a_folds_run(folds_run, run_tool):
     assert [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
     assert all((row["kind"] == "missing") == (row["given_label"] == "0") for row in rows)
     oof = load_eval_scores(base / "oof_scores.npz")
-    assert {row["path"] for row in rows} <= set(oof["paths"])
+    assert {row["path"] for row in rows} <= set(oof.paths)
     # cleanlab's method is the user's: every pair on the wrong side of 0.5 is at least as many
     r = run_tool("tools/find_label_issues.py", base, "--min-known", "3", "--filter-by", "predicted_neq_given", "--out", base / "all.csv")
     assert r.returncode == 0, r.stderr
@@ -266,7 +266,7 @@ def test_a_label_issue_list_found_in_other_scores_is_not_reviewed(folds_run, run
     assert record["labels_sha256"] == json.loads((base / "folds_run.json").read_text())["labels_sha256"]
     assert run_tool("tools/report.py", d).returncode == 0 and "label_issues" in embedded_data(d / "report.html")
     oof = load_eval_scores(d / "oof_scores.npz")
-    save_eval_scores(d / "oof_scores.npz", oof["scores"].flip(0), oof["targets"], oof["paths"], oof["classes"], oof["thr"], oof["meta"])
+    save_eval_scores(d / "oof_scores.npz", Evaluation(oof.scores.flip(0), oof.targets, oof.paths, oof.classes, oof.thr, oof.meta))
     r = run_tool("tools/report.py", d)
     assert r.returncode == 0 and "no review section" in r.stderr and "was found in other scores" in r.stderr, r.stderr
     assert "label_issues" not in embedded_data(d / "report.html")
@@ -321,7 +321,7 @@ def test_every_flag_is_reviewed_in_the_page_and_its_fixes_equal_the_same_verdict
     data = embedded_data(d / "report.html")
     issues = list(csv.DictReader((d / "label_issues.csv").open()))
     pairs = data["label_issues"]["pairs"]
-    names = load_eval_scores(d / "oof_scores.npz")["classes"]
+    names = load_eval_scores(d / "oof_scores.npz").classes
     assert len(pairs) == len(issues) > 40  # every flag, more than one page of them
     assert [(p["path"], names[p["class"]], p["rank"]) for p in pairs] == [(i["path"], i["class"], int(i["rank"])) for i in issues]
     assert all(p["thumb"].startswith("data:image/jpeg") for p in pairs)
@@ -477,11 +477,11 @@ def test_resume_after_adding_label_fixes_is_refused_and_changes_nothing(folds_ru
 
     base, _, _ = folds_run
     oof = load_eval_scores(base / "oof_scores.npz")
-    row = int(np.flatnonzero((oof["targets"] == 0).any(1).numpy())[0])
-    c = int(np.flatnonzero(oof["targets"][row].numpy() == 0)[0])
-    rel = Path(oof["paths"][row]).relative_to(shapes_root)
+    row = int(np.flatnonzero((oof.targets == 0).any(1).numpy())[0])
+    c = int(np.flatnonzero(oof.targets[row].numpy() == 0)[0])
+    rel = Path(oof.paths[row]).relative_to(shapes_root)
     fixes = tmp_path / "fixes.csv"
-    fixes.write_text(f"path,class,label\n{rel},{oof['classes'][c]},-1\n")
+    fixes.write_text(f"path,class,label\n{rel},{oof.classes[c]},-1\n")
     cfg = tiny_config(shapes_root, base, max_epochs=1)
     cfg["train_dataloader"]["dataset"]["label_fixes"] = str(fixes)
     before = _snapshot(base)
@@ -581,8 +581,8 @@ def test_the_finder_keeps_cleanlabs_warnings_and_guards_formula_cells(folds_run,
 
     base, _, _ = folds_run
     oof = load_eval_scores(base / "oof_scores.npz")
-    classes = ["=HYPERLINK(1)", *oof["classes"][1:]]
-    save_eval_scores(tmp_path / "oof_scores.npz", oof["scores"], oof["targets"], oof["paths"], classes, oof["thr"], oof["meta"])
+    classes = ["=HYPERLINK(1)", *oof.classes[1:]]
+    save_eval_scores(tmp_path / "oof_scores.npz", Evaluation(oof.scores, oof.targets, oof.paths, classes, oof.thr, oof.meta))
     r = run_tool("tools/find_label_issues.py", tmp_path / "oof_scores.npz", "--min-known", "1")
     assert r.returncode == 0 and "Warning" not in r.stderr and "divide by zero" not in r.stderr, r.stderr
     text = (tmp_path / "label_issues.csv").read_text()
@@ -592,7 +592,7 @@ def test_the_finder_keeps_cleanlabs_warnings_and_guards_formula_cells(folds_run,
     assert formula and text.count(",'=HYPERLINK(1),") == len(formula)  # guarded, and read back as the class itself
     fixes = tmp_path / "fixes.csv"  # the page's export guards the same way; label_fixes reads it back
     fixes.write_text(f"path,class,label\n{formula[0]['path']},'=HYPERLINK(1),-1\n")
-    got = read_label_fixes(str(fixes), np.array([p.encode() for p in oof["paths"]]), classes)
+    got = read_label_fixes(str(fixes), np.array([p.encode() for p in oof.paths]), classes)
     assert got.entries == [[formula[0]["path"], "=HYPERLINK(1)", -1]]
 
 

@@ -48,8 +48,8 @@ def test_folds_over_two_workers_and_as_separate_jobs_equal_the_run_in_one_proces
 
         one, two = load_eval_scores(tmp_path / "one" / "oof_scores.npz"), load_eval_scores(wd / "oof_scores.npz")
         assert (tmp_path / "one" / "folds.csv").read_bytes() == (wd / "folds.csv").read_bytes()
-        assert one["paths"] == two["paths"] and torch.equal(one["targets"], two["targets"])
-        assert torch.equal(one["scores"], two["scores"])  # same threads, same operations: bit-identical
+        assert one.paths == two.paths and torch.equal(one.targets, two.targets)
+        assert torch.equal(one.scores, two.scores)  # same threads, same operations: bit-identical
         assert json.loads((tmp_path / "one" / "folds_summary.json").read_text()) == json.loads((wd / "folds_summary.json").read_text())
 
         # a scheduler's job array: each part alone, then the merge, which checks before it gathers
@@ -73,7 +73,7 @@ def test_folds_over_two_workers_and_as_separate_jobs_equal_the_run_in_one_proces
         assert r.returncode == 0, r.stderr
         r = run_tool("tools/train.py", config_file, "--folds", "2", "--merge", "--work-dir", arr, *ONE_EPOCH)
         assert r.returncode == 0, r.stderr
-        assert torch.equal(load_eval_scores(arr / "oof_scores.npz")["scores"], one["scores"])
+        assert torch.equal(load_eval_scores(arr / "oof_scores.npz").scores, one.scores)
     finally:
         torch.set_num_threads(threads)
 

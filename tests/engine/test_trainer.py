@@ -193,10 +193,10 @@ def test_threshold_tuning_hook_stores_thresholds_matching_each_checkpoint(make_c
     assert ckpt["thresholds"]["epoch"] == 2 and len(ckpt["thresholds"]["values"]) == 10
     assert json.loads((tmp_path / "run/thresholds.json").read_text())["values"] == ckpt["thresholds"]["values"]
     # they are the thresholds the final weights give on the validation split
-    from mlcls.apis.test import build_from_checkpoint, loader_scores
+    from mlcls.apis.test import build_from_checkpoint, predict_split
 
     model, _, cfg2 = build_from_checkpoint(tmp_path / "run/latest.pth")
-    scores, targets, _ = loader_scores(cfg2, model, "val", ckpt["meta"]["classes"], "latest.pth")
+    scores, targets, _ = predict_split(cfg2, model, "val")
     thr, _ = tune_thresholds(scores, targets, min_pos=1)
     assert thr.tolist() == pytest.approx(ckpt["thresholds"]["values"])
     m = test_model(None, str(tmp_path / "run/latest.pth"), work_dir=str(tmp_path / "t"))

@@ -4,6 +4,7 @@ O(m*n) formula of DeLong et al. (1988), AUCs against scikit-learn, and the paire
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,27 +85,28 @@ def test_paired_statistics_need_the_same_samples():
 
     from mlcls.errors import DataError
     from mlcls.report.data import paired_comparison, same_samples_problem
+    from mlcls.report.store import Evaluation
 
     t = torch.tensor([[1.0, 0], [0, 1], [1, 1]])
-    run = {"classes": ["a", "b"], "paths": ["x", "y", "z"], "targets": t, "scores": torch.rand(3, 2), "thr": [0.5, 0.5]}
-    assert same_samples_problem(run, dict(run)) is None
-    assert same_samples_problem(run, {**run, "paths": ["x", "q", "z"]}) == "their samples differ (row 1: y in A, q in B)"
-    assert same_samples_problem(run, {**run, "paths": ["x"]}) == "A has 3 samples, B 1"
-    assert same_samples_problem(run, {**run, "targets": 1 - t}) == "the same samples carry different labels in A and B"
+    run = Evaluation(torch.rand(3, 2), t, ["x", "y", "z"], ["a", "b"], [0.5, 0.5])
+    assert same_samples_problem(run, replace(run)) is None
+    assert same_samples_problem(run, replace(run, paths=["x", "q", "z"])) == "their samples differ (row 1: y in A, q in B)"
+    assert same_samples_problem(run, replace(run, paths=["x"])) == "A has 3 samples, B 1"
+    assert same_samples_problem(run, replace(run, targets=1 - t)) == "the same samples carry different labels in A and B"
     with pytest.raises(DataError, match="paired statistics need both evaluations on the same samples"):
-        paired_comparison(run, {**run, "classes": ["b", "a"]})
+        paired_comparison(run, replace(run, classes=["b", "a"]))
 
 
 def test_the_comparison_cautions_classes_with_few_samples_and_gives_no_f1_interval_without_positives():
     from mlcls.report.data import format_paired, paired_comparison
+    from mlcls.report.store import Evaluation
 
     g = torch.Generator().manual_seed(0)
     t = torch.zeros(60, 3, dtype=torch.int8)
     t[:3, 0] = 1  # 3 positives: a p-value to read with care
     t[:30, 2] = 1
-    a = {"scores": torch.rand(60, 3, generator=g), "targets": t, "paths": [f"{i}.png" for i in range(60)], "classes": ["x", "y", "z"],
-         "thr": [0.5] * 3}  # fmt: skip
-    b = {**a, "scores": torch.rand(60, 3, generator=g)}
+    a = Evaluation(torch.rand(60, 3, generator=g), t, [f"{i}.png" for i in range(60)], ["x", "y", "z"], [0.5] * 3)
+    b = replace(a, scores=torch.rand(60, 3, generator=g))
     paired = paired_comparison(a, b, resamples=30)
     x, y, z = paired["classes"]
     assert x["few"] and x["positives"] == 3 and not z["few"]

@@ -309,12 +309,16 @@ def test_saved_evaluations_that_are_not_are_one_line(tmp_path, run_tool):
     d.mkdir()
     (d / "eval_scores.npz").write_text('{"scores": []}')
     one_line_error(run_tool("tools/report.py", d), "not an .npz evaluation file (it looks like JSON or text)")
-    from mlcls.report import save_eval_scores
+    from mlcls.report import Evaluation, save_eval_scores
 
-    good = save_eval_scores(tmp_path / "g" / "eval_scores.npz", torch.rand(4, 2), torch.ones(4, 2), ["a"] * 4, ["x", "y"], [0.5] * 2, {})
+    good = save_eval_scores(
+        tmp_path / "g" / "eval_scores.npz", Evaluation(torch.rand(4, 2), torch.ones(4, 2), ["a"] * 4, ["x", "y"], [0.5] * 2, {})
+    )
     (d / "eval_scores.npz").write_bytes(good.read_bytes()[:300])
     one_line_error(run_tool("tools/report.py", d), "cannot read the saved evaluation, damaged or cut short?")
-    save_eval_scores(tmp_path / "h" / "eval_scores.npz", torch.rand(4, 2), torch.ones(4, 2), ["a"] * 4, ["x", "z"], [0.5] * 2, {})
+    save_eval_scores(
+        tmp_path / "h" / "eval_scores.npz", Evaluation(torch.rand(4, 2), torch.ones(4, 2), ["a"] * 4, ["x", "z"], [0.5] * 2, {})
+    )
     one_line_error(
         run_tool("tools/report.py", tmp_path / "g", tmp_path / "h"), "their class lists differ (only in A: ['y']; only in B: ['z'])"
     )

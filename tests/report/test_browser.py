@@ -7,6 +7,7 @@ skipped and say so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from mlcls.apis import test_model as evaluate_checkpoint
+from mlcls.apis.test import ThresholdOptions
 from mlcls.evaluation import compute_metrics
 from mlcls.report import load_eval_scores
 from mlcls.report.data import report_data
@@ -40,7 +42,7 @@ def shown(b: Chromium) -> dict:
 
 def assert_matches_compute_metrics(state: dict, saved: dict) -> None:
     c, k = int(state["exp-class"]), int(state["thr-slider"])
-    m = compute_metrics(saved["scores"], saved["targets"], thr=k / 1000)
+    m = compute_metrics(saved.scores, saved.targets, thr=k / 1000)
     assert state["exp-thr"] == f"{k / 1000:.3f}"
     assert (state["exp-p"], state["exp-r"], state["exp-f1"]) == (
         f"{m['precision'][c]:.2f}",
@@ -90,12 +92,12 @@ def test_report_in_chromium(browser, evaluated, tmp_path):
     while not list(downloads.glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
     record = json.loads(next(downloads.glob("*.json")).read_text())
-    assert record["classes"] == saved["classes"] and record["edited"] == [saved["classes"][target]]
+    assert record["classes"] == saved.classes and record["edited"] == [saved.classes[target]]
     assert record["values"][target] == int(second["thr-slider"]) / 1000
-    assert [v for i, v in enumerate(record["values"]) if i != target] == [v for i, v in enumerate(saved["thr"]) if i != target]
+    assert [v for i, v in enumerate(record["values"]) if i != target] == [v for i, v in enumerate(saved.thr) if i != target]
     f = tmp_path / "thresholds.json"
     f.write_text(json.dumps(record))
-    m = evaluate_checkpoint(None, str(evaluated["checkpoint"]), thr=str(f), work_dir=str(tmp_path / "again"))
+    m = evaluate_checkpoint(None, str(evaluated["checkpoint"]), thresholds=ThresholdOptions(thr=str(f)), work_dir=str(tmp_path / "again"))
     assert f"{m['precision'][target]:.2f}" == second["exp-p"] and f"{m['recall'][target]:.2f}" == second["exp-r"]
 
     shot = browser.screenshot(tmp_path / "report.png")
@@ -125,27 +127,27 @@ def test_collapsed_model_page_warns(browser, tmp_path):
 
 def test_compare_page_in_chromium(browser, evaluated, tmp_path):
     saved = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")
-    a = report_data(saved["scores"], saved["targets"], saved["classes"], saved["thr"], meta={"name": "A"}, gallery_classes=0)
-    b = report_data(saved["scores"] ** 2, saved["targets"], saved["classes"], saved["thr"], meta={"name": "B"}, gallery_classes=0)
+    a = report_data(saved.scores, saved.targets, saved.classes, saved.thr, meta={"name": "A"}, gallery_classes=0)
+    b = report_data(saved.scores**2, saved.targets, saved.classes, saved.thr, meta={"name": "B"}, gallery_classes=0)
     page = write_compare(a, b, tmp_path / "cmp.html")
     browser.open(page.as_uri())
     assert browser.errors() == [] and browser.eval("document.body.dataset.ready") == "1"
     assert browser.eval("document.querySelectorAll('#class-table tbody tr').length") == 10
     browser.click(*browser.center("#class-filter"))
-    browser.send("Input.insertText", {"text": saved["classes"][0]})
+    browser.send("Input.insertText", {"text": saved.classes[0]})
     assert browser.eval("document.querySelectorAll('#class-table tbody tr').length") >= 1
-    assert browser.eval("document.querySelector('#class-table tbody tr td').textContent").startswith(saved["classes"][0])
+    assert browser.eval("document.querySelector('#class-table tbody tr td').textContent").startswith(saved.classes[0])
 
 
 def test_compare_page_shows_the_summary_intervals_and_says_which_test_the_stars_follow(browser, evaluated, tmp_path):
     from mlcls.report.data import paired_comparison
 
     saved = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")
-    other = {**saved, "scores": saved["scores"] ** 2, "meta": {"name": "B"}}
+    other = dataclasses.replace(saved, scores=saved.scores**2, meta={"name": "B"})
     paired = paired_comparison(saved, other, resamples=50)
-    a = report_data(saved["scores"], saved["targets"], saved["classes"], saved["thr"], meta={"name": "A", "views": ["sagittal"]},
+    a = report_data(saved.scores, saved.targets, saved.classes, saved.thr, meta={"name": "A", "views": ["sagittal"]},
                     gallery_classes=0)  # fmt: skip
-    b = report_data(other["scores"], saved["targets"], saved["classes"], saved["thr"], meta={"name": "B", "views": ["sagittal"]},
+    b = report_data(other.scores, saved.targets, saved.classes, saved.thr, meta={"name": "B", "views": ["sagittal"]},
                     gallery_classes=0)  # fmt: skip
     page = write_compare(a, b, tmp_path / "cmp.html", paired=paired)
     browser.open(page.as_uri())

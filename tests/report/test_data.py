@@ -21,7 +21,7 @@ from mlcls.report.data import (
     zeros_baseline,
 )
 from mlcls.report.html import render
-from mlcls.report.store import load_eval_scores, save_eval_scores
+from mlcls.report.store import Evaluation, load_eval_scores, save_eval_scores
 from tests.report.conftest import embedded_data
 
 
@@ -189,11 +189,12 @@ def test_saved_scores_round_trip_and_refuse_pickles(tmp_path):
     scores, targets = scores_with_edge_cases(n=30, c=3)
     meta = {"split": "val", "train_counts": {"pos": [1, 2, 3]}}
     f = save_eval_scores(
-        tmp_path / "eval_scores.npz", scores, targets, [f"img{i}.png" for i in range(30)], ["a", "b", "c"], [0.5, 0.4, 0.3], meta
+        tmp_path / "eval_scores.npz",
+        Evaluation(scores, targets, [f"img{i}.png" for i in range(30)], ["a", "b", "c"], [0.5, 0.4, 0.3], meta),
     )
     got = load_eval_scores(f)
-    assert torch.equal(got["scores"], scores) and torch.equal(got["targets"], targets)
-    assert got["paths"][3] == "img3.png" and got["classes"] == ["a", "b", "c"] and got["thr"] == [0.5, 0.4, 0.3] and got["meta"] == meta
+    assert torch.equal(got.scores, scores) and torch.equal(got.targets, targets)
+    assert got.paths[3] == "img3.png" and got.classes == ["a", "b", "c"] and got.thr == [0.5, 0.4, 0.3] and got.meta == meta
     np.savez(
         tmp_path / "evil.npz",
         scores=np.array([object()], dtype=object),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,6 +11,7 @@ import torch
 
 from mlcls.apis import test_model as evaluate_checkpoint
 from mlcls.apis.inference import inference_model, init_model
+from mlcls.apis.test import ThresholdOptions
 from mlcls.errors import ConfigError
 from mlcls.evaluation import compute_metrics
 from mlcls.report import load_eval_scores
@@ -20,14 +22,14 @@ def test_test_model_writes_the_report_and_what_rebuilds_it(evaluated):
     d, m = evaluated["test_dir"], evaluated["metrics"]
     assert {str(d / "report.html"), str(d / "eval_scores.npz")} <= set(m["written"])
     saved = load_eval_scores(d / "eval_scores.npz")
-    assert saved["scores"].shape == (64, 10) and saved["thr"] == m["thr"]
+    assert saved.scores.shape == (64, 10) and saved.thr == m["thr"]
     # the saved scores are the evaluated ones: they give test_metrics.json's numbers again
-    again = compute_metrics(saved["scores"], saved["targets"], thr=saved["thr"])
+    again = compute_metrics(saved.scores, saved.targets, thr=saved.thr)
     assert again["mAP"] == pytest.approx(m["mAP"]) and again["CF1"] == pytest.approx(m["CF1"])
     data = embedded_data(d / "report.html")
     assert data["summary"]["mAP"] == pytest.approx(m["mAP"]) and data["meta"]["num_images"] == 64
     assert data["meta"]["split"] == "test" and data["meta"]["thresholds_source"] == "config evaluator (thr 0.5)"
-    assert [c["name"] for c in data["classes"]] == saved["classes"]
+    assert [c["name"] for c in data["classes"]] == saved.classes
     # training frequencies come from the checkpoint, curves from the run's scalars.jsonl
     counts = torch.load(evaluated["checkpoint"], weights_only=True)["meta"]["train_counts"]
     assert [c["train_pos"] for c in data["classes"]] == counts["pos"] and counts["num_samples"] == 96
@@ -36,8 +38,8 @@ def test_test_model_writes_the_report_and_what_rebuilds_it(evaluated):
     rows = {r for g in data["gallery"].values() for key in ("fp", "miss") for r, _ in g[key]}
     assert rows and {int(r) for r in data["images"]} == rows
     for r, im in data["images"].items():
-        assert im["file"] == saved["paths"][int(r)] and im["thumb"].startswith("data:image/jpeg;base64,")
-        assert im["labels"] == torch.nonzero(saved["targets"][int(r)] == 1).flatten().tolist()
+        assert im["file"] == saved.paths[int(r)] and im["thumb"].startswith("data:image/jpeg;base64,")
+        assert im["labels"] == torch.nonzero(saved.targets[int(r)] == 1).flatten().tolist()
 
 
 def test_report_tool_rebuilds_the_same_page_from_saved_scores(evaluated, tmp_path, run_tool):
@@ -69,7 +71,7 @@ def test_report_tool_says_what_it_needs(tmp_path, run_tool):
 
 def test_compare_two_evaluations_in_class_order_with_paired_statistics(evaluated, tmp_path, run_tool):
     other = tmp_path / "thr03"
-    evaluate_checkpoint(None, str(evaluated["checkpoint"]), thr=0.3, work_dir=str(other), report=True)
+    evaluate_checkpoint(None, str(evaluated["checkpoint"]), thresholds=ThresholdOptions(thr=0.3), work_dir=str(other), report=True)
     r = run_tool("tools/report.py", evaluated["test_dir"], other, "--out", tmp_path / "cmp.html", "--resamples", "50")
     assert r.returncode == 0, r.stderr
     assert "AUROC with DeLong's test" in r.stdout and "10 classes tested" in r.stdout
@@ -92,7 +94,7 @@ def test_compare_two_evaluations_in_class_order_with_paired_statistics(evaluated
 
 
 def test_thresholds_file_works_in_test_and_inference(evaluated, tmp_path, run_tool):
-    classes = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")["classes"]
+    classes = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz").classes
     values = [round(0.1 + 0.05 * i, 3) for i in range(len(classes))]
     record = {"values": values[::-1], "classes": classes[::-1], "objective": "manual", "source": "report.html"}
     f = tmp_path / "thresholds.json"
@@ -103,7 +105,7 @@ def test_thresholds_file_works_in_test_and_inference(evaluated, tmp_path, run_to
     assert out["thresholds"]["values"] == pytest.approx(values) and out["thresholds"]["source"] == f"file {f}"
     assert not (tmp_path / "t/report.html").exists()  # --no-report
     model = init_model(None, evaluated["checkpoint"])
-    image = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")["paths"][0]
+    image = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz").paths[0]
     assert inference_model(model, image, thr=str(f)) == inference_model(model, image, thr=values)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"values": values[:3], "classes": classes[:3]}))
@@ -136,13 +138,13 @@ def test_compare_aligns_the_same_samples_in_another_order(evaluated, tmp_path, r
     from mlcls.report.data import align_samples
 
     a = load_eval_scores(evaluated["test_dir"] / "eval_scores.npz")
-    order = torch.randperm(len(a["paths"]), generator=torch.Generator().manual_seed(0))
-    b = {**a, "scores": a["scores"][order], "targets": a["targets"][order], "paths": [a["paths"][i] for i in order]}
+    order = torch.randperm(len(a.paths), generator=torch.Generator().manual_seed(0))
+    b = dataclasses.replace(a, scores=a.scores[order], targets=a.targets[order], paths=[a.paths[i] for i in order])
     aligned = align_samples(a, b)
-    assert aligned["paths"] == a["paths"] and torch.equal(aligned["scores"], a["scores"]) and torch.equal(aligned["targets"], a["targets"])
+    assert aligned.paths == a.paths and torch.equal(aligned.scores, a.scores) and torch.equal(aligned.targets, a.targets)
     from mlcls.report import save_eval_scores
 
-    save_eval_scores(tmp_path / "b" / "eval_scores.npz", b["scores"], b["targets"], b["paths"], b["classes"], b["thr"], b["meta"])
+    save_eval_scores(tmp_path / "b" / "eval_scores.npz", b)
     r = run_tool("tools/report.py", evaluated["test_dir"], tmp_path / "b", "--resamples", "20")
     assert r.returncode == 0 and "no paired statistics" not in r.stderr, r.stderr
     assert (

@@ -90,7 +90,7 @@ def test_good_saved_scores_pass_and_a_fifo_is_refused_without_blocking(tmp_path,
 
     _write(tmp_path / "good", _good())
     run = load_eval_scores(tmp_path / "good" / "oof_scores.npz")
-    assert run["scores"].shape == (12, 2) and run["meta"]["folds"] == 3
+    assert run.scores.shape == (12, 2) and run.meta["folds"] == 3
     os.mkfifo(tmp_path / "pipe.npz")
     one_line_error(run_tool("tools/report.py", tmp_path / "pipe.npz"), "pipe.npz: not a regular file")
 
@@ -130,8 +130,7 @@ def test_a_pipe_among_the_pictures_is_named_not_read_and_pictures_have_a_time_bo
     from mlcls.report.store import load_eval_scores
 
     run = load_eval_scores(tmp_path / "run" / "oof_scores.npz")
-    out = build_report(run["scores"], run["targets"], run["paths"], run["classes"], run["thr"], run["meta"], tmp_path / "late.html",
-                       gallery_k=12)  # fmt: skip
+    out = build_report(run, tmp_path / "late.html", gallery_k=12)
     assert all(im["error"].startswith("not read: the report's 0 s for pictures ran out") for im in embedded_data(out)["images"].values())
 
 

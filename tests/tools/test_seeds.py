@@ -59,11 +59,11 @@ def test_folds_with_seeds_average_the_out_of_fold_scores(config_file, tmp_path, 
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     seeds = [load_eval_scores(wd / f"seed_{s}" / "oof_scores.npz") for s in (0, 1)]
-    assert seeds[0]["meta"]["tta"] == seeds[1]["meta"]["tta"] == ["identity", "hflip"]  # held-out folds scored over both views
+    assert seeds[0].meta["tta"] == seeds[1].meta["tta"] == ["identity", "hflip"]  # held-out folds scored over both views
     assert (wd / "seed_0" / "folds.csv").read_text() != (wd / "seed_1" / "folds.csv").read_text()  # each seed its own split
     mean = load_eval_scores(wd / "oof_scores.npz")
-    assert mean["paths"] == seeds[0]["paths"] == seeds[1]["paths"] and mean["meta"]["seeds"] == [0, 1]
-    np.testing.assert_allclose(mean["scores"].numpy(), (seeds[0]["scores"].numpy() + seeds[1]["scores"].numpy()) / 2, atol=1e-6)
+    assert mean.paths == seeds[0].paths == seeds[1].paths and mean.meta["seeds"] == [0, 1]
+    np.testing.assert_allclose(mean.scores.numpy(), (seeds[0].scores.numpy() + seeds[1].scores.numpy()) / 2, atol=1e-6)
     assert "2-fold cross-validation, 2 seeds" in r.stdout and "seed 1: mAP" in (wd / "folds_summary.txt").read_text()
     r = run_tool("tools/find_label_issues.py", wd, "--min-known", "3")
     assert r.returncode == 0 and "not out-of-fold" not in r.stderr, r.stderr

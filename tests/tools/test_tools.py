@@ -44,7 +44,7 @@ def test_train_then_test_round_trip(config_file, tmp_path, run_tool):
     assert "mAP" in r.stdout and "circle" in r.stdout  # summary and per-class table
     metrics = json.loads((wd / "test_metrics.json").read_text())
     saved = load_eval_scores(wd / "eval_scores.npz")
-    assert_metrics_match_sklearn(metrics, saved["scores"], saved["targets"])
+    assert_metrics_match_sklearn(metrics, saved.scores, saved.targets)
     assert len(metrics["per_class"]) == 10 and {"class", "positives", "AP", "P", "R", "F1"} <= set(metrics["per_class"][0])
     lines = out.read_text().splitlines()
     assert len(lines) == 65 and lines[0].startswith("image,score_circle")

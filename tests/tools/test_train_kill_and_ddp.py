@@ -160,7 +160,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_total_batch(shapes_r
     r = run_tool("tools/test.py", two / "latest.pth", "--work-dir", tmp_path / "test2")
     assert r.returncode == 0, r.stderr
     saved = load_eval_scores(tmp_path / "test2" / "eval_scores.npz")  # the scores the evaluation saw
-    assert_metrics_match_sklearn(json.loads((tmp_path / "test2" / "test_metrics.json").read_text()), saved["scores"], saved["targets"])
+    assert_metrics_match_sklearn(json.loads((tmp_path / "test2" / "test_metrics.json").read_text()), saved.scores, saved.targets)
     ckpt = torch.load(two / "latest.pth", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
 
@@ -186,12 +186,12 @@ def test_folds_under_torchrun_score_every_sample_once_in_the_right_rows(shapes_r
     rows = list(csv.DictReader((wd / "folds.csv").open()))
     assert len(rows) == 96 and len({row["path"] for row in rows}) == 96 and {row["fold"] for row in rows} == {"0", "1"}
     oof = load_eval_scores(wd / "oof_scores.npz")
-    assert sorted(oof["paths"]) == sorted(row["path"] for row in rows) and not torch.isnan(oof["scores"]).any()
+    assert sorted(oof.paths) == sorted(row["path"] for row in rows) and not torch.isnan(oof.scores).any()
     assert len(json.loads((wd / "folds_summary.json").read_text())["per_fold"]) == 2
     for k in (0, 1):
         held = [row["path"] for row in rows if row["fold"] == str(k)]
         model = init_model(None, wd / f"fold_{k}" / "latest.pth")
         alone = inference_model(model, [str(p) for p in held])
         for path, res in zip(held, alone):
-            got = oof["scores"][oof["paths"].index(path)]
-            assert torch.allclose(got, torch.tensor([res["scores"][c] for c in oof["classes"]]), atol=2e-6), path
+            got = oof.scores[oof.paths.index(path)]
+            assert torch.allclose(got, torch.tensor([res["scores"][c] for c in oof.classes]), atol=2e-6), path
