@@ -294,7 +294,7 @@ def evaluate_split(
         "config": str(config or "stored in the checkpoint"),
         "split": split,
         "thresholds_source": resolved.source,
-        "tta": " + ".join(map(str, views)) if views else None,
+        "tta": [str(v) for v in views] if views else None,  # a list, as the folds' held-out scores keep it
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "train_counts": ckpt["meta"].get("train_counts"),
         "views": bag_views(model),  # the report shows a multi-view sample by the model's own view

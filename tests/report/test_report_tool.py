@@ -134,6 +134,17 @@ def test_no_tool_writes_over_its_input_or_another_steps_result(evaluated, tmp_pa
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
 
 
+def test_an_evaluation_under_test_time_augmentation_is_rebuilt_by_report_py(evaluated, tmp_path, run_tool):
+    # its meta says which views were averaged, as a list like the folds' held-out scores (the loader checks the type)
+    evaluate_checkpoint(None, str(evaluated["checkpoint"]), tta="flip", work_dir=str(tmp_path / "tta"), report=True)
+    saved = load_eval_scores(tmp_path / "tta" / "eval_scores.npz")
+    assert saved.meta["tta"] == ["identity", "hflip"]
+    r = run_tool("tools/report.py", tmp_path / "tta", "--out", tmp_path / "again.html")
+    assert r.returncode == 0, r.stderr
+    assert embedded_data(tmp_path / "again.html")["meta"]["tta"] == ["identity", "hflip"]
+    assert 'Array.isArray(M.tta) ? M.tta.join(" + ")' in (tmp_path / "again.html").read_text(encoding="utf-8")  # shown joined
+
+
 def test_compare_aligns_the_same_samples_in_another_order(evaluated, tmp_path, run_tool):
     from mlcls.report.data import align_samples
 

@@ -171,3 +171,21 @@ def test_a_label_issue_list_edited_in_a_spreadsheet_is_read_or_one_error(content
     else:
         one_line_error(r, message)
         assert not (d / "report.html").exists()
+
+
+def test_an_evaluation_is_one_value_that_reads_back_as_it_was_saved_and_is_judged_at_other_thresholds_as_a_copy(tmp_path):
+    import torch
+
+    from mlcls.report.store import Evaluation, load_eval_scores, save_eval_scores
+
+    a = _good()
+    meta = {"name": "probe", "thresholds_source": "config", "tta": ["identity", "hflip"], "same_samples": ["tuned on them"]}
+    ev = Evaluation(
+        torch.from_numpy(a["scores"]), torch.from_numpy(a["targets"]), a["paths"].tolist(), a["classes"].tolist(), [0.5, 0.5], meta
+    )
+    back = load_eval_scores(save_eval_scores(tmp_path / "eval_scores.npz", ev))
+    assert torch.equal(back.scores, ev.scores) and torch.equal(back.targets, ev.targets) and back.targets.dtype == torch.int8
+    assert (back.paths, back.classes, back.thr, back.meta, back.evidence, back.views) == (ev.paths, ev.classes, ev.thr, meta, None, None)
+    other = back.with_thresholds([0.25, 0.75], "thresholds.json")
+    assert other.thr == [0.25, 0.75] and other.meta["thresholds_source"] == "thresholds.json" and other.scores is back.scores
+    assert back.thr == [0.5, 0.5] and back.meta["thresholds_source"] == "config"  # the loaded value is unchanged
