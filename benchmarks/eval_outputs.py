@@ -87,7 +87,11 @@ def run_tools(out: Path) -> None:
 
 
 def manifest(out: Path) -> dict:
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in SUFFIXES and p.name not in SKIPPED and "data" not in p.parts)
+    files = sorted(
+        p
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix in SUFFIXES and p.name not in SKIPPED and "data" not in p.relative_to(out).parts
+    )
     return {str(p.relative_to(out)): content_hash(p, out) for p in files}
 
 

@@ -251,16 +251,15 @@ def test_model(
     model, ckpt, cfg = build_from_checkpoint(checkpoint, cfg, cfg_options=cfg_options, trust_config=trust_config)
     tta = resolve_tta(tta, cfg)
     model = TTAModel(model, tta) if tta else model
-    tta_views = model.views if tta else None
     work_dir, had_evaluation = _output_dir(work_dir, checkpoint, out)
     ev_cfg = evaluator_section(cfg) or {"type": "MultiLabelMetric"}
     ev, resolved = evaluate_split(cfg, model, ckpt, checkpoint, split, opts, ev_cfg, work_dir, page.config)
     metrics, at_half, evaluator = _metrics(ev, resolved, ev_cfg, ci, ci_seed, page.write)
-    metrics["report"] = _report_text(metrics, at_half, ev.classes, resolved, tta_views, *evaluator)
+    metrics["report"] = _report_text(metrics, at_half, ev.classes, resolved, ev.meta["tta"], *evaluator)
     metrics["thresholds_source"] = resolved.source
     if on_report is not None:  # before any write that could fail: the numbers are never lost
         on_report(metrics["report"])
-    results = _results(metrics, at_half, ev, checkpoint, tta_views, evaluator, opts.tune, page.write)
+    results = _results(metrics, at_half, ev, checkpoint, evaluator, opts.tune, page.write)
     written = _write_metric_files(results, work_dir, split, opts.tune)
     if out:  # relative to where the user is, as every tool's --out
         write_scores(out, ev)
@@ -287,14 +286,13 @@ def evaluate_split(
     checkpoint = Path(checkpoint)
     # the run's scalars.jsonl: beside the checkpoint, else in the work dir it was trained in
     run_dir = next((str(d) for d in (checkpoint.parent, (cfg or {}).get("work_dir")) if d and (Path(d) / "scalars.jsonl").is_file()), None)
-    views = model.views if isinstance(model, TTAModel) else None
     meta = {
         "name": f"{checkpoint.parent.name}/{checkpoint.name} on {split}",
         "checkpoint": str(checkpoint.resolve()),
         "config": str(config or "stored in the checkpoint"),
         "split": split,
         "thresholds_source": resolved.source,
-        "tta": [str(v) for v in views] if views else None,  # a list, as the folds' held-out scores keep it
+        "tta": list(model.views) if isinstance(model, TTAModel) else None,  # the views averaged, as the folds' scores keep them
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "train_counts": ckpt["meta"].get("train_counts"),
         "views": bag_views(model),  # the report shows a multi-view sample by the model's own view
@@ -365,7 +363,7 @@ def _metrics(ev: Evaluation, resolved, ev_cfg: dict, ci: int | None, ci_seed: in
     return metrics, at_half, (ev_name, ev_extra)
 
 
-def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, views, ev_name: str, ev_extra: dict) -> str:
+def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, tta: list | None, ev_name: str, ev_extra: dict) -> str:
     """What tools/test.py prints: the thresholds' source, the summary and per-class table, the
     evaluator's own metrics, and the metrics at 0.5 when other thresholds are in use."""
     stored = resolved.record
@@ -377,7 +375,7 @@ def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, vie
             f"global threshold {stored.get('global_thr', 0.5):.3f} (micro-F1 optimal), so their P/R may be far from the others'"
         )
     lines = [
-        f"thresholds: {resolved.source}" + (f"; test-time augmentation: {' + '.join(map(str, views))}" if views else ""),
+        f"thresholds: {resolved.source}" + (f"; test-time augmentation: {' + '.join(map(str, tta))}" if tta else ""),
         format_report(metrics, classes, fallback, note),
     ]
     if ev_extra:
@@ -387,7 +385,7 @@ def _report_text(metrics: dict, at_half: dict, classes: list[str], resolved, vie
     return "\n".join(lines)
 
 
-def _results(metrics: dict, at_half: dict, ev: Evaluation, checkpoint, views, evaluator, tune, report) -> dict:
+def _results(metrics: dict, at_half: dict, ev: Evaluation, checkpoint, evaluator, tune, report) -> dict:
     """test_metrics.json's content."""
     ev_name, ev_extra = evaluator
     extra = ("F1_micro", "hamming_loss", "subset_accuracy", "one_error", "num_classes_skipped", "auroc_skipped", "num_samples")
@@ -397,7 +395,7 @@ def _results(metrics: dict, at_half: dict, ev: Evaluation, checkpoint, views, ev
         "checkpoint": str(checkpoint),
         "split": ev.meta["split"],
         "thresholds": {"source": ev.meta["thresholds_source"], "values": metrics["thr"]},
-        "tta": views,
+        "tta": ev.meta["tta"],
         "at_0.5": {k: at_half[k] for k in SUMMARY_KEYS if k in at_half},
         **({"ci": {k: v for k, v in metrics["ci"].items() if k != "per_class"}} if metrics.get("ci") else {}),
         "evaluator": {"type": ev_name, "metrics": ev_extra},  # the configured evaluator (its own metrics also above)
@@ -442,7 +440,7 @@ def write_report_files(work_dir: Path, ev: Evaluation, model, page: ReportOption
     ``metrics`` / ``at_half``: the evaluation's, reused by the page."""
     npz = save_eval_scores(work_dir / SCORES_FILE, ev)
     # exams are shown by the slice that carried each class's score
-    evidence_fn = (lambda items: bag_evidence(model, items)) if bag_views(model) is not None else None
+    evidence_fn = (lambda items: bag_evidence(model, items)) if ev.views is not None else None
     html = build_report(ev, work_dir / "report.html", gallery_k=page.gallery_k, gallery_classes=page.gallery_classes,
                         metrics=metrics, at_half=at_half, evidence_fn=evidence_fn)  # fmt: skip
     return [npz, html]

@@ -142,7 +142,7 @@ def test_an_evaluation_under_test_time_augmentation_is_rebuilt_by_report_py(eval
     r = run_tool("tools/report.py", tmp_path / "tta", "--out", tmp_path / "again.html")
     assert r.returncode == 0, r.stderr
     assert embedded_data(tmp_path / "again.html")["meta"]["tta"] == ["identity", "hflip"]
-    assert 'Array.isArray(M.tta) ? M.tta.join(" + ")' in (tmp_path / "again.html").read_text(encoding="utf-8")  # shown joined
+    assert "Array.isArray(M.tta) ? M.tta.map(" in (tmp_path / "again.html").read_text(encoding="utf-8")  # shown joined
 
 
 def test_compare_aligns_the_same_samples_in_another_order(evaluated, tmp_path, run_tool):

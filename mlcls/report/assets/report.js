@@ -164,7 +164,7 @@
   const keys = [["mAP", "mAP"], ["mAUROC", "mean ROC AUC"], ["CP", "CP"], ["CR", "CR"], ["CF1", "CF1"], ["OP", "OP"], ["OR", "OR"], ["OF1", "OF1"], ["mSpec", "mean specificity"], ["subset_accuracy", "exact match"], ["label_accuracy", "label accuracy"]];
   const info = [
     ["checkpoint", M.checkpoint], ["config", M.config], ["split", M.split], ["images", M.num_images], ["classes", M.num_classes],
-    ["thresholds", M.thresholds_source], ["test-time augmentation", Array.isArray(M.tta) ? M.tta.join(" + ") : M.tta], ["bootstrap CI", M.ci], ["evaluator", M.evaluator], ["written", M.created],
+    ["thresholds", M.thresholds_source], ["test-time augmentation", Array.isArray(M.tta) ? M.tta.map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(" + ") : M.tta], ["bootstrap CI", M.ci], ["evaluator", M.evaluator], ["written", M.created],
   ].filter((kv) => kv[1] !== undefined && kv[1] !== null && kv[1] !== "");
   let warn = "";
   if (M.same_samples && M.same_samples.length) {
