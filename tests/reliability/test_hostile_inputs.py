@@ -166,7 +166,9 @@ def test_duplicate_keys_are_errors_in_yaml_and_threshold_files(tmp_path):
 
 
 def test_two_trainings_into_one_work_dir_the_second_is_refused(shapes_root, tmp_path):
-    cfg = tiny_config(shapes_root, tmp_path / "run", max_epochs=2)
+    # 12 epochs hold the lock about 25 s: the second command's start (about 5 s of imports, more under
+    # load) must find the first still training, not finished (2 epochs held it about 4 s: a race)
+    cfg = tiny_config(shapes_root, tmp_path / "run", max_epochs=12)
     cfg.pop("work_dir")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(tmp_path / "c.yaml"), "--work-dir", str(tmp_path / "run")]
@@ -180,10 +182,10 @@ def test_two_trainings_into_one_work_dir_the_second_is_refused(shapes_root, tmp_
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.returncode == 2 and f"is in use by another training run (process {first.pid} on " in second.stderr
     assert [ln for ln in second.stderr.strip().splitlines() if ln.strip()] == [second.stderr.strip()]
-    # the first run's files are all its own: one log, two epochs, no interleaved lines
+    # the first run's files are all its own: one log, its 12 epochs, no interleaved lines
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count("model: ImageClassifier") == 1 and "in use" not in log
-    assert sorted(p.name for p in (tmp_path / "run").glob("epoch_*.pth")) == ["epoch_1.pth", "epoch_2.pth"]
+    assert sorted(p.name for p in (tmp_path / "run").glob("epoch_*.pth")) == sorted(f"epoch_{k}.pth" for k in range(1, 13))
     assert not lock.exists()  # released at the end
 
 
